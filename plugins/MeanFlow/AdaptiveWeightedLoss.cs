@@ -1,0 +1,25 @@
+using HierDistill.Abstractions.Losses;
+using static TorchSharp.torch;
+
+namespace HierDistill.Plugins.MeanFlow;
+
+/// <summary>
+/// MeanFlow's adaptively weighted squared error (Geng et al. 2025, §4.3 and Appendix; method.md §2):
+/// <c>s_i = Σ_dims Δ_i²</c> per sample, <c>L = mean_i( sg(1 / (s_i + c)^p) · s_i )</c>; the weight is detached.
+/// With p = 1 the loss stays near 1 by design, so the unweighted mean <c>s</c> is logged as <c>raw_loss</c>.
+/// </summary>
+internal static class AdaptiveWeightedLoss
+{
+    /// <param name="delta">Error Δ <c>[B, ...S]</c>, carrying the gradient.</param>
+    /// <param name="power">p ≥ 0 (0 gives the plain per-sample sum of squares).</param>
+    /// <param name="epsilon">c &gt; 0.</param>
+    public static LossBreakdown Compute(Tensor delta, double power, double epsilon)
+    {
+        var s = delta.square().flatten(1).sum(1);                   // [B] per-sample sum over all non-batch dims
+        var weight = power == 0 ? ones_like(s) : (s.detach() + epsilon).pow(-power); // [B], no gradient
+        var loss = (weight * s).mean();
+        return new LossBreakdown(loss,
+            new Dictionary<string, Tensor> { ["raw_loss"] = s.mean() },
+            new Dictionary<string, Tensor> { ["adaptive_weight"] = weight.mean() });
+    }
+}

@@ -1,0 +1,73 @@
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Conventions;
+using HierDistill.Abstractions.Data;
+using HierDistill.Abstractions.Losses;
+using HierDistill.Abstractions.Models;
+using HierDistill.Abstractions.Numerics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace HierDistill.Plugins.MeanFlow;
+
+/// <summary>
+/// Stage 1 of HD: MeanFlow (Geng et al. 2025, Alg. 1) with the teacher's classifier-free-guided velocity in
+/// place of the data velocity (method.md §2):
+/// <code>
+/// z = (1 - t) x + t e;  ṽ = v_w(z, t | c);  du/dt = JVP(u_θ, (z, r, t), (ṽ, 0, 1))
+/// u_tgt = sg(ṽ - (t - r) du/dt);  L = mean( sg(1/(s + c)^p) s ),  s = Σ (u_θ(z, r, t | c) - u_tgt)²
+/// </code>
+/// Rows whose label was dropped to ∅ get the teacher's unconditional velocity.
+/// </summary>
+internal sealed class MeanFlowDistiller(MeanFlowOptions options) : ITrajectoryDistiller
+{
+    public MeanFlowOptions Options { get; } = options;
+
+    public LossBreakdown Loss(AverageVelocityNetwork student, ITeacher teacher, Batch batch, TrainingProgress progress)
+    {
+        var x = batch.X;
+        Shapes.RequireBatchOf(x, "batch.X", teacher.Spec.SampleShape);
+        int nullLabel = teacher.Spec.NullLabel;
+        var labels = LabelDropout.Apply(batch.Labels, Options.LabelDropout, nullLabel);
+        var (t, r) = TimePairSampler.Sample(batch.Size, Options.TimeMean, Options.TimeStd, Options.RatioRNotEqualT, x.device);
+        var e = randn_like(x);
+        var z = FlowConventions.Interpolate(x, e, t);
+
+        Tensor v;
+        using (no_grad())
+            v = ClassifierFreeGuidance.Guide(teacher.Velocity, Options.GuidanceScale, nullLabel)(z, t, labels).detach();
+
+        Tensor u, dudt;
+        if (Options.Jvp == JvpMode.DoubleBackward)
+        {
+            (u, dudt) = JacobianVectorProduct.DoubleBackward((zz, tt) => student.AverageVelocity(zz, r, tt, labels), z, t, v, ones_like(t));
+        }
+        else
+        {
+            dudt = FiniteDifferenceJvp(student, z, r, t, v, labels);
+            u = student.AverageVelocity(z, r, t, labels);
+        }
+
+        var target = MeanFlowTarget.Compute(v, dudt, r, t);
+        var loss = AdaptiveWeightedLoss.Compute(u - target, Options.AdaptiveWeightPower, Options.AdaptiveWeightEpsilon);
+        var diagnostics = new Dictionary<string, Tensor>(loss.Diagnostics)
+        {
+            ["r_ne_t_fraction"] = (r != t).to_type(ScalarType.Float32).mean(),
+            ["dudt_abs"] = dudt.abs().mean(),
+        };
+        return new LossBreakdown(loss.Total, loss.Terms, diagnostics);
+    }
+
+    /// <summary>du/dt by float64 central differences on a float64 copy of the student.</summary>
+    private Tensor FiniteDifferenceJvp(AverageVelocityNetwork student, Tensor z, Tensor r, Tensor t, Tensor v, Tensor labels)
+    {
+        using var copy = student.Clone();
+        copy.to(ScalarType.Float64);
+        copy.eval();
+        var r64 = r.to_type(ScalarType.Float64);
+        var jvp = JacobianVectorProduct.FiniteDifference(
+            (zz, tt) => copy.AverageVelocity(zz, r64, tt, labels),
+            z.to_type(ScalarType.Float64), t.to_type(ScalarType.Float64), v.to_type(ScalarType.Float64), ones_like(r64),
+            Options.FiniteDifferenceEpsilon, tMin: r64, tMax: 1.0);
+        return jvp.to_type(z.dtype);
+    }
+}

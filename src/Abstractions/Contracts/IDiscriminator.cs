@@ -1,0 +1,39 @@
+using HierDistill.Abstractions.Losses;
+using static TorchSharp.torch;
+
+namespace HierDistill.Abstractions.Contracts;
+
+/// <summary>Logits of a discriminator with diagnostics (e.g. attention entropy).</summary>
+/// <param name="Logits">Logits <c>[B, H]</c>, one column per head (per tapped block); higher means "real".</param>
+/// <param name="Diagnostics">Named scalar diagnostics, never backpropagated.</param>
+public sealed record DiscriminatorOutput(Tensor Logits, IReadOnlyDictionary<string, Tensor> Diagnostics);
+
+/// <summary>
+/// The adversarial half of stage 2: heads over the frozen teacher's token features of noised
+/// samples (LADD, Sauer et al. 2024; HD's Adaptive Weighted Discriminator). The host noises real
+/// and generated samples to <see cref="SampleTimes"/>, taps the teacher's
+/// <see cref="FeatureBlocks"/> and trains <see cref="Heads"/> with <see cref="DiscriminatorLoss"/>.
+/// </summary>
+public interface IDiscriminator
+{
+    /// <summary>The trainable heads and their optimiser settings.</summary>
+    TrainableModule Heads { get; }
+
+    /// <summary>Teacher blocks whose token features the heads read (one head per block).</summary>
+    IReadOnlyList<int> FeatureBlocks { get; }
+
+    /// <summary>Noise levels <c>s_D ∈ [0, 1]</c> for a batch, <c>[B]</c>.</summary>
+    Tensor SampleTimes(long batchSize, Device device);
+
+    /// <summary>Logits from token features <c>[B, N, C]</c> (one per block of <see cref="FeatureBlocks"/>).</summary>
+    /// <param name="features">Token features, in the order of <see cref="FeatureBlocks"/>.</param>
+    /// <param name="labels">Class labels <c>[B]</c> (heads may ignore them).</param>
+    /// <exception cref="ArgumentException">When the number or shapes of the features do not match the heads.</exception>
+    DiscriminatorOutput Forward(IReadOnlyList<Tensor> features, Tensor labels);
+
+    /// <summary>The discriminator's loss for real and fake logits (each <c>[B, H]</c>), averaged over samples and heads.</summary>
+    LossBreakdown DiscriminatorLoss(Tensor realLogits, Tensor fakeLogits);
+
+    /// <summary>The generator's adversarial loss for fake logits <c>[B, H]</c>, averaged over samples and heads.</summary>
+    LossBreakdown GeneratorLoss(Tensor fakeLogits);
+}

@@ -1,0 +1,29 @@
+using static TorchSharp.torch;
+
+namespace HierDistill.Abstractions.Data;
+
+/// <summary>
+/// A labelled data set: the training distribution the teacher was fitted to and the reference
+/// the evaluation compares against. Implemented by data plugins ("mixture2d", ...).
+/// </summary>
+public interface IDataSource
+{
+    /// <summary>Sample shape and number of classes.</summary>
+    DataSpec Spec { get; }
+
+    /// <summary>Draws a training batch.</summary>
+    /// <param name="batchSize">Number of samples B, at least 1.</param>
+    /// <param name="device">Device of the returned tensors.</param>
+    /// <param name="generator">Random generator (null: the global torch generator).</param>
+    /// <returns><c>X [B, ...S]</c> in the data's units, labels <c>[B]</c> int64 in <c>0 .. K-1</c>.</returns>
+    Batch SampleTrain(int batchSize, Device device, Generator? generator = null);
+
+    /// <summary>
+    /// Draws evaluation samples, independent of the training batches (a held-out split, or fresh
+    /// draws for a synthetic distribution).
+    /// </summary>
+    /// <param name="count">Number of samples, at least 1.</param>
+    /// <param name="device">Device of the returned tensors.</param>
+    /// <param name="generator">Random generator (null: the global torch generator).</param>
+    Batch SampleEvaluation(int count, Device device, Generator? generator = null);
+}

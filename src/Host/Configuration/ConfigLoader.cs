@@ -1,0 +1,238 @@
+using System.Text.Json;
+using HierDistill.Abstractions.Plugins;
+using HierDistill.Host.Plugins;
+using Microsoft.Extensions.Configuration;
+
+namespace HierDistill.Host.Configuration;
+
+/// <summary>A validated config with everything the pipeline needs to be composed.</summary>
+public sealed class LoadedConfig
+{
+    /// <summary>Full path of the config file.</summary>
+    public required string SourcePath { get; init; }
+
+    /// <summary>The layered configuration (file + overrides).</summary>
+    public required IConfigurationRoot Configuration { get; init; }
+
+    /// <summary>The bound config.</summary>
+    public required HierDistillConfig Config { get; init; }
+
+    /// <summary>Enabled stages in run order.</summary>
+    public required IReadOnlyList<(string Key, StageConfig Stage)> Stages { get; init; }
+
+    /// <summary>Every component reference with its descriptor and bound options, by key path (e.g. <c>stages:structure:distiller</c>).</summary>
+    public required IReadOnlyDictionary<string, (ComponentDescriptor Descriptor, object Options)> Components { get; init; }
+
+    /// <summary>The component at <paramref name="path"/>.</summary>
+    /// <exception cref="KeyNotFoundException">When the path holds no component.</exception>
+    public (ComponentDescriptor Descriptor, object Options) Component(string path) =>
+        Components.TryGetValue(path, out var c) ? c : throw new KeyNotFoundException($"no component configured at {path}.");
+}
+
+/// <summary>Reads JSON configs with command-line overrides and validates them completely.</summary>
+public static class ConfigLoader
+{
+    private static readonly HashSet<string> PassThroughSections = new(StringComparer.OrdinalIgnoreCase) { "Serilog" };
+
+    /// <summary>
+    /// Reads <paramref name="path"/> and applies overrides <c>key=value</c> (<c>:</c> or <c>.</c> separate
+    /// key levels: <c>stages:detail:enabled=false</c>, <c>run.device=cpu</c>).
+    /// </summary>
+    /// <exception cref="ConfigException">For a missing file, malformed JSON (with line and column) or a malformed override.</exception>
+    public static IConfigurationRoot Read(string path, IEnumerable<string>? overrides = null)
+    {
+        var files = new List<string>();
+        CollectChain(path, files, path);
+
+        var memory = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        var errors = new List<ConfigError>();
+        foreach (var o in overrides ?? [])
+        {
+            int eq = o.IndexOf('=');
+            if (eq <= 0)
+            {
+                errors.Add(new ConfigError("--set", $"'{o}' is not key=value (e.g. stages:detail:enabled=false)."));
+                continue;
+            }
+            string key = o[..eq].Trim().Replace('.', ':');
+            memory[key] = o[(eq + 1)..];
+        }
+        if (errors.Count > 0) throw new ConfigException(path, errors);
+
+        try
+        {
+            var builder = new ConfigurationBuilder();
+            foreach (var file in files) builder.AddJsonFile(file, optional: false, reloadOnChange: false);
+            return builder.AddInMemoryCollection(memory).Build();
+        }
+        catch (Exception e) when (e is FormatException or InvalidDataException)
+        {
+            throw new ConfigException(path, [new ConfigError("", (e.InnerException?.Message ?? e.Message).TrimEnd('.') + ".")]);
+        }
+    }
+
+    /// <summary>
+    /// Checks one file's JSON (for a precise location of syntax errors) and follows its <c>extends</c> key:
+    /// a variant names its base config (relative to itself) and overrides keys of it; bases come first.
+    /// </summary>
+    private static void CollectChain(string path, List<string> files, string source)
+    {
+        string full = Path.GetFullPath(path);
+        if (!File.Exists(full))
+            throw new ConfigException(source, [new ConfigError(files.Count == 0 ? "" : "extends", $"config file not found: {full}")]);
+        if (files.Contains(full))
+            throw new ConfigException(source, [new ConfigError("extends", $"{full} extends itself through a cycle.")]);
+        string? extends = null;
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(full),
+                new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw new ConfigException(source, [new ConfigError("", $"{full}: the config must be a JSON object {{ ... }}.")]);
+            if (doc.RootElement.TryGetProperty(ExtendsKey, out var e))
+            {
+                if (e.ValueKind != JsonValueKind.String)
+                    throw new ConfigException(source, [new ConfigError(ExtendsKey, "must be the path of a base config (a string).")]);
+                extends = e.GetString();
+            }
+        }
+        catch (JsonException e)
+        {
+            long line = (e.LineNumber ?? 0) + 1, column = (e.BytePositionInLine ?? 0) + 1;
+            string reason = e.Message.Split(" Path:")[0].Split(" LineNumber:")[0];
+            string where = files.Count == 0 ? "" : $"{full}: ";
+            throw new ConfigException(source, [new ConfigError("", $"{where}malformed JSON at line {line}, column {column}: {reason}")]);
+        }
+        files.Insert(0, full);
+        if (!string.IsNullOrWhiteSpace(extends))
+            CollectChain(Path.Combine(Path.GetDirectoryName(full)!, extends), files, source);
+    }
+
+    /// <summary>The key with which a config names the config it extends.</summary>
+    public const string ExtendsKey = "extends";
+
+    /// <summary>Reads and validates the <c>plugins</c> section alone (needed before plugins can be discovered).</summary>
+    /// <exception cref="ConfigException">When the section is invalid.</exception>
+    public static PluginsOptions ReadPlugins(IConfigurationRoot root, string source)
+    {
+        var v = new ConfigValidator(null);
+        var plugins = (PluginsOptions?)v.ValidateAndBind(root.GetSection("plugins"), typeof(PluginsOptions), "plugins") ?? new PluginsOptions();
+        if (v.Errors.Count > 0) throw new ConfigException(source, v.Errors);
+        return plugins;
+    }
+
+    /// <summary>Plugin folders of a config: the configured ones (relative to the current directory) and the host's default.</summary>
+    public static IReadOnlyList<string> PluginFolders(PluginsOptions plugins)
+    {
+        var folders = plugins.Folders.Select(Path.GetFullPath).ToList();
+        if (plugins.IncludeDefaultFolder) folders.Add(PluginDiscovery.DefaultFolder);
+        return folders.Distinct().ToList();
+    }
+
+    /// <summary>Validates the whole config against the catalog and binds it.</summary>
+    /// <exception cref="ConfigException">With every error found.</exception>
+    public static LoadedConfig Validate(IConfigurationRoot root, string source, ComponentCatalog catalog)
+    {
+        var v = new ConfigValidator(catalog);
+        string[] sections = ["run", "plugins", "data", "stages"];
+        foreach (var child in root.GetChildren())
+        {
+            if (sections.Contains(child.Key, StringComparer.OrdinalIgnoreCase) || PassThroughSections.Contains(child.Key) ||
+                child.Key.Equals(ExtendsKey, StringComparison.OrdinalIgnoreCase)) continue;
+            string? guess = ConfigValidator.Suggest(child.Key, sections);
+            v.Add(child.Key, "unknown key." + (guess is null ? "" : $" Did you mean '{guess}'?") +
+                             $" Allowed here: {string.Join(", ", sections)}, {ExtendsKey}, Serilog.");
+        }
+        var run = (RunOptions?)v.ValidateAndBind(root.GetSection("run"), typeof(RunOptions), "run");
+        var plugins = (PluginsOptions?)v.ValidateAndBind(root.GetSection("plugins"), typeof(PluginsOptions), "plugins");
+        var data = root.GetSection("data");
+        if (!data.Exists())
+            v.Add("data", $"is required: the data source, e.g. {{ \"type\": \"mixture2d\" }}. Known: {catalog.KnownNames(typeof(Abstractions.Data.IDataSource))}.");
+        else
+            v.CheckComponent(data, typeof(Abstractions.Data.IDataSource), "data");
+        var config = run is null || plugins is null ? null : new HierDistillConfig
+        {
+            Run = run,
+            Plugins = plugins,
+            Data = new ComponentConfig { Type = data["type"] },
+        };
+
+        var stages = new List<(string Key, StageConfig Stage)>();
+        foreach (var stage in root.GetSection("stages").GetChildren())
+        {
+            string path = $"stages:{stage.Key}";
+            if (!stage.Key.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+            {
+                v.Add(path, "stage names must be letters, digits, '-' or '_'.");
+                continue;
+            }
+            if (stage.Value is not null && !stage.GetChildren().Any())
+            {
+                v.Add(path, $"expected a stage section {{ \"kind\": ... }}, got the value '{stage.Value}'.");
+                continue;
+            }
+            string? kind = stage["kind"];
+            if (string.IsNullOrWhiteSpace(kind) || !StageKinds.Types.TryGetValue(kind, out var type))
+            {
+                v.Add($"{path}:kind", (string.IsNullOrWhiteSpace(kind) ? "is required" : $"'{kind}' is not a stage kind") +
+                                      $"; use one of {string.Join(", ", StageKinds.Types.Keys)}.");
+                continue;
+            }
+            if (v.ValidateAndBind(stage, type, path) is StageConfig bound) stages.Add((stage.Key, bound));
+        }
+
+        var ordered = stages.Where(s => s.Stage.Enabled)
+            .OrderBy(s => s.Stage.EffectiveOrder).ThenBy(s => s.Key, StringComparer.Ordinal).ToList();
+        if (config is not null && v.Errors.Count == 0) CheckPipeline(ordered, v);
+        if (v.Errors.Count > 0 || config is null) throw new ConfigException(source, v.Errors);
+
+        config.Stages = stages.ToDictionary(s => s.Key, s => s.Stage);
+        return new LoadedConfig
+        {
+            SourcePath = Path.GetFullPath(source),
+            Configuration = root,
+            Config = config,
+            Stages = ordered,
+            Components = v.Components,
+        };
+    }
+
+    private static void CheckPipeline(IReadOnlyList<(string Key, StageConfig Stage)> stages, ConfigValidator v)
+    {
+        if (stages.Count == 0)
+        {
+            v.Add("stages", "no enabled stage; a pipeline needs at least a teacher stage.");
+            return;
+        }
+        var teachers = stages.Where(s => s.Stage is TeacherStageConfig).ToList();
+        if (teachers.Count != 1)
+            v.Add("stages", teachers.Count == 0
+                ? "no enabled teacher stage; add one ({ \"kind\": \"teacher\", ... })."
+                : $"{teachers.Count} enabled teacher stages ({string.Join(", ", teachers.Select(t => t.Key))}); a pipeline has exactly one.");
+        else if (stages[0].Stage is not TeacherStageConfig)
+            v.Add($"stages:{teachers[0].Key}:order", $"the teacher stage must run first, but '{stages[0].Key}' comes before it.");
+
+        var producers = new List<string>();
+        foreach (var (key, stage) in stages)
+        {
+            if (stage is DistributionStageConfig d)
+            {
+                string g = d.Generator;
+                if (g.Equals("previous", StringComparison.OrdinalIgnoreCase))
+                {
+                    if (producers.Count == 0)
+                        v.Add($"stages:{key}:generator",
+                            "'previous' needs an earlier enabled trajectory or distribution stage, and there is none; " +
+                            "use 'teacher' to start the generator from the teacher (DMD without TD initialisation).");
+                }
+                else if (!g.Equals("teacher", StringComparison.OrdinalIgnoreCase) && !producers.Contains(g))
+                {
+                    v.Add($"stages:{key}:generator",
+                        $"'{g}' is not an earlier enabled trajectory or distribution stage; use previous, teacher" +
+                        (producers.Count > 0 ? ", " + string.Join(", ", producers) : "") + ".");
+                }
+            }
+            if (stage is TrajectoryStageConfig or DistributionStageConfig) producers.Add(key);
+        }
+    }
+}

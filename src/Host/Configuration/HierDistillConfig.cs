@@ -1,0 +1,334 @@
+using System.ComponentModel.DataAnnotations;
+using System.Text.RegularExpressions;
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Data;
+
+namespace HierDistill.Host.Configuration;
+
+/// <summary>The whole experiment: one JSON file (plus <c>--set</c> overrides).</summary>
+public sealed class HierDistillConfig
+{
+    /// <summary>Run-wide settings.</summary>
+    public RunOptions Run { get; set; } = new();
+
+    /// <summary>Where plugins are discovered.</summary>
+    public PluginsOptions Plugins { get; set; } = new();
+
+    /// <summary>The data source component.</summary>
+    [Required, ComponentOf(typeof(IDataSource))]
+    public ComponentConfig? Data { get; set; }
+
+    /// <summary>The pipeline: stages keyed by name; run in <see cref="StageConfig.Order"/> order.</summary>
+    public Dictionary<string, StageConfig> Stages { get; set; } = new();
+}
+
+/// <summary><c>run</c>: settings of the run as a whole.</summary>
+public sealed partial class RunOptions : IValidatableObject
+{
+    /// <summary>Name of the run (used in reports). <value>Default "run".</value></summary>
+    [Required, RegularExpression("^[A-Za-z0-9._-]+$", ErrorMessage = "must be letters, digits, '.', '_' or '-'")]
+    public string Name { get; set; } = "run";
+
+    /// <summary>Run folder, relative to the current directory. <value>Default "runs/{name}".</value></summary>
+    public string? OutputDir { get; set; }
+
+    /// <summary>Device: <c>auto</c>, <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>. <value>Default "auto".</value></summary>
+    public string Device { get; set; } = "auto";
+
+    /// <summary>Random seed of the run. <value>Default 0.</value></summary>
+    [Range(0, long.MaxValue)]
+    public long Seed { get; set; }
+
+    /// <summary>
+    /// The <c>lib</c> folder of an installed PyTorch whose libtorch (CUDA) is used instead of the
+    /// bundled one; overrides the environment variable HIERDISTILL_LIBTORCH. <value>Default: unset.</value>
+    /// </summary>
+    public string? Libtorch { get; set; }
+
+    /// <summary>CPU threads for torch (0: torch's default). <value>Default 0.</value></summary>
+    [Range(0, 1024)]
+    public int Threads { get; set; }
+
+    /// <summary>Replace an output folder that already holds a finished run. <value>Default false.</value></summary>
+    public bool Overwrite { get; set; }
+
+    /// <summary>Log losses every this many steps. <value>Default 50.</value></summary>
+    [Range(1, 1_000_000)]
+    public int LogEvery { get; set; } = 50;
+
+    /// <summary>The resolved output folder.</summary>
+    public string ResolvedOutputDir => string.IsNullOrWhiteSpace(OutputDir) ? Path.Combine("runs", Name) : OutputDir!;
+
+    /// <inheritdoc/>
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (!DeviceRegex().IsMatch(Device))
+            yield return new ValidationResult($"'{Device}' is not a device; use auto, cpu, cuda or cuda:N.", [nameof(Device)]);
+    }
+
+    [GeneratedRegex("^(auto|cpu|cuda(:[0-9]+)?)$")]
+    private static partial Regex DeviceRegex();
+}
+
+/// <summary><c>plugins</c>: plugin discovery.</summary>
+public sealed class PluginsOptions
+{
+    /// <summary>Extra plugin folders (each holds one sub-folder per plugin), relative to the current directory. <value>Default none.</value></summary>
+    public List<string> Folders { get; set; } = [];
+
+    /// <summary>Also search the <c>plugins</c> folder beside the host. <value>Default true.</value></summary>
+    public bool IncludeDefaultFolder { get; set; } = true;
+}
+
+/// <summary>A component reference: <c>{ "type": "name", "options": { ... } }</c>.</summary>
+public sealed class ComponentConfig
+{
+    /// <summary>Registered component name, e.g. <c>meanflow</c>.</summary>
+    [Required]
+    public string? Type { get; set; }
+
+    // "options" is bound to the component's own options type by the validator, not here.
+}
+
+/// <summary>Marks a <see cref="ComponentConfig"/> property with the contract its <c>type</c> must implement.</summary>
+[AttributeUsage(AttributeTargets.Property)]
+public sealed class ComponentOfAttribute(Type contract) : Attribute
+{
+    /// <summary>The contract.</summary>
+    public Type Contract { get; } = contract;
+}
+
+/// <summary>The kinds of stage and their config types.</summary>
+public static class StageKinds
+{
+    /// <summary>Prepares the teacher (train by flow matching, load, or analytic).</summary>
+    public const string Teacher = "teacher";
+    /// <summary>Stage 1: trajectory distillation.</summary>
+    public const string Trajectory = "trajectory";
+    /// <summary>Stage 2: distribution matching (+ adversarial).</summary>
+    public const string Distribution = "distribution";
+    /// <summary>Evaluation and report.</summary>
+    public const string Evaluation = "evaluation";
+
+    /// <summary>Config type of each kind.</summary>
+    public static readonly IReadOnlyDictionary<string, Type> Types = new Dictionary<string, Type>
+    {
+        [Teacher] = typeof(TeacherStageConfig),
+        [Trajectory] = typeof(TrajectoryStageConfig),
+        [Distribution] = typeof(DistributionStageConfig),
+        [Evaluation] = typeof(EvaluationStageConfig),
+    };
+
+    /// <summary>Default order of each kind (stages of equal order run in key order).</summary>
+    public static readonly IReadOnlyDictionary<string, int> DefaultOrder = new Dictionary<string, int>
+    {
+        [Teacher] = 0, [Trajectory] = 100, [Distribution] = 200, [Evaluation] = 1000,
+    };
+}
+
+/// <summary>Settings every stage has.</summary>
+public abstract class StageConfig
+{
+    /// <summary>teacher | trajectory | distribution | evaluation.</summary>
+    [Required]
+    public string? Kind { get; set; }
+
+    /// <summary>Position in the pipeline (lower first). <value>Default by kind: teacher 0, trajectory 100, distribution 200, evaluation 1000.</value></summary>
+    public int? Order { get; set; }
+
+    /// <summary>Set false to skip the stage (e.g. <c>--set stages:detail:enabled=false</c>). <value>Default true.</value></summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>The effective order.</summary>
+    public int EffectiveOrder => Order ?? StageKinds.DefaultOrder[Kind!];
+}
+
+/// <summary>Optimiser and loop settings of a training stage.</summary>
+public sealed class TrainingOptions
+{
+    /// <summary>Optimiser steps (for stage 2: iterations). <value>Default 1000.</value></summary>
+    [Range(0, 100_000_000)]
+    public long Steps { get; set; } = 1000;
+
+    /// <summary>Batch size. <value>Default 256.</value></summary>
+    [Range(1, 1_000_000)]
+    public int BatchSize { get; set; } = 256;
+
+    /// <summary>Learning rate. <value>Default 1e-4.</value></summary>
+    [Range(0.0, 10.0)]
+    public double LearningRate { get; set; } = 1e-4;
+
+    /// <summary>Adam β₁. <value>Default 0.9.</value></summary>
+    [Range(0.0, 0.999999)]
+    public double Beta1 { get; set; } = 0.9;
+
+    /// <summary>Adam β₂. <value>Default 0.999.</value></summary>
+    [Range(0.0, 0.999999)]
+    public double Beta2 { get; set; } = 0.999;
+
+    /// <summary>Decoupled weight decay (AdamW). <value>Default 0.</value></summary>
+    [Range(0.0, 1.0)]
+    public double WeightDecay { get; set; }
+
+    /// <summary>Gradient-norm clip (0: none). <value>Default 1.</value></summary>
+    [Range(0.0, 1e6)]
+    public double GradClip { get; set; } = 1.0;
+
+    /// <summary>EMA decay of the trained model (0: no EMA). <value>Default 0.999.</value></summary>
+    [Range(0.0, 0.999999999)]
+    public double EmaDecay { get; set; } = 0.999;
+
+    /// <summary>Linear learning-rate warm-up steps. <value>Default 0.</value></summary>
+    [Range(0, 100_000_000)]
+    public long WarmupSteps { get; set; }
+
+    /// <summary>Optimiser settings.</summary>
+    public OptimizerSettings ToOptimizer() =>
+        new(LearningRate, Beta1, Beta2, WeightDecay, GradClip > 0 ? GradClip : null);
+}
+
+/// <summary><c>kind: teacher</c>: create the teacher, then train it by flow matching or load its weights.</summary>
+public sealed class TeacherStageConfig : StageConfig
+{
+    /// <summary>The teacher component.</summary>
+    [Required, ComponentOf(typeof(ITeacher))]
+    public ComponentConfig? Teacher { get; set; }
+
+    /// <summary>Flow-matching training of a network teacher (omit for an analytic or loaded teacher).</summary>
+    public TeacherTrainingOptions? Training { get; set; }
+
+    /// <summary>
+    /// Weights file (<c>teacher.safetensors</c> of an earlier run) to load; when set, <see cref="Training"/> is skipped,
+    /// so that ablations share one teacher (<c>--set stages:teacher:loadFrom=runs/x/teacher.safetensors</c>). <value>Default: unset.</value>
+    /// </summary>
+    public string? LoadFrom { get; set; }
+}
+
+/// <summary>Teacher training settings (flow matching with label dropout).</summary>
+public sealed class TeacherTrainingOptions
+{
+    /// <summary>Optimiser steps. <value>Default 4000.</value></summary>
+    [Range(0, 100_000_000)]
+    public long Steps { get; set; } = 4000;
+
+    /// <summary>Batch size. <value>Default 512.</value></summary>
+    [Range(1, 1_000_000)]
+    public int BatchSize { get; set; } = 512;
+
+    /// <summary>Learning rate. <value>Default 1e-3.</value></summary>
+    [Range(0.0, 10.0)]
+    public double LearningRate { get; set; } = 1e-3;
+
+    /// <summary>Gradient-norm clip (0: none). <value>Default 1.</value></summary>
+    [Range(0.0, 1e6)]
+    public double GradClip { get; set; } = 1.0;
+
+    /// <summary>EMA decay; the EMA weights become the teacher. <value>Default 0.999.</value></summary>
+    [Range(0.0, 0.999999999)]
+    public double EmaDecay { get; set; } = 0.999;
+
+    /// <summary>Probability of replacing a label by ∅ (classifier-free guidance training). <value>Default 0.1.</value></summary>
+    [Range(0.0, 1.0)]
+    public double LabelDropout { get; set; } = 0.1;
+
+    /// <summary>Learning rate decays with a cosine to this fraction at the last step. <value>Default 0.1.</value></summary>
+    [Range(0.0, 1.0)]
+    public double FinalLearningRateFraction { get; set; } = 0.1;
+}
+
+/// <summary><c>kind: trajectory</c>: stage 1, the student learns the teacher's average velocity.</summary>
+public sealed class TrajectoryStageConfig : StageConfig
+{
+    /// <summary>The trajectory distiller component (e.g. meanflow).</summary>
+    [Required, ComponentOf(typeof(ITrajectoryDistiller))]
+    public ComponentConfig? Distiller { get; set; }
+
+    /// <summary>Loop and optimiser settings.</summary>
+    public TrainingOptions Training { get; set; } = new();
+}
+
+/// <summary><c>kind: distribution</c>: stage 2, distribution matching with an optional adversarial term.</summary>
+public sealed class DistributionStageConfig : StageConfig
+{
+    /// <summary>
+    /// Where the generator starts: <c>previous</c> (the latest earlier stage's student),
+    /// <c>teacher</c> (the teacher with a zero <c>t - r</c> embedder: DMD without TD initialisation)
+    /// or the key of an earlier stage. <value>Default "previous".</value>
+    /// </summary>
+    [Required]
+    public string Generator { get; set; } = "previous";
+
+    /// <summary>Sampling steps of the generator during training (1: one-step generator). <value>Default 1.</value></summary>
+    [Range(1, 64)]
+    public int GeneratorNfe { get; set; } = 1;
+
+    /// <summary>The distribution matcher (e.g. dmd).</summary>
+    [Required, ComponentOf(typeof(IDistributionMatcher))]
+    public ComponentConfig? Matcher { get; set; }
+
+    /// <summary>The discriminator (e.g. awd, gap); omit for DMD alone.</summary>
+    [ComponentOf(typeof(IDiscriminator))]
+    public ComponentConfig? Discriminator { get; set; }
+
+    /// <summary>Weight of the generator's adversarial loss. <value>Default 0.01.</value></summary>
+    [Range(0.0, 1e6)]
+    public double AdversarialWeight { get; set; } = 0.01;
+
+    /// <summary>Trajectory loss kept as a regulariser (weight <see cref="RegularizerWeight"/>); omit for none.</summary>
+    [ComponentOf(typeof(ITrajectoryDistiller))]
+    public ComponentConfig? Regularizer { get; set; }
+
+    /// <summary>Weight of the regulariser. <value>Default 0.</value></summary>
+    [Range(0.0, 1e6)]
+    public double RegularizerWeight { get; set; }
+
+    /// <summary>Generator loop and optimiser settings (steps are iterations).</summary>
+    public TrainingOptions Training { get; set; } = new();
+}
+
+/// <summary><c>kind: evaluation</c>: sample every model, compute metrics, write the report.</summary>
+public sealed class EvaluationStageConfig : StageConfig, IValidatableObject
+{
+    /// <summary>Samples per evaluated model (and per reference set). <value>Default 5000.</value></summary>
+    [Range(16, 10_000_000)]
+    public int Samples { get; set; } = 5000;
+
+    /// <summary>Teacher NFE grid. <value>Default 1, 2, 4, 8, 16, 32, 64, 128.</value></summary>
+    public List<int> TeacherNfe { get; set; } = [];
+
+    /// <summary>Student NFE grid. <value>Default 1, 2.</value></summary>
+    public List<int> StudentNfe { get; set; } = [];
+
+    /// <summary>Teacher ODE solver: euler or heun (Heun's NFE is twice its steps). <value>Default "euler".</value></summary>
+    [RegularExpression("^(euler|heun)$", ErrorMessage = "must be euler or heun")]
+    public string TeacherSolver { get; set; } = "euler";
+
+    /// <summary>CFG scale of teacher sampling (match the distillation target's). <value>Default 1.</value></summary>
+    [Range(0.0, 100.0)]
+    public double TeacherGuidanceScale { get; set; } = 1.0;
+
+    /// <summary>Random projections of the sliced Wasserstein distance. <value>Default 256.</value></summary>
+    [Range(1, 100_000)]
+    public int Projections { get; set; } = 256;
+
+    /// <summary>Write scatter plots and loss curves. <value>Default true.</value></summary>
+    public bool Plots { get; set; } = true;
+
+    /// <summary>Seed of the evaluation noise (shared by every model). <value>Default 1234.</value></summary>
+    public long Seed { get; set; } = 1234;
+
+    /// <summary>The teacher NFE grid with defaults applied.</summary>
+    public IReadOnlyList<int> EffectiveTeacherNfe => TeacherNfe.Count > 0 ? TeacherNfe : [1, 2, 4, 8, 16, 32, 64, 128];
+
+    /// <summary>The student NFE grid with defaults applied.</summary>
+    public IReadOnlyList<int> EffectiveStudentNfe => StudentNfe.Count > 0 ? StudentNfe : [1, 2];
+
+    /// <inheritdoc/>
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (TeacherNfe.Any(n => n < 1 || n > 4096))
+            yield return new ValidationResult("every entry must be in 1..4096.", [nameof(TeacherNfe)]);
+        if (StudentNfe.Any(n => n < 1 || n > 64))
+            yield return new ValidationResult("every entry must be in 1..64.", [nameof(StudentNfe)]);
+    }
+}

@@ -1,0 +1,104 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using HierDistill.Abstractions.Data;
+using HierDistill.Abstractions.Plugins;
+using HierDistill.Host.Configuration;
+using HierDistill.Host.Evaluation;
+using HierDistill.Host.Pipeline.Stages;
+using HierDistill.Host.Plugins;
+using HierDistill.Host.Runtime;
+using HierDistill.Host.Storage;
+
+namespace HierDistill.Host.Pipeline;
+
+/// <summary>Runs the configured stages in order, each reading what the previous ones produced.</summary>
+public sealed class PipelineRunner
+{
+    /// <summary>Creates the host implementation of a stage.</summary>
+    public static IPipelineStage CreateStage(string key, StageConfig config, RunContext run) => config switch
+    {
+        TeacherStageConfig t => new TeacherStage(key, t, run),
+        TrajectoryStageConfig t => new TrajectoryStage(key, t, run),
+        DistributionStageConfig d => new DistributionStage(key, d, run),
+        EvaluationStageConfig e => new EvaluationStage(key, e, run),
+        _ => throw new InvalidOperationException($"stages:{key}: no implementation for stage kind '{config.Kind}'."),
+    };
+
+    /// <summary>Creates the data source and runs every enabled stage in order.</summary>
+    /// <param name="run">The run context.</param>
+    /// <param name="stageFactory">Creates stage implementations (tests substitute it); default <see cref="CreateStage"/>.</param>
+    /// <returns>The final state.</returns>
+    public PipelineState Run(RunContext run, Func<string, StageConfig, RunContext, IPipelineStage>? stageFactory = null)
+    {
+        stageFactory ??= CreateStage;
+        var data = run.Create<IDataSource>("data");
+        run.Logger.Information("Data: {Data}", data.Spec);
+        var state = new PipelineState { Data = data };
+        foreach (var (key, stage) in run.Config.Stages)
+        {
+            run.Cancellation.ThrowIfCancellationRequested();
+            run.Logger.Information("Stage {Key} ({Kind})", key, stage.Kind);
+            stageFactory(key, stage, run).Run(state);
+        }
+        return state;
+    }
+
+    /// <summary>
+    /// The resolved config written into the run folder: every section with defaults filled in, each
+    /// component's options, and the versions of the host, plugins, TorchSharp, libtorch and the device.
+    /// </summary>
+    public static string ResolvedConfig(LoadedConfig loaded, IReadOnlyList<string> overrides, ComponentCatalog catalog, TorchInfo torch)
+    {
+        var json = new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.CamelCase, WriteIndented = true };
+        JsonNode? Node(object? o) => o is null ? null : JsonSerializer.SerializeToNode(o, o.GetType(), json);
+        JsonObject Component(string path)
+        {
+            var (descriptor, options) = loaded.Component(path);
+            return new JsonObject { ["type"] = descriptor.Name, ["options"] = Node(options) };
+        }
+
+        var config = loaded.Config;
+        var stages = new JsonObject();
+        foreach (var (key, stage) in config.Stages)
+        {
+            var node = Node(stage)!.AsObject();
+            foreach (var p in node.Select(kv => kv.Key).ToList())
+            {
+                string path = $"stages:{key}:{p}";
+                if (loaded.Components.ContainsKey(path)) node[p] = Component(path);
+            }
+            stages[key] = node;
+        }
+        var root = new JsonObject
+        {
+            ["source"] = loaded.SourcePath,
+            ["overrides"] = new JsonArray(overrides.Select(o => (JsonNode?)JsonValue.Create(o)).ToArray()),
+            ["versions"] = new JsonObject
+            {
+                ["hierdistill"] = HostVersion,
+                ["abstractions"] = PluginDiscovery.HostAbstractionsVersion.ToString(3),
+                ["torchsharp"] = torch.TorchSharpVersion,
+                ["libtorch"] = torch.LibTorch,
+                ["dotnet"] = RuntimeInformation.FrameworkDescription,
+                ["os"] = RuntimeInformation.OSDescription,
+                ["plugins"] = new JsonObject(catalog.Plugins.Select(p =>
+                    KeyValuePair.Create(p.Name, (JsonNode?)new JsonObject { ["version"] = p.Version, ["path"] = p.Path }))),
+            },
+            ["device"] = torch.DeviceDescription,
+            ["config"] = new JsonObject
+            {
+                ["run"] = Node(config.Run),
+                ["plugins"] = Node(config.Plugins),
+                ["data"] = Component("data"),
+                ["stages"] = stages,
+            },
+        };
+        return root.ToJsonString(json);
+    }
+
+    /// <summary>The host's version.</summary>
+    public static string HostVersion =>
+        typeof(PipelineRunner).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "?";
+}

@@ -1,0 +1,88 @@
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Data;
+using HierDistill.Abstractions.Models;
+using HierDistill.Abstractions.Plugins;
+using HierDistill.Host.Configuration;
+using HierDistill.Host.Training;
+using Serilog;
+
+namespace HierDistill.Host.Pipeline;
+
+/// <summary>A student a stage produced (its EMA weights, frozen), handed to later stages and to evaluation.</summary>
+/// <param name="StageKey">The stage that trained it.</param>
+/// <param name="Kind">The stage kind (trajectory or distribution).</param>
+/// <param name="Model">The student <c>u_θ(z, r, t | c)</c>, in eval mode.</param>
+/// <param name="Description">E.g. "meanflow" or "dmd + awd from structure".</param>
+/// <param name="TrainingSeconds">Wall time of the stage.</param>
+public sealed record StudentResult(string StageKey, string Kind, AverageVelocityNetwork Model, string Description, double TrainingSeconds);
+
+/// <summary>Everything a stage needs from the run: config, services, device, logging, metrics, progress.</summary>
+public sealed class RunContext
+{
+    /// <summary>The validated config.</summary>
+    public required LoadedConfig Config { get; init; }
+
+    /// <summary>The host's services (logger factory, catalog).</summary>
+    public required IServiceProvider Services { get; init; }
+
+    /// <summary>Device, seed and run folder.</summary>
+    public required RunEnvironment Environment { get; init; }
+
+    /// <summary>The run's logger.</summary>
+    public required ILogger Logger { get; init; }
+
+    /// <summary>Training metrics.</summary>
+    public required MetricsWriter Metrics { get; init; }
+
+    /// <summary>Progress display.</summary>
+    public required IProgressReporter Progress { get; init; }
+
+    /// <summary>Cancelled by Ctrl-C: stages stop at the next step boundary.</summary>
+    public CancellationToken Cancellation { get; init; }
+
+    /// <summary>The run folder.</summary>
+    public string OutputDirectory => Environment.OutputDirectory;
+
+    /// <summary>Creates the component configured at <paramref name="path"/>.</summary>
+    /// <exception cref="InvalidOperationException">When the factory returns something else than <typeparamref name="T"/>.</exception>
+    public T Create<T>(string path, IDataSource? data = null, ITeacher? teacher = null) where T : class
+    {
+        var (descriptor, options) = Config.Component(path);
+        var ctx = new ComponentContext(Services, Environment, path, data, teacher);
+        return descriptor.Create(ctx, options) as T
+               ?? throw new InvalidOperationException($"{path}: component '{descriptor.Name}' did not create a {typeof(T).Name}.");
+    }
+
+    /// <summary>Whether a component is configured at <paramref name="path"/>.</summary>
+    public bool Has(string path) => Config.Components.ContainsKey(path);
+}
+
+/// <summary>What the stages produced so far; each stage reads its predecessors' results from here.</summary>
+public sealed class PipelineState
+{
+    /// <summary>The run's data source.</summary>
+    public required IDataSource Data { get; init; }
+
+    /// <summary>The teacher (set by the teacher stage).</summary>
+    public ITeacher? Teacher { get; set; }
+
+    /// <summary>Wall time of teacher preparation.</summary>
+    public double TeacherSeconds { get; set; }
+
+    /// <summary>Students in the order they were produced.</summary>
+    public List<StudentResult> Students { get; } = [];
+
+    /// <summary>The teacher.</summary>
+    /// <exception cref="InvalidOperationException">Before the teacher stage ran.</exception>
+    public ITeacher RequireTeacher() => Teacher ?? throw new InvalidOperationException("no teacher: the teacher stage must run first.");
+}
+
+/// <summary>One step of the pipeline.</summary>
+public interface IPipelineStage
+{
+    /// <summary>The stage's key in the config.</summary>
+    string Key { get; }
+
+    /// <summary>Runs the stage, reading from and writing to <paramref name="state"/>.</summary>
+    void Run(PipelineState state);
+}

@@ -1,0 +1,172 @@
+using TorchSharp;
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Conventions;
+using HierDistill.Abstractions.Losses;
+using HierDistill.Abstractions.Models;
+using HierDistill.Abstractions.Numerics;
+using HierDistill.Host.Configuration;
+using HierDistill.Host.Storage;
+using HierDistill.Host.Training;
+using static TorchSharp.torch;
+
+namespace HierDistill.Host.Pipeline.Stages;
+
+/// <summary>
+/// Stage 2: the generator (the stage-1 student, or the teacher for the ablation) is fine-tuned with
+/// the distribution matcher's loss plus an adversarial loss from a discriminator over the frozen
+/// teacher's token features, with two-time-scale updates (DMD2, Yin et al. 2024b, §4.2): the
+/// matcher's auxiliary models and the discriminator step every iteration, the generator every
+/// <see cref="IDistributionMatcher.GeneratorUpdateInterval"/>-th.
+/// </summary>
+public sealed class DistributionStage(string key, DistributionStageConfig config, RunContext run) : IPipelineStage
+{
+    /// <inheritdoc/>
+    public string Key => key;
+
+    /// <inheritdoc/>
+    public void Run(PipelineState state)
+    {
+        var teacher = state.RequireTeacher();
+        var device = run.Environment.Device;
+        var (generator, source) = CreateGenerator(state, teacher);
+        generator.to(device);
+        generator.Freeze(false);
+
+        var matcher = run.Create<IDistributionMatcher>($"stages:{key}:matcher", state.Data, teacher);
+        var discriminator = run.Has($"stages:{key}:discriminator")
+            ? run.Create<IDiscriminator>($"stages:{key}:discriminator", state.Data, teacher)
+            : null;
+        var regularizer = run.Has($"stages:{key}:regularizer") && config.RegularizerWeight > 0
+            ? run.Create<ITrajectoryDistiller>($"stages:{key}:regularizer", state.Data, teacher)
+            : null;
+        if (discriminator is not null) CheckFeatures(teacher, discriminator);
+
+        var training = config.Training;
+        using var generatorOptimizer = new ModuleOptimizer("generator", generator, training.ToOptimizer(), training.EmaDecay,
+            LearningRateSchedules.Warmup(training.WarmupSteps));
+        var auxiliary = matcher.AuxiliaryModules.Select(m =>
+        {
+            m.Module.to(device);
+            m.Module.train();
+            return new ModuleOptimizer(m.Name, m.Module, m.Optimizer);
+        }).ToList();
+        ModuleOptimizer? discriminatorOptimizer = null;
+        if (discriminator is not null)
+        {
+            discriminator.Heads.Module.to(device);
+            discriminator.Heads.Module.train();
+            discriminatorOptimizer = new ModuleOptimizer(discriminator.Heads.Name, discriminator.Heads.Module, discriminator.Heads.Optimizer);
+        }
+        regularizer?.Begin(generator, teacher);
+
+        int interval = matcher.GeneratorUpdateInterval;
+        if (interval < 1) throw new InvalidOperationException($"stages:{key}:matcher: the generator update interval must be ≥ 1, got {interval}.");
+        string description = run.Config.Component($"stages:{key}:matcher").Descriptor.Name +
+                             (discriminator is null ? "" : " + " + run.Config.Component($"stages:{key}:discriminator").Descriptor.Name) +
+                             $" from {source}";
+        run.Logger.Information("Stage {Stage}: {Description}, generator of {Parameters:N0} parameters, {Steps} iterations, generator every {Interval}",
+            key, description, generator.ParameterCount(), training.Steps, interval);
+
+        try
+        {
+            double seconds = TrainingLoop.Run(run, key, training.Steps, progress =>
+            {
+                var log = new StepLog();
+                var batch = state.Data.SampleTrain(training.BatchSize, device);
+                var labels = batch.Labels;
+                var noise = randn_like(batch.X);
+                Tensor fake;
+                if (progress.Step % interval == 0)
+                {
+                    var x = Generate(generator, noise, labels, differentiable: true);
+                    var loss = matcher.GeneratorLoss(x, labels, progress);
+                    if (discriminator is not null && config.AdversarialWeight > 0)
+                    {
+                        var s = discriminator.SampleTimes(x.shape[0], device);
+                        var features = teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
+                        var output = discriminator.Forward(features, labels);
+                        loss = loss.Plus(discriminator.GeneratorLoss(output.Logits), config.AdversarialWeight, "adv");
+                    }
+                    if (regularizer is not null)
+                        loss = loss.Plus(regularizer.Loss(generator, teacher, batch, progress), config.RegularizerWeight, "reg");
+                    log.Add("generator", loss);
+                    log.Add("generator", generatorOptimizer.Step(loss.Total, progress.Step, $"stages:{key} step {progress.Step} (generator)"));
+                    fake = x.detach();
+                }
+                else
+                {
+                    fake = Generate(generator, noise, labels, differentiable: false);
+                }
+
+                if (auxiliary.Count > 0)
+                {
+                    var aux = matcher.AuxiliaryLoss(fake, labels, progress);
+                    foreach (var o in auxiliary) o.ZeroGrad();
+                    aux.Total.backward();
+                    log.Add("auxiliary", aux);
+                    foreach (var o in auxiliary) log.Add(o.Name, o.Apply(aux.Total, progress.Step, $"stages:{key} step {progress.Step} ({o.Name})"));
+                }
+
+                if (discriminator is not null && discriminatorOptimizer is not null)
+                {
+                    // Real and generated samples in one batch: one forward, one power iteration of the heads' spectral norms.
+                    var both = cat([batch.X, fake]);
+                    var bothLabels = cat([labels, labels]);
+                    var s = discriminator.SampleTimes(both.shape[0], device);
+                    IReadOnlyList<Tensor> features;
+                    using (no_grad())
+                        features = teacher.TokenFeatures(Noised(both, s), s, bothLabels, discriminator.FeatureBlocks);
+                    var output = discriminator.Forward(features, bothLabels);
+                    long b = batch.Size;
+                    var dLoss = discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, b), output.Logits.narrow(0, b, b));
+                    log.Add("discriminator", new LossBreakdown(dLoss.Total, dLoss.Terms, dLoss.Diagnostics.Concat(output.Diagnostics).ToDictionary()));
+                    log.Add("discriminator", discriminatorOptimizer.Step(dLoss.Total, progress.Step, $"stages:{key} step {progress.Step} (discriminator)"));
+                }
+                return log;
+            }, "generator/loss");
+
+            generatorOptimizer.Ema?.CopyTo(generator);
+            generator.Freeze();
+            WeightsFile.Save(generator, Path.Combine(run.OutputDirectory, $"student-{key}.safetensors"));
+            state.Students.Add(new StudentResult(key, StageKinds.Distribution, generator, description, seconds));
+        }
+        finally
+        {
+            foreach (var o in auxiliary) o.Dispose();
+            discriminatorOptimizer?.Dispose();
+            foreach (var m in matcher.AuxiliaryModules) m.Module.Dispose();
+            discriminator?.Heads.Module.Dispose();
+        }
+    }
+
+    private Tensor Generate(AverageVelocityNetwork generator, Tensor noise, Tensor labels, bool differentiable) =>
+        Samplers.AverageVelocity(generator.AverageVelocity, config.GeneratorNfe, differentiable).Sample(noise, labels);
+
+    /// <summary><c>x_s = (1 - s) x + s n</c> with fresh noise n (method.md §3, adversarial term).</summary>
+    private static Tensor Noised(Tensor x, Tensor s) => FlowConventions.Interpolate(x, randn_like(x), s);
+
+    private (AverageVelocityNetwork Generator, string Source) CreateGenerator(PipelineState state, ITeacher teacher)
+    {
+        string g = config.Generator;
+        if (g.Equals("teacher", StringComparison.OrdinalIgnoreCase)) return (teacher.CreateStudent(), "teacher");
+        var source = g.Equals("previous", StringComparison.OrdinalIgnoreCase)
+            ? state.Students.LastOrDefault()
+            : state.Students.LastOrDefault(s => s.StageKey == g);
+        if (source is null)
+            throw new InvalidOperationException($"stages:{key}:generator: no student '{g}' was produced before this stage.");
+        return (source.Model.Clone(), source.StageKey);
+    }
+
+    private void CheckFeatures(ITeacher teacher, IDiscriminator discriminator)
+    {
+        var available = teacher.FeatureBlocks.Select(b => b.Block).ToHashSet();
+        if (available.Count == 0)
+            throw new InvalidOperationException(
+                $"stages:{key}:discriminator: the teacher exposes no token features, so a discriminator cannot read it; " +
+                "use a network teacher (e.g. mlp) or remove the discriminator.");
+        var missing = discriminator.FeatureBlocks.Where(b => !available.Contains(b)).ToList();
+        if (missing.Count > 0)
+            throw new InvalidOperationException(
+                $"stages:{key}:discriminator: blocks {string.Join(", ", missing)} are not teacher feature blocks; available: {string.Join(", ", available.Order())}.");
+    }
+}

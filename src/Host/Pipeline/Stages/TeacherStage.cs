@@ -1,0 +1,90 @@
+using TorchSharp;
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Losses;
+using HierDistill.Abstractions.Models;
+using HierDistill.Abstractions.Numerics;
+using HierDistill.Host.Configuration;
+using HierDistill.Host.Storage;
+using HierDistill.Host.Training;
+using static TorchSharp.torch;
+
+namespace HierDistill.Host.Pipeline.Stages;
+
+/// <summary>
+/// Creates the teacher and, for a network teacher, trains it by conditional flow matching with
+/// label dropout and EMA (its EMA weights become the teacher) or loads weights from an earlier run.
+/// The frozen teacher's weights are saved as <c>teacher.safetensors</c> in the run folder.
+/// </summary>
+public sealed class TeacherStage(string key, TeacherStageConfig config, RunContext run) : IPipelineStage
+{
+    /// <inheritdoc/>
+    public string Key => key;
+
+    /// <summary>Name of the teacher weights file in the run folder.</summary>
+    public const string WeightsFileName = "teacher.safetensors";
+
+    /// <inheritdoc/>
+    public void Run(PipelineState state)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        string path = $"stages:{key}:teacher";
+        var teacher = run.Create<ITeacher>(path, state.Data);
+        var spec = state.Data.Spec;
+        if (!teacher.Spec.SampleShape.SequenceEqual(spec.SampleShape) || teacher.Spec.NumClasses != spec.NumClasses)
+            throw new InvalidOperationException(
+                $"{path}: the teacher models {teacher.Spec} but the data is {spec}; configure the teacher for this data.");
+
+        var network = teacher.Network;
+        if (network is not null)
+        {
+            network.to(run.Environment.Device);
+            run.Logger.Information("Teacher {Type}: {Parameters:N0} parameters", run.Config.Component(path).Descriptor.Name, network.ParameterCount());
+            if (!string.IsNullOrWhiteSpace(config.LoadFrom))
+            {
+                WeightsFile.Load(network, config.LoadFrom);
+                run.Logger.Information("Teacher weights loaded from {Path}", Path.GetFullPath(config.LoadFrom));
+            }
+            else if (config.Training is { } training)
+            {
+                Train(network, state, training);
+            }
+            else
+            {
+                throw new InvalidOperationException(
+                    $"stages:{key}: the teacher '{run.Config.Component(path).Descriptor.Name}' is a network with untrained weights; " +
+                    $"set stages:{key}:training to train it, or stages:{key}:loadFrom to load {WeightsFileName} from an earlier run.");
+            }
+            network.Freeze();
+            WeightsFile.Save(network, Path.Combine(run.OutputDirectory, WeightsFileName));
+        }
+        else if (config.Training is not null || !string.IsNullOrWhiteSpace(config.LoadFrom))
+        {
+            run.Logger.Warning("stages:{Key}: the teacher is analytic; training and loadFrom are ignored.", key);
+        }
+        state.Teacher = teacher;
+        state.TeacherSeconds = clock.Elapsed.TotalSeconds;
+    }
+
+    private void Train(VelocityNetwork network, PipelineState state, TeacherTrainingOptions training)
+    {
+        network.train();
+        var settings = new OptimizerSettings(training.LearningRate, 0.9, 0.999, 0, training.GradClip > 0 ? training.GradClip : null);
+        using var optimizer = new ModuleOptimizer("teacher", network, settings, training.EmaDecay,
+            LearningRateSchedules.Cosine(training.Steps, training.FinalLearningRateFraction));
+        var device = run.Environment.Device;
+        int nullLabel = state.Data.Spec.NullLabel;
+        TrainingLoop.Run(run, key, training.Steps, progress =>
+        {
+            var batch = state.Data.SampleTrain(training.BatchSize, device);
+            var labels = LabelDropout.Apply(batch.Labels, training.LabelDropout, nullLabel);
+            var noise = randn_like(batch.X);
+            var t = rand([batch.Size], device: device);
+            var loss = FlowMatchingLoss.Compute(network.Velocity, batch.X, labels, noise, t);
+            var log = new StepLog();
+            log.Add("", loss);
+            log.Add("", optimizer.Step(loss.Total, progress.Step, $"stages:{key} step {progress.Step}"));
+            return log;
+        }, "loss");
+        optimizer.Ema?.CopyTo(network);
+    }
+}

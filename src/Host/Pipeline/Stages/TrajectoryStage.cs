@@ -1,0 +1,50 @@
+using TorchSharp;
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Models;
+using HierDistill.Host.Configuration;
+using HierDistill.Host.Storage;
+using HierDistill.Host.Training;
+
+namespace HierDistill.Host.Pipeline.Stages;
+
+/// <summary>
+/// Stage 1: the student starts as the teacher (zero <c>t - r</c> embedder) and is trained with the
+/// configured trajectory distiller; its EMA becomes the stage's result.
+/// </summary>
+public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, RunContext run) : IPipelineStage
+{
+    /// <inheritdoc/>
+    public string Key => key;
+
+    /// <inheritdoc/>
+    public void Run(PipelineState state)
+    {
+        var teacher = state.RequireTeacher();
+        string path = $"stages:{key}:distiller";
+        var distiller = run.Create<ITrajectoryDistiller>(path, state.Data, teacher);
+        var student = teacher.CreateStudent();
+        student.to(run.Environment.Device);
+        student.train();
+        var training = config.Training;
+        using var optimizer = new ModuleOptimizer("student", student, training.ToOptimizer(), training.EmaDecay,
+            LearningRateSchedules.Warmup(training.WarmupSteps));
+        distiller.Begin(student, teacher);
+        run.Logger.Information("Stage {Stage}: {Distiller}, student of {Parameters:N0} parameters, {Steps} steps",
+            key, run.Config.Component(path).Descriptor.Name, student.ParameterCount(), training.Steps);
+
+        double seconds = TrainingLoop.Run(run, key, training.Steps, progress =>
+        {
+            var batch = state.Data.SampleTrain(training.BatchSize, run.Environment.Device);
+            var loss = distiller.Loss(student, teacher, batch, progress);
+            var log = new StepLog();
+            log.Add("", loss);
+            log.Add("", optimizer.Step(loss.Total, progress.Step, $"stages:{key} step {progress.Step}"));
+            return log;
+        }, "loss");
+
+        optimizer.Ema?.CopyTo(student);
+        student.Freeze();
+        WeightsFile.Save(student, Path.Combine(run.OutputDirectory, $"student-{key}.safetensors"));
+        state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, run.Config.Component(path).Descriptor.Name, seconds));
+    }
+}

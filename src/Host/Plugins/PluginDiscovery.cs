@@ -1,0 +1,213 @@
+using System.Reflection;
+using System.Reflection.Metadata;
+using System.Reflection.PortableExecutable;
+using HierDistill.Abstractions.Plugins;
+using McMaster.NETCore.Plugins;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using TorchSharp;
+
+namespace HierDistill.Host.Plugins;
+
+/// <summary>A plugin assembly that loaded, with the components it registered.</summary>
+/// <param name="Name">Assembly name.</param>
+/// <param name="Version">Assembly informational version.</param>
+/// <param name="Path">Full path of the assembly (empty for in-process plugins).</param>
+/// <param name="AbstractionsVersion">The HierDistill.Abstractions version it was built against.</param>
+/// <param name="Components">What it registered.</param>
+public sealed record LoadedPlugin(string Name, string Version, string Path, string AbstractionsVersion, IReadOnlyList<ComponentDescriptor> Components);
+
+/// <summary>A plugin that could not be loaded: the file and the reason.</summary>
+public sealed record PluginLoadError(string Path, string Reason)
+{
+    /// <inheritdoc/>
+    public override string ToString() => $"{Path}: {Reason}";
+}
+
+/// <summary>Loads one plugin assembly into its own load context and returns its entry points.</summary>
+public interface IPluginAssemblyLoader
+{
+    /// <summary>Loads the assembly at <paramref name="assemblyPath"/>.</summary>
+    /// <exception cref="PluginLoadException">When the file cannot be loaded, with the reason.</exception>
+    Assembly Load(string assemblyPath);
+}
+
+/// <summary>A plugin failed to load.</summary>
+public sealed class PluginLoadException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// Loads plugins with McMaster.NETCore.Plugins. The contract assemblies (Abstractions, TorchSharp,
+/// Microsoft.Extensions abstractions, Serilog) are shared with the host, so a tensor or module made
+/// in a plugin has the host's type.
+/// </summary>
+public sealed class McMasterPluginLoader : IPluginAssemblyLoader
+{
+    /// <summary>Types whose assemblies are shared between host and plugins.</summary>
+    public static readonly Type[] SharedTypes =
+    [
+        typeof(IHierDistillPlugin), typeof(torch), typeof(IServiceCollection), typeof(ILogger), typeof(Serilog.ILogger),
+    ];
+
+    private readonly List<PluginLoader> _loaders = [];
+
+    /// <inheritdoc/>
+    public Assembly Load(string assemblyPath)
+    {
+        try
+        {
+            var loader = PluginLoader.CreateFromAssemblyFile(assemblyPath, SharedTypes, c => c.PreferSharedTypes = true);
+            _loaders.Add(loader);
+            return loader.LoadDefaultAssembly();
+        }
+        catch (BadImageFormatException e)
+        {
+            throw new PluginLoadException($"not a valid .NET assembly ({e.Message.TrimEnd('.')}).", e);
+        }
+        catch (FileLoadException e)
+        {
+            throw new PluginLoadException($"cannot be loaded ({e.Message.TrimEnd('.')}).", e);
+        }
+    }
+}
+
+/// <summary>
+/// Finds plugins: every folder searched holds one sub-folder per plugin, <c>&lt;Name&gt;/&lt;Name&gt;.dll</c>
+/// (the layout a plain build produces beside the host). Only these folders are searched.
+/// </summary>
+public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
+{
+    /// <summary>The <c>plugins</c> folder beside the host.</summary>
+    public static string DefaultFolder => Path.Combine(AppContext.BaseDirectory, "plugins");
+
+    /// <summary>The Abstractions version of this host.</summary>
+    public static Version HostAbstractionsVersion => typeof(IHierDistillPlugin).Assembly.GetName().Version!;
+
+    /// <summary>Discovers and loads the plugins in <paramref name="folders"/>; failures are collected, not thrown.</summary>
+    public ComponentCatalog Discover(IReadOnlyList<string> folders)
+    {
+        var plugins = new List<LoadedPlugin>();
+        var errors = new List<PluginLoadError>();
+        foreach (var folder in folders)
+        {
+            if (!Directory.Exists(folder))
+            {
+                if (folder != DefaultFolder) errors.Add(new PluginLoadError(folder, "plugin folder does not exist."));
+                continue;
+            }
+            foreach (var dir in Directory.GetDirectories(folder).Order(StringComparer.Ordinal))
+            {
+                string name = System.IO.Path.GetFileName(dir);
+                string dll = System.IO.Path.Combine(dir, name + ".dll");
+                if (!File.Exists(dll))
+                {
+                    errors.Add(new PluginLoadError(dir, $"no {name}.dll in the plugin folder (a plugin folder holds <Name>/<Name>.dll)."));
+                    continue;
+                }
+                try
+                {
+                    plugins.Add(LoadOne(dll));
+                }
+                catch (PluginLoadException e)
+                {
+                    errors.Add(new PluginLoadError(dll, e.Message));
+                }
+            }
+        }
+        return ComponentCatalog.Create(plugins, errors, folders);
+    }
+
+    private LoadedPlugin LoadOne(string dll)
+    {
+        string built = CheckAbstractionsReference(dll);
+        var assembly = loader.Load(dll);
+        Type[] types;
+        try
+        {
+            types = assembly.GetExportedTypes();
+        }
+        catch (Exception e) when (e is ReflectionTypeLoadException or FileNotFoundException or FileLoadException or TypeLoadException)
+        {
+            var inner = e is ReflectionTypeLoadException r ? r.LoaderExceptions.FirstOrDefault(x => x is not null)?.Message : e.Message;
+            throw new PluginLoadException($"its types cannot be loaded: {inner}", e);
+        }
+        var entryPoints = types
+            .Where(t => typeof(IHierDistillPlugin).IsAssignableFrom(t) && t is { IsAbstract: false, IsInterface: false })
+            .ToList();
+        if (entryPoints.Count == 0)
+            throw new PluginLoadException(
+                $"no entry point: the assembly has no public non-abstract class implementing {nameof(IHierDistillPlugin)}.");
+        var components = new List<ComponentDescriptor>();
+        foreach (var entry in entryPoints)
+        {
+            if (entry.GetConstructor(Type.EmptyTypes) is null)
+                throw new PluginLoadException($"entry point {entry.FullName} has no public parameterless constructor.");
+            components.AddRange(Register((IHierDistillPlugin)Activator.CreateInstance(entry)!, entry.FullName!));
+        }
+        var name = assembly.GetName();
+        string version = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]
+                         ?? name.Version?.ToString() ?? "?";
+        return new LoadedPlugin(name.Name!, version, dll, built, components);
+    }
+
+    /// <summary>Runs a plugin's registration and returns what it registered.</summary>
+    /// <exception cref="PluginLoadException">When the registration throws.</exception>
+    public static IReadOnlyList<ComponentDescriptor> Register(IHierDistillPlugin plugin, string entryName)
+    {
+        var services = new ServiceCollection();
+        try
+        {
+            plugin.Register(services);
+        }
+        catch (Exception e)
+        {
+            throw new PluginLoadException($"{entryName}.Register failed: {e.Message}", e);
+        }
+        return services.Where(s => s.ServiceType == typeof(ComponentDescriptor) && s.ImplementationInstance is ComponentDescriptor)
+            .Select(s => (ComponentDescriptor)s.ImplementationInstance!)
+            .ToList();
+    }
+
+    /// <summary>
+    /// Reads the plugin's reference to HierDistill.Abstractions from its metadata, without loading it,
+    /// and refuses another major version.
+    /// </summary>
+    /// <returns>The referenced version.</returns>
+    /// <exception cref="PluginLoadException">For a file that is not an assembly, no reference, or an incompatible major version.</exception>
+    public static string CheckAbstractionsReference(string dll)
+    {
+        Version? referenced = null;
+        try
+        {
+            using var stream = File.OpenRead(dll);
+            using var pe = new PEReader(stream);
+            if (!pe.HasMetadata) throw new PluginLoadException("not a .NET assembly (no metadata).");
+            var md = pe.GetMetadataReader();
+            foreach (var handle in md.AssemblyReferences)
+            {
+                var r = md.GetAssemblyReference(handle);
+                if (md.GetString(r.Name) == "HierDistill.Abstractions") referenced = r.Version;
+            }
+        }
+        catch (BadImageFormatException e)
+        {
+            throw new PluginLoadException($"not a valid .NET assembly ({e.Message.TrimEnd('.')}).", e);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new PluginLoadException($"not a valid .NET assembly ({e.Message.TrimEnd('.')}).", e);
+        }
+        if (referenced is null)
+            throw new PluginLoadException("not a HierDistill plugin: it does not reference HierDistill.Abstractions.");
+        var host = HostAbstractionsVersion;
+        if (referenced.Major != host.Major)
+            throw new PluginLoadException(
+                $"built against HierDistill.Abstractions {referenced.ToString(3)}, but this host has {host.ToString(3)}; " +
+                $"major versions must match. Rebuild the plugin against HierDistill.Abstractions {host.Major}.x.");
+        if (referenced.Minor > host.Minor)
+            throw new PluginLoadException(
+                $"built against HierDistill.Abstractions {referenced.ToString(3)}, newer than this host's {host.ToString(3)}; " +
+                "it may use contract members this host lacks. Update the host or rebuild the plugin against " +
+                $"HierDistill.Abstractions {host.ToString(2)}.");
+        return referenced.ToString(3);
+    }
+}

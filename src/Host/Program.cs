@@ -1,0 +1,101 @@
+using System.ComponentModel;
+using System.Runtime.InteropServices;
+using HierDistill.Host;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+// Ctrl-C / SIGTERM: stop at the next step boundary (a second Ctrl-C terminates at once).
+using var cancellation = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
+{
+    if (cancellation.IsCancellationRequested) return;
+    e.Cancel = true;
+    cancellation.Cancel();
+};
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
+{
+    ctx.Cancel = true;
+    cancellation.Cancel();
+});
+
+var app = new CommandApp();
+app.Configure(config =>
+{
+    config.SetApplicationName("hierdistill");
+    config.AddCommand<RunCommand>("run")
+        .WithDescription("Run a pipeline (teacher, trajectory distillation, distribution matching, evaluation) from a JSON config.")
+        .WithExample("run", "samples/toy2d/hd.json")
+        .WithExample("run", "samples/toy2d/hd.json", "--set", "stages:detail:enabled=false", "--set", "run.outputDir=runs/td-only");
+    config.AddCommand<ValidateCommand>("validate")
+        .WithDescription("Validate a config (keys, types, ranges, component names and options) without running it; prints every error.")
+        .WithExample("validate", "samples/toy2d/hd.json");
+    config.AddCommand<PluginsCommand>("plugins")
+        .WithDescription("List discovered plugins, their components, option types and defaults.")
+        .WithExample("plugins")
+        .WithExample("plugins", "--folder", "my-plugins");
+});
+return app.Run(args, cancellation.Token);
+
+namespace HierDistill.Host
+{
+    /// <summary>Settings shared by commands that read a config.</summary>
+    public class ConfigSettings : CommandSettings
+    {
+        /// <summary>The JSON config.</summary>
+        [CommandArgument(0, "<config>")]
+        [Description("Path of the JSON config.")]
+        public string Config { get; init; } = "";
+
+        /// <summary>Overrides.</summary>
+        [CommandOption("--set <KEY=VALUE>")]
+        [Description("Override a config key (repeatable); levels separated by ':' or '.', e.g. stages:detail:training:steps=2000 or run.device=cpu.")]
+        public string[] Set { get; init; } = [];
+    }
+
+    /// <summary><c>run</c> settings.</summary>
+    public sealed class RunSettings : ConfigSettings
+    {
+        /// <summary>Replace an existing run folder.</summary>
+        [CommandOption("--overwrite")]
+        [Description("Replace run.outputDir if it already holds a run.")]
+        public bool Overwrite { get; init; }
+    }
+
+    /// <summary><c>run</c>.</summary>
+    public sealed class RunCommand : Command<RunSettings>
+    {
+        /// <inheritdoc/>
+        public override int Execute(CommandContext context, RunSettings settings, CancellationToken cancellationToken) =>
+            new HostApplication(AnsiConsole.Console).Run(settings.Config, settings.Set, settings.Overwrite, cancellationToken);
+    }
+
+    /// <summary><c>validate</c>.</summary>
+    public sealed class ValidateCommand : Command<ConfigSettings>
+    {
+        /// <inheritdoc/>
+        public override int Execute(CommandContext context, ConfigSettings settings, CancellationToken cancellationToken) =>
+            new HostApplication(AnsiConsole.Console).Validate(settings.Config, settings.Set);
+    }
+
+    /// <summary><c>plugins</c> settings.</summary>
+    public sealed class PluginsSettings : CommandSettings
+    {
+        /// <summary>Extra plugin folders.</summary>
+        [CommandOption("--folder <DIR>")]
+        [Description("An extra plugin folder to search (repeatable).")]
+        public string[] Folders { get; init; } = [];
+
+        /// <summary>Skip the default folder.</summary>
+        [CommandOption("--no-default")]
+        [Description("Do not search the plugins folder beside the host.")]
+        public bool NoDefault { get; init; }
+    }
+
+    /// <summary><c>plugins</c>.</summary>
+    public sealed class PluginsCommand : Command<PluginsSettings>
+    {
+        /// <inheritdoc/>
+        public override int Execute(CommandContext context, PluginsSettings settings, CancellationToken cancellationToken) =>
+            new HostApplication(AnsiConsole.Console).ListPlugins(settings.Folders, !settings.NoDefault);
+    }
+}

@@ -1,0 +1,70 @@
+using TorchSharp;
+using TorchSharp.PyBridge;
+using static TorchSharp.torch;
+
+namespace HierDistill.Host.Storage;
+
+/// <summary>A weights file that does not fit the module it is loaded into, or cannot be read.</summary>
+public sealed class WeightsMismatchException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// Module weights as safetensors (state-dict names as keys), via TorchSharp.PyBridge: readable by
+/// PyTorch's <c>safetensors.torch.load_file</c>, and never executing pickled code on load.
+/// </summary>
+public static class WeightsFile
+{
+    /// <summary>Saves every parameter and buffer of <paramref name="module"/> atomically.</summary>
+    /// <exception cref="IOException">When writing fails (the previous file stays intact).</exception>
+    public static void Save(nn.Module module, string path)
+    {
+        var dict = new Dictionary<string, Tensor>();
+        using var scope = NewDisposeScope();
+        foreach (var (name, t) in module.state_dict()) dict[name] = t.detach().cpu().contiguous();
+        AtomicFile.Write(path, stream => Safetensors.SaveStateDict(stream, dict, leaveOpen: true));
+    }
+
+    /// <summary>Loads weights saved by <see cref="Save"/> into <paramref name="module"/>, checking every name and shape first.</summary>
+    /// <exception cref="FileNotFoundException">When the file does not exist.</exception>
+    /// <exception cref="WeightsMismatchException">
+    /// When the file cannot be read as safetensors, or does not match the module: the message names the first
+    /// mismatched tensor and both shapes.
+    /// </exception>
+    public static void Load(nn.Module module, string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"weights file not found: {Path.GetFullPath(path)}", path);
+        Dictionary<string, Tensor> loaded;
+        try
+        {
+            loaded = Safetensors.LoadStateDict(path);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            throw new WeightsMismatchException(
+                $"{path} is not a readable safetensors file ({e.Message}); it may be truncated or of another format.", e);
+        }
+        using var scope = NewDisposeScope();
+        try
+        {
+            var target = module.state_dict();
+            foreach (var (name, t) in target)
+            {
+                if (!loaded.TryGetValue(name, out var s))
+                    throw new WeightsMismatchException($"{path} has no tensor '{name}' (shape [{string.Join(", ", t.shape)}]) that the module needs; it was saved from another architecture.");
+                if (!s.shape.SequenceEqual(t.shape))
+                    throw new WeightsMismatchException(
+                        $"{path}: tensor '{name}' has shape [{string.Join(", ", s.shape)}] in the file but [{string.Join(", ", t.shape)}] in the module; it was saved from another architecture or size.");
+            }
+            var extra = loaded.Keys.Except(target.Keys).FirstOrDefault();
+            if (extra is not null)
+                throw new WeightsMismatchException($"{path} has a tensor '{extra}' that the module lacks; it was saved from another architecture.");
+            using (no_grad())
+            {
+                foreach (var (name, t) in target) t.copy_(loaded[name]);
+            }
+        }
+        finally
+        {
+            foreach (var t in loaded.Values) t.Dispose();
+        }
+    }
+}

@@ -1,0 +1,145 @@
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Numerics;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace HierDistill.Host.Training;
+
+/// <summary>What one optimiser step did.</summary>
+/// <param name="Applied">False when the step was skipped for a non-finite loss or gradient.</param>
+/// <param name="GradNorm">Global gradient norm before clipping.</param>
+/// <param name="LearningRate">Learning rate used.</param>
+public readonly record struct StepOutcome(bool Applied, double GradNorm, double LearningRate);
+
+/// <summary>A run stopped because of repeated non-finite losses or gradients.</summary>
+public sealed class NonFiniteLossException(string message) : Exception(message);
+
+/// <summary>
+/// Adam(W) for one module with gradient clipping, a learning-rate schedule, a NaN/Inf guard and an
+/// optional EMA. The step zeroes this module's gradients, backpropagates, and steps only when the
+/// loss and the gradient norm are finite; otherwise parameters and optimiser state stay unchanged.
+/// </summary>
+public sealed class ModuleOptimizer : IDisposable
+{
+    private readonly OptimizerHelper _optimizer;
+    private readonly IList<Parameter> _parameters;
+    private readonly Func<long, double> _schedule;
+    private readonly int _maxConsecutiveSkips;
+    private int _consecutiveSkips;
+
+    /// <summary>Creates the optimiser.</summary>
+    /// <param name="name">Name in logs and checkpoints (e.g. <c>student</c>).</param>
+    /// <param name="module">The module; parameters with <c>requires_grad</c> are optimised.</param>
+    /// <param name="settings">Adam(W) settings.</param>
+    /// <param name="emaDecay">EMA decay (0: no EMA). The EMA warms up as <c>min(d, (1 + n) / (10 + n))</c> after n updates.</param>
+    /// <param name="schedule">Learning-rate multiplier by step (null: constant).</param>
+    /// <param name="maxConsecutiveSkips">Consecutive skipped steps that stop the run.</param>
+    public ModuleOptimizer(string name, nn.Module module, OptimizerSettings settings, double emaDecay = 0,
+        Func<long, double>? schedule = null, int maxConsecutiveSkips = 20)
+    {
+        Name = name;
+        Module = module;
+        Settings = settings;
+        _parameters = module.parameters().Where(p => p.requires_grad).ToList();
+        if (_parameters.Count == 0) throw new ArgumentException($"{name} has no trainable parameters.", nameof(module));
+        _optimizer = settings.WeightDecay > 0
+            ? optim.AdamW(_parameters, settings.LearningRate, settings.Beta1, settings.Beta2, weight_decay: settings.WeightDecay)
+            : optim.Adam(_parameters, settings.LearningRate, settings.Beta1, settings.Beta2);
+        _schedule = schedule ?? (_ => 1.0);
+        _maxConsecutiveSkips = maxConsecutiveSkips;
+        if (emaDecay > 0) Ema = new ExponentialMovingAverage(module, emaDecay);
+    }
+
+    /// <summary>Name in logs.</summary>
+    public string Name { get; }
+
+    /// <summary>The optimised module.</summary>
+    public nn.Module Module { get; }
+
+    /// <summary>Optimiser settings.</summary>
+    public OptimizerSettings Settings { get; }
+
+    /// <summary>The EMA of the module, if any.</summary>
+    public ExponentialMovingAverage? Ema { get; }
+
+    /// <summary>Applied updates so far.</summary>
+    public long Updates { get; private set; }
+
+    /// <summary>Skipped (non-finite) steps so far.</summary>
+    public long Skipped { get; private set; }
+
+    /// <summary>Backpropagates <paramref name="loss"/> into the module and steps.</summary>
+    /// <param name="loss">Scalar loss.</param>
+    /// <param name="step">The stage's step index (for the schedule).</param>
+    /// <param name="context">Stage and loss name for the error when too many steps are skipped.</param>
+    /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps.</exception>
+    public StepOutcome Step(Tensor loss, long step, string context)
+    {
+        ZeroGrad();
+        loss.backward();
+        return Apply(loss, step, context);
+    }
+
+    /// <summary>Clears this module's gradients (before a backward shared by several optimisers).</summary>
+    public void ZeroGrad() => _optimizer.zero_grad();
+
+    /// <summary>
+    /// Steps with the gradients already accumulated (after a backward of <paramref name="loss"/> shared by
+    /// several optimisers): clip, guard against non-finite values, update, EMA.
+    /// </summary>
+    /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps.</exception>
+    public StepOutcome Apply(Tensor loss, long step, string context)
+    {
+        double lr = Settings.LearningRate * _schedule(step);
+        double norm = Settings.GradClipNorm is { } clip
+            ? nn.utils.clip_grad_norm_(_parameters, clip)
+            : GradNorm();
+        bool finite = double.IsFinite(norm) && double.IsFinite(loss.item<float>());
+        if (!finite)
+        {
+            _optimizer.zero_grad();
+            Skipped++;
+            if (++_consecutiveSkips >= _maxConsecutiveSkips)
+                throw new NonFiniteLossException(
+                    $"{context}: {_consecutiveSkips} consecutive non-finite losses or gradients for '{Name}' (step {step}); " +
+                    "lower the learning rate, raise gradient clipping, or check the data.");
+            return new StepOutcome(false, norm, lr);
+        }
+        _consecutiveSkips = 0;
+        foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;
+        _optimizer.step();
+        Updates++;
+        Ema?.Update(Module, Math.Min(Ema.Decay, (1.0 + Updates) / (10.0 + Updates)));
+        return new StepOutcome(true, norm, lr);
+    }
+
+    private double GradNorm()
+    {
+        using var _ = no_grad();
+        double sum = 0;
+        foreach (var p in _parameters)
+        {
+            if (p.grad is { } g) sum += g.square().sum().item<float>();
+        }
+        return Math.Sqrt(sum);
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        _optimizer.Dispose();
+        Ema?.Dispose();
+    }
+}
+
+/// <summary>Learning-rate schedules as multipliers of the base rate.</summary>
+public static class LearningRateSchedules
+{
+    /// <summary>Linear warm-up over <paramref name="warmup"/> steps, then constant.</summary>
+    public static Func<long, double> Warmup(long warmup) => step => warmup <= 0 ? 1.0 : Math.Min(1.0, (step + 1.0) / warmup);
+
+    /// <summary>Cosine decay from 1 to <paramref name="finalFraction"/> over <paramref name="steps"/>.</summary>
+    public static Func<long, double> Cosine(long steps, double finalFraction) => step =>
+        steps <= 1 ? 1.0 : finalFraction + (1 - finalFraction) * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(step, steps - 1) / (steps - 1)));
+}

@@ -1,0 +1,69 @@
+using System.Diagnostics;
+using Serilog;
+using Spectre.Console;
+
+namespace HierDistill.Host.Training;
+
+/// <summary>Reports the progress of long work: a live display on a terminal, plain periodic log lines otherwise.</summary>
+public interface IProgressReporter
+{
+    /// <summary>Starts a task of <paramref name="total"/> units.</summary>
+    IProgressTask Start(string name, long total);
+}
+
+/// <summary>One task's progress.</summary>
+public interface IProgressTask : IDisposable
+{
+    /// <summary>Sets the completed units and a short status (e.g. the latest loss).</summary>
+    void Report(long done, string status);
+}
+
+/// <summary>Periodic log lines (for CI and redirected output): at most one every <c>interval</c>, plus start and end.</summary>
+public sealed class LogProgressReporter(ILogger logger, TimeSpan interval) : IProgressReporter
+{
+    /// <inheritdoc/>
+    public IProgressTask Start(string name, long total) => new Task(logger, interval, name, total);
+
+    private sealed class Task(ILogger logger, TimeSpan interval, string name, long total) : IProgressTask
+    {
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private TimeSpan _last = TimeSpan.Zero;
+        private long _done;
+        private string _status = "";
+
+        public void Report(long done, string status)
+        {
+            _done = done;
+            _status = status;
+            if (_clock.Elapsed - _last < interval) return;
+            _last = _clock.Elapsed;
+            logger.Information("{Task}: {Done}/{Total} ({Percent:0}%, {Elapsed:0.0}s) {Status}", name, done, total,
+                100.0 * done / Math.Max(1, total), _clock.Elapsed.TotalSeconds, status);
+        }
+
+        public void Dispose() =>
+            logger.Information("{Task}: done {Done}/{Total} in {Elapsed:0.0}s {Status}", name, _done, total, _clock.Elapsed.TotalSeconds, _status);
+    }
+}
+
+/// <summary>A Spectre.Console live progress display; log lines written through <see cref="Logging.SpectreConsoleSink"/> appear above it.</summary>
+public sealed class SpectreProgressReporter(ProgressContext context) : IProgressReporter
+{
+    /// <inheritdoc/>
+    public IProgressTask Start(string name, long total) => new Task(context.AddTask(Markup.Escape(name), maxValue: Math.Max(1, total)), name);
+
+    private sealed class Task(ProgressTask task, string name) : IProgressTask
+    {
+        public void Report(long done, string status)
+        {
+            task.Value = done;
+            task.Description = Markup.Escape(status.Length > 0 ? $"{name} {status}" : name);
+        }
+
+        public void Dispose()
+        {
+            task.Value = task.MaxValue;
+            task.StopTask();
+        }
+    }
+}

@@ -1,0 +1,154 @@
+using HierDistill.Host.Configuration;
+using HierDistill.Tests.Support;
+using Xunit;
+
+namespace HierDistill.Tests.Host.Configuration;
+
+public class ConfigValidationTests
+{
+    private const string Valid = """
+    {
+      "run": { "name": "t", "device": "cpu" },
+      "data": { "type": "mixture2d", "options": { "preset": "ring8" } },
+      "stages": {
+        "teacher": { "kind": "teacher", "teacher": { "type": "mlp", "options": { "hidden": 32 } }, "training": { "steps": 10 } },
+        "structure": { "kind": "trajectory", "distiller": { "type": "meanflow" }, "training": { "steps": 10 } },
+        "detail": { "kind": "distribution", "matcher": { "type": "dmd" }, "discriminator": { "type": "awd" } },
+        "evaluate": { "kind": "evaluation" }
+      }
+    }
+    """;
+
+    private static IReadOnlyList<string> Errors(string json, params string[] overrides)
+    {
+        using var file = new ConfigFile(json);
+        try
+        {
+            var root = ConfigLoader.Read(file.Path, overrides);
+            ConfigLoader.Validate(root, file.Path, Catalogs.BuiltIn());
+            return [];
+        }
+        catch (ConfigException e)
+        {
+            return e.Errors.Select(x => x.ToString()).ToList();
+        }
+    }
+
+    [Fact]
+    public void A_valid_config_binds_stages_in_order_with_component_options()
+    {
+        using var file = new ConfigFile(Valid);
+        var loaded = ConfigLoader.Validate(ConfigLoader.Read(file.Path), file.Path, Catalogs.BuiltIn());
+        Assert.Equal(["teacher", "structure", "detail", "evaluate"], loaded.Stages.Select(s => s.Key));
+        var (descriptor, options) = loaded.Component("stages:teacher:teacher");
+        Assert.Equal("mlp", descriptor.Name);
+        Assert.Equal(32, ((HierDistill.Plugins.Teachers.Networks.MlpOptions)options).Hidden);
+        Assert.Equal(4, ((HierDistill.Plugins.Teachers.Networks.MlpOptions)options).Depth); // default kept
+    }
+
+    [Fact]
+    public void A_misspelt_key_names_its_path_and_the_likely_key()
+    {
+        var errors = Errors(Valid.Replace("{ \"type\": \"meanflow\" }", "{ \"type\": \"meanflow\", \"options\": { \"guidanceScal\": 2 } }"));
+        Assert.Equal(
+            ["stages:structure:distiller:options:guidanceScal: unknown key. Did you mean 'guidanceScale'? Allowed here: guidanceScale, timeMean, timeStd, " +
+             "ratioRNotEqualT, adaptiveWeightPower, adaptiveWeightEpsilon, labelDropout, jvp, finiteDifferenceEpsilon."],
+            errors);
+    }
+
+    [Fact]
+    public void Every_error_is_reported_not_just_the_first()
+    {
+        var errors = Errors(Valid, "run:sead=1", "run:seed=abc", "stages:structure:training:batchSize=0", "stages:detail:matcher:type=dmdd",
+            "stages:evaluate:teacherSolver=rk4", "data:options:preset=moons");
+        Assert.Equal(
+        [
+            "data:options:preset: 'moons' is not allowed: must be ring8 or grid25.",
+            "run:sead: unknown key. Did you mean 'seed'? Allowed here: name, outputDir, device, seed, libtorch, threads, overwrite, logEvery.",
+            "run:seed: 'abc' is not an integer.",
+            "stages:detail:matcher:type: unknown distribution matcher 'dmdd'. Did you mean 'dmd'? Known: dmd. Plugin folders searched: /test/plugins.",
+            "stages:evaluate:teacherSolver: 'rk4' is not allowed: must be euler or heun.",
+            "stages:structure:training:batchSize: 0 is out of range; allowed 1 .. 1000000.",
+        ], errors.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void Unknown_component_names_list_the_known_ones_and_the_folders_searched()
+    {
+        var errors = Errors(Valid, "stages:detail:discriminator:type=patchgan");
+        Assert.Equal(["stages:detail:discriminator:type: unknown discriminator 'patchgan'. Known: awd, gap. Plugin folders searched: /test/plugins."], errors);
+    }
+
+    [Fact]
+    public void Wrong_types_and_enum_values_say_what_is_allowed()
+    {
+        var errors = Errors(Valid, "stages:structure:distiller:options:jvp=forward", "run:overwrite=yes", "stages:evaluate:teacherNfe:0=many");
+        Assert.Equal(
+        [
+            "run:overwrite: 'yes' is not true or false.",
+            "stages:evaluate:teacherNfe:0: 'many' is not an integer.",
+            "stages:structure:distiller:options:jvp: 'forward' is not one of doubleBackward, finiteDifference.",
+        ], errors.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void Stage_kinds_and_pipeline_structure_are_checked()
+    {
+        Assert.Equal(["stages:extra:kind: 'finetune' is not a stage kind; use one of teacher, trajectory, distribution, evaluation."],
+            Errors(Valid, "stages:extra:kind=finetune"));
+        Assert.Equal(
+            ["stages:detail:generator: 'previous' needs an earlier enabled trajectory or distribution stage, and there is none; use 'teacher' " +
+             "to start the generator from the teacher (DMD without TD initialisation)."],
+            Errors(Valid, "stages:structure:enabled=false"));
+        Assert.Empty(Errors(Valid, "stages:structure:enabled=false", "stages:detail:generator=teacher"));
+        Assert.Equal(["stages: no enabled teacher stage; add one ({ \"kind\": \"teacher\", ... })."],
+            Errors(Valid, "stages:teacher:enabled=false", "stages:detail:generator=teacher", "stages:structure:enabled=false"));
+    }
+
+    [Fact]
+    public void Cross_field_rules_of_options_are_reported_with_the_field()
+    {
+        Assert.Equal(["stages:teacher:teacher:options:tokenChannels: must divide hidden (32)."],
+            Errors(Valid, "stages:teacher:teacher:options:tokenChannels=5"));
+        Assert.Equal(["stages:detail:matcher:options:timeMin: must be below timeMax (0.5)."],
+            Errors(Valid, "stages:detail:matcher:options:timeMin=0.6", "stages:detail:matcher:options:timeMax=0.5"));
+        Assert.Equal(["run:device: 'gpu' is not a device; use auto, cpu, cuda or cuda:N."], Errors(Valid, "run:device=gpu"));
+    }
+
+    [Fact]
+    public void Malformed_json_is_reported_with_line_and_column()
+    {
+        var errors = Errors("{\n  \"run\": { \"name\": \"t\" }\n  \"data\": {}\n}");
+        Assert.Single(errors);
+        Assert.StartsWith("malformed JSON at line 3, column 3:", errors[0]);
+    }
+
+    [Fact]
+    public void A_missing_file_and_a_malformed_override_are_named()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.Read("/no/such/config.json"));
+        Assert.Equal("config file not found: /no/such/config.json", e.Errors.Single().ToString());
+        using var file = new ConfigFile(Valid);
+        var e2 = Assert.Throws<ConfigException>(() => ConfigLoader.Read(file.Path, ["stages:detail:enabled"]));
+        Assert.Equal("--set: 'stages:detail:enabled' is not key=value (e.g. stages:detail:enabled=false).", e2.Errors.Single().ToString());
+    }
+
+    [Fact]
+    public void Dotted_overrides_reach_the_same_keys_as_colon_ones()
+    {
+        using var file = new ConfigFile(Valid);
+        var loaded = ConfigLoader.Validate(ConfigLoader.Read(file.Path, ["run.seed=42", "stages.detail.enabled=false"]), file.Path, Catalogs.BuiltIn());
+        Assert.Equal(42, loaded.Config.Run.Seed);
+        Assert.DoesNotContain(loaded.Stages, s => s.Key == "detail");
+    }
+
+    [Fact]
+    public void The_sample_configs_are_valid()
+    {
+        foreach (var path in Directory.GetFiles(TestPaths.Sample("toy2d"), "*.json"))
+        {
+            var loaded = ConfigLoader.Validate(ConfigLoader.Read(path), path, Catalogs.BuiltIn());
+            Assert.NotEmpty(loaded.Stages);
+        }
+    }
+}

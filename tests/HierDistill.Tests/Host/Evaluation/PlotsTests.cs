@@ -1,0 +1,31 @@
+using HierDistill.Host.Evaluation;
+using HierDistill.Host.Reporting;
+using HierDistill.Host.Training;
+using HierDistill.Tests.Support;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace HierDistill.Tests.Host.Evaluation;
+
+public class PlotsTests
+{
+    [Fact]
+    public void Scatter_and_loss_plots_are_written_as_png()
+    {
+        using var scope = NewDisposeScope();
+        using var folder = TestPaths.NewTempFolder();
+        var sets = Enumerable.Range(0, 5).Select(i => new PlotSamples($"set {i}", randn(200, 2), randint(0, 2, [200]))).ToList();
+        var history = Enumerable.Range(0, 20).SelectMany(i => new[]
+        {
+            new MetricPoint("teacher", i * 10, "loss", 1.0 / (i + 1)),
+            new MetricPoint("structure", i * 10, "raw_loss", 2.0 / (i + 1)),
+        }).ToList();
+        Plots.Write(folder.Path, sets, history, null);
+        foreach (var name in new[] { "samples.png", "losses.png" })
+        {
+            var bytes = File.ReadAllBytes(folder.File(name));
+            Assert.True(bytes.Length > 1000);
+            Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, bytes.Take(4));
+        }
+    }
+}

@@ -1,0 +1,149 @@
+using System.Reflection;
+using System.Reflection.Emit;
+using System.Reflection.Metadata;
+using System.Reflection.Metadata.Ecma335;
+using System.Reflection.PortableExecutable;
+using System.Runtime.Loader;
+using HierDistill.Abstractions.Data;
+using HierDistill.Host.Plugins;
+using HierDistill.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace HierDistill.Tests.Host.Plugins;
+
+/// <summary>Loading the real plugin build outputs (the test output's plugins folder, copied by the build).</summary>
+public class PluginLoadingTests
+{
+    private static readonly string[] BuiltIn =
+        ["HierDistill.Plugins.Awd", "HierDistill.Plugins.Data", "HierDistill.Plugins.Dmd", "HierDistill.Plugins.MeanFlow", "HierDistill.Plugins.Teachers"];
+
+    private static ComponentCatalog Discover(params string[] folders) => new PluginDiscovery(new McMasterPluginLoader()).Discover(folders);
+
+    [Fact]
+    public void The_built_plugins_are_discovered_with_their_components()
+    {
+        var catalog = Discover(TestPaths.PluginsFolder);
+        Assert.Empty(catalog.Errors);
+        Assert.Equal(BuiltIn, catalog.Plugins.Select(p => p.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(["awd", "dmd", "gap", "gmm-exact", "meanflow", "mixture2d", "mlp"], catalog.Components.Select(c => c.Name).Order(StringComparer.Ordinal));
+        Assert.All(catalog.Plugins, p => Assert.Equal("1.0.0", p.AbstractionsVersion));
+    }
+
+    [Fact]
+    public void Components_made_in_a_plugin_have_the_host_types_across_the_load_boundary()
+    {
+        var catalog = Discover(TestPaths.PluginsFolder);
+        var descriptor = catalog.Find(typeof(IDataSource), "mixture2d")!;
+        // The plugin lives in its own load context...
+        Assert.NotEqual(AssemblyLoadContext.Default, AssemblyLoadContext.GetLoadContext(descriptor.OptionsType.Assembly));
+        // ...but what it creates is the host's IDataSource, and its tensors are the host's Tensor type.
+        var options = Activator.CreateInstance(descriptor.OptionsType)!;
+        var created = descriptor.Create(new HierDistill.Abstractions.Plugins.ComponentContext(
+            new ServiceCollection().BuildServiceProvider(),
+            new HierDistill.Abstractions.Plugins.RunEnvironment(CPU, 0, Path.GetTempPath()), "data"), options);
+        var data = Assert.IsAssignableFrom<IDataSource>(created);
+        using var scope = NewDisposeScope();
+        var batch = data.SampleTrain(4, CPU);
+        Assert.IsType<Tensor>(batch.X);
+        Assert.Equal(new long[] { 4, 2 }, batch.X.shape);
+    }
+
+    [Fact]
+    public void Plugin_outputs_hold_no_torchsharp_skiasharp_or_native_files()
+    {
+        var roots = new[] { TestPaths.PluginsFolder }
+            .Concat(BuiltIn.Select(n => Path.Combine(TestPaths.RepositoryRoot, "artifacts", "bin", n)).Where(Directory.Exists));
+        foreach (var root in roots)
+        {
+            var files = Directory.GetFiles(root, "*", SearchOption.AllDirectories).Select(Path.GetFileName).ToList();
+            Assert.NotEmpty(files);
+            Assert.DoesNotContain(files, f => f!.StartsWith("TorchSharp", StringComparison.Ordinal) || f.StartsWith("SkiaSharp", StringComparison.Ordinal)
+                                              || f.EndsWith(".so", StringComparison.Ordinal) || f.Contains(".so.", StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
+    public void A_corrupt_assembly_is_reported_by_file_and_the_other_plugins_still_load()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        var dir = Directory.CreateDirectory(Path.Combine(folder.Path, "Broken")).FullName;
+        File.WriteAllBytes(Path.Combine(dir, "Broken.dll"), [0x4d, 0x5a, 1, 2, 3, 4, 5, 6, 7, 8]);
+        var catalog = Discover(TestPaths.PluginsFolder, folder.Path);
+        Assert.Equal(5, catalog.Plugins.Count);
+        var error = Assert.Single(catalog.Errors);
+        Assert.Equal(Path.Combine(dir, "Broken.dll"), error.Path);
+        Assert.StartsWith("not a valid .NET assembly", error.Reason);
+    }
+
+    [Fact]
+    public void An_assembly_without_an_entry_point_is_reported()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        var dir = Directory.CreateDirectory(Path.Combine(folder.Path, "NoEntry")).FullName;
+        // An assembly that references HierDistill.Abstractions (a field of type DataSpec) but has no plugin class.
+        var builder = new PersistedAssemblyBuilder(new AssemblyName("NoEntry"), typeof(object).Assembly);
+        var type = builder.DefineDynamicModule("NoEntry").DefineType("NoEntry.Holder", TypeAttributes.Public | TypeAttributes.Class);
+        type.DefineField("Spec", typeof(DataSpec), FieldAttributes.Public);
+        type.CreateType();
+        builder.Save(Path.Combine(dir, "NoEntry.dll"));
+        var error = Assert.Single(Discover(folder.Path).Errors);
+        Assert.Equal("no entry point: the assembly has no public non-abstract class implementing IHierDistillPlugin.", error.Reason);
+    }
+
+    [Fact]
+    public void A_plugin_built_against_another_major_version_is_refused_naming_both_versions()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string dll = CopyPluginWithAbstractionsVersion(folder.Path, major: 2, minor: 0);
+        var error = Assert.Single(Discover(folder.Path).Errors);
+        Assert.Equal(dll, error.Path);
+        Assert.Equal("built against HierDistill.Abstractions 2.0.0, but this host has 1.0.0; major versions must match. " +
+                     "Rebuild the plugin against HierDistill.Abstractions 1.x.", error.Reason);
+    }
+
+    [Fact]
+    public void A_plugin_built_against_a_newer_minor_version_is_refused()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        CopyPluginWithAbstractionsVersion(folder.Path, major: 1, minor: 3);
+        var error = Assert.Single(Discover(folder.Path).Errors);
+        Assert.StartsWith("built against HierDistill.Abstractions 1.3.0, newer than this host's 1.0.0;", error.Reason);
+    }
+
+    [Fact]
+    public void A_plugin_folder_without_its_assembly_and_a_missing_folder_are_reported()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        Directory.CreateDirectory(Path.Combine(folder.Path, "Empty"));
+        var catalog = Discover(folder.Path, Path.Combine(folder.Path, "missing"));
+        Assert.Equal(2, catalog.Errors.Count);
+        Assert.EndsWith("no Empty.dll in the plugin folder (a plugin folder holds <Name>/<Name>.dll).", catalog.Errors[0].ToString());
+        Assert.EndsWith("missing: plugin folder does not exist.", catalog.Errors[1].ToString());
+    }
+
+    /// <summary>Copies the Data plugin and rewrites its AssemblyRef to HierDistill.Abstractions to the given version.</summary>
+    private static string CopyPluginWithAbstractionsVersion(string root, ushort major, ushort minor)
+    {
+        const string name = "HierDistill.Plugins.Data";
+        var source = Path.Combine(TestPaths.PluginsFolder, name);
+        var target = Directory.CreateDirectory(Path.Combine(root, name)).FullName;
+        foreach (var f in Directory.GetFiles(source)) File.Copy(f, Path.Combine(target, Path.GetFileName(f)));
+        string dll = Path.Combine(target, name + ".dll");
+        byte[] bytes = File.ReadAllBytes(dll);
+        int offset;
+        using (var pe = new PEReader(new MemoryStream(bytes)))
+        {
+            var md = pe.GetMetadataReader();
+            var handle = md.AssemblyReferences.Single(h => md.GetString(md.GetAssemblyReference(h).Name) == "HierDistill.Abstractions");
+            int row = MetadataTokens.GetRowNumber(handle);
+            offset = pe.PEHeaders.MetadataStartOffset + md.GetTableMetadataOffset(TableIndex.AssemblyRef)
+                     + (row - 1) * md.GetTableRowSize(TableIndex.AssemblyRef);
+        }
+        BitConverter.GetBytes(major).CopyTo(bytes, offset);     // MajorVersion
+        BitConverter.GetBytes(minor).CopyTo(bytes, offset + 2); // MinorVersion
+        File.WriteAllBytes(dll, bytes);
+        return dll;
+    }
+}

@@ -1,0 +1,65 @@
+using HierDistill.Host.Runtime;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace HierDistill.Tests.Host.Runtime;
+
+public class TorchRuntimeTests
+{
+    [Fact]
+    public void Libtorch_loads_and_runs_a_real_tensor_operation_and_an_autograd_step_on_cpu()
+    {
+        var info = TorchRuntime.Initialize("cpu", null);
+        Assert.Equal(DeviceType.CPU, info.Device.type);
+        using var scope = NewDisposeScope();
+        // y = sum(a * b) with a = [1, 2, 3], b = [4, 5, 6]: y = 32, dy/da = b.
+        var a = tensor(new float[] { 1, 2, 3 }, requires_grad: true);
+        var b = tensor(new float[] { 4, 5, 6 });
+        var y = (a * b).sum();
+        y.backward();
+        Assert.Equal(32f, y.item<float>());
+        Assert.Equal(new float[] { 4, 5, 6 }, a.grad!.data<float>().ToArray());
+        // and a matrix product through libtorch's BLAS: [[1, 2], [3, 4]] @ [[5], [6]] = [[17], [39]]
+        var m = tensor(new float[] { 1, 2, 3, 4 }, [2, 2]).mm(tensor(new float[] { 5, 6 }, [2, 1]));
+        Assert.Equal(new float[] { 17, 39 }, m.data<float>().ToArray());
+    }
+
+    [Fact]
+    public void Auto_selects_cpu_when_no_gpu_is_present()
+    {
+        if (cuda.is_available()) return; // this assertion is about CPU-only machines
+        Assert.Equal(DeviceType.CPU, TorchRuntime.Initialize("auto", null).Device.type);
+    }
+
+    [Theory]
+    [InlineData("cuda")]
+    [InlineData("cuda:1")]
+    public void A_cuda_request_that_cannot_be_met_stops_with_the_reason_instead_of_falling_back(string device)
+    {
+        if (cuda.is_available()) return; // on a GPU machine the request can be met
+        var e = Assert.Throws<TorchRuntimeException>(() => TorchRuntime.Initialize(device, null));
+        Assert.Contains($"run.device = {device}, but CUDA is not available", e.Message);
+        Assert.Contains("HIERDISTILL_LIBTORCH", e.Message);
+    }
+
+    [Fact]
+    public void An_unknown_device_is_refused_with_the_allowed_values()
+    {
+        var e = Assert.Throws<TorchRuntimeException>(() => TorchRuntime.Initialize("gpu0", null));
+        Assert.Equal("run.device 'gpu0' is not a device; use auto, cpu, cuda or cuda:N.", e.Message);
+    }
+
+    [Fact]
+    public void A_libtorch_folder_that_does_not_exist_is_refused_by_name()
+    {
+        var e = Assert.Throws<TorchRuntimeException>(() => TorchRuntime.Initialize("cpu", "/nonexistent/torch/lib"));
+        Assert.Contains("/nonexistent/torch/lib, which does not exist", e.Message);
+    }
+
+    [Fact]
+    public void The_config_value_wins_over_the_environment_variable()
+    {
+        Assert.Equal("/from/config", TorchRuntime.ResolveLibTorchFolder("/from/config"));
+    }
+}
