@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using HierDistill.Abstractions.Contracts;
 
 namespace HierDistill.Plugins.Awd;
 
@@ -46,21 +47,8 @@ public class GapOptions
     [Range(0.01, 10.0)]
     public double TimeStd { get; set; } = 1.0;
 
-    /// <summary>Learning rate of the heads. <value>Default 1e-4.</value></summary>
-    [Range(0.0, 10.0)]
-    public double LearningRate { get; set; } = 1e-4;
-
-    /// <summary>Adam β₁. <value>Default 0.5.</value></summary>
-    [Range(0.0, 0.999999)]
-    public double Beta1 { get; set; } = 0.5;
-
-    /// <summary>Adam β₂. <value>Default 0.999.</value></summary>
-    [Range(0.0, 0.999999)]
-    public double Beta2 { get; set; } = 0.999;
-
-    /// <summary>Gradient-norm clip of the heads (0: none). <value>Default 1.</value></summary>
-    [Range(0.0, 1e6)]
-    public double GradClip { get; set; } = 1.0;
+    /// <summary>Adam settings of the heads. <value>Default learning rate 1e-4, betas (0.5, 0.999), clip 1.</value></summary>
+    public AdamOptions Optimizer { get; set; } = new() { Beta1 = 0.5 };
 }
 
 /// <summary>Options of the <c>awd</c> discriminator (Adaptive Weighted Discriminator).</summary>

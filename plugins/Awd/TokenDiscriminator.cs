@@ -45,8 +45,7 @@ internal sealed class TokenDiscriminator : IDiscriminator
                 ?? throw new ArgumentException($"block {b} is not a teacher feature block; available: {string.Join(", ", available.Select(a => a.Block))}.")).ToList();
         FeatureBlocks = chosen.Select(c => c.Block).ToList();
         _heads = new DiscriminatorHeads(chosen, options.HeadDim, (options as AwdOptions)?.Queries ?? 1, attention);
-        Heads = new TrainableModule("discriminator", _heads,
-            new OptimizerSettings(options.LearningRate, options.Beta1, options.Beta2, 0, options.GradClip > 0 ? options.GradClip : null));
+        Heads = new TrainableModule("discriminator", _heads, options.Optimizer.ToSettings());
     }
 
     public TrainableModule Heads { get; }

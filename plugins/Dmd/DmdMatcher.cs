@@ -27,8 +27,7 @@ internal sealed class DmdMatcher : IDistributionMatcher
         _real = ClassifierFreeGuidance.Guide(teacher.Velocity, options.RealGuidanceScale, teacher.Spec.NullLabel);
         AuxiliaryModules =
         [
-            new TrainableModule("fake_score", _fake, new OptimizerSettings(options.FakeScoreLearningRate, options.FakeScoreBeta1,
-                options.FakeScoreBeta2, 0, options.FakeScoreGradClip > 0 ? options.FakeScoreGradClip : null)),
+            new TrainableModule("fake_score", _fake, options.FakeScore.ToSettings()),
         ];
     }
 

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using HierDistill.Abstractions.Contracts;
 
 namespace HierDistill.Plugins.Dmd;
 
@@ -25,21 +26,8 @@ public sealed class DmdOptions : IValidatableObject
     [Range(1, 1000)]
     public int GeneratorUpdateInterval { get; set; } = 5;
 
-    /// <summary>Learning rate of the fake score. <value>Default 1e-4.</value></summary>
-    [Range(0.0, 10.0)]
-    public double FakeScoreLearningRate { get; set; } = 1e-4;
-
-    /// <summary>Adam β₁ of the fake score. <value>Default 0.9.</value></summary>
-    [Range(0.0, 0.999999)]
-    public double FakeScoreBeta1 { get; set; } = 0.9;
-
-    /// <summary>Adam β₂ of the fake score. <value>Default 0.999.</value></summary>
-    [Range(0.0, 0.999999)]
-    public double FakeScoreBeta2 { get; set; } = 0.999;
-
-    /// <summary>Gradient-norm clip of the fake score (0: none). <value>Default 1.</value></summary>
-    [Range(0.0, 1e6)]
-    public double FakeScoreGradClip { get; set; } = 1.0;
+    /// <summary>Adam settings of the fake score. <value>Default learning rate 1e-4, betas (0.9, 0.999), clip 1.</value></summary>
+    public AdamOptions FakeScore { get; set; } = new();
 
     /// <inheritdoc/>
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)

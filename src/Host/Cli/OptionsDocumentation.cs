@@ -25,10 +25,23 @@ public static class OptionsDocumentation
         {
             defaults = null;
         }
-        var docs = ReadXmlDocs(optionsType.Assembly);
         var result = new List<OptionDoc>();
-        foreach (var p in ConfigValidator.SettableProperties(optionsType))
+        Describe(optionsType, defaults, "", result);
+        return result;
+    }
+
+    /// <summary>Adds the options of <paramref name="type"/> (nested sections as <c>section.key</c>) with the defaults read from <paramref name="defaults"/>.</summary>
+    private static void Describe(Type type, object? defaults, string prefix, List<OptionDoc> result)
+    {
+        var docs = ReadXmlDocs(type.Assembly);
+        foreach (var p in ConfigValidator.SettableProperties(type))
         {
+            var nested = Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType;
+            if (nested.IsClass && nested != typeof(string) && !typeof(IEnumerable).IsAssignableFrom(nested))
+            {
+                Describe(nested, defaults is null ? null : p.GetValue(defaults), prefix + ConfigValidator.CamelCase(p.Name) + ".", result);
+                continue;
+            }
             string allowed = string.Join("; ", p.GetCustomAttributes<ValidationAttribute>().Select(a => a switch
             {
                 RangeAttribute r => $"{r.Minimum} .. {r.Maximum}",
@@ -36,12 +49,11 @@ public static class OptionsDocumentation
                 RequiredAttribute => "required",
                 _ => a.GetType().Name.Replace("Attribute", ""),
             }));
-            var type = Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType;
-            if (type.IsEnum) allowed = string.Join(" | ", Enum.GetNames(type).Select(ConfigValidator.CamelCase));
-            string summary = docs.TryGetValue($"P:{optionsType.FullName}.{p.Name}", out var s) ? s : "";
-            result.Add(new OptionDoc(ConfigValidator.CamelCase(p.Name), TypeName(p.PropertyType), Format(defaults is null ? null : p.GetValue(defaults)), allowed, summary));
+            if (nested.IsEnum) allowed = string.Join(" | ", Enum.GetNames(nested).Select(ConfigValidator.CamelCase));
+            string summary = docs.TryGetValue($"P:{type.FullName}.{p.Name}", out var s) ? s : "";
+            result.Add(new OptionDoc(prefix + ConfigValidator.CamelCase(p.Name), TypeName(p.PropertyType),
+                Format(defaults is null ? null : p.GetValue(defaults)), allowed, summary));
         }
-        return result;
     }
 
     private static string TypeName(Type t)

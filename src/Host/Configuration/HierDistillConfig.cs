@@ -245,6 +245,12 @@ public sealed class TrajectoryStageConfig : StageConfig
 
     /// <summary>Loop and optimiser settings.</summary>
     public TrainingOptions Training { get; set; } = new();
+
+    /// <summary>
+    /// Student weights (<c>student-&lt;stage&gt;.safetensors</c> of an earlier run) to use instead of training this stage,
+    /// e.g. to vary stage 2 on one stage-1 student. <value>Default: unset.</value>
+    /// </summary>
+    public string? LoadFrom { get; set; }
 }
 
 /// <summary><c>kind: distribution</c>: stage 2, distribution matching with an optional adversarial term.</summary>

@@ -53,6 +53,8 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         public const string HighQuality = "high_quality_fraction";
         /// <summary>Total variation between per-mode mass and mixture weights.</summary>
         public const string ModeMassTv = "mode_mass_tv";
+        /// <summary>Prefix of the per-mode masses (<c>mode_mass_0</c> …), to compare with the mixture weights.</summary>
+        public const string ModeMass = "mode_mass";
     }
 
     /// <inheritdoc/>
@@ -106,6 +108,7 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
                 m[Names.ModesTotal] = modes.Total;
                 m[Names.HighQuality] = modes.HighQualityFraction;
                 m[Names.ModeMassTv] = modes.MassTotalVariation;
+                for (int k = 0; k < modes.Mass.Count; k++) m[$"{Names.ModeMass}_{k}"] = modes.Mass[k];
             }
             return m;
         }

@@ -65,7 +65,9 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
                       "and against reference teacher samples (max NFE, other noise); `data` is a second fresh data set: the noise floor.");
         sb.AppendLine();
 
-        var metricNames = entries.SelectMany(e => e.Metrics.Keys).Distinct().ToList();
+        // Per-mode masses go to metrics.json only; the table keeps the summary columns.
+        var metricNames = entries.SelectMany(e => e.Metrics.Keys).Distinct()
+            .Where(k => !(k.StartsWith(EvaluationStage.Names.ModeMass + "_", StringComparison.Ordinal) && char.IsAsciiDigit(k[^1]))).ToList();
         sb.Append("| model | kind | sampler | NFE |");
         foreach (var m in metricNames) sb.Append($" {m} |");
         sb.AppendLine(" ms/sample | train s |");

@@ -32,7 +32,8 @@ public sealed class ModuleOptimizer : IDisposable
     /// <param name="name">Name in logs and checkpoints (e.g. <c>student</c>).</param>
     /// <param name="module">The module; parameters with <c>requires_grad</c> are optimised.</param>
     /// <param name="settings">Adam(W) settings.</param>
-    /// <param name="emaDecay">EMA decay (0: no EMA). The EMA warms up as <c>min(d, (1 + n) / (10 + n))</c> after n updates.</param>
+    /// <param name="emaDecay">EMA decay (0: no EMA). After n updates the decay is <c>min(d, n / (n + 1))</c>: the plain mean of
+    /// the weights so far until the configured decay is slower, so short runs get a meaningful average too.</param>
     /// <param name="schedule">Learning-rate multiplier by step (null: constant).</param>
     /// <param name="maxConsecutiveSkips">Consecutive skipped steps that stop the run.</param>
     public ModuleOptimizer(string name, nn.Module module, OptimizerSettings settings, double emaDecay = 0,
@@ -110,7 +111,8 @@ public sealed class ModuleOptimizer : IDisposable
         foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;
         _optimizer.step();
         Updates++;
-        Ema?.Update(Module, Math.Min(Ema.Decay, (1.0 + Updates) / (10.0 + Updates)));
+        // Warm-up: the running mean of all updates so far until that is slower than the configured decay.
+        Ema?.Update(Module, Math.Min(Ema.Decay, Updates / (Updates + 1.0)));
         return new StepOutcome(true, norm, lr);
     }
 

@@ -24,6 +24,14 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
         var distiller = run.Create<ITrajectoryDistiller>(path, state.Data, teacher);
         var student = teacher.CreateStudent();
         student.to(run.Environment.Device);
+        if (!string.IsNullOrWhiteSpace(config.LoadFrom))
+        {
+            WeightsFile.Load(student, config.LoadFrom);
+            student.Freeze();
+            run.Logger.Information("Stage {Stage}: student weights loaded from {Path}; not trained", key, Path.GetFullPath(config.LoadFrom));
+            state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, $"{run.Config.Component(path).Descriptor.Name} (loaded)", 0));
+            return;
+        }
         student.train();
         var training = config.Training;
         using var optimizer = new ModuleOptimizer("student", student, training.ToOptimizer(), training.EmaDecay,
