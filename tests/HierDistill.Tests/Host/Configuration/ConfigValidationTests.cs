@@ -151,4 +151,32 @@ public class ConfigValidationTests
             Assert.NotEmpty(loaded.Stages);
         }
     }
+
+    [Fact]
+    public void A_variant_extends_its_base_and_overrides_only_what_it_names()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        File.WriteAllText(folder.File("base.json"), Valid);
+        File.WriteAllText(folder.File("variant.json"), """
+        { "extends": "base.json", "run": { "name": "variant" }, "stages": { "detail": { "discriminator": { "type": "gap" } } } }
+        """);
+        var loaded = ConfigLoader.Validate(ConfigLoader.Read(folder.File("variant.json")), folder.File("variant.json"), Catalogs.BuiltIn());
+        Assert.Equal("variant", loaded.Config.Run.Name);
+        Assert.Equal("cpu", loaded.Config.Run.Device);                       // from the base
+        Assert.Equal("gap", loaded.Component("stages:detail:discriminator").Descriptor.Name);
+        Assert.Equal("dmd", loaded.Component("stages:detail:matcher").Descriptor.Name);
+    }
+
+    [Fact]
+    public void A_missing_base_or_a_cycle_of_extends_is_reported()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        File.WriteAllText(folder.File("a.json"), """{ "extends": "b.json" }""");
+        File.WriteAllText(folder.File("b.json"), """{ "extends": "a.json" }""");
+        File.WriteAllText(folder.File("c.json"), """{ "extends": "missing.json" }""");
+        var cycle = Assert.Throws<ConfigException>(() => ConfigLoader.Read(folder.File("a.json")));
+        Assert.EndsWith("extends itself through a cycle.", cycle.Errors.Single().ToString());
+        var missing = Assert.Throws<ConfigException>(() => ConfigLoader.Read(folder.File("c.json")));
+        Assert.Equal($"extends: config file not found: {folder.File("missing.json")}", missing.Errors.Single().ToString());
+    }
 }
