@@ -7,7 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace HierDistill.Plugins.Teachers;
 
-/// <summary>Entry point of the teachers plugin: <c>gmm-exact</c> and <c>mlp</c>.</summary>
+/// <summary>Entry point of the teachers plugin: <c>gmm-exact</c>, <c>mlp</c> and <c>dit</c>.</summary>
 public sealed class TeachersPlugin : IHierDistillPlugin
 {
     /// <inheritdoc/>
@@ -28,6 +28,13 @@ public sealed class TeachersPlugin : IHierDistillPlugin
             {
                 var spec = ctx.RequireData().Spec;
                 return new NetworkTeacher(spec, new MlpVelocityNetwork(o, spec));
+            });
+        services.AddTeacher<DiTOptions>("dit",
+            "Diffusion transformer (adaLN-Zero, Peebles & Xie 2023) velocity network v(z, t | c) for images, named presets, attention that supports double backward; token features from its blocks.",
+            (ctx, o) =>
+            {
+                var spec = ctx.RequireData().Spec;
+                return new NetworkTeacher(spec, new DiTVelocityNetwork(o, spec));
             });
     }
 }

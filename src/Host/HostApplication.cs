@@ -45,6 +45,8 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             var catalog = new PluginDiscovery(_loader).Discover(ConfigLoader.PluginFolders(plugins));
             ReportPluginErrors(catalog);
             var loaded = ConfigLoader.Validate(root, configPath, catalog);
+            if (HostLogging.Check(root) is { } serilogProblem)
+                throw new ConfigException(configPath, [new ConfigError("Serilog", serilogProblem)]);
             return (loaded, catalog, ExitCodes.Ok);
         }
         catch (ConfigException e)
@@ -117,7 +119,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         RunFolder folder;
         try
         {
-            folder = RunFolder.Prepare(runOptions.ResolvedOutputDir, overwrite || runOptions.Overwrite);
+            folder = RunFolder.Prepare(runOptions.ResolvedOutputDir, overwrite || runOptions.Overwrite, RunInputs(loaded));
         }
         catch (RunFolderException e)
         {
@@ -132,6 +134,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         logger.Information("HierDistill {Version}: {Config} -> {Folder}", PipelineRunner.HostVersion, loaded.SourcePath, folder.Path);
         logger.Information("Device {Device}; TorchSharp {TorchSharp}; libtorch {LibTorch}", torchInfo.DeviceDescription, torchInfo.TorchSharpVersion, torchInfo.LibTorch);
         foreach (var p in catalog.Plugins) logger.Debug("Plugin {Name} {Version} from {Path}", p.Name, p.Version, p.Path);
+        foreach (var e in catalog.Errors) logger.Warning("Plugin not loaded: {Path}: {Reason}", e.Path, e.Reason);
 
         torch.manual_seed(runOptions.Seed);
         var services = new ServiceCollection()
@@ -188,6 +191,29 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 new ElapsedTimeColumn(), new RemainingTimeColumn())
             .Start(ctx => result = Execute(new SpectreProgressReporter(ctx)));
         return result;
+    }
+
+    /// <summary>Files and folders a run reads, by config key (protected from --overwrite).</summary>
+    private static Dictionary<string, string> RunInputs(LoadedConfig loaded)
+    {
+        var inputs = new Dictionary<string, string> { ["the config file"] = loaded.SourcePath };
+        foreach (var (key, stage) in loaded.Config.Stages)
+        {
+            switch (stage)
+            {
+                case TeacherStageConfig { LoadFrom: { Length: > 0 } t }:
+                    inputs[$"stages:{key}:loadFrom"] = t;
+                    break;
+                case TrajectoryStageConfig { LoadFrom: { Length: > 0 } s }:
+                    inputs[$"stages:{key}:loadFrom"] = s;
+                    break;
+                case EvaluationStageConfig e:
+                    inputs[$"stages:{key}:classifier:cacheDir"] = e.Classifier.CacheDir;
+                    break;
+            }
+        }
+        for (int i = 0; i < loaded.Config.Plugins.Folders.Count; i++) inputs[$"plugins:folders:{i}"] = loaded.Config.Plugins.Folders[i];
+        return inputs;
     }
 
     private void ReportPluginErrors(ComponentCatalog catalog)

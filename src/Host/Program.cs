@@ -18,10 +18,21 @@ using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
     cancellation.Cancel();
 });
 
+// Piped output (CI logs, `| less`): do not wrap tables and messages at 80 columns.
+if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 240;
+
 var app = new CommandApp();
 app.Configure(config =>
 {
     config.SetApplicationName("hierdistill");
+    config.SetApplicationVersion(HierDistill.Host.Pipeline.PipelineRunner.HostVersion);
+    // Usage errors (unknown command or option, missing value) exit 2 like configuration errors.
+    config.SetExceptionHandler((e, _) =>
+    {
+        AnsiConsole.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+        AnsiConsole.MarkupLine("Run [bold]hierdistill --help[/] (or [bold]hierdistill <command> --help[/]) for usage.");
+        return ExitCodes.InvalidConfig;
+    });
     config.AddCommand<RunCommand>("run")
         .WithDescription("Run a pipeline (teacher, trajectory distillation, distribution matching, evaluation) from a JSON config.")
         .WithExample("run", "samples/toy2d/hd.json")

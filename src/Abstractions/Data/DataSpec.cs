@@ -9,6 +9,9 @@ namespace HierDistill.Abstractions.Data;
 /// <see cref="NullLabel"/> = <c>K</c> is the null (unconditional) label ∅ used by classifier-free guidance.</param>
 public sealed record DataSpec(string Name, long[] SampleShape, int NumClasses)
 {
+    /// <summary>Human-readable class names (index = label), if the data set has them.</summary>
+    public IReadOnlyList<string>? ClassNames { get; init; }
+
     /// <summary>The reserved null label ∅ (= <see cref="NumClasses"/>) for unconditional evaluation.</summary>
     public int NullLabel => NumClasses;
 

@@ -26,4 +26,10 @@ public interface IDataSource
     /// <param name="device">Device of the returned tensors.</param>
     /// <param name="generator">Random generator (null: the global torch generator).</param>
     Batch SampleEvaluation(int count, Device device, Generator? generator = null);
+
+    /// <summary>How many training samples exist, or null when they are drawn fresh without limit.</summary>
+    int? TrainSize => null;
+
+    /// <summary>How many evaluation samples exist (the test split's size), or null when they are drawn fresh without limit.</summary>
+    int? EvaluationSize => null;
 }

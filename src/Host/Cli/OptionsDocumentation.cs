@@ -46,11 +46,13 @@ public static class OptionsDocumentation
             {
                 RangeAttribute r => $"{r.Minimum} .. {r.Maximum}",
                 RegularExpressionAttribute rx => rx.ErrorMessage ?? rx.Pattern,
-                RequiredAttribute => "required",
+                RequiredAttribute => "non-empty",
                 _ => a.GetType().Name.Replace("Attribute", ""),
             }));
             if (nested.IsEnum) allowed = string.Join(" | ", Enum.GetNames(nested).Select(ConfigValidator.CamelCase));
-            string summary = docs.TryGetValue($"P:{type.FullName}.{p.Name}", out var s) ? s : "";
+            var declaring = p.DeclaringType ?? type;
+            var declaringDocs = declaring.Assembly == type.Assembly ? docs : ReadXmlDocs(declaring.Assembly);
+            string summary = declaringDocs.TryGetValue($"P:{declaring.FullName}.{p.Name}", out var s) ? s : "";
             result.Add(new OptionDoc(prefix + ConfigValidator.CamelCase(p.Name), TypeName(p.PropertyType),
                 Format(defaults is null ? null : p.GetValue(defaults)), allowed, summary));
         }
@@ -97,8 +99,9 @@ public static class OptionsDocumentation
                 var name = member.Attribute("name")?.Value;
                 var summary = member.Element("summary");
                 if (name is null || summary is null) continue;
-                string text = string.Join(" ", summary.DescendantNodes().OfType<XText>().Select(t => t.Value.Trim())
-                    .Concat(summary.Descendants("c").Select(_ => "")).Where(s => s.Length > 0));
+                // The <value> part states the default, which the table shows from the options object itself.
+                foreach (var v in summary.Descendants("value").ToList()) v.Remove();
+                string text = string.Join(" ", summary.DescendantNodes().OfType<XText>().Select(t => t.Value.Trim()).Where(s => s.Length > 0));
                 result[name] = System.Text.RegularExpressions.Regex.Replace(text, "\\s+", " ").Trim();
             }
         }

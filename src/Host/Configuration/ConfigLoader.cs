@@ -35,35 +35,19 @@ public static class ConfigLoader
     private static readonly HashSet<string> PassThroughSections = new(StringComparer.OrdinalIgnoreCase) { "Serilog" };
 
     /// <summary>
-    /// Reads <paramref name="path"/> and applies overrides <c>key=value</c> (<c>:</c> or <c>.</c> separate
-    /// key levels: <c>stages:detail:enabled=false</c>, <c>run.device=cpu</c>).
+    /// Reads <paramref name="path"/> (with the configs it extends) and applies overrides <c>key=value</c> (<c>:</c> or
+    /// <c>.</c> separate key levels: <c>stages:detail:enabled=false</c>, <c>run.device=cpu</c>; a JSON list or object as
+    /// value replaces the whole entry: <c>stages:evaluate:teacherNfe=[1,4,16]</c>; <c>null</c> removes it). See
+    /// <see cref="ConfigDocument"/> for the merge rules.
     /// </summary>
     /// <exception cref="ConfigException">For a missing file, malformed JSON (with line and column) or a malformed override.</exception>
     public static IConfigurationRoot Read(string path, IEnumerable<string>? overrides = null)
     {
-        var files = new List<string>();
-        CollectChain(path, files, path);
-
-        var memory = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
-        var errors = new List<ConfigError>();
-        foreach (var o in overrides ?? [])
-        {
-            int eq = o.IndexOf('=');
-            if (eq <= 0)
-            {
-                errors.Add(new ConfigError("--set", $"'{o}' is not key=value (e.g. stages:detail:enabled=false)."));
-                continue;
-            }
-            string key = o[..eq].Trim().Replace('.', ':');
-            memory[key] = o[(eq + 1)..];
-        }
-        if (errors.Count > 0) throw new ConfigException(path, errors);
-
+        var document = ConfigDocument.Load(path, overrides);
         try
         {
-            var builder = new ConfigurationBuilder();
-            foreach (var file in files) builder.AddJsonFile(file, optional: false, reloadOnChange: false);
-            return builder.AddInMemoryCollection(memory).Build();
+            var stream = new MemoryStream(JsonSerializer.SerializeToUtf8Bytes(document));
+            return new ConfigurationBuilder().AddJsonStream(stream).Build();
         }
         catch (Exception e) when (e is FormatException or InvalidDataException)
         {
@@ -71,45 +55,11 @@ public static class ConfigLoader
         }
     }
 
-    /// <summary>
-    /// Checks one file's JSON (for a precise location of syntax errors) and follows its <c>extends</c> key:
-    /// a variant names its base config (relative to itself) and overrides keys of it; bases come first.
-    /// </summary>
-    private static void CollectChain(string path, List<string> files, string source)
-    {
-        string full = Path.GetFullPath(path);
-        if (!File.Exists(full))
-            throw new ConfigException(source, [new ConfigError(files.Count == 0 ? "" : "extends", $"config file not found: {full}")]);
-        if (files.Contains(full))
-            throw new ConfigException(source, [new ConfigError("extends", $"{full} extends itself through a cycle.")]);
-        string? extends = null;
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllText(full),
-                new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
-            if (doc.RootElement.ValueKind != JsonValueKind.Object)
-                throw new ConfigException(source, [new ConfigError("", $"{full}: the config must be a JSON object {{ ... }}.")]);
-            if (doc.RootElement.TryGetProperty(ExtendsKey, out var e))
-            {
-                if (e.ValueKind != JsonValueKind.String)
-                    throw new ConfigException(source, [new ConfigError(ExtendsKey, "must be the path of a base config (a string).")]);
-                extends = e.GetString();
-            }
-        }
-        catch (JsonException e)
-        {
-            long line = (e.LineNumber ?? 0) + 1, column = (e.BytePositionInLine ?? 0) + 1;
-            string reason = e.Message.Split(" Path:")[0].Split(" LineNumber:")[0];
-            string where = files.Count == 0 ? "" : $"{full}: ";
-            throw new ConfigException(source, [new ConfigError("", $"{where}malformed JSON at line {line}, column {column}: {reason}")]);
-        }
-        files.Insert(0, full);
-        if (!string.IsNullOrWhiteSpace(extends))
-            CollectChain(Path.Combine(Path.GetDirectoryName(full)!, extends), files, source);
-    }
-
     /// <summary>The key with which a config names the config it extends.</summary>
-    public const string ExtendsKey = "extends";
+    public const string ExtendsKey = ConfigDocument.ExtendsKey;
+
+    /// <summary>Top-level section the host writes into <c>config.resolved.json</c> (source, overrides, versions); ignored when read.</summary>
+    public const string ProvenanceKey = "provenance";
 
     /// <summary>Reads and validates the <c>plugins</c> section alone (needed before plugins can be discovered).</summary>
     /// <exception cref="ConfigException">When the section is invalid.</exception>
@@ -138,7 +88,7 @@ public static class ConfigLoader
         foreach (var child in root.GetChildren())
         {
             if (sections.Contains(child.Key, StringComparer.OrdinalIgnoreCase) || PassThroughSections.Contains(child.Key) ||
-                child.Key.Equals(ExtendsKey, StringComparison.OrdinalIgnoreCase)) continue;
+                child.Key.Equals(ExtendsKey, StringComparison.OrdinalIgnoreCase) || child.Key.Equals(ProvenanceKey, StringComparison.OrdinalIgnoreCase)) continue;
             string? guess = ConfigValidator.Suggest(child.Key, sections);
             v.Add(child.Key, "unknown key." + (guess is null ? "" : $" Did you mean '{guess}'?") +
                              $" Allowed here: {string.Join(", ", sections)}, {ExtendsKey}, Serilog.");
@@ -158,6 +108,7 @@ public static class ConfigLoader
         };
 
         var stages = new List<(string Key, StageConfig Stage)>();
+        bool allStagesBound = true;
         foreach (var stage in root.GetSection("stages").GetChildren())
         {
             string path = $"stages:{stage.Key}";
@@ -178,12 +129,23 @@ public static class ConfigLoader
                                       $"; use one of {string.Join(", ", StageKinds.Types.Keys)}.");
                 continue;
             }
-            if (v.ValidateAndBind(stage, type, path) is StageConfig bound) stages.Add((stage.Key, bound));
+            if (v.ValidateAndBind(stage, type, path) is StageConfig bound)
+            {
+                stages.Add((stage.Key, bound));
+                string? loadFrom = bound switch { TeacherStageConfig t => t.LoadFrom, TrajectoryStageConfig t => t.LoadFrom, _ => null };
+                if (bound.Enabled && !string.IsNullOrWhiteSpace(loadFrom) && !File.Exists(loadFrom))
+                    v.Add($"{path}:loadFrom", $"weights file not found: {Path.GetFullPath(loadFrom)}.");
+            }
+            else
+            {
+                allStagesBound = false;
+            }
         }
 
         var ordered = stages.Where(s => s.Stage.Enabled)
             .OrderBy(s => s.Stage.EffectiveOrder).ThenBy(s => s.Key, StringComparer.Ordinal).ToList();
-        if (config is not null && v.Errors.Count == 0) CheckPipeline(ordered, v);
+        // The pipeline's shape is checked whenever every stage could be read, even if other sections have errors.
+        if (allStagesBound && stages.Count == root.GetSection("stages").GetChildren().Count()) CheckPipeline(ordered, v);
         if (v.Errors.Count > 0 || config is null) throw new ConfigException(source, v.Errors);
 
         config.Stages = stages.ToDictionary(s => s.Key, s => s.Stage);

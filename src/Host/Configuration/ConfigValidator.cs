@@ -48,9 +48,10 @@ public sealed class ConfigValidator
     /// <summary>Validates <paramref name="section"/> against <paramref name="type"/> and returns the bound object (null when it could not be bound).</summary>
     public object? ValidateAndBind(IConfiguration section, Type type, string path, ISet<string>? ignoredKeys = null)
     {
-        int before = _errors.Count;
+        int before = _errors.Count, componentBefore = _componentErrors;
         CheckStructure(section, type, path, ignoredKeys);
-        if (_errors.Count > before) return null;
+        // Errors inside component options do not stop this section's own checks (every error is reported at once).
+        if (_errors.Count - before > _componentErrors - componentBefore) return null;
         object? bound;
         try
         {
@@ -113,7 +114,9 @@ public sealed class ConfigValidator
             }
             if (child.Value is null) return; // JSON null: keep the default
             if (!TryConvert(child.Value, underlying, out _))
-                Add(path, $"'{child.Value}' is not {Describe(underlying)}.");
+                Add(path, underlying == typeof(int) && long.TryParse(child.Value, System.Globalization.NumberStyles.Integer, CultureInfo.InvariantCulture, out _)
+                    ? $"{child.Value} is too large; the largest allowed integer here is {int.MaxValue}."
+                    : $"'{child.Value}' is not {Describe(underlying)}.");
             return;
         }
 
@@ -152,7 +155,6 @@ public sealed class ConfigValidator
     public void CheckAnnotations(object obj, string path)
     {
         var type = obj.GetType();
-        bool propertyErrors = false;
         foreach (var prop in SettableProperties(type))
         {
             var value = prop.GetValue(obj);
@@ -162,13 +164,12 @@ public sealed class ConfigValidator
                 if (attr.GetValidationResult(value, ctx) is { } failure && failure != ValidationResult.Success)
                 {
                     Add(Join(path, CamelCase(prop.Name)), DescribeFailure(attr, value, failure));
-                    propertyErrors = true;
                 }
             }
             if (value is not null && IsNestedOptions(prop.PropertyType) && prop.PropertyType != typeof(ComponentConfig))
                 CheckAnnotations(value, Join(path, CamelCase(prop.Name)));
         }
-        if (!propertyErrors && obj is IValidatableObject validatable)
+        if (obj is IValidatableObject validatable)
         {
             foreach (var result in validatable.Validate(new ValidationContext(obj)))
             {
@@ -183,7 +184,22 @@ public sealed class ConfigValidator
     public Dictionary<string, (Abstractions.Plugins.ComponentDescriptor Descriptor, object Options)> Components { get; } =
         new(StringComparer.OrdinalIgnoreCase);
 
+    private int _componentErrors;
+
     internal void CheckComponent(IConfigurationSection section, Type? contract, string path)
+    {
+        int before = _errors.Count;
+        try
+        {
+            CheckComponentCore(section, contract, path);
+        }
+        finally
+        {
+            _componentErrors += _errors.Count - before;
+        }
+    }
+
+    private void CheckComponentCore(IConfigurationSection section, Type? contract, string path)
     {
         if (section.Value is not null && !section.GetChildren().Any())
         {

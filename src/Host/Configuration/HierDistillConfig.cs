@@ -36,7 +36,7 @@ public sealed partial class RunOptions : IValidatableObject
     public string Device { get; set; } = "auto";
 
     /// <summary>Random seed of the run. <value>Default 0.</value></summary>
-    [Range(0, long.MaxValue)]
+    [Range(typeof(long), "0", "9223372036854775807")]
     public long Seed { get; set; }
 
     /// <summary>
@@ -323,6 +323,17 @@ public sealed class EvaluationStageConfig : StageConfig, IValidatableObject
     /// <summary>Seed of the evaluation noise (shared by every model). <value>Default 1234.</value></summary>
     public long Seed { get; set; } = 1234;
 
+    /// <summary>Samples generated per forward batch (bounds memory). <value>Default 500.</value></summary>
+    [Range(1, 1_000_000)]
+    public int BatchSize { get; set; } = 500;
+
+    /// <summary>Images per class row in the sample grids (image data). <value>Default 10.</value></summary>
+    [Range(1, 64)]
+    public int GridColumns { get; set; } = 10;
+
+    /// <summary>The classifier behind FD and class accuracy (image data).</summary>
+    public ClassifierOptions Classifier { get; set; } = new();
+
     /// <summary>The teacher NFE grid with defaults applied.</summary>
     public IReadOnlyList<int> EffectiveTeacherNfe => TeacherNfe.Count > 0 ? TeacherNfe : [1, 2, 4, 8, 16, 32, 64, 128];
 
@@ -337,4 +348,31 @@ public sealed class EvaluationStageConfig : StageConfig, IValidatableObject
         if (StudentNfe.Any(n => n < 1 || n > 64))
             yield return new ValidationResult("every entry must be in 1..64.", [nameof(StudentNfe)]);
     }
+}
+
+/// <summary>The evaluation classifier of image data (trained once per data set and settings, then cached).</summary>
+public sealed class ClassifierOptions
+{
+    /// <summary>Folder of cached classifiers, relative to the current directory. <value>Default "runs/.cache".</value></summary>
+    [Required]
+    public string CacheDir { get; set; } = "runs/.cache";
+
+    /// <summary>Training epochs over the training split. <value>Default 3.</value></summary>
+    [Range(0.001, 1000.0)]
+    public double Epochs { get; set; } = 3;
+
+    /// <summary>Batch size. <value>Default 128.</value></summary>
+    [Range(1, 100_000)]
+    public int BatchSize { get; set; } = 128;
+
+    /// <summary>Adam learning rate. <value>Default 1e-3.</value></summary>
+    [Range(1e-8, 1.0)]
+    public double LearningRate { get; set; } = 1e-3;
+
+    /// <summary>Seed of its training. <value>Default 0.</value></summary>
+    public long Seed { get; set; }
+
+    /// <summary>Test accuracy below which the report warns that FD and class accuracy are unreliable. <value>Default 0.9.</value></summary>
+    [Range(0.0, 1.0)]
+    public double MinAccuracy { get; set; } = 0.9;
 }

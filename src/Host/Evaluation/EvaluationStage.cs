@@ -63,104 +63,85 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         var teacher = state.RequireTeacher();
         var data = state.Data;
         var device = run.Environment.Device;
-        int n = config.Samples;
         long seed = config.Seed;
+        int n = config.Samples;
+        if (data.EvaluationSize is { } available && n > available)
+            throw new InvalidOperationException(
+                $"stages:{key}:samples = {n}, but the data's evaluation split has {available} samples; use at most {available}.");
+        bool images = data.Spec.SampleShape.Length == 3;
         using var scope = NewDisposeScope();
 
         var reference = data.SampleEvaluation(n, device, new Generator((ulong)(seed + 1), device));
-        var floorSet = data.SampleEvaluation(n, device, new Generator((ulong)(seed + 2), device));
+        // The floor: other data of the same size. Images: training images vs the test reference; mixtures: fresh draws.
+        var floorSet = images
+            ? data.SampleTrain(n, device, new Generator((ulong)(seed + 2), device))
+            : data.SampleEvaluation(n, device, new Generator((ulong)(seed + 2), device));
         var noise = randn(data.Spec.BatchShape(n), device: device, generator: new Generator((ulong)(seed + 3), device));
-        var labels = reference.Labels;
-        var referenceNoise = randn(data.Spec.BatchShape(n), device: device, generator: new Generator((ulong)(seed + 4), device));
+        // Models are generated for the floor set's labels, so that the `data` row (the floor set against the reference)
+        // and the models face the same class proportions: the floor is what a perfect sampler scores.
+        var labels = floorSet.Labels;
 
         var guided = ClassifierFreeGuidance.Guide(teacher.Velocity, config.TeacherGuidanceScale, data.Spec.NullLabel);
         Sampler TeacherSampler(int nfe) => config.TeacherSolver == "heun"
             ? Samplers.Heun(guided, Math.Max(1, nfe / 2))
             : Samplers.Euler(guided, nfe);
         int maxNfe = config.EffectiveTeacherNfe.Max();
-        var teacherReference = Sample(TeacherSampler(maxNfe), referenceNoise, floorSet.Labels, out _);
 
-        double median = SampleMetrics.MedianDistance(reference.X);
-        double[] bandwidths = [0.03 * median, 0.1 * median, 0.3 * median, median];
-        var mixture = (data as IMixtureDataSource)?.Mixture;
+        using IEvaluationSuite suite = images
+            ? new ImageSuite(config, data, device, run.Logger, run.Progress, run.OutputDirectory)
+            : new PointCloudSuite(config, (data as IMixtureDataSource)?.Mixture);
+        suite.Prepare(new SuiteInputs(reference, floorSet, TeacherSampler, maxNfe, seed), (z, c, sampler) => Sample(sampler, z, c, out _));
 
-        var entries = new List<EvaluationEntry>();
-        var plots = new List<PlotSamples> { new("data", reference.X.cpu().DetachFromDisposeScope(), labels.cpu().DetachFromDisposeScope()) };
+        var entries = new List<EvaluationEntry>
+        {
+            new("data", "data", images ? "training images vs test images (floor)" : "fresh data vs data (noise floor)", "-", 0, suite.Floor(), 0, 0),
+        };
         int total = config.EffectiveTeacherNfe.Count + state.Students.Count * config.EffectiveStudentNfe.Count;
         using var task = run.Progress.Start(key, total);
         int done = 0;
 
-        using var mmdData = new MmdReference(reference.X, bandwidths);
-        using var mmdTeacher = new MmdReference(teacherReference, bandwidths);
-        Dictionary<string, double> Metrics(Tensor samples)
-        {
-            var m = new Dictionary<string, double>
-            {
-                [Names.Sw2Data] = SampleMetrics.SlicedWasserstein2(samples, reference.X, config.Projections, seed + 5),
-                [Names.Sw2Teacher] = SampleMetrics.SlicedWasserstein2(samples, teacherReference, config.Projections, seed + 5),
-                [Names.Mmd2Data] = mmdData.Distance(samples),
-                [Names.Mmd2Teacher] = mmdTeacher.Distance(samples),
-            };
-            if (mixture is not null && data.Spec.SampleShape.Length == 1 && data.Spec.SampleShape[0] == mixture.Dimension)
-            {
-                var modes = SampleMetrics.Modes(samples, mixture);
-                m[Names.ModesCovered] = modes.Covered;
-                m[Names.ModesTotal] = modes.Total;
-                m[Names.HighQuality] = modes.HighQualityFraction;
-                m[Names.ModeMassTv] = modes.MassTotalVariation;
-                for (int k = 0; k < modes.Mass.Count; k++) m[$"{Names.ModeMass}_{k}"] = modes.Mass[k];
-            }
-            return m;
-        }
-
-        entries.Add(new EvaluationEntry("data", "data", "fresh data vs data (noise floor)", "-", 0, Metrics(floorSet.X), 0, 0));
-
         foreach (int nfe in config.EffectiveTeacherNfe)
         {
+            using var step = NewDisposeScope();
             var sampler = TeacherSampler(nfe);
             var samples = Sample(sampler, noise, labels, out double perSample);
             entries.Add(new EvaluationEntry("teacher", "teacher", $"CFG {config.TeacherGuidanceScale}", sampler.Name, sampler.Nfe,
-                Metrics(samples), perSample, state.TeacherSeconds));
-            if (nfe == 1 || nfe == maxNfe) plots.Add(new PlotSamples($"teacher NFE {sampler.Nfe}", samples.cpu().DetachFromDisposeScope(), labels.cpu().DetachFromDisposeScope()));
+                suite.Metrics(samples, labels), perSample, state.TeacherSeconds));
+            if (nfe == config.EffectiveTeacherNfe.Min() || nfe == maxNfe)
+                suite.AddPicture($"teacher NFE {sampler.Nfe}", $"samples-teacher-nfe{sampler.Nfe}", samples, labels, sampler);
             task.Report(++done, $"teacher NFE {sampler.Nfe}");
         }
         foreach (var student in state.Students)
         {
             foreach (int nfe in config.EffectiveStudentNfe)
             {
+                using var step = NewDisposeScope();
                 var sampler = Samplers.AverageVelocity(student.Model.AverageVelocity, nfe);
                 var samples = Sample(sampler, noise, labels, out double perSample);
                 entries.Add(new EvaluationEntry(student.StageKey, student.Kind, student.Description, sampler.Name, sampler.Nfe,
-                    Metrics(samples), perSample, student.TrainingSeconds));
-                if (nfe == config.EffectiveStudentNfe.Min())
-                    plots.Add(new PlotSamples($"{student.StageKey} NFE {nfe}", samples.cpu().DetachFromDisposeScope(), labels.cpu().DetachFromDisposeScope()));
+                    suite.Metrics(samples, labels), perSample, student.TrainingSeconds));
+                suite.AddPicture($"{student.StageKey} NFE {nfe}", $"samples-{student.StageKey}-nfe{nfe}", samples, labels, sampler);
                 task.Report(++done, $"{student.StageKey} NFE {nfe}");
             }
         }
 
-        try
-        {
-            var report = new RunReport(run, state, config, entries);
-            report.Write();
-            if (config.Plots) Plots.Write(run.OutputDirectory, plots, run.Metrics.History, mixture);
-            run.Logger.Information("Evaluation written to {Path}", Path.Combine(run.OutputDirectory, "report.md"));
-        }
-        finally
-        {
-            foreach (var p in plots)
-            {
-                p.Samples.Dispose();
-                p.Labels.Dispose();
-            }
-        }
+        var pictures = config.Plots ? suite.WritePictures(run.OutputDirectory, run.Metrics.History) : [];
+        new RunReport(run, state, config, entries, suite.PrimaryMetric, suite.Notes, pictures).Write();
+        run.Logger.Information("Evaluation written to {Path}", Path.Combine(run.OutputDirectory, "report.md"));
     }
 
+    /// <summary>Samples in batches of <c>batchSize</c>; reports wall-clock seconds per sample (after a small warm-up call).</summary>
     private Tensor Sample(Sampler sampler, Tensor noise, Tensor labels, out double secondsPerSample)
     {
-        // Warm up once (first-call overheads), then time the full set.
         using (var warm = NewDisposeScope()) sampler.Sample(noise.narrow(0, 0, Math.Min(8, noise.shape[0])), labels.narrow(0, 0, Math.Min(8, labels.shape[0])));
         var clock = Stopwatch.StartNew();
-        var samples = sampler.Sample(noise, labels);
+        var parts = new List<Tensor>();
+        for (long i = 0; i < noise.shape[0]; i += config.BatchSize)
+        {
+            long size = Math.Min(config.BatchSize, noise.shape[0] - i);
+            parts.Add(sampler.Sample(noise.narrow(0, i, size), labels.narrow(0, i, size)));
+        }
+        var samples = parts.Count == 1 ? parts[0] : cat(parts);
         if (samples.device.type == DeviceType.CUDA) cuda.synchronize();
         secondsPerSample = clock.Elapsed.TotalSeconds / noise.shape[0];
         return samples;

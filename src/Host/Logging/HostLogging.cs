@@ -20,6 +20,22 @@ public static class HostLogging
     /// <summary>Whether stdout is an interactive terminal (live progress) rather than redirected output.</summary>
     public static bool Interactive => !Console.IsOutputRedirected && AnsiConsole.Profile.Capabilities.Interactive;
 
+    /// <summary>Checks the config's <c>Serilog</c> section by building a logger from it alone (sinks it names are created and disposed).</summary>
+    /// <returns>The problem, or null when the section is usable or absent.</returns>
+    public static string? Check(IConfiguration configuration)
+    {
+        if (!configuration.GetSection("Serilog").Exists()) return null;
+        try
+        {
+            using var logger = new LoggerConfiguration().ReadFrom.Configuration(configuration).CreateLogger();
+            return null;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return e.Message;
+        }
+    }
+
     /// <summary>Creates the logger.</summary>
     /// <param name="configuration">The run's configuration (its <c>Serilog</c> section is applied), or null.</param>
     /// <param name="logFile">A log file to write (the run folder's <c>log.txt</c>), or null.</param>

@@ -2,6 +2,9 @@ using System.Reflection;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
+using Microsoft.Extensions.Configuration;
 using HierDistill.Abstractions.Data;
 using HierDistill.Abstractions.Plugins;
 using HierDistill.Host.Configuration;
@@ -46,12 +49,27 @@ public sealed class PipelineRunner
     }
 
     /// <summary>
-    /// The resolved config written into the run folder: every section with defaults filled in, each
-    /// component's options, and the versions of the host, plugins, TorchSharp, libtorch and the device.
+    /// The resolved config written into the run folder: every section with defaults filled in and each component's
+    /// options — itself a runnable config — plus a <c>provenance</c> section (ignored when read) with the source, the
+    /// overrides and the versions of the host, plugins, TorchSharp, libtorch and the device.
     /// </summary>
     public static string ResolvedConfig(LoadedConfig loaded, IReadOnlyList<string> overrides, ComponentCatalog catalog, TorchInfo torch)
     {
-        var json = new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.CamelCase, WriteIndented = true };
+        // Settable properties only (computed ones such as effective defaults are not config keys); enums by name.
+        var resolver = new DefaultJsonTypeInfoResolver();
+        resolver.Modifiers.Add(info =>
+        {
+            if (info.Kind != JsonTypeInfoKind.Object) return;
+            foreach (var p in info.Properties.Where(p => p.Set is null).ToList()) info.Properties.Remove(p);
+        });
+        var json = new JsonSerializerOptions
+        {
+            PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+            WriteIndented = true,
+            DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+            TypeInfoResolver = resolver,
+            Converters = { new JsonStringEnumConverter(JsonNamingPolicy.CamelCase) },
+        };
         JsonNode? Node(object? o) => o is null ? null : JsonSerializer.SerializeToNode(o, o.GetType(), json);
         JsonObject Component(string path)
         {
@@ -73,29 +91,39 @@ public sealed class PipelineRunner
         }
         var root = new JsonObject
         {
-            ["source"] = loaded.SourcePath,
-            ["overrides"] = new JsonArray(overrides.Select(o => (JsonNode?)JsonValue.Create(o)).ToArray()),
-            ["versions"] = new JsonObject
+            ["run"] = Node(config.Run),
+            ["plugins"] = Node(config.Plugins),
+            ["data"] = Component("data"),
+            ["stages"] = stages,
+            [ConfigLoader.ProvenanceKey] = new JsonObject
             {
-                ["hierdistill"] = HostVersion,
-                ["abstractions"] = PluginDiscovery.HostAbstractionsVersion.ToString(3),
-                ["torchsharp"] = torch.TorchSharpVersion,
-                ["libtorch"] = torch.LibTorch,
-                ["dotnet"] = RuntimeInformation.FrameworkDescription,
-                ["os"] = RuntimeInformation.OSDescription,
-                ["plugins"] = new JsonObject(catalog.Plugins.Select(p =>
-                    KeyValuePair.Create(p.Name, (JsonNode?)new JsonObject { ["version"] = p.Version, ["path"] = p.Path }))),
-            },
-            ["device"] = torch.DeviceDescription,
-            ["config"] = new JsonObject
-            {
-                ["run"] = Node(config.Run),
-                ["plugins"] = Node(config.Plugins),
-                ["data"] = Component("data"),
-                ["stages"] = stages,
+                ["source"] = loaded.SourcePath,
+                ["overrides"] = new JsonArray(overrides.Select(o => (JsonNode?)JsonValue.Create(o)).ToArray()),
+                ["device"] = torch.DeviceDescription,
+                ["versions"] = new JsonObject
+                {
+                    ["hierdistill"] = HostVersion,
+                    ["abstractions"] = PluginDiscovery.HostAbstractionsVersion.ToString(3),
+                    ["torchsharp"] = torch.TorchSharpVersion,
+                    ["libtorch"] = torch.LibTorch,
+                    ["dotnet"] = RuntimeInformation.FrameworkDescription,
+                    ["os"] = RuntimeInformation.OSDescription,
+                    ["plugins"] = new JsonObject(catalog.Plugins.Select(p =>
+                        KeyValuePair.Create(p.Name, (JsonNode?)new JsonObject { ["version"] = p.Version, ["path"] = p.Path }))),
+                },
             },
         };
+        if (loaded.Configuration.GetSection("Serilog").Exists())
+            root["Serilog"] = JsonNode.Parse(JsonSerializer.Serialize(SectionToTree(loaded.Configuration.GetSection("Serilog"))));
         return root.ToJsonString(json);
+    }
+
+    /// <summary>A configuration section as nested dictionaries (values as strings), for pass-through sections.</summary>
+    private static object? SectionToTree(IConfigurationSection section)
+    {
+        var children = section.GetChildren().ToList();
+        if (children.Count == 0) return section.Value;
+        return children.ToDictionary(c => c.Key, SectionToTree);
     }
 
     /// <summary>The host's version.</summary>

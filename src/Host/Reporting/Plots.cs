@@ -63,9 +63,9 @@ public static class Plots
             }
             plot.Title($"{stage}");
             plot.XLabel("step");
-            plot.ShowLegend();
+            plot.ShowLegend(Edge.Right);
         }
-        multiplot.SavePng(path, 900, 300 * stages.Count);
+        multiplot.SavePng(path, 1100, 300 * stages.Count);
     }
 
     /// <summary>An empty multiplot (the constructor adds one plot) with a rows × columns grid.</summary>

@@ -9,7 +9,8 @@ using HierDistill.Host.Storage;
 namespace HierDistill.Host.Reporting;
 
 /// <summary>Writes <c>metrics.json</c> (one entry per evaluated model and NFE) and <c>report.md</c> into the run folder.</summary>
-public sealed class RunReport(RunContext run, PipelineState state, EvaluationStageConfig config, IReadOnlyList<EvaluationEntry> entries)
+public sealed class RunReport(RunContext run, PipelineState state, EvaluationStageConfig config, IReadOnlyList<EvaluationEntry> entries,
+    string primaryMetric, IReadOnlyList<string> notes, IReadOnlyList<string> pictures)
 {
     private static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
@@ -33,6 +34,7 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
             ["device"] = run.Environment.Device.ToString(),
             ["samples"] = config.Samples,
             ["teacher_guidance_scale"] = config.TeacherGuidanceScale,
+            ["primary_metric"] = primaryMetric,
             ["models"] = entries.Select(e => new Dictionary<string, object?>
             {
                 ["name"] = e.Name,
@@ -61,11 +63,10 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
         sb.AppendLine($"- device: {run.Environment.Device}; seed {cfg.Run.Seed}");
         sb.AppendLine($"- evaluation: {config.Samples} samples per model, the same noise and labels for every model; teacher sampled with " +
                       $"{config.TeacherSolver}, CFG scale {Fmt(config.TeacherGuidanceScale)}; students sampled without CFG.");
-        sb.AppendLine("- distances: sliced W2 (`sw2`, lower is better) and MMD² with Gaussian kernels (`mmd2`), each against fresh data " +
-                      "and against reference teacher samples (max NFE, other noise); `data` is a second fresh data set: the noise floor.");
+        foreach (var note in notes) sb.AppendLine($"- {note}");
+        sb.AppendLine($"- `ms/sample`: wall-clock sampling time per sample on {run.Environment.Device}; `train s`: wall time of the stage that trained the model.");
         sb.AppendLine();
 
-        // Per-mode masses go to metrics.json only; the table keeps the summary columns.
         var metricNames = entries.SelectMany(e => e.Metrics.Keys).Distinct()
             .Where(k => !(k.StartsWith(EvaluationStage.Names.ModeMass + "_", StringComparison.Ordinal) && char.IsAsciiDigit(k[^1]))).ToList();
         sb.Append("| model | kind | sampler | NFE |");
@@ -83,21 +84,22 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
         sb.AppendLine();
 
         sb.AppendLine("## Summary").AppendLine();
-        var teacherRows = entries.Where(e => e.Kind == "teacher" && e.Metrics.ContainsKey(EvaluationStage.Names.Sw2Data)).ToList();
+        var teacherRows = entries.Where(e => e.Kind == "teacher" && e.Metrics.ContainsKey(primaryMetric)).ToList();
         if (teacherRows.Count > 0)
         {
-            var best = teacherRows.MinBy(e => e.Metrics[EvaluationStage.Names.Sw2Data])!;
-            sb.AppendLine($"- teacher: best sw2_data {Fmt(best.Metrics[EvaluationStage.Names.Sw2Data])} at NFE {best.Nfe} ({best.Sampler}).");
+            var best = teacherRows.MinBy(e => e.Metrics[primaryMetric])!;
+            sb.AppendLine($"- teacher: best {primaryMetric} {Fmt(best.Metrics[primaryMetric])} at NFE {best.Nfe} ({best.Sampler}, " +
+                          $"{Fmt(best.SecondsPerSample * 1000)} ms/sample){Extra(best)}.");
             foreach (var s in entries.Where(e => e.Kind is "trajectory" or "distribution" && e.Nfe == 1))
             {
-                double ratio = s.Metrics[EvaluationStage.Names.Sw2Data] / best.Metrics[EvaluationStage.Names.Sw2Data];
-                string modes = s.Metrics.TryGetValue(EvaluationStage.Names.ModesCovered, out var c)
-                    ? $", modes {c:0}/{s.Metrics[EvaluationStage.Names.ModesTotal]:0}" : "";
-                sb.AppendLine($"- `{s.Name}` ({s.Description}), 1 step: sw2_data {Fmt(s.Metrics[EvaluationStage.Names.Sw2Data])} = " +
-                              $"{ratio.ToString("0.00", CultureInfo.InvariantCulture)}× the teacher's best{modes}.");
+                double ratio = s.Metrics[primaryMetric] / best.Metrics[primaryMetric];
+                double speedup = s.SecondsPerSample > 0 ? best.SecondsPerSample / s.SecondsPerSample : double.NaN;
+                sb.AppendLine($"- `{s.Name}` ({s.Description}), 1 step: {primaryMetric} {Fmt(s.Metrics[primaryMetric])} = " +
+                              $"{ratio.ToString("0.00", CultureInfo.InvariantCulture)}× the teacher's best{Extra(s)}; " +
+                              $"{speedup.ToString("0.0", CultureInfo.InvariantCulture)}× faster per sample than the teacher at NFE {best.Nfe}.");
             }
             var floor = entries.FirstOrDefault(e => e.Kind == "data");
-            if (floor is not null) sb.AppendLine($"- noise floor (data vs data): sw2 {Fmt(floor.Metrics[EvaluationStage.Names.Sw2Data])}.");
+            if (floor is not null) sb.AppendLine($"- data vs data (a perfect sampler's score): {primaryMetric} {Fmt(floor.Metrics[primaryMetric])}{Extra(floor)}.");
         }
         sb.AppendLine();
         sb.AppendLine("## Stages").AppendLine();
@@ -105,14 +107,23 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
         foreach (var s in state.Students)
             sb.AppendLine($"- `{s.StageKey}` ({s.Kind}, {s.Description}): {s.TrainingSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
         sb.AppendLine();
-        if (config.Plots)
+        if (pictures.Count > 0)
         {
-            sb.AppendLine("## Plots").AppendLine();
-            sb.AppendLine("![samples](samples.png)").AppendLine();
-            sb.AppendLine("![losses](losses.png)").AppendLine();
+            sb.AppendLine("## Pictures").AppendLine();
+            foreach (var p in pictures) sb.AppendLine($"![{Path.GetFileNameWithoutExtension(p)}]({p})").AppendLine();
         }
         sb.AppendLine("Training curves: `metrics.jsonl` and TensorBoard (`tensorboard --logdir tensorboard`).");
         return sb.ToString();
+    }
+
+    private static string Extra(EvaluationEntry e)
+    {
+        var parts = new List<string>();
+        if (e.Metrics.TryGetValue(EvaluationStage.Names.ModesCovered, out var c))
+            parts.Add($"modes {c:0}/{e.Metrics[EvaluationStage.Names.ModesTotal]:0}");
+        if (e.Metrics.TryGetValue(Evaluation.ImageSuite.ClassAccuracy, out var a))
+            parts.Add($"class accuracy {a.ToString("P1", CultureInfo.InvariantCulture)}");
+        return parts.Count == 0 ? "" : ", " + string.Join(", ", parts);
     }
 
     private static string Fmt(double v)

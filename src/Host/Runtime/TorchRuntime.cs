@@ -137,14 +137,14 @@ public static partial class TorchRuntime
 
             string full = Path.GetFullPath(folder);
             if (!Directory.Exists(full))
-                throw new TorchRuntimeException($"{LibTorchVariable}/run.libtorch names {full}, which does not exist.");
+                throw new TorchRuntimeException($"{Source(folder)} names {full}, which does not exist.");
             if (_loadedFrom is not null)
             {
                 if (_loadedFrom.Contains(full)) return _loadedFrom;
                 throw new TorchRuntimeException($"libtorch was already loaded ({_loadedFrom}); it cannot be switched to {full} in the same process.");
             }
             if (!File.Exists(Path.Combine(full, "libtorch_cpu.so")))
-                throw new TorchRuntimeException($"{full} holds no libtorch_cpu.so; {LibTorchVariable} must name PyTorch's torch/lib folder.");
+                throw new TorchRuntimeException($"{full} holds no libtorch_cpu.so; {Source(folder)} must name PyTorch's torch/lib folder.");
             if (BundledLibTorchPresent())
                 throw new TorchRuntimeException(
                     $"{LibTorchVariable}/run.libtorch is set, but this build also carries its own libtorch in {AppContext.BaseDirectory}; " +
@@ -169,6 +169,9 @@ public static partial class TorchRuntime
             return _loadedFrom = $"PyTorch {version} from {full}";
         }
     }
+
+    private static string Source(string folder) =>
+        Environment.GetEnvironmentVariable(LibTorchVariable) == folder ? $"the environment variable {LibTorchVariable}" : "run.libtorch";
 
     private static bool BundledLibTorchPresent() =>
         File.Exists(Path.Combine(AppContext.BaseDirectory, "libtorch_cpu.so")) ||

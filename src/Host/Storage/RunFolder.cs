@@ -20,9 +20,24 @@ public sealed class RunFolder
     /// <summary>Full path.</summary>
     public string Path { get; }
 
+    /// <summary>Whether a file or folder name is something a run writes (only such entries are ever deleted).</summary>
+    public static bool IsRunOutput(string name, bool directory)
+    {
+        if (directory) return name is "tensorboard" or "checkpoints";
+        if (name is StatusFile or "config.resolved.json" or "log.txt" or "metrics.json" or "metrics.jsonl" or "report.md") return true;
+        return name.EndsWith(".png", StringComparison.Ordinal) || name.EndsWith(".safetensors", StringComparison.Ordinal)
+               || (name.StartsWith('.') && name.EndsWith(".tmp", StringComparison.Ordinal));
+    }
+
     /// <summary>Prepares <paramref name="outputDir"/> for a new run.</summary>
-    /// <exception cref="RunFolderException">When the folder holds a run and <paramref name="overwrite"/> is false, holds other files, or is not writable.</exception>
-    public static RunFolder Prepare(string outputDir, bool overwrite)
+    /// <param name="outputDir">The run folder.</param>
+    /// <param name="overwrite">Replace a run the folder already holds.</param>
+    /// <param name="inputs">Files and folders the run reads, by config key (loadFrom, the config file, ...): never deleted.</param>
+    /// <exception cref="RunFolderException">
+    /// When the folder holds a run and <paramref name="overwrite"/> is false; holds files a run does not write; holds an
+    /// input of this run; or is not writable.
+    /// </exception>
+    public static RunFolder Prepare(string outputDir, bool overwrite, IReadOnlyDictionary<string, string>? inputs = null)
     {
         string full = System.IO.Path.GetFullPath(outputDir);
         if (File.Exists(full)) throw new RunFolderException($"run.outputDir {full} is a file; choose a folder path.");
@@ -37,6 +52,20 @@ public sealed class RunFolder
                 throw new RunFolderException(
                     $"run.outputDir {full} already holds a {state} run; choose another folder (--set run.outputDir=...) " +
                     "or pass --overwrite (or --set run.overwrite=true) to replace it.");
+            var foreign = Directory.EnumerateFiles(full).Where(f => !IsRunOutput(System.IO.Path.GetFileName(f), false))
+                .Concat(Directory.EnumerateDirectories(full).Where(d => !IsRunOutput(System.IO.Path.GetFileName(d), true)))
+                .Select(System.IO.Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+            if (foreign.Count > 0)
+                throw new RunFolderException(
+                    $"run.outputDir {full} holds a run and also {string.Join(", ", foreign.Take(5))}{(foreign.Count > 5 ? ", ..." : "")}, which a run " +
+                    "does not write; --overwrite deletes only run outputs, so move those away or choose another folder.");
+            foreach (var (key, input) in inputs ?? new Dictionary<string, string>())
+            {
+                string inputFull = System.IO.Path.GetFullPath(input);
+                if (inputFull.StartsWith(full + System.IO.Path.DirectorySeparatorChar, StringComparison.Ordinal) || inputFull == full)
+                    throw new RunFolderException(
+                        $"--overwrite would delete {inputFull}, which this run reads ({key}); copy it out of run.outputDir {full} or choose another folder.");
+            }
             foreach (var f in Directory.EnumerateFiles(full)) File.Delete(f);
             foreach (var d in Directory.EnumerateDirectories(full)) Directory.Delete(d, recursive: true);
         }

@@ -41,8 +41,13 @@ public sealed class LogProgressReporter(ILogger logger, TimeSpan interval) : IPr
                 100.0 * done / Math.Max(1, total), _clock.Elapsed.TotalSeconds, status);
         }
 
-        public void Dispose() =>
-            logger.Information("{Task}: done {Done}/{Total} in {Elapsed:0.0}s {Status}", name, _done, total, _clock.Elapsed.TotalSeconds, _status);
+        public void Dispose()
+        {
+            if (_done >= total)
+                logger.Information("{Task}: done {Done}/{Total} in {Elapsed:0.0}s {Status}", name, _done, total, _clock.Elapsed.TotalSeconds, _status);
+            else
+                logger.Warning("{Task}: stopped at {Done}/{Total} after {Elapsed:0.0}s {Status}", name, _done, total, _clock.Elapsed.TotalSeconds, _status);
+        }
     }
 }
 

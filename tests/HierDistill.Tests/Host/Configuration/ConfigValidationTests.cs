@@ -179,4 +179,44 @@ public class ConfigValidationTests
         var missing = Assert.Throws<ConfigException>(() => ConfigLoader.Read(folder.File("c.json")));
         Assert.Equal($"extends: config file not found: {folder.File("missing.json")}", missing.Errors.Single().ToString());
     }
+
+    [Fact]
+    public void Errors_in_component_options_do_not_hide_errors_in_the_same_stage_or_the_pipeline()
+    {
+        var errors = Errors(Valid, "stages:structure:training:steps=-10", "stages:structure:distiller:options:ratioRNotEqualT=1.5",
+            "run:seed=-1", "stages:detail:generator=nope", "stages:evaluate:samples=0", "stages:evaluate:teacherNfe=[0]");
+        Assert.Equal(
+        [
+            "run:seed: -1 is out of range; allowed 0 .. 9223372036854775807.",
+            "stages:detail:generator: 'nope' is not an earlier enabled trajectory or distribution stage; use previous, teacher, structure.",
+            "stages:evaluate:samples: 0 is out of range; allowed 16 .. 10000000.",
+            "stages:evaluate:teacherNfe: every entry must be in 1..4096.",
+            "stages:structure:distiller:options:ratioRNotEqualT: 1.5 is out of range; allowed 0 .. 1.",
+            "stages:structure:training:steps: -10 is out of range; allowed 0 .. 100000000.",
+        ], errors.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void A_json_list_on_the_command_line_replaces_the_whole_list_and_null_removes_a_key()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        File.WriteAllText(folder.File("base.json"), Valid.Replace("\"evaluate\": { \"kind\": \"evaluation\" }",
+            "\"evaluate\": { \"kind\": \"evaluation\", \"teacherNfe\": [1, 2, 4, 8] }"));
+        File.WriteAllText(folder.File("variant.json"), """{ "extends": "base.json", "stages": { "detail": { "discriminator": null } } }""");
+        var loaded = ConfigLoader.Validate(ConfigLoader.Read(folder.File("variant.json"), ["stages:evaluate:teacherNfe=[16, 32]"]),
+            folder.File("variant.json"), Catalogs.BuiltIn());
+        Assert.Equal([16, 32], ((EvaluationStageConfig)loaded.Config.Stages["evaluate"]).TeacherNfe);
+        Assert.False(loaded.Components.ContainsKey("stages:detail:discriminator")); // DMD alone
+        Assert.True(loaded.Components.ContainsKey("stages:detail:matcher"));
+        var indexed = ConfigLoader.Validate(ConfigLoader.Read(folder.File("base.json"), ["stages:evaluate:teacherNfe:1=64"]),
+            folder.File("base.json"), Catalogs.BuiltIn());
+        Assert.Equal([1, 64, 4, 8], ((EvaluationStageConfig)indexed.Config.Stages["evaluate"]).TeacherNfe);
+    }
+
+    [Fact]
+    public void A_scalar_for_a_list_and_a_missing_weights_file_are_errors()
+    {
+        Assert.Equal(["stages:evaluate:teacherNfe: expected a list of integers, got the value '8'."], Errors(Valid, "stages:evaluate:teacherNfe=8"));
+        Assert.Equal(["stages:teacher:loadFrom: weights file not found: /no/teacher.safetensors."], Errors(Valid, "stages:teacher:loadFrom=/no/teacher.safetensors"));
+    }
 }

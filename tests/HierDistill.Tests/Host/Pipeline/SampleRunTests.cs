@@ -34,12 +34,9 @@ public class SampleRunTests
             "stages:detail:training:steps=10",
             "stages:detail:training:batchSize=32",
             "stages:evaluate:samples=256",
-            "stages:evaluate:teacherNfe:0=1",
-            "stages:evaluate:teacherNfe:1=2",
-            "stages:evaluate:teacherNfe:2=4",
+            "stages:evaluate:teacherNfe=[1, 2, 4, 8]",
             .. extra,
         ];
-        // Arrays are merged by index: drop the remaining entries of the sample's teacher NFE list.
         var code = new HostApplication(console).Run(config, shrink, overwrite: true, CancellationToken.None);
         return (code, writer.ToString());
     }
@@ -49,8 +46,7 @@ public class SampleRunTests
     {
         using var folder = TestPaths.NewTempFolder();
         string output = folder.File("run");
-        var (code, console) = Run(TestPaths.Sample("toy2d/hd.json"), output, "stages:evaluate:teacherNfe:3=8", "stages:evaluate:teacherNfe:4=8",
-            "stages:evaluate:teacherNfe:5=8", "stages:evaluate:teacherNfe:6=8", "stages:evaluate:teacherNfe:7=8");
+        var (code, console) = Run(TestPaths.Sample("toy2d/hd.json"), output);
         Assert.True(code == 0, console + File.ReadAllText(Path.Combine(output, "log.txt")));
         foreach (var f in new[] { "report.md", "metrics.json", "metrics.jsonl", "samples.png", "losses.png", "config.resolved.json", "log.txt",
                                   "run.json", "teacher.safetensors", "student-structure.safetensors", "student-detail.safetensors" })
@@ -61,8 +57,7 @@ public class SampleRunTests
         var models = metrics.RootElement.GetProperty("models").EnumerateArray()
             .Select(m => (Name: m.GetProperty("name").GetString(), Nfe: m.GetProperty("nfe").GetInt32(), Metrics: m.GetProperty("metrics"))).ToList();
         Assert.Equal(
-            [("data", 0), ("teacher", 1), ("teacher", 2), ("teacher", 4), ("teacher", 8), ("teacher", 8), ("teacher", 8), ("teacher", 8), ("teacher", 8),
-             ("structure", 1), ("structure", 2), ("detail", 1), ("detail", 2)],
+            [("data", 0), ("teacher", 1), ("teacher", 2), ("teacher", 4), ("teacher", 8), ("structure", 1), ("structure", 2), ("detail", 1), ("detail", 2)],
             models.Select(m => (m.Name!, m.Nfe)));
         foreach (var m in models)
             foreach (var key in new[] { "sw2_data", "sw2_teacher", "mmd2_data", "mmd2_teacher", "modes_covered", "mode_mass_tv" })
@@ -70,14 +65,18 @@ public class SampleRunTests
 
         using var status = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "run.json")));
         Assert.Equal("finished", status.RootElement.GetProperty("status").GetString());
-        using var resolved = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "config.resolved.json")));
-        var versions = resolved.RootElement.GetProperty("versions");
+        string resolvedPath = Path.Combine(output, "config.resolved.json");
+        using var resolved = JsonDocument.Parse(File.ReadAllText(resolvedPath));
+        var versions = resolved.RootElement.GetProperty("provenance").GetProperty("versions");
         Assert.Equal("0.107.0", versions.GetProperty("torchsharp").GetString());
         Assert.Contains("libtorch", versions.GetProperty("libtorch").GetString());
         Assert.Equal(5, versions.GetProperty("plugins").EnumerateObject().Count());
         // defaults are filled in: meanflow's adaptive-weight constant was not in the sample
-        Assert.Equal(0.01, resolved.RootElement.GetProperty("config").GetProperty("stages").GetProperty("structure")
+        Assert.Equal(0.01, resolved.RootElement.GetProperty("stages").GetProperty("structure")
             .GetProperty("distiller").GetProperty("options").GetProperty("adaptiveWeightEpsilon").GetDouble());
+        // and the resolved config is itself a valid config that reproduces the run
+        var writer = new StringWriter();
+        Assert.Equal(ExitCodes.Ok, new HostApplication(TestConsole(writer)).Validate(resolvedPath, []));
     }
 
     [Fact]
@@ -97,6 +96,19 @@ public class SampleRunTests
     }
 
     [Fact]
+    public void A_bad_serilog_setting_is_a_validation_error_and_no_run_folder_is_created()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        var writer = new StringWriter();
+        var app = new HostApplication(TestConsole(writer));
+        Assert.Equal(ExitCodes.InvalidConfig, app.Validate(TestPaths.Sample("toy2d/hd.json"), ["Serilog:MinimumLevel=Verbos"]));
+        Assert.Contains("Serilog: ", writer.ToString());
+        Assert.Equal(ExitCodes.InvalidConfig, app.Run(TestPaths.Sample("toy2d/hd.json"), ["Serilog:MinimumLevel=Verbos", $"run:outputDir={folder.File("run")}"],
+            overwrite: false, CancellationToken.None));
+        Assert.False(Directory.Exists(folder.File("run")));
+    }
+
+    [Fact]
     public void Validate_prints_every_error_and_exits_2()
     {
         var writer = new StringWriter();
@@ -107,5 +119,43 @@ public class SampleRunTests
         Assert.Contains("2 configuration error(s)", text);
         Assert.Contains("run:sed: unknown key. Did you mean 'seed'?", text);
         Assert.Contains("stages:detail:matcher:type: unknown distribution matcher 'nope'.", text);
+    }
+
+    [Fact]
+    public void The_fashion_mnist_preset_shrunk_runs_end_to_end_with_fd_fmnist_and_sample_grids()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = folder.File("run");
+        var writer = new StringWriter();
+        int code = new HostApplication(TestConsole(writer)).Run(TestPaths.Sample("fmnist/hd-cpu.json"),
+        [
+            $"run:outputDir={output}", "run:logEvery=2",
+            "stages:teacher:teacher:options:preset=DiT-XT/4", "stages:teacher:teacher:options:hidden=32", "stages:teacher:teacher:options:depth=2",
+            "stages:teacher:teacher:options:heads=2", "stages:teacher:teacher:options:frequencyDim=16",
+            "stages:teacher:training:steps=4", "stages:teacher:training:batchSize=8",
+            "stages:structure:training:steps=2", "stages:structure:training:batchSize=4",
+            "stages:detail:training:steps=3", "stages:detail:training:batchSize=4", "stages:detail:discriminator:options:blocks:1=0",
+            "stages:evaluate:samples=64", "stages:evaluate:batchSize=32", "stages:evaluate:gridColumns=2",
+            "stages:evaluate:teacherNfe:0=1", "stages:evaluate:teacherNfe:1=2", "stages:evaluate:teacherNfe:2=2", "stages:evaluate:teacherNfe:3=2",
+            "stages:evaluate:teacherNfe:4=2", "stages:evaluate:teacherNfe:5=2",
+            $"stages:evaluate:classifier:cacheDir={folder.File("cache")}", "stages:evaluate:classifier:epochs=0.01",
+        ], overwrite: true, CancellationToken.None);
+        Assert.True(code == 0, writer + File.ReadAllText(Path.Combine(output, "log.txt")));
+        foreach (var f in new[] { "report.md", "metrics.json", "samples-data.png", "samples-teacher-nfe1.png", "samples-teacher-nfe2.png",
+                                  "samples-structure-nfe1.png", "samples-detail-nfe1.png", "samples-detail-nfe2.png", "losses.png" })
+            Assert.True(File.Exists(Path.Combine(output, f)), $"{f} missing");
+        string report = File.ReadAllText(Path.Combine(output, "report.md"));
+        Assert.Contains("FD-FMNIST", report);
+        Assert.Contains("not Inception FID", report);
+        Assert.Contains("warning", report); // a 0.01-epoch classifier is below 90% test accuracy, and the report says so
+        using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "metrics.json")));
+        var models = metrics.RootElement.GetProperty("models").EnumerateArray().ToList();
+        Assert.Equal("fd_fmnist", metrics.RootElement.GetProperty("primary_metric").GetString());
+        Assert.All(models, m =>
+        {
+            Assert.True(m.GetProperty("metrics").TryGetProperty("fd_fmnist", out var fd) && fd.GetDouble() >= 0);
+            Assert.True(m.GetProperty("metrics").TryGetProperty("class_accuracy", out _));
+        });
+        Assert.Single(Directory.GetFiles(folder.File("cache"), "classifier-fashion-mnist-*.safetensors"));
     }
 }

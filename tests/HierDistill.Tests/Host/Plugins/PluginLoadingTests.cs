@@ -27,7 +27,7 @@ public class PluginLoadingTests
         var catalog = Discover(TestPaths.PluginsFolder);
         Assert.Empty(catalog.Errors);
         Assert.Equal(BuiltIn, catalog.Plugins.Select(p => p.Name).Order(StringComparer.Ordinal));
-        Assert.Equal(["awd", "dmd", "gap", "gmm-exact", "meanflow", "mixture2d", "mlp"], catalog.Components.Select(c => c.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(["awd", "dit", "dmd", "fashion-mnist", "gap", "gmm-exact", "meanflow", "mixture2d", "mlp"], catalog.Components.Select(c => c.Name).Order(StringComparer.Ordinal));
         Assert.All(catalog.Plugins, p => Assert.Equal("1.0.0", p.AbstractionsVersion));
     }
 

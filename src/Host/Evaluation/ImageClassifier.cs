@@ -1,0 +1,151 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using HierDistill.Abstractions.Data;
+using HierDistill.Abstractions.Models;
+using HierDistill.Host.Configuration;
+using HierDistill.Host.Storage;
+using HierDistill.Host.Training;
+using Serilog;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace HierDistill.Host.Evaluation;
+
+/// <summary>
+/// A small CNN classifier for the evaluation of image generators: two 3×3 convolutions with max pooling, a 128-unit
+/// hidden layer (the feature space of FD) and a linear head. Trained on the data's training split only.
+/// </summary>
+public sealed class ImageClassifier : nn.Module
+{
+    /// <summary>Bump when the architecture or training changes, so cached weights are not reused.</summary>
+    public const string Version = "cnn-v1";
+
+    /// <summary>Width of the penultimate features.</summary>
+    public const int FeatureDim = 128;
+
+    private readonly Conv2d conv1;
+    private readonly Conv2d conv2;
+    private readonly Linear fc1;
+    private readonly Linear head;
+
+    /// <summary>Creates the network for images <c>[C, H, W]</c> (H and W divisible by 4) and <paramref name="classes"/> classes.</summary>
+    public ImageClassifier(long[] sampleShape, int classes) : base("classifier")
+    {
+        if (sampleShape.Length != 3 || sampleShape[1] % 4 != 0 || sampleShape[2] % 4 != 0)
+            throw new ArgumentException($"the evaluation classifier needs images [C, H, W] with H and W divisible by 4, got [{string.Join(", ", sampleShape)}].");
+        conv1 = nn.Conv2d(sampleShape[0], 32, 3, padding: 1);
+        conv2 = nn.Conv2d(32, 64, 3, padding: 1);
+        fc1 = nn.Linear(64 * (sampleShape[1] / 4) * (sampleShape[2] / 4), FeatureDim);
+        head = nn.Linear(FeatureDim, classes);
+        RegisterComponents();
+    }
+
+    /// <summary>Penultimate features <c>[B, 128]</c> of images <c>[B, C, H, W]</c> in [-1, 1].</summary>
+    public Tensor Features(Tensor x)
+    {
+        var h = nn.functional.max_pool2d(nn.functional.relu(conv1.forward(x)), 2);  // [B, 32, H/2, W/2]
+        h = nn.functional.max_pool2d(nn.functional.relu(conv2.forward(h)), 2);      // [B, 64, H/4, W/4]
+        return nn.functional.relu(fc1.forward(h.flatten(1)));                        // [B, 128]
+    }
+
+    /// <summary>Class logits <c>[B, K]</c>.</summary>
+    public Tensor Logits(Tensor x) => head.forward(Features(x));
+
+    /// <summary>Applies <paramref name="f"/> in batches without gradients and concatenates the results (eval mode).</summary>
+    public Tensor Batched(Tensor x, Func<Tensor, Tensor> f, int batchSize = 1000)
+    {
+        eval();
+        using var _ = no_grad();
+        var parts = new List<Tensor>();
+        for (long i = 0; i < x.shape[0]; i += batchSize)
+            parts.Add(f(x.narrow(0, i, Math.Min(batchSize, x.shape[0] - i))));
+        return cat(parts);
+    }
+}
+
+/// <summary>A trained evaluation classifier with its measured test accuracy.</summary>
+/// <param name="Model">The classifier, frozen.</param>
+/// <param name="TestAccuracy">Accuracy on the data's test split.</param>
+/// <param name="TestSamples">Test images it was measured on.</param>
+/// <param name="Path">Where its weights are cached.</param>
+/// <param name="FromCache">Whether it was loaded rather than trained.</param>
+public sealed record TrainedClassifier(ImageClassifier Model, double TestAccuracy, int TestSamples, string Path, bool FromCache);
+
+/// <summary>
+/// Trains the evaluation classifier once per data set and settings and caches it (weights as safetensors plus a JSON
+/// file with the test accuracy) under <c>classifier.cacheDir</c>, so runs and ablations share it.
+/// </summary>
+public static class ClassifierCache
+{
+    /// <summary>Loads the cached classifier for these settings or trains and caches one.</summary>
+    public static TrainedClassifier LoadOrTrain(IDataSource data, ClassifierOptions options, Device device, ILogger logger, IProgressReporter progress)
+    {
+        var spec = data.Spec;
+        string key = $"{ImageClassifier.Version}|{spec.Name}|{string.Join("x", spec.SampleShape)}|{spec.NumClasses}|e{options.Epochs}|b{options.BatchSize}|" +
+                     $"lr{options.LearningRate}|s{options.Seed}";
+        string hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key)))[..12].ToLowerInvariant();
+        string stem = Path.Combine(Path.GetFullPath(options.CacheDir), $"classifier-{Sanitize(spec.Name)}-{hash}");
+        string weights = stem + ".safetensors", info = stem + ".json";
+        var model = new ImageClassifier(spec.SampleShape, spec.NumClasses);
+        model.to(device);
+        if (File.Exists(weights) && File.Exists(info))
+        {
+            try
+            {
+                WeightsFile.Load(model, weights);
+                using var doc = JsonDocument.Parse(File.ReadAllText(info));
+                double accuracy = doc.RootElement.GetProperty("test_accuracy").GetDouble();
+                int samples = doc.RootElement.GetProperty("test_samples").GetInt32();
+                logger.Information("Evaluation classifier loaded from {Path} (test accuracy {Accuracy:P2})", weights, accuracy);
+                return new TrainedClassifier(model.Freeze(), accuracy, samples, weights, true);
+            }
+            catch (Exception e) when (e is WeightsMismatchException or JsonException or KeyNotFoundException or IOException)
+            {
+                logger.Warning("Cached evaluation classifier {Path} is unusable ({Message}); training a new one", weights, e.Message);
+            }
+        }
+
+        long steps = (long)Math.Ceiling(options.Epochs * (data.TrainSize ?? 60000) / options.BatchSize);
+        logger.Information("Training the evaluation classifier ({Steps} steps of {Batch}); cached as {Path}", steps, options.BatchSize, weights);
+        manual_seed(options.Seed);
+        model.train();
+        using (var optimizer = optim.Adam(model.parameters(), options.LearningRate))
+        using (var task = progress.Start("classifier", steps))
+        {
+            for (long i = 0; i < steps; i++)
+            {
+                using var scope = NewDisposeScope();
+                var batch = data.SampleTrain(options.BatchSize, device);
+                var loss = nn.functional.cross_entropy(model.Logits(batch.X), batch.Labels);
+                optimizer.zero_grad();
+                loss.backward();
+                optimizer.step();
+                if (i % 100 == 0 || i == steps - 1) task.Report(i + 1, $"loss={loss.item<float>():0.0000}");
+            }
+        }
+        model.Freeze();
+        int testSamples = data.EvaluationSize ?? 10000;
+        double testAccuracy;
+        using (var scope = NewDisposeScope())
+        {
+            var test = data.SampleEvaluation(testSamples, device, new Generator((ulong)options.Seed + 1, device));
+            var predicted = model.Batched(test.X, model.Logits).argmax(1);
+            testAccuracy = (predicted == test.Labels).to_type(ScalarType.Float64).mean().item<double>();
+        }
+        Directory.CreateDirectory(Path.GetDirectoryName(weights)!);
+        WeightsFile.Save(model, weights);
+        AtomicFile.WriteAllText(info, JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["key"] = key,
+            ["test_accuracy"] = testAccuracy,
+            ["test_samples"] = testSamples,
+            ["steps"] = steps,
+        }, new JsonSerializerOptions { WriteIndented = true }));
+        logger.Information("Evaluation classifier: test accuracy {Accuracy:P2} on {Samples} test images", testAccuracy, testSamples);
+        return new TrainedClassifier(model, testAccuracy, testSamples, weights, false);
+    }
+
+    private static string Sanitize(string name) => new(name.Select(c => char.IsAsciiLetterOrDigit(c) ? c : '-').ToArray());
+}
