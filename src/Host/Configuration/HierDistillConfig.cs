@@ -234,6 +234,30 @@ public sealed class TeacherTrainingOptions
     /// <summary>Learning rate decays with a cosine to this fraction at the last step. <value>Default 0.1.</value></summary>
     [Range(0.0, 1.0)]
     public double FinalLearningRateFraction { get; set; } = 0.1;
+
+    /// <summary>
+    /// Law of the training time t: <c>uniform</c> on [0, 1], or <c>logitNormal</c>, <c>sigmoid(N(timeMean, timeStd²))</c>, which
+    /// spends more steps on the middle of the path (Esser et al. 2024, SD3 §3.1). <value>Default uniform.</value>
+    /// </summary>
+    public TeacherTimeLaw TimeSampling { get; set; } = TeacherTimeLaw.Uniform;
+
+    /// <summary>Mean of the logit-normal time law. <value>Default 0.</value></summary>
+    [Range(-10.0, 10.0)]
+    public double TimeMean { get; set; }
+
+    /// <summary>Standard deviation of the logit-normal time law. <value>Default 1.</value></summary>
+    [Range(0.01, 10.0)]
+    public double TimeStd { get; set; } = 1.0;
+}
+
+/// <summary>Time laws of teacher training.</summary>
+public enum TeacherTimeLaw
+{
+    /// <summary>t ~ U[0, 1] (rectified flow, Liu et al. 2023).</summary>
+    Uniform,
+
+    /// <summary>t ~ sigmoid(N(mean, std²)) (Esser et al. 2024, SD3 §3.1).</summary>
+    LogitNormal,
 }
 
 /// <summary><c>kind: trajectory</c>: stage 1, the student learns the teacher's average velocity.</summary>

@@ -78,7 +78,9 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
             var batch = state.Data.SampleTrain(training.BatchSize, device);
             var labels = LabelDropout.Apply(batch.Labels, training.LabelDropout, nullLabel);
             var noise = randn_like(batch.X);
-            var t = rand([batch.Size], device: device);
+            var t = training.TimeSampling == TeacherTimeLaw.LogitNormal
+                ? TimeSampling.LogitNormal(batch.Size, training.TimeMean, training.TimeStd, device)
+                : TimeSampling.Uniform(batch.Size, 0, 1, device);
             var loss = FlowMatchingLoss.Compute(network.Velocity, batch.X, labels, noise, t);
             var log = new StepLog();
             log.Add("", loss);
