@@ -1,0 +1,86 @@
+using HierDistill.Abstractions.Data;
+using HierDistill.Host.Configuration;
+using HierDistill.Host.Evaluation;
+using HierDistill.Host.Training;
+using HierDistill.Tests.Support;
+using Serilog;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace HierDistill.Tests.Host.Evaluation;
+
+public class ClassifierCacheTests
+{
+    /// <summary>
+    /// 8×8 images in [-1, 1] whose class is the bright quadrant (0..3) plus noise of std 0.3: separable by construction,
+    /// so a trained classifier must be nearly perfect on fresh draws.
+    /// </summary>
+    private sealed class QuadrantImages : IDataSource
+    {
+        public DataSpec Spec { get; } = new("quadrants", [1, 8, 8], 4);
+
+        public Batch SampleTrain(int batchSize, Device device, Generator? generator = null) => Draw(batchSize, device, generator);
+
+        public Batch SampleEvaluation(int count, Device device, Generator? generator = null) => Draw(count, device, generator);
+
+        public int? TrainSize => 2048;
+
+        public int? EvaluationSize => 512;
+
+        private static Batch Draw(int n, Device device, Generator? generator)
+        {
+            var labels = randint(0, 4, [n], dtype: ScalarType.Int64, device: device, generator: generator);
+            var x = full([n, 1, 8, 8], -1.0f, device: device);
+            var rows = (labels / 2).to_type(ScalarType.Int64);
+            var cols = (labels % 2).to_type(ScalarType.Int64);
+            var r = arange(8, device: device).view(1, 1, 8, 1);
+            var c = arange(8, device: device).view(1, 1, 1, 8);
+            var inRow = (r / 4).to_type(ScalarType.Int64) == rows.view(-1, 1, 1, 1);
+            var inCol = (c / 4).to_type(ScalarType.Int64) == cols.view(-1, 1, 1, 1);
+            x = where(inRow & inCol, ones_like(x), x);
+            return new Batch(x + 0.3f * randn(x.shape, device: device, generator: generator), labels);
+        }
+    }
+
+    private sealed class NoProgress : IProgressReporter
+    {
+        public IProgressTask Start(string name, long total) => new Task();
+
+        private sealed class Task : IProgressTask
+        {
+            public void Report(long done, string status) { }
+
+            public void Dispose() { }
+        }
+    }
+
+    [Fact]
+    public void A_trained_classifier_is_accurate_and_its_cached_copy_reproduces_it_bit_for_bit()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        using var scope = NewDisposeScope();
+        var data = new QuadrantImages();
+        var options = new ClassifierOptions { CacheDir = folder.File("cache"), Epochs = 2, BatchSize = 64, LearningRate = 3e-3 };
+        var logger = new LoggerConfiguration().CreateLogger();
+
+        var trained = ClassifierCache.LoadOrTrain(data, options, CPU, logger, new NoProgress());
+        Assert.False(trained.FromCache);
+        Assert.Equal(512, trained.TestSamples);
+        Assert.True(trained.TestAccuracy > 0.97, $"test accuracy {trained.TestAccuracy}");
+
+        var loaded = ClassifierCache.LoadOrTrain(data, options, CPU, logger, new NoProgress());
+        Assert.True(loaded.FromCache);
+        Assert.Equal(trained.TestAccuracy, loaded.TestAccuracy);
+
+        // Eval-mode features use batch-norm running statistics: they must have been saved and loaded too.
+        var probe = data.SampleEvaluation(100, CPU, new Generator(7)).X;
+        var a = trained.Model.Batched(probe, trained.Model.Features);
+        var b = loaded.Model.Batched(probe, loaded.Model.Features);
+        Assert.True((a == b).all().item<bool>(), "features of the cached classifier differ from the trained one");
+
+        // Other settings are another cache entry, not a silent reuse.
+        var other = ClassifierCache.LoadOrTrain(data, new ClassifierOptions { CacheDir = options.CacheDir, Epochs = 0.05, BatchSize = 64 }, CPU, logger, new NoProgress());
+        Assert.False(other.FromCache);
+        Assert.Equal(2, Directory.GetFiles(options.CacheDir, "classifier-quadrants-*.safetensors").Length);
+    }
+}
