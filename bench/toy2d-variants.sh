@@ -7,7 +7,8 @@
 #     PARALLEL  runs at a time, each with run.threads=1 (default 2)
 #     OUT       output folder (default runs/toy2d-variants)
 #
-# Issue 5 brings `hierdistill compare`; until then this script is the comparison.
+# `hierdistill compare samples/toy2d/ablation.json` (or compare.json) does this in one command with a table;
+# this script is kept for its parallel runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-3}

@@ -1,4 +1,5 @@
 using HierDistill.Abstractions.Plugins;
+using HierDistill.Host.Comparison;
 using HierDistill.Host.Configuration;
 using HierDistill.Host.Logging;
 using HierDistill.Host.Pipeline;
@@ -191,6 +192,25 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 new ElapsedTimeColumn(), new RemainingTimeColumn())
             .Start(ctx => result = Execute(new SpectreProgressReporter(ctx)));
         return result;
+    }
+
+    /// <summary><c>hierdistill compare</c>: see <see cref="ComparisonPlan"/> and <see cref="ComparisonRunner"/>.</summary>
+    /// <returns>0 when every run finished; 1 when a run failed; 2 for an invalid command line, comparison file or variant; 130 when cancelled.</returns>
+    public int Compare(string config, IReadOnlyList<string> vary, IReadOnlyList<string> set, int? seeds, string? output,
+        bool overwrite, bool resume, CancellationToken cancellation)
+    {
+        ComparisonPlan plan;
+        try
+        {
+            plan = ComparisonPlan.Create(config, vary, set, seeds, output);
+        }
+        catch (ComparisonException e)
+        {
+            console.MarkupLine($"[red]{Markup.Escape(config)}: {e.Errors.Count} error(s) in the comparison:[/]");
+            foreach (var error in e.Errors) console.MarkupLine($"  [red]-[/] {Markup.Escape(error)}");
+            return ExitCodes.InvalidConfig;
+        }
+        return new ComparisonRunner(this, console).Run(plan, overwrite, resume, cancellation);
     }
 
     /// <summary>Files and folders a run reads, by config key (protected from --overwrite).</summary>

@@ -40,6 +40,11 @@ app.Configure(config =>
     config.AddCommand<ValidateCommand>("validate")
         .WithDescription("Validate a config (keys, types, ranges, component names and options) without running it; prints every error.")
         .WithExample("validate", "samples/toy2d/hd.json");
+    config.AddCommand<CompareCommand>("compare")
+        .WithDescription("Run variants of a config (--vary values, or the named variants of a comparison file) for several seeds, sharing one " +
+                         "trained teacher, and write comparison.md and comparison.csv (mean ± std over seeds).")
+        .WithExample("compare", "samples/toy2d/compare.json")
+        .WithExample("compare", "samples/toy2d/hd.json", "--vary", "stages:detail:discriminator:type=awd,gap", "--seeds", "3");
     config.AddCommand<PluginsCommand>("plugins")
         .WithDescription("List discovered plugins, their components, option types and defaults.")
         .WithExample("plugins")

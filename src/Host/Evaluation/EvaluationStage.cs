@@ -1,6 +1,7 @@
 using TorchSharp;
 using System.Diagnostics;
 using HierDistill.Abstractions.Data;
+using HierDistill.Abstractions.Models;
 using HierDistill.Abstractions.Numerics;
 using HierDistill.Host.Configuration;
 using HierDistill.Host.Pipeline;
@@ -19,7 +20,14 @@ namespace HierDistill.Host.Evaluation;
 /// <param name="SecondsPerSample">Wall-clock sampling time per sample (0 for data).</param>
 /// <param name="TrainingSeconds">Wall time of the stage that trained it (0 if none).</param>
 public sealed record EvaluationEntry(string Name, string Kind, string Description, string Sampler, int Nfe,
-    IReadOnlyDictionary<string, double> Metrics, double SecondsPerSample, double TrainingSeconds);
+    IReadOnlyDictionary<string, double> Metrics, double SecondsPerSample, double TrainingSeconds)
+{
+    /// <summary>Scalar parameters of the evaluated network (0 for data and analytic teachers).</summary>
+    public long Parameters { get; init; }
+
+    /// <summary>Students: wall time of every student stage the model went through (see <see cref="StudentResult.DistillationSeconds"/>); otherwise 0.</summary>
+    public double DistillationSeconds { get; init; }
+}
 
 /// <summary>Samples of one entry kept for plots (CPU).</summary>
 public sealed record PlotSamples(string Title, Tensor Samples, Tensor Labels);
@@ -106,7 +114,7 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
             var sampler = TeacherSampler(nfe);
             var samples = Sample(sampler, noise, labels, out double perSample);
             entries.Add(new EvaluationEntry("teacher", "teacher", $"CFG {config.TeacherGuidanceScale}", sampler.Name, sampler.Nfe,
-                suite.Metrics(samples, labels), perSample, state.TeacherSeconds));
+                suite.Metrics(samples, labels), perSample, state.TeacherSeconds) { Parameters = teacher.Network?.ParameterCount() ?? 0 });
             if (nfe == config.EffectiveTeacherNfe.Min() || nfe == maxNfe)
                 suite.AddPicture($"teacher NFE {sampler.Nfe}", $"samples-teacher-nfe{sampler.Nfe}", samples, labels, sampler);
             task.Report(++done, $"teacher NFE {sampler.Nfe}");
@@ -119,7 +127,11 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
                 var sampler = Samplers.AverageVelocity(student.Model.AverageVelocity, nfe);
                 var samples = Sample(sampler, noise, labels, out double perSample);
                 entries.Add(new EvaluationEntry(student.StageKey, student.Kind, student.Description, sampler.Name, sampler.Nfe,
-                    suite.Metrics(samples, labels), perSample, student.TrainingSeconds));
+                    suite.Metrics(samples, labels), perSample, student.TrainingSeconds)
+                {
+                    Parameters = student.Model.ParameterCount(),
+                    DistillationSeconds = student.DistillationSeconds,
+                });
                 suite.AddPicture($"{student.StageKey} NFE {nfe}", $"samples-{student.StageKey}-nfe{nfe}", samples, labels, sampler);
                 task.Report(++done, $"{student.StageKey} NFE {nfe}");
             }

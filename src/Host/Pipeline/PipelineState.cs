@@ -14,7 +14,14 @@ namespace HierDistill.Host.Pipeline;
 /// <param name="Model">The student <c>u_θ(z, r, t | c)</c>, in eval mode.</param>
 /// <param name="Description">E.g. "meanflow" or "dmd + awd from structure".</param>
 /// <param name="TrainingSeconds">Wall time of the stage.</param>
-public sealed record StudentResult(string StageKey, string Kind, AverageVelocityNetwork Model, string Description, double TrainingSeconds);
+public sealed record StudentResult(string StageKey, string Kind, AverageVelocityNetwork Model, string Description, double TrainingSeconds)
+{
+    /// <summary>
+    /// Wall time of every student stage this model went through, its own included (for HD: stage 1 + stage 2); the
+    /// teacher's preparation is not counted. Defaults to <see cref="TrainingSeconds"/>.
+    /// </summary>
+    public double DistillationSeconds { get; init; } = TrainingSeconds;
+}
 
 /// <summary>Everything a stage needs from the run: config, services, device, logging, metrics, progress.</summary>
 public sealed class RunContext

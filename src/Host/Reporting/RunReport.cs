@@ -45,6 +45,8 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
                 ["metrics"] = e.Metrics.ToDictionary(kv => kv.Key, kv => Finite(kv.Value)),
                 ["seconds_per_sample"] = e.SecondsPerSample,
                 ["training_seconds"] = Math.Round(e.TrainingSeconds, 3),
+                ["distillation_seconds"] = Math.Round(e.DistillationSeconds, 3),
+                ["parameters"] = e.Parameters,
             }).ToList(),
         };
         return JsonSerializer.Serialize(doc, Json);

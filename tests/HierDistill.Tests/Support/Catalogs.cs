@@ -1,6 +1,7 @@
 using HierDistill.Abstractions.Plugins;
 using HierDistill.Host.Plugins;
 using HierDistill.Plugins.Awd;
+using HierDistill.Plugins.Baselines;
 using HierDistill.Plugins.Data;
 using HierDistill.Plugins.Dmd;
 using HierDistill.Plugins.MeanFlow;
@@ -11,10 +12,10 @@ namespace HierDistill.Tests.Support;
 /// <summary>Catalogs built in process from plugin entry points (no assembly loading).</summary>
 internal static class Catalogs
 {
-    /// <summary>The five built-in plugins, registered in process.</summary>
+    /// <summary>The six built-in plugins, registered in process.</summary>
     public static ComponentCatalog BuiltIn(params IHierDistillPlugin[] extra)
     {
-        IHierDistillPlugin[] plugins = [new DataPlugin(), new TeachersPlugin(), new MeanFlowPlugin(), new DmdPlugin(), new AwdPlugin(), .. extra];
+        IHierDistillPlugin[] plugins = [new DataPlugin(), new TeachersPlugin(), new MeanFlowPlugin(), new DmdPlugin(), new AwdPlugin(), new BaselinesPlugin(), .. extra];
         var loaded = plugins.Select(p => new LoadedPlugin(p.GetType().Assembly.GetName().Name!, "test", "", "1.0.0",
             PluginDiscovery.Register(p, p.GetType().FullName!))).ToList();
         return ComponentCatalog.Create(loaded, [], ["/test/plugins"]);

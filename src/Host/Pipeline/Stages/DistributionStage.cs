@@ -28,7 +28,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
     {
         var teacher = state.RequireTeacher();
         var device = run.Environment.Device;
-        var (generator, source) = CreateGenerator(state, teacher);
+        var (generator, source, sourceResult) = CreateGenerator(state, teacher);
         generator.to(device);
         generator.Freeze(false);
 
@@ -39,6 +39,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         var regularizer = run.Has($"stages:{key}:regularizer") && config.RegularizerWeight > 0
             ? run.Create<ITrajectoryDistiller>($"stages:{key}:regularizer", state.Data, teacher)
             : null;
+        using var ownedRegularizer = regularizer as IDisposable;
         if (discriminator is not null) CheckFeatures(teacher, discriminator);
 
         var training = config.Training;
@@ -128,7 +129,10 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
             generatorOptimizer.Ema?.CopyTo(generator);
             generator.Freeze();
             WeightsFile.Save(generator, Path.Combine(run.OutputDirectory, $"student-{key}.safetensors"));
-            state.Students.Add(new StudentResult(key, StageKinds.Distribution, generator, description, seconds));
+            state.Students.Add(new StudentResult(key, StageKinds.Distribution, generator, description, seconds)
+            {
+                DistillationSeconds = (sourceResult?.DistillationSeconds ?? 0) + seconds,
+            });
         }
         finally
         {
@@ -145,16 +149,16 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
     /// <summary><c>x_s = (1 - s) x + s n</c> with fresh noise n (method.md §3, adversarial term).</summary>
     private static Tensor Noised(Tensor x, Tensor s) => FlowConventions.Interpolate(x, randn_like(x), s);
 
-    private (AverageVelocityNetwork Generator, string Source) CreateGenerator(PipelineState state, ITeacher teacher)
+    private (AverageVelocityNetwork Generator, string Source, StudentResult? SourceResult) CreateGenerator(PipelineState state, ITeacher teacher)
     {
         string g = config.Generator;
-        if (g.Equals("teacher", StringComparison.OrdinalIgnoreCase)) return (teacher.CreateStudent(), "teacher");
+        if (g.Equals("teacher", StringComparison.OrdinalIgnoreCase)) return (teacher.CreateStudent(), "teacher", null);
         var source = g.Equals("previous", StringComparison.OrdinalIgnoreCase)
             ? state.Students.LastOrDefault()
             : state.Students.LastOrDefault(s => s.StageKey == g);
         if (source is null)
             throw new InvalidOperationException($"stages:{key}:generator: no student '{g}' was produced before this stage.");
-        return (source.Model.Clone(), source.StageKey);
+        return (source.Model.Clone(), source.StageKey, source);
     }
 
     private void CheckFeatures(ITeacher teacher, IDiscriminator discriminator)

@@ -22,6 +22,8 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
         var teacher = state.RequireTeacher();
         string path = $"stages:{key}:distiller";
         var distiller = run.Create<ITrajectoryDistiller>(path, state.Data, teacher);
+        // A distiller may hold modules between steps (progressive distillation's snapshot of the student).
+        using var owned = distiller as IDisposable;
         var student = teacher.CreateStudent();
         student.to(run.Environment.Device);
         if (!string.IsNullOrWhiteSpace(config.LoadFrom))

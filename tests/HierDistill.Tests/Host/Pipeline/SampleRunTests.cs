@@ -70,13 +70,35 @@ public class SampleRunTests
         var versions = resolved.RootElement.GetProperty("provenance").GetProperty("versions");
         Assert.Equal("0.107.0", versions.GetProperty("torchsharp").GetString());
         Assert.Contains("libtorch", versions.GetProperty("libtorch").GetString());
-        Assert.Equal(5, versions.GetProperty("plugins").EnumerateObject().Count());
+        Assert.Equal(6, versions.GetProperty("plugins").EnumerateObject().Count());
         // defaults are filled in: meanflow's adaptive-weight constant was not in the sample
         Assert.Equal(0.01, resolved.RootElement.GetProperty("stages").GetProperty("structure")
             .GetProperty("distiller").GetProperty("options").GetProperty("adaptiveWeightEpsilon").GetDouble());
         // and the resolved config is itself a valid config that reproduces the run
         var writer = new StringWriter();
         Assert.Equal(ExitCodes.Ok, new HostApplication(TestConsole(writer)).Validate(resolvedPath, []));
+    }
+
+    [Theory]
+    [InlineData("consistency", "{ \"type\": \"consistency\", \"options\": { \"tangentNormalization\": true, \"tangentWarmupSteps\": 5 } }")]
+    [InlineData("progressive", "{ \"type\": \"progressive\", \"options\": { \"startSteps\": 8 } }")]
+    public void Stage_two_runs_unchanged_on_a_consistency_or_progressive_student(string name, string distiller)
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = folder.File("run");
+        var (code, console) = Run(TestPaths.Sample("toy2d/hd.json"), output, $"stages:structure:distiller={distiller}");
+        Assert.True(code == 0, console + File.ReadAllText(Path.Combine(output, "log.txt")));
+        foreach (var f in new[] { "student-structure.safetensors", "student-detail.safetensors", "report.md" })
+            Assert.True(File.Exists(Path.Combine(output, f)), $"{f} missing");
+        using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "metrics.json")));
+        var models = metrics.RootElement.GetProperty("models").EnumerateArray().ToList();
+        var structure = models.Where(m => m.GetProperty("name").GetString() == "structure").ToList();
+        var detail = models.Where(m => m.GetProperty("name").GetString() == "detail").ToList();
+        Assert.Equal([1, 2], structure.Select(m => m.GetProperty("nfe").GetInt32()));
+        Assert.Equal([1, 2], detail.Select(m => m.GetProperty("nfe").GetInt32()));
+        Assert.All(structure, m => Assert.Equal(name, m.GetProperty("description").GetString()));
+        Assert.All(detail, m => Assert.Equal("dmd + awd from structure", m.GetProperty("description").GetString()));
+        Assert.All(structure.Concat(detail), m => Assert.True(double.IsFinite(m.GetProperty("metrics").GetProperty("sw2_data").GetDouble())));
     }
 
     [Fact]
@@ -136,8 +158,7 @@ public class SampleRunTests
             "stages:structure:training:steps=2", "stages:structure:training:batchSize=4",
             "stages:detail:training:steps=3", "stages:detail:training:batchSize=4", "stages:detail:discriminator:options:blocks:1=0",
             "stages:evaluate:samples=64", "stages:evaluate:batchSize=32", "stages:evaluate:gridColumns=2",
-            "stages:evaluate:teacherNfe:0=1", "stages:evaluate:teacherNfe:1=2", "stages:evaluate:teacherNfe:2=2", "stages:evaluate:teacherNfe:3=2",
-            "stages:evaluate:teacherNfe:4=2", "stages:evaluate:teacherNfe:5=2",
+            "stages:evaluate:teacherNfe=[1, 2]",
             $"stages:evaluate:classifier:cacheDir={folder.File("cache")}", "stages:evaluate:classifier:epochs=0.01",
         ], overwrite: true, CancellationToken.None);
         Assert.True(code == 0, writer + File.ReadAllText(Path.Combine(output, "log.txt")));

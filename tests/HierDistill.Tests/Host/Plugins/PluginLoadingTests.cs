@@ -17,7 +17,7 @@ namespace HierDistill.Tests.Host.Plugins;
 public class PluginLoadingTests
 {
     private static readonly string[] BuiltIn =
-        ["HierDistill.Plugins.Awd", "HierDistill.Plugins.Data", "HierDistill.Plugins.Dmd", "HierDistill.Plugins.MeanFlow", "HierDistill.Plugins.Teachers"];
+        ["HierDistill.Plugins.Awd", "HierDistill.Plugins.Baselines", "HierDistill.Plugins.Data", "HierDistill.Plugins.Dmd", "HierDistill.Plugins.MeanFlow", "HierDistill.Plugins.Teachers"];
 
     private static ComponentCatalog Discover(params string[] folders) => new PluginDiscovery(new McMasterPluginLoader()).Discover(folders);
 
@@ -27,7 +27,7 @@ public class PluginLoadingTests
         var catalog = Discover(TestPaths.PluginsFolder);
         Assert.Empty(catalog.Errors);
         Assert.Equal(BuiltIn, catalog.Plugins.Select(p => p.Name).Order(StringComparer.Ordinal));
-        Assert.Equal(["awd", "dit", "dmd", "fashion-mnist", "gap", "gmm-exact", "meanflow", "mixture2d", "mlp"], catalog.Components.Select(c => c.Name).Order(StringComparer.Ordinal));
+        Assert.Equal(["awd", "consistency", "dit", "dmd", "fashion-mnist", "gap", "gmm-exact", "meanflow", "mixture2d", "mlp", "progressive"], catalog.Components.Select(c => c.Name).Order(StringComparer.Ordinal));
         Assert.All(catalog.Plugins, p => Assert.Equal("1.0.0", p.AbstractionsVersion));
     }
 
@@ -71,7 +71,7 @@ public class PluginLoadingTests
         var dir = Directory.CreateDirectory(Path.Combine(folder.Path, "Broken")).FullName;
         File.WriteAllBytes(Path.Combine(dir, "Broken.dll"), [0x4d, 0x5a, 1, 2, 3, 4, 5, 6, 7, 8]);
         var catalog = Discover(TestPaths.PluginsFolder, folder.Path);
-        Assert.Equal(5, catalog.Plugins.Count);
+        Assert.Equal(6, catalog.Plugins.Count);
         var error = Assert.Single(catalog.Errors);
         Assert.Equal(Path.Combine(dir, "Broken.dll"), error.Path);
         Assert.StartsWith("not a valid .NET assembly", error.Reason);

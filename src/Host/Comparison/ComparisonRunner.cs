@@ -1,0 +1,271 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using HierDistill.Host.Configuration;
+using HierDistill.Host.Pipeline.Stages;
+using HierDistill.Host.Storage;
+using Spectre.Console;
+
+namespace HierDistill.Host.Comparison;
+
+/// <summary>One run of a comparison and how it ended.</summary>
+/// <param name="Variant">The variant (null for the shared teacher run).</param>
+/// <param name="Seed">Its run.seed.</param>
+/// <param name="Folder">Its run folder.</param>
+/// <param name="ExitCode">The run's exit code (0: finished).</param>
+/// <param name="Seconds">Wall time of the run (0 when reused).</param>
+/// <param name="Reused">Kept from an earlier comparison (<c>--resume</c>).</param>
+public sealed record ComparisonRun(ComparisonVariant? Variant, long Seed, string Folder, int ExitCode, double Seconds, bool Reused);
+
+/// <summary>
+/// Runs a <see cref="ComparisonPlan"/>: validates every variant first, trains the teacher once (when the base config
+/// trains one) and loads it in every variant (<c>stages:&lt;teacher&gt;:loadFrom</c>), runs each variant for each seed in
+/// its own folder, then writes <c>comparison.md</c> and <c>comparison.csv</c> from the runs' <c>metrics.json</c>.
+/// </summary>
+/// <remarks>
+/// Layout: <c>&lt;out&gt;/teacher/</c> (teacher stage and evaluation only), <c>&lt;out&gt;/&lt;variant&gt;/seed-&lt;s&gt;/</c>,
+/// <c>&lt;out&gt;/comparison.md</c>, <c>&lt;out&gt;/comparison.csv</c>. A variant whose overrides touch <c>data</c> or the
+/// teacher stage trains its own teacher; one whose overrides touch an evaluation stage reports its own teacher rows.
+/// Variants that share the teacher evaluate it at its largest NFE only (the reference of the <c>*_teacher</c> metrics);
+/// its full NFE grid is in the teacher run.
+/// </remarks>
+public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console)
+{
+    /// <summary>The shared teacher run's sub-folder.</summary>
+    public const string TeacherFolder = "teacher";
+
+    private sealed record VariantPlan(ComparisonVariant Variant, bool SharesTeacher, bool SharesTeacherRows);
+
+    /// <summary>Runs the plan.</summary>
+    /// <param name="plan">The plan.</param>
+    /// <param name="overwrite">Replace runs the comparison folder already holds.</param>
+    /// <param name="resume">Keep finished runs the comparison folder already holds and run the rest.</param>
+    /// <param name="cancellation">Stops at the next step boundary of the current run.</param>
+    /// <returns>0 when every run finished; 1 when one failed (the tables hold the others); 2 for an invalid variant; 130 when cancelled.</returns>
+    public int Run(ComparisonPlan plan, bool overwrite, bool resume, CancellationToken cancellation)
+    {
+        var (baseConfig, _, code) = app.Load(plan.BaseConfig, plan.CommonOverrides);
+        if (baseConfig is null) return code;
+        var stages = baseConfig.Stages;
+        var teacherStage = stages.FirstOrDefault(s => s.Stage is TeacherStageConfig);
+        var evaluations = stages.Where(s => s.Stage is EvaluationStageConfig).ToList();
+        if (evaluations.Count == 0)
+        {
+            console.MarkupLine($"[red]{Markup.Escape(plan.BaseConfig)}: compare needs an enabled evaluation stage; its metrics.json is what the comparison tabulates.[/]");
+            return ExitCodes.InvalidConfig;
+        }
+        string output = Path.GetFullPath(plan.OutputDir ?? Path.Combine("runs", $"{baseConfig.Config.Run.Name}-compare"));
+        string baseName = baseConfig.Config.Run.Name;
+        long baseSeed = baseConfig.Config.Run.Seed;
+        var teacher = (TeacherStageConfig)teacherStage.Stage;
+        bool trainTeacher = string.IsNullOrWhiteSpace(teacher.LoadFrom) && teacher.Training is not null;
+        string teacherPath = $"stages:{teacherStage.Key}";
+        int maxTeacherNfe = ((EvaluationStageConfig)evaluations[0].Stage).EffectiveTeacherNfe.Max();
+
+        var variants = plan.Variants.Select(v =>
+        {
+            var keys = v.Overrides.Select(ComparisonPlan.KeyOf).ToList();
+            bool touchesTeacher = keys.Any(k => ComparisonPlan.Touches(k, "data") || ComparisonPlan.Touches(k, teacherPath));
+            bool touchesEvaluation = keys.Any(k => evaluations.Any(e => ComparisonPlan.Touches(k, $"stages:{e.Key}")));
+            return new VariantPlan(v, !touchesTeacher, !touchesTeacher && !touchesEvaluation);
+        }).ToList();
+
+        // Every variant is validated before anything runs (the shared teacher's weights do not exist yet: loadFrom is left out).
+        int invalid = 0;
+        foreach (var v in variants)
+        {
+            var (loaded, _, c) = app.Load(plan.BaseConfig, [.. plan.CommonOverrides, .. v.Variant.Overrides]);
+            if (loaded is null)
+            {
+                console.MarkupLine($"[red]variant '{Markup.Escape(v.Variant.Name)}' is invalid (overrides: {Markup.Escape(string.Join(" ", v.Variant.Overrides))}).[/]");
+                invalid++;
+            }
+            else if (!loaded.Stages.Any(s => s.Stage is EvaluationStageConfig))
+            {
+                console.MarkupLine($"[red]variant '{Markup.Escape(v.Variant.Name)}' has no enabled evaluation stage, so it would produce no metrics.json.[/]");
+                invalid++;
+            }
+        }
+        if (invalid > 0) return ExitCodes.InvalidConfig;
+
+        var runs = new List<(VariantPlan? Plan, long Seed, string Folder)>();
+        string teacherFolder = Path.Combine(output, TeacherFolder);
+        if (trainTeacher && variants.Any(v => v.SharesTeacher)) runs.Add((null, baseSeed, teacherFolder));
+        foreach (var v in variants)
+            for (int i = 0; i < plan.Seeds; i++)
+                runs.Add((v, baseSeed + i, Path.Combine(output, v.Variant.Folder, $"seed-{baseSeed + i}")));
+
+        if (!overwrite && !resume)
+        {
+            var occupied = runs.Select(r => r.Folder).Where(f => Directory.Exists(f) && Directory.EnumerateFileSystemEntries(f).Any()).ToList();
+            if (occupied.Count > 0)
+            {
+                console.MarkupLine($"[red]{Markup.Escape(output)} already holds runs of this comparison ({Markup.Escape(occupied[0])}" +
+                                   $"{(occupied.Count > 1 ? $" and {occupied.Count - 1} more" : "")}); pass --resume to keep the finished ones and run the rest, " +
+                                   "--overwrite to run them all again, or --output for another folder.[/]");
+                return ExitCodes.Failed;
+            }
+        }
+
+        console.MarkupLine($"[bold]compare[/]: {variants.Count} variant(s) × {plan.Seeds} seed(s){(runs.Count > 0 && runs[0].Plan is null ? " + one shared teacher" : "")} -> {Markup.Escape(output)}");
+        var results = new List<ComparisonRun>();
+        string teacherWeights = Path.Combine(teacherFolder, TeacherStage.WeightsFileName);
+        int number = 0;
+        foreach (var (v, seed, folder) in runs)
+        {
+            number++;
+            string what = v is null ? "shared teacher" : $"{v.Variant.Name}, seed {seed}";
+            if (resume && Finished(folder, v is null ? [TeacherStage.WeightsFileName, "metrics.json"] : ["metrics.json"]))
+            {
+                console.MarkupLine($"[grey]compare {number}/{runs.Count}: {Markup.Escape(what)}: kept (finished earlier) {Markup.Escape(folder)}[/]");
+                results.Add(new ComparisonRun(v?.Variant, seed, folder, ExitCodes.Ok, 0, true));
+                continue;
+            }
+            List<string> overrides = [.. plan.CommonOverrides];
+            if (v is null)
+            {
+                // Teacher stage and evaluation only: its metrics.json holds the teacher's rows at its whole NFE grid.
+                overrides.AddRange(stages.Where(s => s.Stage is TrajectoryStageConfig or DistributionStageConfig).Select(s => $"stages:{s.Key}:enabled=false"));
+                overrides.Add($"run:name={baseName}-teacher");
+            }
+            else
+            {
+                overrides.AddRange(v.Variant.Overrides);
+                overrides.Add($"run:seed={seed.ToString(CultureInfo.InvariantCulture)}");
+                overrides.Add($"run:name={Name(baseName, v.Variant.Folder, seed)}");
+                if (v.SharesTeacher && trainTeacher) overrides.Add($"{teacherPath}:loadFrom={teacherWeights}");
+                if (v.SharesTeacherRows && trainTeacher)
+                    overrides.AddRange(evaluations.Select(e => $"stages:{e.Key}:teacherNfe=[{maxTeacherNfe}]"));
+            }
+            overrides.Add($"run:outputDir={folder}");
+            console.MarkupLine($"[bold]compare {number}/{runs.Count}[/]: {Markup.Escape(what)} -> {Markup.Escape(folder)}");
+            var clock = Stopwatch.StartNew();
+            int exit = app.Run(plan.BaseConfig, overrides, overwrite: true, cancellation);
+            results.Add(new ComparisonRun(v?.Variant, seed, folder, exit, clock.Elapsed.TotalSeconds, false));
+            // Each run's modules and tensors are unreachable now; release their native memory before the next run.
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            if (exit == ExitCodes.Cancelled) break;
+            if (exit != ExitCodes.Ok)
+            {
+                console.MarkupLine($"[red]compare {number}/{runs.Count}: {Markup.Escape(what)} failed (exit {exit}); see {Markup.Escape(Path.Combine(folder, "log.txt"))}.[/]");
+                if (v is null)
+                {
+                    console.MarkupLine("[red]The shared teacher could not be trained; no variant can run.[/]");
+                    return exit;
+                }
+            }
+        }
+
+        try
+        {
+            WriteReport(plan, output, variants, results, trainTeacher ? teacherFolder : null);
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException)
+        {
+            console.MarkupLine($"[red]The comparison could not be written: {Markup.Escape(e.Message)}[/]");
+            return ExitCodes.Failed;
+        }
+        console.MarkupLine($"[green]Comparison written:[/] {Markup.Escape(Path.Combine(output, "comparison.md"))}, {Markup.Escape(Path.Combine(output, "comparison.csv"))}");
+        if (results.Any(r => r.ExitCode == ExitCodes.Cancelled)) return ExitCodes.Cancelled;
+        return results.All(r => r.ExitCode == ExitCodes.Ok) && results.Count == runs.Count ? ExitCodes.Ok : ExitCodes.Failed;
+    }
+
+    private void WriteReport(ComparisonPlan plan, string output, IReadOnlyList<VariantPlan> variants, IReadOnlyList<ComparisonRun> results, string? teacherFolder)
+    {
+        var finished = results.Where(r => r.ExitCode == ExitCodes.Ok).ToList();
+        var read = finished.ToDictionary(r => r, r => ModelMetrics.Read(Path.Combine(r.Folder, "metrics.json")));
+        string primary = read.Values.Select(x => x.PrimaryMetric).FirstOrDefault(p => p.Length > 0) ?? "";
+        static bool IsShared(ModelMetrics m) => m.Kind is "teacher" or "data";
+
+        var groups = new List<(string, IReadOnlyList<IReadOnlyList<ModelMetrics>>, Func<ModelMetrics, bool>)>();
+        var sharing = variants.Where(v => v.SharesTeacherRows).Select(v => v.Variant).ToHashSet();
+        var teacherRun = finished.FirstOrDefault(r => r.Variant is null);
+        if (teacherRun is not null)
+            groups.Add(("shared", [read[teacherRun].Models], IsShared));
+        else if (sharing.Count > 0)
+            groups.Add(("shared", finished.Where(r => r.Variant is not null && sharing.Contains(r.Variant)).Select(r => read[r].Models).ToList(), IsShared));
+        foreach (var v in variants)
+        {
+            var runs = finished.Where(r => r.Variant == v.Variant).Select(r => read[r].Models).ToList();
+            groups.Add((v.Variant.Name, runs, v.SharesTeacherRows ? m => !IsShared(m) : _ => true));
+        }
+        var table = ComparisonTable.Build(groups, primary);
+        AtomicFile.WriteAllText(Path.Combine(output, "comparison.csv"), table.Csv());
+        AtomicFile.WriteAllText(Path.Combine(output, "comparison.md"), Markdown(plan, output, variants, results, teacherFolder, table));
+    }
+
+    private static string Markdown(ComparisonPlan plan, string output, IReadOnlyList<VariantPlan> variants, IReadOnlyList<ComparisonRun> results,
+        string? teacherFolder, ComparisonTable table)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"# Comparison of {variants.Count} variant(s) of `{plan.BaseConfig}`").AppendLine();
+        if (plan.ComparisonFile is not null) sb.AppendLine($"- comparison file: `{plan.ComparisonFile}`");
+        var seeds = results.Where(r => r.Variant is not null).Select(r => r.Seed).Distinct().Order().ToList();
+        sb.AppendLine($"- seeds (run.seed): {string.Join(", ", seeds)}; each value is the mean ± sample standard deviation (n - 1) over the runs " +
+                      "(`runs`); one run shows the value alone.");
+        if (plan.CommonOverrides.Count > 0) sb.AppendLine($"- every run: {string.Join(" ", plan.CommonOverrides.Select(o => $"`--set {o}`"))}");
+        foreach (var v in plan.Varied) sb.AppendLine($"- varied: `{v}`");
+        sb.AppendLine(teacherFolder is null
+            ? "- teacher: as the base config makes it (analytic, or loaded from its loadFrom); the `shared` rows aggregate every run that shares it."
+            : $"- teacher: trained once in `{Path.GetFileName(teacherFolder)}/` and loaded by every variant that does not change it " +
+              "(`stages:<teacher>:loadFrom`); the `shared` rows (teacher at each NFE, data floor) come from that run.");
+        sb.AppendLine("- `ms/sample`: sampling wall time per sample; `train s`: wall time of the model's own stage (for the teacher: its training in " +
+                      "the teacher run, or its loading when loaded); `distill s`: wall time of every student stage the model went through (TD + DMD for HD); `params`: parameters.");
+        sb.AppendLine();
+        sb.AppendLine(table.MarkdownTable());
+        var summary = table.Summary();
+        if (summary.Count > 0)
+        {
+            sb.AppendLine("## Summary").AppendLine();
+            foreach (var line in summary) sb.AppendLine(line);
+            sb.AppendLine();
+        }
+        sb.AppendLine("## Variants").AppendLine();
+        foreach (var v in variants)
+        {
+            string overrides = v.Variant.Overrides.Count == 0 ? "the base config as it is" : string.Join(" ", v.Variant.Overrides.Select(o => $"`{o}`"));
+            string teacher = v.SharesTeacher ? "" : " (changes the data or the teacher: trains its own)";
+            sb.AppendLine($"- `{v.Variant.Name}` (`{v.Variant.Folder}/`): {overrides}{teacher}");
+        }
+        sb.AppendLine();
+        sb.AppendLine("## Runs").AppendLine();
+        sb.AppendLine("| run | seed | status | wall s | folder |");
+        sb.AppendLine("|---|---:|---|---:|---|");
+        foreach (var r in results)
+        {
+            string status = r.Reused ? "finished (kept)" : r.ExitCode switch
+            {
+                ExitCodes.Ok => "finished",
+                ExitCodes.Cancelled => "cancelled",
+                _ => $"failed (exit {r.ExitCode})",
+            };
+            sb.AppendLine($"| {r.Variant?.Name ?? "shared teacher"} | {r.Seed} | {status} | {(r.Seconds > 0 ? r.Seconds.ToString("0", CultureInfo.InvariantCulture) : "")} | " +
+                          $"`{Path.GetRelativePath(output, r.Folder)}/` |");
+        }
+        return sb.ToString();
+    }
+
+    private static string Name(string baseName, string folder, long seed)
+    {
+        string name = $"{baseName}-{folder}-s{seed}";
+        return name.Length <= 120 ? name : name[..120];
+    }
+
+    /// <summary>Whether a folder holds a finished run with every file of <paramref name="products"/>.</summary>
+    private static bool Finished(string folder, string[] products)
+    {
+        string status = Path.Combine(folder, RunFolder.StatusFile);
+        if (!File.Exists(status) || products.Any(p => !File.Exists(Path.Combine(folder, p)))) return false;
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(status));
+            return doc.RootElement.TryGetProperty("status", out var s) && s.GetString() == "finished";
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,133 @@
+using System.Globalization;
+using System.Text.Json;
+using HierDistill.Host;
+using HierDistill.Tests.Host.Pipeline;
+using HierDistill.Tests.Support;
+using Xunit;
+
+namespace HierDistill.Tests.Host.Comparison;
+
+/// <summary><c>hierdistill compare</c> end to end on the shrunk 2-D pipeline.</summary>
+public class CompareTests
+{
+    private static readonly string[] Shrink =
+    [
+        "run:logEvery=5",
+        "stages:teacher:teacher:options:hidden=32", "stages:teacher:teacher:options:depth=2", "stages:teacher:teacher:options:tokenChannels=8",
+        "stages:teacher:training:steps=30", "stages:teacher:training:batchSize=64",
+        "stages:structure:training:steps=6", "stages:structure:training:batchSize=32",
+        "stages:detail:training:steps=6", "stages:detail:training:batchSize=32",
+        "stages:evaluate:samples=128", "stages:evaluate:teacherNfe=[1, 2, 4]", "stages:evaluate:plots=false",
+    ];
+
+    [Fact]
+    public void Two_variants_by_two_seeds_share_one_teacher_and_tabulate_mean_and_std_over_seeds()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = folder.File("cmp");
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        int code = app.Compare(TestPaths.Sample("toy2d/hd.json"), ["stages:detail:discriminator:type=awd,gap"], Shrink, 2, output,
+            overwrite: false, resume: false, CancellationToken.None);
+        Assert.True(code == 0, writer.ToString());
+
+        string[] variants = ["detail.discriminator.type-awd", "detail.discriminator.type-gap"];
+        string teacherWeights = Path.Combine(output, "teacher", "teacher.safetensors");
+        Assert.True(File.Exists(teacherWeights));
+        foreach (var v in variants)
+            foreach (var seed in new[] { 0, 1 })
+            {
+                string run = Path.Combine(output, v, $"seed-{seed}");
+                using var resolved = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "config.resolved.json")));
+                var root = resolved.RootElement;
+                Assert.Equal(seed, root.GetProperty("run").GetProperty("seed").GetInt64());
+                Assert.Equal(teacherWeights, root.GetProperty("stages").GetProperty("teacher").GetProperty("loadFrom").GetString()); // trained once, loaded
+                Assert.Equal(v.EndsWith("gap") ? "gap" : "awd", root.GetProperty("stages").GetProperty("detail").GetProperty("discriminator").GetProperty("type").GetString());
+            }
+
+        // comparison.csv: the shared teacher and floor from the teacher run, then each variant's students.
+        var lines = File.ReadAllLines(Path.Combine(output, "comparison.csv"));
+        Assert.DoesNotContain(lines, l => l.Contains('"')); // no field here needs quoting, so splitting at commas is exact
+        var header = lines[0].Split(',');
+        var rows = lines.Skip(1).Select(l => l.Split(',')).Select(f => header.Zip(f).ToDictionary(x => x.First, x => x.Second)).ToList();
+        Assert.Equal(
+        [
+            ("shared", "data", 0), ("shared", "teacher", 1), ("shared", "teacher", 2), ("shared", "teacher", 4),
+            ("detail.discriminator.type=awd", "structure", 1), ("detail.discriminator.type=awd", "structure", 2),
+            ("detail.discriminator.type=awd", "detail", 1), ("detail.discriminator.type=awd", "detail", 2),
+            ("detail.discriminator.type=gap", "structure", 1), ("detail.discriminator.type=gap", "structure", 2),
+            ("detail.discriminator.type=gap", "detail", 1), ("detail.discriminator.type=gap", "detail", 2),
+        ], rows.Select(r => (r["variant"], r["model"], int.Parse(r["nfe"], CultureInfo.InvariantCulture))));
+
+        // Mean and sample std recomputed here from each run's metrics.json.
+        for (int i = 0; i < variants.Length; i++)
+        {
+            var runs = new[] { 0, 1 }.Select(s => JsonDocument.Parse(File.ReadAllText(Path.Combine(output, variants[i], $"seed-{s}", "metrics.json")))).ToList();
+            foreach (var row in rows.Where(r => r["variant"] == (i == 0 ? "detail.discriminator.type=awd" : "detail.discriminator.type=gap")))
+            {
+                var entries = runs.Select(d => d.RootElement.GetProperty("models").EnumerateArray()
+                    .Single(m => m.GetProperty("name").GetString() == row["model"] && m.GetProperty("nfe").GetInt32() == int.Parse(row["nfe"], CultureInfo.InvariantCulture))).ToList();
+                Assert.Equal("2", row["runs"]);
+                foreach (var (column, read) in new (string, Func<JsonElement, double>)[]
+                         {
+                             ("sw2_data", m => m.GetProperty("metrics").GetProperty("sw2_data").GetDouble()),
+                             ("mmd2_teacher", m => m.GetProperty("metrics").GetProperty("mmd2_teacher").GetDouble()),
+                             ("modes_covered", m => m.GetProperty("metrics").GetProperty("modes_covered").GetDouble()),
+                             ("seconds_per_sample", m => m.GetProperty("seconds_per_sample").GetDouble()),
+                             ("training_seconds", m => m.GetProperty("training_seconds").GetDouble()),
+                             ("distillation_seconds", m => m.GetProperty("distillation_seconds").GetDouble()),
+                         })
+                {
+                    double a = read(entries[0]), b = read(entries[1]);
+                    double mean = (a + b) / 2, std = Math.Abs(a - b) / Math.Sqrt(2); // two values: sqrt(((a-m)² + (b-m)²) / 1)
+                    AssertClose(mean, row[$"{column}_mean"], $"{row["variant"]} {row["model"]} {row["nfe"]} {column} mean");
+                    AssertClose(std, row[$"{column}_std"], $"{row["variant"]} {row["model"]} {row["nfe"]} {column} std");
+                }
+                Assert.Equal(entries[0].GetProperty("parameters").GetInt64().ToString(CultureInfo.InvariantCulture), row["parameters"]);
+                Assert.True(long.Parse(row["parameters"], CultureInfo.InvariantCulture) > 0);
+                // HD's stage-2 student went through both stages
+                if (row["model"] == "detail")
+                    Assert.True(entries.All(e => e.GetProperty("distillation_seconds").GetDouble() > e.GetProperty("training_seconds").GetDouble()));
+            }
+        }
+        // the shared rows come from the one teacher run (no std); its teacher saw the whole NFE grid, the variants only NFE 4
+        Assert.All(rows.Take(4), r => Assert.Equal(("1", ""), (r["runs"], r["sw2_data_std"])));
+
+        string md = File.ReadAllText(Path.Combine(output, "comparison.md"));
+        Assert.Contains("| variant | model | sampler | NFE | runs | sw2_data |", md);
+        Assert.Contains("| detail.discriminator.type=gap | detail | mean-1 | 1 | 2 |", md);
+        Assert.Contains(" ± ", md);
+        Assert.Contains("## Summary", md);
+
+        // Run again: refused without a flag; with --resume nothing is rerun.
+        var again = new StringWriter();
+        Assert.Equal(ExitCodes.Failed, new HostApplication(SampleRunTests.TestConsole(again)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:discriminator:type=awd,gap"], Shrink, 2, output, false, false, CancellationToken.None));
+        Assert.Contains("pass --resume", again.ToString());
+        var resumed = new StringWriter();
+        var before = File.GetLastWriteTimeUtc(Path.Combine(output, variants[0], "seed-0", "metrics.json"));
+        Assert.Equal(ExitCodes.Ok, new HostApplication(SampleRunTests.TestConsole(resumed)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:discriminator:type=awd,gap"], Shrink, 2, output, false, true, CancellationToken.None));
+        Assert.Equal(5, resumed.ToString().Split("kept (finished earlier)").Length - 1);
+        Assert.Equal(before, File.GetLastWriteTimeUtc(Path.Combine(output, variants[0], "seed-0", "metrics.json")));
+    }
+
+    [Fact]
+    public void An_invalid_variant_stops_the_comparison_before_anything_runs()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        var writer = new StringWriter();
+        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:discriminator:type=awd,patchgan"], [], null, folder.File("cmp"), false, false, CancellationToken.None);
+        Assert.Equal(ExitCodes.InvalidConfig, code);
+        Assert.Contains("unknown discriminator 'patchgan'", writer.ToString());
+        Assert.Contains("variant 'detail.discriminator.type=patchgan' is invalid", writer.ToString());
+        Assert.False(Directory.Exists(folder.File("cmp")));
+    }
+
+    private static void AssertClose(double expected, string actual, string what)
+    {
+        double value = double.Parse(actual, CultureInfo.InvariantCulture);
+        Assert.True(Math.Abs(value - expected) <= 1e-12 * Math.Max(1, Math.Abs(expected)), $"{what}: csv {actual}, recomputed {expected}");
+    }
+}
