@@ -1,16 +1,7 @@
+using HierDistill.Abstractions.Numerics;
 using System.ComponentModel.DataAnnotations;
 
 namespace HierDistill.Plugins.Baselines;
-
-/// <summary>How a distiller takes the Jacobian-vector product of the student (method.md §2).</summary>
-public enum JvpMode
-{
-    /// <summary>Exact, by double backward (default).</summary>
-    DoubleBackward,
-
-    /// <summary>Central finite differences on a float64 copy of the student (one-sided at the ends of [0, 1]).</summary>
-    FiniteDifference,
-}
 
 /// <summary>The law of the training time t.</summary>
 public enum TimeLaw

@@ -1,16 +1,7 @@
+using HierDistill.Abstractions.Numerics;
 using System.ComponentModel.DataAnnotations;
 
 namespace HierDistill.Plugins.MeanFlow;
-
-/// <summary>How the MeanFlow objective takes its Jacobian-vector product (method.md §2).</summary>
-public enum JvpMode
-{
-    /// <summary>Exact, by double backward (default).</summary>
-    DoubleBackward,
-
-    /// <summary>Central finite differences in float64 (one-sided at the ends of [r, 1]).</summary>
-    FiniteDifference,
-}
 
 /// <summary>Options of the <c>meanflow</c> trajectory distiller (defaults: MeanFlow's ImageNet settings, method.md §2).</summary>
 public sealed class MeanFlowOptions

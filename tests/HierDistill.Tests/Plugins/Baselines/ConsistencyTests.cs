@@ -1,3 +1,4 @@
+using HierDistill.Abstractions.Losses;
 using HierDistill.Abstractions.Contracts;
 using HierDistill.Abstractions.Data;
 using HierDistill.Abstractions.Models;
