@@ -61,6 +61,13 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// <summary><c>hierdistill validate</c>.</summary>
     public int Validate(string configPath, IReadOnlyList<string> overrides)
     {
+        if (File.Exists(configPath) && Comparison.ComparisonPlan.IsComparisonFile(configPath))
+        {
+            console.MarkupLine($"[red]{Markup.Escape(configPath)} is a comparison file[/] (it has \"variants\"), not a run config. " +
+                               $"[bold]hierdistill compare {Markup.Escape(configPath)}[/] validates its base config with every variant before " +
+                               "anything runs; [bold]hierdistill validate <its \"config\">[/] checks the base config alone.");
+            return ExitCodes.InvalidConfig;
+        }
         var (loaded, catalog, code) = Load(configPath, overrides);
         if (loaded is null || catalog is null) return code;
         console.MarkupLine($"[green]{Markup.Escape(configPath)} is valid.[/] Stages in order:");

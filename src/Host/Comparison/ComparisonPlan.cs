@@ -42,6 +42,19 @@ public sealed record ComparisonVariant(string Name, string Folder, IReadOnlyList
 public sealed class ComparisonPlan
 {
     private static readonly JsonDocumentOptions Lenient = new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };
+    /// <summary>Whether <paramref name="path"/> is a comparison file (a JSON object with <c>variants</c>), not a run config.</summary>
+    public static bool IsComparisonFile(string path)
+    {
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(path), documentOptions: Lenient) is JsonObject o && o.ContainsKey("variants");
+        }
+        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
     private static readonly string[] FileKeys = ["config", "outputDir", "seeds", "set", "vary", "variants"];
 
     /// <summary>The base run config (full path).</summary>

@@ -108,7 +108,6 @@ public static class ConfigLoader
         };
 
         var stages = new List<(string Key, StageConfig Stage)>();
-        bool allStagesBound = true;
         foreach (var stage in root.GetSection("stages").GetChildren())
         {
             string path = $"stages:{stage.Key}";
@@ -138,14 +137,21 @@ public static class ConfigLoader
             }
             else
             {
-                allStagesBound = false;
+                // The stage has errors of its own; keep what the pipeline checks need (kind, enabled, order, generator),
+                // read leniently, so that pipeline errors are reported in the same pass.
+                var skeleton = (StageConfig)Activator.CreateInstance(type)!;
+                skeleton.Kind = kind;
+                if (bool.TryParse(stage["enabled"], out bool enabled)) skeleton.Enabled = enabled;
+                if (int.TryParse(stage["order"], out int order)) skeleton.Order = order;
+                if (skeleton is DistributionStageConfig d && !string.IsNullOrWhiteSpace(stage["generator"])) d.Generator = stage["generator"]!;
+                stages.Add((stage.Key, skeleton));
             }
         }
 
         var ordered = stages.Where(s => s.Stage.Enabled)
             .OrderBy(s => s.Stage.EffectiveOrder).ThenBy(s => s.Key, StringComparer.Ordinal).ToList();
-        // The pipeline's shape is checked whenever every stage could be read, even if other sections have errors.
-        if (allStagesBound && stages.Count == root.GetSection("stages").GetChildren().Count()) CheckPipeline(ordered, v);
+        // The pipeline's shape is checked whenever every stage has a known kind, even if stages or other sections have errors.
+        if (stages.Count == root.GetSection("stages").GetChildren().Count()) CheckPipeline(ordered, v);
         if (v.Errors.Count > 0 || config is null) throw new ConfigException(source, v.Errors);
 
         config.Stages = stages.ToDictionary(s => s.Key, s => s.Stage);

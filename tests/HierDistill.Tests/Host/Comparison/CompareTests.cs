@@ -113,6 +113,17 @@ public class CompareTests
     }
 
     [Fact]
+    public void Validate_on_a_comparison_file_says_what_it_is_and_which_command_checks_it()
+    {
+        var writer = new StringWriter();
+        string path = TestPaths.Sample("toy2d/compare.json");
+        Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(SampleRunTests.TestConsole(writer)).Validate(path, []));
+        string text = writer.ToString().ReplaceLineEndings(" ");
+        Assert.Contains("is a comparison file", text);
+        Assert.Contains($"hierdistill compare {path}", text);
+    }
+
+    [Fact]
     public void An_invalid_variant_stops_the_comparison_before_anything_runs()
     {
         using var folder = TestPaths.NewTempFolder();

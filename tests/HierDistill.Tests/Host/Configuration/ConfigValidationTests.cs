@@ -205,6 +205,15 @@ public class ConfigValidationTests
     }
 
     [Fact]
+    public void A_stage_that_cannot_be_read_does_not_hide_pipeline_errors()
+    {
+        var errors = Errors(Valid, "stages:teacher:training:batchSzie=256", "stages:detail:generator=nope");
+        Assert.Equal(2, errors.Count);
+        Assert.Contains(errors, e => e.StartsWith("stages:teacher:training:batchSzie: unknown key. Did you mean 'batchSize'?", StringComparison.Ordinal));
+        Assert.Contains("stages:detail:generator: 'nope' is not an earlier enabled trajectory or distribution stage; use previous, teacher, structure.", errors);
+    }
+
+    [Fact]
     public void A_json_list_on_the_command_line_replaces_the_whole_list_and_null_removes_a_key()
     {
         using var folder = TestPaths.NewTempFolder();

@@ -116,6 +116,16 @@ public class MeanFlowLossTests
         Assert.Equal(1.598402, g[1], 5);
     }
 
+    [Fact]
+    public void At_zero_error_the_weight_is_one_over_c_and_a_negative_power_or_nonpositive_c_is_refused()
+    {
+        using var scope = NewDisposeScope();
+        var loss = AdaptiveWeightedLoss.Compute(zeros(3, 2), 1.0, 1e-2);
+        Assert.Equal(100.0, loss.Diagnostics["adaptive_weight"].item<float>(), 3); // 1 / (0 + 1e-2)
+        Assert.Throws<ArgumentOutOfRangeException>(() => AdaptiveWeightedLoss.Compute(zeros(3, 2), -1.0, 1e-2));
+        Assert.Throws<ArgumentOutOfRangeException>(() => AdaptiveWeightedLoss.Compute(zeros(3, 2), 1.0, 0.0));
+    }
+
     [Theory]
     [InlineData(JvpMode.DoubleBackward)]
     [InlineData(JvpMode.FiniteDifference)]
