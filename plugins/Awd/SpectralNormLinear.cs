@@ -48,15 +48,14 @@ internal sealed class SpectralNormLinear : nn.Module<Tensor, Tensor>
     {
         using (no_grad())
         {
+            // The flag buffer is read once: after loading saved u and v (a checkpoint), training continues with one
+            // iteration per forward exactly as if the module had never been saved.
+            if (!_initialized && initialized.cpu().item<float>() > 0) _initialized = true;
             if (!_initialized)
             {
-                _initialized = initialized.cpu().item<float>() > 0;
-                if (!_initialized)
-                {
-                    PowerIterate(InitialIterations);
-                    initialized.fill_(1);
-                    _initialized = true;
-                }
+                PowerIterate(InitialIterations);
+                initialized.fill_(1);
+                _initialized = true;
             }
             else if (update)
             {

@@ -24,7 +24,7 @@ namespace HierDistill.Plugins.Baselines;
 /// tensors are allocated between steps. It is created in <see cref="Begin"/> (outside any step's dispose scope) and
 /// released by <see cref="Dispose"/> or when <see cref="Begin"/> starts over with another student.
 /// </remarks>
-internal sealed class ProgressiveDistiller(ProgressiveOptions options, string configPath = "progressive") : ITrajectoryDistiller, IDisposable
+internal sealed class ProgressiveDistiller(ProgressiveOptions options, string configPath = "progressive") : ITrajectoryDistiller, ICheckpointable, IDisposable
 {
     private AverageVelocityNetwork? _snapshot;
     private AverageVelocityNetwork? _snapshotOf;
@@ -116,6 +116,40 @@ internal sealed class ProgressiveDistiller(ProgressiveOptions options, string co
     }
 
     public void Dispose() => ReleaseSnapshot();
+
+    /// <summary>The round the snapshot teaches (<c>round</c>, -1 before the first step) and, from round two on, its weights (<c>snapshot.*</c>).</summary>
+    public IReadOnlyDictionary<string, Tensor> CheckpointState()
+    {
+        var state = new Dictionary<string, Tensor> { ["round"] = tensor(new long[] { _snapshotRound }) };
+        if (_snapshotRound > 0 && _snapshot is not null)
+            foreach (var (name, t) in _snapshot.state_dict()) state[$"snapshot.{name}"] = t;
+        return state;
+    }
+
+    /// <summary>Restores the round and the snapshot's weights after <see cref="Begin"/>.</summary>
+    /// <exception cref="ArgumentException">When the state lacks the round or a snapshot tensor, or a shape differs.</exception>
+    public void RestoreCheckpointState(IReadOnlyDictionary<string, Tensor> state)
+    {
+        if (!state.TryGetValue("round", out var round)) throw new ArgumentException($"{configPath}: the checkpoint holds no progressive round.", nameof(state));
+        int index = (int)round.data<long>()[0];
+        if (index > 0)
+        {
+            if (_snapshot is null || _snapshotOf is null)
+                throw new ArgumentException($"{configPath}: the checkpoint is in round {index} but this schedule has a single round.", nameof(state));
+            using var scope = NewDisposeScope();
+            using (no_grad())
+            {
+                foreach (var (name, t) in _snapshot.state_dict())
+                {
+                    if (!state.TryGetValue($"snapshot.{name}", out var s) || !s.shape.SequenceEqual(t.shape))
+                        throw new ArgumentException(
+                            $"{configPath}: the checkpoint's round snapshot has no tensor '{name}' of shape [{string.Join(", ", t.shape)}].", nameof(state));
+                    t.copy_(s);
+                }
+            }
+        }
+        _snapshotRound = index;
+    }
 
     private void CreateSnapshot(AverageVelocityNetwork student)
     {

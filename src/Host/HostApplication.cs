@@ -106,9 +106,35 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         return catalog.Errors.Count == 0 ? ExitCodes.Ok : ExitCodes.PluginErrors;
     }
 
-    /// <summary><c>hierdistill run</c>.</summary>
-    public int Run(string configPath, IReadOnlyList<string> overrides, bool overwrite, CancellationToken cancellation)
+    /// <summary>Wraps the progress reporter of a run (tests stop a run at a chosen step through it); null: none.</summary>
+    public Func<IProgressReporter, CancellationTokenSource, IProgressReporter>? ProgressDecorator { get; init; }
+
+    /// <summary><c>hierdistill run</c>, or with <paramref name="resume"/> <c>hierdistill run --resume</c>.</summary>
+    /// <param name="configPath">The config file.</param>
+    /// <param name="overrides">--set overrides.</param>
+    /// <param name="overwrite">Replace a run the output folder holds.</param>
+    /// <param name="cancellation">Ctrl-C/SIGTERM: the run writes a checkpoint at the next step boundary and exits 130.</param>
+    /// <param name="resume">A run folder to continue from its checkpoint (the config must resolve to the one the folder
+    /// was started with; run.outputDir is set to the folder).</param>
+    /// <returns>An <see cref="ExitCodes"/> value.</returns>
+    public int Run(string configPath, IReadOnlyList<string> overrides, bool overwrite, CancellationToken cancellation, string? resume = null)
     {
+        if (resume is not null)
+        {
+            if (overwrite)
+            {
+                console.MarkupLine("[red]--resume continues a run and --overwrite starts it again; pass one of them.[/]");
+                return ExitCodes.InvalidConfig;
+            }
+            string folderPath = Path.GetFullPath(resume);
+            if (!File.Exists(Path.Combine(folderPath, RunFolder.StatusFile)))
+            {
+                console.MarkupLine($"[red]--resume {Markup.Escape(folderPath)}: not a HierDistill run folder ({RunFolder.StatusFile} missing); " +
+                                   "pass the run.outputDir of the run to continue.[/]");
+                return ExitCodes.Failed;
+            }
+            overrides = [.. overrides, $"run:outputDir={folderPath}"];
+        }
         var (loaded, catalog, code) = Load(configPath, overrides);
         if (loaded is null || catalog is null) return code;
         var runOptions = loaded.Config.Run;
@@ -124,12 +150,34 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             return ExitCodes.Failed;
         }
 
+        string resolved = PipelineRunner.ResolvedConfig(loaded, overrides, catalog, torchInfo);
         RunFolder folder;
+        (CheckpointManifest Manifest, Dictionary<string, torch.Tensor> Tensors)? checkpoint = null;
         try
         {
-            folder = RunFolder.Prepare(runOptions.ResolvedOutputDir, overwrite || runOptions.Overwrite, RunInputs(loaded));
+            if (resume is null)
+            {
+                folder = RunFolder.Prepare(runOptions.ResolvedOutputDir, overwrite || runOptions.Overwrite, RunInputs(loaded));
+            }
+            else
+            {
+                folder = RunFolder.Open(runOptions.ResolvedOutputDir);
+                var differences = ConfigDifferences.Between(File.ReadAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)), resolved);
+                if (differences.Count > 0)
+                {
+                    console.MarkupLine($"[red]--resume {Markup.Escape(folder.Path)}: the config differs from the one the run was started with " +
+                                       $"({differences.Count} key(s)); resume with the same config and --set values:[/]");
+                    foreach (var d in differences.Take(10)) console.MarkupLine($"  [red]-[/] {Markup.Escape(d)}");
+                    return ExitCodes.InvalidConfig;
+                }
+                checkpoint = CheckpointStore.Read(Path.Combine(folder.Path, CheckpointStore.FileName));
+                var m = checkpoint.Value.Manifest;
+                var completed = m.Completed.Select(c => c.Key).ToHashSet();
+                MetricsWriter.Trim(folder.Path, (stage, step) => completed.Contains(stage) || (stage == m.Stage && step < m.NextStep));
+                folder.SetStatus("running", $"resumed from {CheckpointStore.FileName} ({m.Describe()})");
+            }
         }
-        catch (RunFolderException e)
+        catch (Exception e) when (e is RunFolderException or CheckpointException or IOException)
         {
             console.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
             return ExitCodes.Failed;
@@ -137,9 +185,10 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
 
         bool live = HostLogging.Interactive;
         using var logger = HostLogging.Create(loaded.Configuration, Path.Combine(folder.Path, "log.txt"), live);
-        AtomicFile.WriteAllText(Path.Combine(folder.Path, "config.resolved.json"),
-            PipelineRunner.ResolvedConfig(loaded, overrides, catalog, torchInfo));
+        if (resume is null) AtomicFile.WriteAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile), resolved);
         logger.Information("HierDistill {Version}: {Config} -> {Folder}", PipelineRunner.HostVersion, loaded.SourcePath, folder.Path);
+        if (checkpoint is { } resumed)
+            logger.Information("Resuming from {Checkpoint} ({Where})", Path.Combine(folder.Path, CheckpointStore.FileName), resumed.Manifest.Describe());
         logger.Information("Device {Device}; TorchSharp {TorchSharp}; libtorch {LibTorch}", torchInfo.DeviceDescription, torchInfo.TorchSharpVersion, torchInfo.LibTorch);
         foreach (var p in catalog.Plugins) logger.Debug("Plugin {Name} {Version} from {Path}", p.Name, p.Version, p.Path);
         foreach (var e in catalog.Errors) logger.Warning("Plugin not loaded: {Path}: {Reason}", e.Path, e.Reason);
@@ -153,17 +202,22 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         using var provider = services.BuildServiceProvider();
         using var metrics = new MetricsWriter(folder.Path);
 
+        var checkpoints = new CheckpointStore(folder.Path, runOptions.CheckpointEvery, ConfigDifferences.Digest(resolved), checkpoint);
+        using var stopper = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
+
         int Execute(IProgressReporter progress)
         {
+            if (ProgressDecorator is not null) progress = ProgressDecorator(progress, stopper);
             var context = new RunContext
             {
+                Checkpoints = checkpoints,
                 Config = loaded,
                 Services = provider,
                 Environment = new RunEnvironment(torchInfo.Device, runOptions.Seed, folder.Path),
                 Logger = logger,
                 Metrics = metrics,
                 Progress = progress,
-                Cancellation = cancellation,
+                Cancellation = stopper.Token,
             };
             try
             {
@@ -174,8 +228,9 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             }
             catch (OperationCanceledException)
             {
-                folder.SetStatus("cancelled", "stopped by a signal");
-                logger.Warning("Run cancelled; the run folder keeps what was written so far: {Folder}", folder.Path);
+                string where = checkpoints.Last is null ? "no checkpoint was written" : $"checkpoint at {checkpoints.Last}";
+                folder.SetStatus("cancelled", $"stopped by a signal; {where}");
+                logger.Warning("Run cancelled ({Where}); continue it with: hierdistill run {Config} --resume {Folder}", where, loaded.SourcePath, folder.Path);
                 return ExitCodes.Cancelled;
             }
             catch (Exception e) when (e is not OutOfMemoryException)

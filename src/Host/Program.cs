@@ -36,7 +36,8 @@ app.Configure(config =>
     config.AddCommand<RunCommand>("run")
         .WithDescription("Run a pipeline (teacher, trajectory distillation, distribution matching, evaluation) from a JSON config.")
         .WithExample("run", "samples/toy2d/hd.json")
-        .WithExample("run", "samples/toy2d/hd.json", "--set", "stages:detail:enabled=false", "--set", "run.outputDir=runs/td-only");
+        .WithExample("run", "samples/toy2d/hd.json", "--set", "stages:detail:enabled=false", "--set", "run.outputDir=runs/td-only")
+        .WithExample("run", "samples/toy2d/hd.json", "--resume", "runs/toy2d-hd");
     config.AddCommand<ValidateCommand>("validate")
         .WithDescription("Validate a config (keys, types, ranges, component names and options) without running it; prints every error.")
         .WithExample("validate", "samples/toy2d/hd.json");
@@ -75,6 +76,10 @@ namespace HierDistill.Host
         [CommandOption("--overwrite")]
         [Description("Replace run.outputDir if it already holds a run.")]
         public bool Overwrite { get; init; }
+
+        [CommandOption("--resume <RUN_FOLDER>")]
+        [Description("Continue a stopped run from its checkpoint.safetensors (same config and --set values; bit-identical on CPU).")]
+        public string? Resume { get; init; }
     }
 
     /// <summary><c>run</c>.</summary>
@@ -82,7 +87,7 @@ namespace HierDistill.Host
     {
         /// <inheritdoc/>
         public override int Execute(CommandContext context, RunSettings settings, CancellationToken cancellationToken) =>
-            new HostApplication(AnsiConsole.Console).Run(settings.Config, settings.Set, settings.Overwrite, cancellationToken);
+            new HostApplication(AnsiConsole.Console).Run(settings.Config, settings.Set, settings.Overwrite, cancellationToken, settings.Resume);
     }
 
     /// <summary><c>validate</c>.</summary>

@@ -31,7 +31,7 @@ public sealed class CompareSettings : ConfigSettings
 
     /// <summary>Keep finished runs.</summary>
     [CommandOption("--resume")]
-    [Description("Keep the finished runs the comparison folder already holds and run the others (e.g. after Ctrl-C).")]
+    [Description("Keep the finished runs the comparison folder already holds, continue stopped ones from their checkpoint and run the others (e.g. after Ctrl-C).")]
     public bool Resume { get; init; }
 
     /// <inheritdoc/>

@@ -5,6 +5,7 @@ using System.Text.Json;
 using HierDistill.Host.Configuration;
 using HierDistill.Host.Pipeline.Stages;
 using HierDistill.Host.Storage;
+using HierDistill.Host.Training;
 using Spectre.Console;
 
 namespace HierDistill.Host.Comparison;
@@ -141,7 +142,12 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console)
             overrides.Add($"run:outputDir={folder}");
             console.MarkupLine($"[bold]compare {number}/{runs.Count}[/]: {Markup.Escape(what)} -> {Markup.Escape(folder)}");
             var clock = Stopwatch.StartNew();
-            int exit = app.Run(plan.BaseConfig, overrides, overwrite: true, cancellation);
+            // --resume also continues a run that was stopped mid-way from its checkpoint (same overrides, so the same config).
+            bool continues = resume && Stopped(folder);
+            if (continues) console.MarkupLine($"[grey]compare {number}/{runs.Count}: continuing from {Markup.Escape(Path.Combine(folder, CheckpointStore.FileName))}[/]");
+            int exit = continues
+                ? app.Run(plan.BaseConfig, overrides, overwrite: false, cancellation, resume: folder)
+                : app.Run(plan.BaseConfig, overrides, overwrite: true, cancellation);
             results.Add(new ComparisonRun(v?.Variant, seed, folder, exit, clock.Elapsed.TotalSeconds, false));
             // Each run's modules and tensors are unreachable now; release their native memory before the next run.
             GC.Collect();
@@ -251,6 +257,22 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console)
     {
         string name = $"{baseName}-{folder}-s{seed}";
         return name.Length <= 120 ? name : name[..120];
+    }
+
+    /// <summary>Whether <paramref name="folder"/> holds a run stopped (Ctrl-C, kill) with a checkpoint to continue from.</summary>
+    private static bool Stopped(string folder)
+    {
+        string status = Path.Combine(folder, RunFolder.StatusFile);
+        if (!File.Exists(status) || !File.Exists(Path.Combine(folder, CheckpointStore.FileName))) return false;
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(status));
+            return doc.RootElement.TryGetProperty("status", out var s) && s.GetString() is "cancelled" or "running";
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Whether a folder holds a finished run with every file of <paramref name="products"/>.</summary>

@@ -56,6 +56,21 @@ public sealed partial class RunOptions : IValidatableObject
     [Range(1, 1_000_000)]
     public int LogEvery { get; set; } = 50;
 
+    /// <summary>
+    /// Write a full-state checkpoint (<c>checkpoint.safetensors</c>: every trained module, EMA, optimiser state, RNG state,
+    /// step counters) every this many steps of a training stage; 0: only at the end of each stage and on Ctrl-C/SIGTERM.
+    /// <value>Default 1000.</value>
+    /// </summary>
+    [Range(0, int.MaxValue)]
+    public int CheckpointEvery { get; set; } = 1000;
+
+    /// <summary>
+    /// Consecutive optimiser steps of one module skipped for a non-finite loss or gradient that stop the run (each skip
+    /// leaves parameters and optimiser state unchanged and is logged as <c>skipped</c>). <value>Default 20.</value>
+    /// </summary>
+    [Range(1, 1_000_000)]
+    public int MaxSkippedSteps { get; set; } = 20;
+
     /// <summary>The resolved output folder.</summary>
     public string ResolvedOutputDir => string.IsNullOrWhiteSpace(OutputDir) ? Path.Combine("runs", Name) : OutputDir!;
 

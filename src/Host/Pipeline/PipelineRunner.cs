@@ -39,11 +39,49 @@ public sealed class PipelineRunner
         var data = run.Create<IDataSource>("data");
         run.Logger.Information("Data: {Data}", data.Spec);
         var state = new PipelineState { Data = data };
-        foreach (var (key, stage) in run.Config.Stages)
+        var checkpoints = run.Checkpoints;
+        var order = run.Config.Stages.Select(s => s.Key).ToList();
+        bool rngRestored = false;
+        try
         {
-            run.Cancellation.ThrowIfCancellationRequested();
-            run.Logger.Information("Stage {Key} ({Kind})", key, stage.Kind);
-            stageFactory(key, stage, run).Run(state);
+            foreach (var (key, stage) in run.Config.Stages)
+            {
+                run.Cancellation.ThrowIfCancellationRequested();
+                var implementation = stageFactory(key, stage, run);
+                if (checkpoints is not null)
+                {
+                    // A resumed run: stages that had finished are rebuilt from the run folder, stages before them skipped.
+                    if (checkpoints.IsCompleted(key, out var completed))
+                    {
+                        run.Logger.Information("Stage {Key} ({Kind}): finished before the resume; restoring its result", key, stage.Kind);
+                        implementation.Restore(state, completed);
+                        continue;
+                    }
+                    if (checkpoints.HasCompletedAfter(order, key))
+                    {
+                        run.Logger.Information("Stage {Key} ({Kind}): ran before the resume; skipped", key, stage.Kind);
+                        continue;
+                    }
+                    if (!rngRestored)
+                    {
+                        checkpoints.RestoreRngAfterCompletedStages();
+                        rngRestored = true;
+                    }
+                }
+                run.Logger.Information("Stage {Key} ({Kind})", key, stage.Kind);
+                implementation.Run(state);
+                if (checkpoints is not null && stage is TeacherStageConfig or TrajectoryStageConfig or DistributionStageConfig)
+                {
+                    double seconds = stage is TeacherStageConfig
+                        ? state.TeacherSeconds
+                        : state.Students.LastOrDefault(s => s.StageKey == key)?.TrainingSeconds ?? 0;
+                    checkpoints.StageCompleted(new Training.CompletedStage(key, seconds));
+                }
+            }
+        }
+        finally
+        {
+            checkpoints?.ReleaseResume();
         }
         return state;
     }

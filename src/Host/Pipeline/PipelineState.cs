@@ -44,6 +44,9 @@ public sealed class RunContext
     /// <summary>Progress display.</summary>
     public required IProgressReporter Progress { get; init; }
 
+    /// <summary>Full-state checkpoints of the run (null: none are written, e.g. in tests that build a context by hand).</summary>
+    public CheckpointStore? Checkpoints { get; init; }
+
     /// <summary>Cancelled by Ctrl-C: stages stop at the next step boundary.</summary>
     public CancellationToken Cancellation { get; init; }
 
@@ -92,4 +95,14 @@ public interface IPipelineStage
 
     /// <summary>Runs the stage, reading from and writing to <paramref name="state"/>.</summary>
     void Run(PipelineState state);
+
+    /// <summary>
+    /// When a resumed run had finished this stage: rebuilds what it produced (teacher, student) from the run folder's
+    /// files instead of training again, and writes it to <paramref name="state"/>.
+    /// </summary>
+    /// <param name="state">The pipeline state.</param>
+    /// <param name="completed">What the checkpoint recorded of the stage.</param>
+    /// <exception cref="NotSupportedException">For a stage that cannot be restored (the default).</exception>
+    void Restore(PipelineState state, CompletedStage completed) =>
+        throw new NotSupportedException($"stage {Key} cannot be restored from a checkpoint; start the run again with --overwrite.");
 }

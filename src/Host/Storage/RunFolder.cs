@@ -15,6 +15,9 @@ public sealed class RunFolder
     /// <summary>The status file.</summary>
     public const string StatusFile = "run.json";
 
+    /// <summary>The resolved config of the run.</summary>
+    public const string ResolvedConfigFile = "config.resolved.json";
+
     private RunFolder(string path) => Path = path;
 
     /// <summary>Full path.</summary>
@@ -24,7 +27,7 @@ public sealed class RunFolder
     public static bool IsRunOutput(string name, bool directory)
     {
         if (directory) return name is "tensorboard" or "checkpoints";
-        if (name is StatusFile or "config.resolved.json" or "log.txt" or "metrics.json" or "metrics.jsonl" or "report.md") return true;
+        if (name is StatusFile or ResolvedConfigFile or "log.txt" or "metrics.json" or "metrics.jsonl" or "report.md") return true;
         return name.EndsWith(".png", StringComparison.Ordinal) || name.EndsWith(".safetensors", StringComparison.Ordinal)
                || (name.StartsWith('.') && name.EndsWith(".tmp", StringComparison.Ordinal));
     }
@@ -85,6 +88,33 @@ public sealed class RunFolder
         return folder;
     }
 
+    /// <summary>Opens a run folder to resume the run it holds.</summary>
+    /// <exception cref="RunFolderException">When the folder holds no run, a finished run, or is not writable.</exception>
+    public static RunFolder Open(string outputDir)
+    {
+        string full = System.IO.Path.GetFullPath(outputDir);
+        string status = System.IO.Path.Combine(full, StatusFile);
+        if (!File.Exists(status) || !File.Exists(System.IO.Path.Combine(full, ResolvedConfigFile)))
+            throw new RunFolderException($"{full} holds no HierDistill run ({StatusFile} or {ResolvedConfigFile} missing); nothing to resume.");
+        string state = ReadStatus(status);
+        if (state == "finished")
+            throw new RunFolderException($"{full} holds a finished run; nothing to resume. To run it again pass --overwrite instead of --resume.");
+        if (state == "running" && ReadPid(status) is { } pid && pid != Environment.ProcessId && IsAlive(pid))
+            throw new RunFolderException(
+                $"{full} is being written by process {pid}, which is still running; stop it first (Ctrl-C writes a checkpoint), then resume.");
+        try
+        {
+            string probe = System.IO.Path.Combine(full, ".write-test");
+            File.WriteAllText(probe, "ok");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new RunFolderException($"{full} is not writable ({e.Message}); a resumed run writes into its folder.", e);
+        }
+        return new RunFolder(full);
+    }
+
     /// <summary>Records the run's status (running, finished, failed, cancelled) with an optional message.</summary>
     public void SetStatus(string status, string? message = null) =>
         AtomicFile.WriteAllText(System.IO.Path.Combine(Path, StatusFile), JsonSerializer.Serialize(new Dictionary<string, string?>
@@ -92,7 +122,34 @@ public sealed class RunFolder
             ["status"] = status,
             ["updated"] = DateTime.UtcNow.ToString("O"),
             ["message"] = message,
+            ["pid"] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture),
         }, new JsonSerializerOptions { WriteIndented = true }));
+
+    private static int? ReadPid(string path)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            return doc.RootElement.TryGetProperty("pid", out var p) && int.TryParse(p.GetString(), out int pid) ? pid : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    private static bool IsAlive(int pid)
+    {
+        try
+        {
+            using var process = System.Diagnostics.Process.GetProcessById(pid);
+            return !process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
 
     private static string ReadStatus(string path)
     {

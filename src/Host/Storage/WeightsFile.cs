@@ -42,29 +42,43 @@ public static class WeightsFile
             throw new WeightsMismatchException(
                 $"{path} is not a readable safetensors file ({e.Message}); it may be truncated or of another format.", e);
         }
-        using var scope = NewDisposeScope();
         try
         {
-            var target = module.state_dict();
-            foreach (var (name, t) in target)
-            {
-                if (!loaded.TryGetValue(name, out var s))
-                    throw new WeightsMismatchException($"{path} has no tensor '{name}' (shape [{string.Join(", ", t.shape)}]) that the module needs; it was saved from another architecture.");
-                if (!s.shape.SequenceEqual(t.shape))
-                    throw new WeightsMismatchException(
-                        $"{path}: tensor '{name}' has shape [{string.Join(", ", s.shape)}] in the file but [{string.Join(", ", t.shape)}] in the module; it was saved from another architecture or size.");
-            }
-            var extra = loaded.Keys.Except(target.Keys).FirstOrDefault();
-            if (extra is not null)
-                throw new WeightsMismatchException($"{path} has a tensor '{extra}' that the module lacks; it was saved from another architecture.");
-            using (no_grad())
-            {
-                foreach (var (name, t) in target) t.copy_(loaded[name]);
-            }
+            CopyInto(module, loaded, path);
         }
         finally
         {
             foreach (var t in loaded.Values) t.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Copies <paramref name="tensors"/> into <paramref name="module"/>'s parameters and buffers after checking every name and
+    /// shape first (nothing is copied when one does not fit).
+    /// </summary>
+    /// <param name="module">The module.</param>
+    /// <param name="tensors">Tensors by state-dict name (any device).</param>
+    /// <param name="source">What the tensors come from, for messages (a file, "checkpoint.safetensors (student)").</param>
+    /// <exception cref="WeightsMismatchException">When a name is missing or extra, or a shape differs: the message names the first
+    /// mismatched tensor and both shapes.</exception>
+    public static void CopyInto(nn.Module module, IReadOnlyDictionary<string, Tensor> tensors, string source)
+    {
+        using var scope = NewDisposeScope();
+        var target = module.state_dict();
+        foreach (var (name, t) in target)
+        {
+            if (!tensors.TryGetValue(name, out var s))
+                throw new WeightsMismatchException($"{source} has no tensor '{name}' (shape [{string.Join(", ", t.shape)}]) that the module needs; it was saved from another architecture.");
+            if (!s.shape.SequenceEqual(t.shape))
+                throw new WeightsMismatchException(
+                    $"{source}: tensor '{name}' has shape [{string.Join(", ", s.shape)}] in the file but [{string.Join(", ", t.shape)}] in the module; it was saved from another architecture or size.");
+        }
+        var extra = tensors.Keys.Except(target.Keys).FirstOrDefault();
+        if (extra is not null)
+            throw new WeightsMismatchException($"{source} has a tensor '{extra}' that the module lacks; it was saved from another architecture.");
+        using (no_grad())
+        {
+            foreach (var (name, t) in target) t.copy_(tensors[name]);
         }
     }
 }

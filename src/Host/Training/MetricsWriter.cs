@@ -26,12 +26,73 @@ public sealed class MetricsWriter : IDisposable
     /// <summary>Opens the writers in <paramref name="runFolder"/> (appends to an existing metrics.jsonl).</summary>
     public MetricsWriter(string runFolder, bool tensorboard = true)
     {
-        _jsonl = new StreamWriter(Path.Combine(runFolder, "metrics.jsonl"), append: true) { AutoFlush = false };
+        string path = Path.Combine(runFolder, FileName);
+        if (File.Exists(path)) _history.AddRange(ReadPoints(path));
+        _jsonl = new StreamWriter(path, append: true) { AutoFlush = false };
         if (tensorboard) _tensorboard = torch.utils.tensorboard.SummaryWriter(Path.Combine(runFolder, "tensorboard"));
     }
 
     /// <summary>Everything logged so far.</summary>
     public IReadOnlyList<MetricPoint> History => _history;
+
+    /// <summary>The training-metrics file in the run folder.</summary>
+    public const string FileName = "metrics.jsonl";
+
+    /// <summary>
+    /// Before a resume: keeps only the lines of <paramref name="runFolder"/>'s metrics.jsonl that <paramref name="keep"/>
+    /// accepts (by stage and step), so the steps after the checkpoint, logged before the run stopped, are not there twice.
+    /// The file is rewritten atomically.
+    /// </summary>
+    /// <returns>The number of lines dropped.</returns>
+    public static int Trim(string runFolder, Func<string, long, bool> keep)
+    {
+        string path = Path.Combine(runFolder, FileName);
+        if (!File.Exists(path)) return 0;
+        var lines = File.ReadAllLines(path);
+        var kept = lines.Where(l =>
+        {
+            if (string.IsNullOrWhiteSpace(l)) return false;
+            try
+            {
+                using var doc = JsonDocument.Parse(l);
+                return keep(doc.RootElement.GetProperty("stage").GetString() ?? "", doc.RootElement.GetProperty("step").GetInt64());
+            }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+            {
+                return false; // a line cut short when the process was killed
+            }
+        }).ToList();
+        Storage.AtomicFile.WriteAllText(path, kept.Count == 0 ? "" : string.Join('\n', kept) + "\n");
+        return lines.Length - kept.Count;
+    }
+
+    private static IEnumerable<MetricPoint> ReadPoints(string path)
+    {
+        foreach (var line in File.ReadLines(path))
+        {
+            JsonDocument doc;
+            try
+            {
+                doc = JsonDocument.Parse(line);
+            }
+            catch (JsonException)
+            {
+                continue;
+            }
+            using (doc)
+            {
+                var root = doc.RootElement;
+                if (!root.TryGetProperty("stage", out var stage) || !root.TryGetProperty("step", out var step)) continue;
+                foreach (var p in root.EnumerateObject())
+                {
+                    if (p.Name is "stage" or "step" or "elapsed_s") continue;
+                    double value = p.Value.ValueKind == JsonValueKind.Number ? p.Value.GetDouble()
+                        : double.TryParse(p.Value.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : double.NaN;
+                    yield return new MetricPoint(stage.GetString() ?? "", step.GetInt64(), p.Name, value);
+                }
+            }
+        }
+    }
 
     /// <summary>Logs the values of one step.</summary>
     public void Log(string stage, long step, IReadOnlyDictionary<string, double> values)

@@ -1,5 +1,8 @@
+using System.Text;
 using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Losses;
 using HierDistill.Abstractions.Numerics;
+using HierDistill.Host.Storage;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,6 +16,7 @@ namespace HierDistill.Host.Training;
 public readonly record struct StepOutcome(bool Applied, double GradNorm, double LearningRate);
 
 /// <summary>A run stopped because of repeated non-finite losses or gradients.</summary>
+/// <param name="message">What happened: the module, the step, the non-finite loss term and what to do.</param>
 public sealed class NonFiniteLossException(string message) : Exception(message);
 
 /// <summary>
@@ -70,6 +74,9 @@ public sealed class ModuleOptimizer : IDisposable
     /// <summary>Skipped (non-finite) steps so far.</summary>
     public long Skipped { get; private set; }
 
+    /// <summary>Skipped steps since the last applied one (0 after a finite step).</summary>
+    public int ConsecutiveSkips => _consecutiveSkips;
+
     /// <summary>Backpropagates <paramref name="loss"/> into the module and steps.</summary>
     /// <param name="loss">Scalar loss.</param>
     /// <param name="step">The stage's step index (for the schedule).</param>
@@ -82,6 +89,22 @@ public sealed class ModuleOptimizer : IDisposable
         return Apply(loss, step, context);
     }
 
+    /// <summary>
+    /// Backpropagates <paramref name="loss"/>'s total into the module and steps; when it is skipped as non-finite, the
+    /// error after too many skips names the first non-finite term of the breakdown.
+    /// </summary>
+    /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps.</exception>
+    public StepOutcome Step(LossBreakdown loss, long step, string context)
+    {
+        ZeroGrad();
+        loss.Total.backward();
+        return Apply(loss, step, context);
+    }
+
+    /// <summary>Steps with gradients already accumulated from <paramref name="loss"/>'s total (see <see cref="Apply(Tensor, long, string)"/>).</summary>
+    /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps; names the first non-finite term.</exception>
+    public StepOutcome Apply(LossBreakdown loss, long step, string context) => Apply(loss.Total, step, context, loss);
+
     /// <summary>Clears this module's gradients (before a backward shared by several optimisers).</summary>
     public void ZeroGrad() => _optimizer.zero_grad();
 
@@ -90,21 +113,25 @@ public sealed class ModuleOptimizer : IDisposable
     /// several optimisers): clip, guard against non-finite values, update, EMA.
     /// </summary>
     /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps.</exception>
-    public StepOutcome Apply(Tensor loss, long step, string context)
+    public StepOutcome Apply(Tensor loss, long step, string context) => Apply(loss, step, context, null);
+
+    private StepOutcome Apply(Tensor loss, long step, string context, LossBreakdown? breakdown)
     {
         double lr = Settings.LearningRate * _schedule(step);
         double norm = Settings.GradClipNorm is { } clip
             ? nn.utils.clip_grad_norm_(_parameters, clip)
             : GradNorm();
-        bool finite = double.IsFinite(norm) && double.IsFinite(loss.item<float>());
+        double value = loss.item<float>();
+        bool finite = double.IsFinite(norm) && double.IsFinite(value);
         if (!finite)
         {
             _optimizer.zero_grad();
             Skipped++;
             if (++_consecutiveSkips >= _maxConsecutiveSkips)
                 throw new NonFiniteLossException(
-                    $"{context}: {_consecutiveSkips} consecutive non-finite losses or gradients for '{Name}' (step {step}); " +
-                    "lower the learning rate, raise gradient clipping, or check the data.");
+                    $"{context}: {_consecutiveSkips} consecutive steps of '{Name}' skipped for a non-finite loss or gradient, the last at step {step} " +
+                    $"({Culprit(value, norm, breakdown)}); parameters and optimiser state are those of the last finite step. " +
+                    "Lower the learning rate, set or lower gradClip, or check the data.");
             return new StepOutcome(false, norm, lr);
         }
         _consecutiveSkips = 0;
@@ -115,6 +142,66 @@ public sealed class ModuleOptimizer : IDisposable
         Ema?.Update(Module, Math.Min(Ema.Decay, Updates / (Updates + 1.0)));
         return new StepOutcome(true, norm, lr);
     }
+
+    /// <summary>The first non-finite loss term (read only when a run is about to stop), else the gradient norm.</summary>
+    private static string Culprit(double total, double norm, LossBreakdown? breakdown)
+    {
+        if (breakdown is not null)
+        {
+            foreach (var (name, t) in breakdown.Terms)
+            {
+                double v = t.detach().to_type(ScalarType.Float64).cpu().item<double>();
+                if (!double.IsFinite(v)) return $"loss term '{name}' = {v}";
+            }
+        }
+        return double.IsFinite(total) ? $"gradient norm = {norm}, loss = {total}" : $"loss = {total}";
+    }
+
+    /// <summary>
+    /// Adds this optimiser's full state to a checkpoint under <c>module/NAME/</c>, <c>ema/NAME/</c>, <c>optimizer/NAME</c>
+    /// (TorchSharp's serialised Adam state: step counts and moment estimates) and <c>counters/NAME</c> (updates, skipped,
+    /// consecutive skips). The tensors are views or CPU copies valid until the caller's dispose scope ends.
+    /// </summary>
+    public void SaveState(IDictionary<string, Tensor> into)
+    {
+        foreach (var (name, t) in Module.state_dict()) into[$"module/{Name}/{name}"] = t.detach().cpu();
+        if (Ema is not null)
+            foreach (var (name, t) in Ema.State) into[$"ema/{Name}/{name}"] = t.detach().cpu();
+        using var buffer = new MemoryStream();
+        using (var writer = new BinaryWriter(buffer, Encoding.UTF8, leaveOpen: true)) _optimizer.save_state_dict(writer);
+        into[$"optimizer/{Name}"] = tensor(buffer.ToArray());
+        into[$"counters/{Name}"] = tensor(new[] { Updates, Skipped, _consecutiveSkips });
+    }
+
+    /// <summary>Restores what <see cref="SaveState"/> wrote: module weights and buffers, EMA, Adam state and counters.</summary>
+    /// <param name="from">The checkpoint's tensors.</param>
+    /// <param name="source">The checkpoint, for messages.</param>
+    /// <exception cref="WeightsMismatchException">When the checkpoint lacks this module or holds another architecture; the
+    /// message names the first mismatched tensor and both shapes.</exception>
+    public void RestoreState(IReadOnlyDictionary<string, Tensor> from, string source)
+    {
+        var module = Prefixed(from, $"module/{Name}/");
+        if (module.Count == 0)
+            throw new WeightsMismatchException($"{source} holds no state of '{Name}'; it was written by another pipeline or stage.");
+        WeightsFile.CopyInto(Module, module, $"{source} ({Name})");
+        if (Ema is not null)
+        {
+            var ema = Prefixed(from, $"ema/{Name}/");
+            if (ema.Count == 0) throw new WeightsMismatchException($"{source} holds no EMA of '{Name}', which this stage keeps; it was written with another emaDecay.");
+            Ema.Load(ema);
+        }
+        if (!from.TryGetValue($"optimizer/{Name}", out var optimizer) || !from.TryGetValue($"counters/{Name}", out var counters))
+            throw new WeightsMismatchException($"{source} holds no optimiser state of '{Name}'.");
+        using (var reader = new BinaryReader(new MemoryStream(optimizer.data<byte>().ToArray()), Encoding.UTF8))
+            _optimizer.load_state_dict(reader);
+        var c = counters.data<long>().ToArray();
+        Updates = c[0];
+        Skipped = c[1];
+        _consecutiveSkips = (int)c[2];
+    }
+
+    private static Dictionary<string, Tensor> Prefixed(IReadOnlyDictionary<string, Tensor> all, string prefix) =>
+        all.Where(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary(kv => kv.Key[prefix.Length..], kv => kv.Value);
 
     private double GradNorm()
     {

@@ -48,37 +48,81 @@ public sealed class StepLog
 /// </summary>
 public static class TrainingLoop
 {
-    /// <summary>Runs <paramref name="steps"/> steps of <paramref name="step"/>.</summary>
+    /// <summary>
+    /// Runs <paramref name="steps"/> steps of <paramref name="step"/>, continuing from the run's checkpoint when the run was
+    /// resumed inside this stage, writing a full-state checkpoint every <c>run.checkpointEvery</c> steps and, when
+    /// cancelled (Ctrl-C/SIGTERM), at the step boundary before stopping.
+    /// </summary>
     /// <param name="run">The run context.</param>
-    /// <param name="stage">Stage key (for logs and metrics).</param>
+    /// <param name="stage">Stage key (for logs, metrics and checkpoints).</param>
     /// <param name="steps">Number of steps.</param>
     /// <param name="step">One step; returns what to log.</param>
     /// <param name="statusKey">The logged value shown in the progress line.</param>
-    /// <returns>Wall time in seconds.</returns>
-    /// <exception cref="OperationCanceledException">When cancelled.</exception>
-    public static double Run(RunContext run, string stage, long steps, Func<TrainingProgress, StepLog> step, string statusKey)
+    /// <param name="state">What the stage trains (null: nothing is checkpointed).</param>
+    /// <returns>Wall time in seconds (including the part before a resume).</returns>
+    /// <exception cref="OperationCanceledException">When cancelled (after the checkpoint is written).</exception>
+    /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps; the message names the last good checkpoint.</exception>
+    public static double Run(RunContext run, string stage, long steps, Func<TrainingProgress, StepLog> step, string statusKey,
+        TrainingState? state = null)
     {
         var clock = Stopwatch.StartNew();
         int logEvery = run.Config.Config.Run.LogEvery;
-        using var task = run.Progress.Start(stage, steps);
-        for (long i = 0; i < steps; i++)
+        var checkpoints = state is null ? null : run.Checkpoints;
+        long start = 0;
+        double before = 0;
+        if (checkpoints?.Resume(stage, steps, state!) is { } resumed)
         {
-            run.Cancellation.ThrowIfCancellationRequested();
+            (start, before) = resumed;
+            run.Logger.Information("Stage {Stage}: resumed at step {Step} of {Steps} from {Checkpoint}", stage, start, steps, checkpoints.Path);
+        }
+        double Seconds() => before + clock.Elapsed.TotalSeconds;
+        using var task = run.Progress.Start(stage, steps);
+        if (start > 0) task.Report(start, "resumed");
+        using var process = Process.GetCurrentProcess();
+        for (long i = start; i < steps; i++)
+        {
+            if (run.Cancellation.IsCancellationRequested)
+            {
+                if (checkpoints is not null)
+                {
+                    checkpoints.Save(stage, i, steps, Seconds(), state!);
+                    run.Logger.Warning("Stopped by a signal at stage {Stage} step {Step}; checkpoint written: {Checkpoint}", stage, i, checkpoints.Path);
+                }
+                run.Cancellation.ThrowIfCancellationRequested();
+            }
             // Tensors alive between steps (parameters, optimiser state, EMA): constant unless something leaks.
             long live = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            StepLog log;
             using var scope = NewDisposeScope();
-            var log = step(new TrainingProgress(i, steps));
+            try
+            {
+                log = step(new TrainingProgress(i, steps));
+            }
+            catch (NonFiniteLossException e) when (checkpoints is not null)
+            {
+                throw new NonFiniteLossException($"{e.Message} Nothing was saved after the last good step; {checkpoints.LastDescription}.");
+            }
             if (i % logEvery == 0 || i == steps - 1)
             {
                 var values = log.Read();
-                values["steps_per_s"] = (i + 1) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+                values["steps_per_s"] = (i + 1 - start) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
                 values["live_tensors"] = live;
+                process.Refresh();
+                values["rss_mb"] = process.WorkingSet64 / (1024.0 * 1024.0);
                 run.Metrics.Log(stage, i, values);
                 string status = values.TryGetValue(statusKey, out var v) ? $"{statusKey}={v.ToString("0.0000", CultureInfo.InvariantCulture)}" : "";
                 task.Report(i + 1, status);
             }
+            // Periodic checkpoints only from a healthy state: while steps are being skipped as non-finite the previous
+            // checkpoint stays the last good one.
+            if (checkpoints is not null && checkpoints.Every > 0 && (i + 1) % checkpoints.Every == 0 && i + 1 < steps
+                && state!.Optimizers.All(o => o.ConsecutiveSkips == 0))
+            {
+                run.Metrics.Flush();
+                checkpoints.Save(stage, i + 1, steps, Seconds(), state!);
+            }
         }
         run.Metrics.Flush();
-        return clock.Elapsed.TotalSeconds;
+        return Seconds();
     }
 }

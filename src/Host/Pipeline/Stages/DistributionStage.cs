@@ -24,6 +24,28 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
     public string Key => key;
 
     /// <inheritdoc/>
+    /// <remarks>The generator is loaded from the run folder's <c>student-KEY.safetensors</c>.</remarks>
+    public void Restore(PipelineState state, CompletedStage completed)
+    {
+        var teacher = state.RequireTeacher();
+        var (generator, source, sourceResult) = CreateGenerator(state, teacher);
+        generator.to(run.Environment.Device);
+        string file = Path.Combine(run.OutputDirectory, $"student-{key}.safetensors");
+        WeightsFile.Load(generator, file);
+        generator.Freeze();
+        run.Logger.Information("Stage {Stage}: generator restored from {Path} (the stage had finished)", key, file);
+        state.Students.Add(new StudentResult(key, StageKinds.Distribution, generator, Describe(source), completed.Seconds)
+        {
+            DistillationSeconds = (sourceResult?.DistillationSeconds ?? 0) + completed.Seconds,
+        });
+    }
+
+    private string Describe(string source) =>
+        run.Config.Component($"stages:{key}:matcher").Descriptor.Name +
+        (run.Has($"stages:{key}:discriminator") ? " + " + run.Config.Component($"stages:{key}:discriminator").Descriptor.Name : "") +
+        $" from {source}";
+
+    /// <inheritdoc/>
     public void Run(PipelineState state)
     {
         var teacher = state.RequireTeacher();
@@ -43,28 +65,35 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         if (discriminator is not null) CheckFeatures(teacher, discriminator);
 
         var training = config.Training;
+        int maxSkipped = run.Config.Config.Run.MaxSkippedSteps;
         using var generatorOptimizer = new ModuleOptimizer("generator", generator, training.ToOptimizer(), training.EmaDecay,
-            LearningRateSchedules.Warmup(training.WarmupSteps));
+            LearningRateSchedules.Warmup(training.WarmupSteps), maxSkipped);
         var auxiliary = matcher.AuxiliaryModules.Select(m =>
         {
             m.Module.to(device);
             m.Module.train();
-            return new ModuleOptimizer(m.Name, m.Module, m.Optimizer);
+            return new ModuleOptimizer(m.Name, m.Module, m.Optimizer, maxConsecutiveSkips: maxSkipped);
         }).ToList();
         ModuleOptimizer? discriminatorOptimizer = null;
         if (discriminator is not null)
         {
             discriminator.Heads.Module.to(device);
             discriminator.Heads.Module.train();
-            discriminatorOptimizer = new ModuleOptimizer(discriminator.Heads.Name, discriminator.Heads.Module, discriminator.Heads.Optimizer);
+            discriminatorOptimizer = new ModuleOptimizer(discriminator.Heads.Name, discriminator.Heads.Module, discriminator.Heads.Optimizer,
+                maxConsecutiveSkips: maxSkipped);
         }
         regularizer?.Begin(generator, teacher);
+        var trained = new TrainingState().With("matcher", matcher).With("discriminator", discriminator).With("regularizer", regularizer);
+        trained.Optimizers.Add(generatorOptimizer);
+        trained.Optimizers.AddRange(auxiliary);
+        if (discriminatorOptimizer is not null) trained.Optimizers.Add(discriminatorOptimizer);
+        var names = trained.Optimizers.GroupBy(o => o.Name).FirstOrDefault(g => g.Count() > 1);
+        if (names is not null)
+            throw new InvalidOperationException($"stages:{key}: two trained modules are both named '{names.Key}'; the matcher's and discriminator's module names must differ.");
 
         int interval = matcher.GeneratorUpdateInterval;
         if (interval < 1) throw new InvalidOperationException($"stages:{key}:matcher: the generator update interval must be ≥ 1, got {interval}.");
-        string description = run.Config.Component($"stages:{key}:matcher").Descriptor.Name +
-                             (discriminator is null ? "" : " + " + run.Config.Component($"stages:{key}:discriminator").Descriptor.Name) +
-                             $" from {source}";
+        string description = Describe(source);
         run.Logger.Information("Stage {Stage}: {Description}, generator of {Parameters:N0} parameters, {Steps} iterations, generator every {Interval}",
             key, description, generator.ParameterCount(), training.Steps, interval);
 
@@ -91,7 +120,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                     if (regularizer is not null)
                         loss = loss.Plus(regularizer.Loss(generator, teacher, batch, progress), config.RegularizerWeight, "reg");
                     log.Add("generator", loss);
-                    log.Add("generator", generatorOptimizer.Step(loss.Total, progress.Step, $"stages:{key} step {progress.Step} (generator)"));
+                    log.Add("generator", generatorOptimizer.Step(loss, progress.Step, $"stages:{key} step {progress.Step} (generator)"));
                     fake = x.detach();
                 }
                 else
@@ -105,7 +134,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                     foreach (var o in auxiliary) o.ZeroGrad();
                     aux.Total.backward();
                     log.Add("auxiliary", aux);
-                    foreach (var o in auxiliary) log.Add(o.Name, o.Apply(aux.Total, progress.Step, $"stages:{key} step {progress.Step} ({o.Name})"));
+                    foreach (var o in auxiliary) log.Add(o.Name, o.Apply(aux, progress.Step, $"stages:{key} step {progress.Step} ({o.Name})"));
                 }
 
                 if (discriminator is not null && discriminatorOptimizer is not null)
@@ -121,10 +150,10 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                     long b = batch.Size;
                     var dLoss = discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, b), output.Logits.narrow(0, b, b));
                     log.Add("discriminator", new LossBreakdown(dLoss.Total, dLoss.Terms, dLoss.Diagnostics.Concat(output.Diagnostics).ToDictionary()));
-                    log.Add("discriminator", discriminatorOptimizer.Step(dLoss.Total, progress.Step, $"stages:{key} step {progress.Step} (discriminator)"));
+                    log.Add("discriminator", discriminatorOptimizer.Step(dLoss, progress.Step, $"stages:{key} step {progress.Step} (discriminator)"));
                 }
                 return log;
-            }, "generator/loss");
+            }, "generator/loss", trained);
 
             generatorOptimizer.Ema?.CopyTo(generator);
             generator.Freeze();

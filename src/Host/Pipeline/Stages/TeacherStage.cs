@@ -24,9 +24,20 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
     public const string WeightsFileName = "teacher.safetensors";
 
     /// <inheritdoc/>
-    public void Run(PipelineState state)
+    public void Run(PipelineState state) => Prepare(state, null);
+
+    /// <inheritdoc/>
+    /// <remarks>A network teacher is loaded from the run folder's <c>teacher.safetensors</c>.</remarks>
+    public void Restore(PipelineState state, CompletedStage completed)
+    {
+        Prepare(state, Path.Combine(run.OutputDirectory, WeightsFileName));
+        state.TeacherSeconds = completed.Seconds;
+    }
+
+    private void Prepare(PipelineState state, string? restoreFrom)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
+        double? trainedSeconds = null;
         string path = $"stages:{key}:teacher";
         var teacher = run.Create<ITeacher>(path, state.Data);
         var spec = state.Data.Spec;
@@ -39,14 +50,19 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
         {
             network.to(run.Environment.Device);
             run.Logger.Information("Teacher {Type}: {Parameters:N0} parameters", run.Config.Component(path).Descriptor.Name, network.ParameterCount());
-            if (!string.IsNullOrWhiteSpace(config.LoadFrom))
+            if (restoreFrom is not null)
+            {
+                WeightsFile.Load(network, restoreFrom);
+                run.Logger.Information("Teacher restored from {Path} (stage {Stage} had finished)", restoreFrom, key);
+            }
+            else if (!string.IsNullOrWhiteSpace(config.LoadFrom))
             {
                 WeightsFile.Load(network, config.LoadFrom);
                 run.Logger.Information("Teacher weights loaded from {Path}", Path.GetFullPath(config.LoadFrom));
             }
             else if (config.Training is { } training)
             {
-                Train(network, state, training);
+                trainedSeconds = Train(network, state, training);
             }
             else
             {
@@ -55,25 +71,27 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
                     $"set stages:{key}:training to train it, or stages:{key}:loadFrom to load {WeightsFileName} from an earlier run.");
             }
             network.Freeze();
-            WeightsFile.Save(network, Path.Combine(run.OutputDirectory, WeightsFileName));
+            if (restoreFrom is null) WeightsFile.Save(network, Path.Combine(run.OutputDirectory, WeightsFileName));
         }
         else if (config.Training is not null || !string.IsNullOrWhiteSpace(config.LoadFrom))
         {
             run.Logger.Warning("stages:{Key}: the teacher is analytic; training and loadFrom are ignored.", key);
         }
         state.Teacher = teacher;
-        state.TeacherSeconds = clock.Elapsed.TotalSeconds;
+        state.TeacherSeconds = trainedSeconds ?? clock.Elapsed.TotalSeconds;
     }
 
-    private void Train(VelocityNetwork network, PipelineState state, TeacherTrainingOptions training)
+    private double Train(VelocityNetwork network, PipelineState state, TeacherTrainingOptions training)
     {
         network.train();
         var settings = new OptimizerSettings(training.LearningRate, 0.9, 0.999, 0, training.GradClip > 0 ? training.GradClip : null);
         using var optimizer = new ModuleOptimizer("teacher", network, settings, training.EmaDecay,
-            LearningRateSchedules.Cosine(training.Steps, training.FinalLearningRateFraction));
+            LearningRateSchedules.Cosine(training.Steps, training.FinalLearningRateFraction), run.Config.Config.Run.MaxSkippedSteps);
+        var trained = new TrainingState();
+        trained.Optimizers.Add(optimizer);
         var device = run.Environment.Device;
         int nullLabel = state.Data.Spec.NullLabel;
-        TrainingLoop.Run(run, key, training.Steps, progress =>
+        double seconds = TrainingLoop.Run(run, key, training.Steps, progress =>
         {
             var batch = state.Data.SampleTrain(training.BatchSize, device);
             var labels = LabelDropout.Apply(batch.Labels, training.LabelDropout, nullLabel);
@@ -84,9 +102,10 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
             var loss = FlowMatchingLoss.Compute(network.Velocity, batch.X, labels, noise, t);
             var log = new StepLog();
             log.Add("", loss);
-            log.Add("", optimizer.Step(loss.Total, progress.Step, $"stages:{key} step {progress.Step}"));
+            log.Add("", optimizer.Step(loss, progress.Step, $"stages:{key} step {progress.Step}"));
             return log;
-        }, "loss");
+        }, "loss", trained);
         optimizer.Ema?.CopyTo(network);
+        return seconds;
     }
 }

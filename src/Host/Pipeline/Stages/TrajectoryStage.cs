@@ -17,7 +17,13 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
     public string Key => key;
 
     /// <inheritdoc/>
-    public void Run(PipelineState state)
+    public void Run(PipelineState state) => Execute(state, null);
+
+    /// <inheritdoc/>
+    /// <remarks>The student is loaded from the run folder's <c>student-KEY.safetensors</c>.</remarks>
+    public void Restore(PipelineState state, CompletedStage completed) => Execute(state, completed);
+
+    private void Execute(PipelineState state, CompletedStage? completed)
     {
         var teacher = state.RequireTeacher();
         string path = $"stages:{key}:distiller";
@@ -34,11 +40,22 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
             state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, $"{run.Config.Component(path).Descriptor.Name} (loaded)", 0));
             return;
         }
+        if (completed is not null)
+        {
+            string file = Path.Combine(run.OutputDirectory, $"student-{key}.safetensors");
+            WeightsFile.Load(student, file);
+            student.Freeze();
+            run.Logger.Information("Stage {Stage}: student restored from {Path} (the stage had finished)", key, file);
+            state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, run.Config.Component(path).Descriptor.Name, completed.Seconds));
+            return;
+        }
         student.train();
         var training = config.Training;
         using var optimizer = new ModuleOptimizer("student", student, training.ToOptimizer(), training.EmaDecay,
-            LearningRateSchedules.Warmup(training.WarmupSteps));
+            LearningRateSchedules.Warmup(training.WarmupSteps), run.Config.Config.Run.MaxSkippedSteps);
         distiller.Begin(student, teacher);
+        var trained = new TrainingState().With("distiller", distiller);
+        trained.Optimizers.Add(optimizer);
         run.Logger.Information("Stage {Stage}: {Distiller}, student of {Parameters:N0} parameters, {Steps} steps",
             key, run.Config.Component(path).Descriptor.Name, student.ParameterCount(), training.Steps);
 
@@ -48,9 +65,9 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
             var loss = distiller.Loss(student, teacher, batch, progress);
             var log = new StepLog();
             log.Add("", loss);
-            log.Add("", optimizer.Step(loss.Total, progress.Step, $"stages:{key} step {progress.Step}"));
+            log.Add("", optimizer.Step(loss, progress.Step, $"stages:{key} step {progress.Step}"));
             return log;
-        }, "loss");
+        }, "loss", trained);
 
         optimizer.Ema?.CopyTo(student);
         student.Freeze();

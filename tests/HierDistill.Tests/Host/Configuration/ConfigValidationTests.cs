@@ -64,7 +64,7 @@ public class ConfigValidationTests
         Assert.Equal(
         [
             "data:options:preset: 'moons' is not allowed: must be ring8 or grid25.",
-            "run:sead: unknown key. Did you mean 'seed'? Allowed here: name, outputDir, device, seed, libtorch, threads, overwrite, logEvery.",
+            "run:sead: unknown key. Did you mean 'seed'? Allowed here: name, outputDir, device, seed, libtorch, threads, overwrite, logEvery, checkpointEvery, maxSkippedSteps.",
             "run:seed: 'abc' is not an integer.",
             "stages:detail:matcher:type: unknown distribution matcher 'dmdd'. Did you mean 'dmd'? Known: dmd. Plugin folders searched: /test/plugins.",
             "stages:evaluate:teacherSolver: 'rk4' is not allowed: must be euler or heun.",

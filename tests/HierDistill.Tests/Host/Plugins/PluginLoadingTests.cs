@@ -28,7 +28,7 @@ public class PluginLoadingTests
         Assert.Empty(catalog.Errors);
         Assert.Equal(BuiltIn, catalog.Plugins.Select(p => p.Name).Order(StringComparer.Ordinal));
         Assert.Equal(["awd", "consistency", "dit", "dmd", "fashion-mnist", "gap", "gmm-exact", "meanflow", "mixture2d", "mlp", "progressive"], catalog.Components.Select(c => c.Name).Order(StringComparer.Ordinal));
-        Assert.All(catalog.Plugins, p => Assert.Equal("1.1.0", p.AbstractionsVersion));
+        Assert.All(catalog.Plugins, p => Assert.Equal(PluginDiscovery.HostAbstractionsVersion.ToString(3), p.AbstractionsVersion));
     }
 
     [Fact]
@@ -99,7 +99,7 @@ public class PluginLoadingTests
         string dll = CopyPluginWithAbstractionsVersion(folder.Path, major: 2, minor: 0);
         var error = Assert.Single(Discover(folder.Path).Errors);
         Assert.Equal(dll, error.Path);
-        Assert.Equal("built against HierDistill.Abstractions 2.0.0, but this host has 1.1.0; major versions must match. " +
+        Assert.Equal("built against HierDistill.Abstractions 2.0.0, but this host has 1.2.0; major versions must match. " +
                      "Rebuild the plugin against HierDistill.Abstractions 1.x.", error.Reason);
     }
 
@@ -109,7 +109,7 @@ public class PluginLoadingTests
         using var folder = TestPaths.NewTempFolder();
         CopyPluginWithAbstractionsVersion(folder.Path, major: 1, minor: 3);
         var error = Assert.Single(Discover(folder.Path).Errors);
-        Assert.StartsWith("built against HierDistill.Abstractions 1.3.0, newer than this host's 1.1.0;", error.Reason);
+        Assert.StartsWith("built against HierDistill.Abstractions 1.3.0, newer than this host's 1.2.0;", error.Reason);
     }
 
     [Fact]

@@ -69,6 +69,26 @@ public class SpectralNormLinearTests
         Assert.Contains("u", b.state_dict().Keys);
         Assert.Contains("v", b.state_dict().Keys);
     }
+
+    [Fact]
+    public void Training_continues_after_a_load_with_one_power_iteration_per_forward_as_without_the_load()
+    {
+        // Regression: the first training forward after loading u and v skipped its power iteration, so a resumed run's
+        // discriminator drifted from the uninterrupted one.
+        using var scope = NewDisposeScope();
+        manual_seed(6);
+        var a = new SpectralNormLinear("sn", 5, 6);
+        a.train();
+        var x = randn(3, 5);
+        for (int i = 0; i < 3; i++) a.forward(x);
+        using var folder = HierDistill.Tests.Support.TestPaths.NewTempFolder();
+        a.save(folder.File("sn.bin"));
+        var b = new SpectralNormLinear("sn", 5, 6);
+        b.load(folder.File("sn.bin"));
+        b.train();
+        for (int i = 0; i < 2; i++)
+            Assert.Equal(a.forward(x).data<float>().ToArray(), b.forward(x).data<float>().ToArray());
+    }
 }
 
 public class TokenHeadTests

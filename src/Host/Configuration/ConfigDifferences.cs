@@ -1,0 +1,64 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace HierDistill.Host.Configuration;
+
+/// <summary>
+/// Compares resolved configs (config.resolved.json) key by key, ignoring the <c>provenance</c> section (source path,
+/// overrides, versions) and the keys that do not change results (<see cref="Ignored"/>), so that <c>run --resume</c>
+/// continues only with the config a run was started with.
+/// </summary>
+public static class ConfigDifferences
+{
+    /// <summary>Keys (and key prefixes ending in ':') that may differ on resume: where the run is, how often it logs and checkpoints.</summary>
+    public static readonly IReadOnlyList<string> Ignored = ["run:outputDir", "run:overwrite", "run:logEvery", "run:checkpointEvery", "Serilog:"];
+
+    /// <summary>The keys whose values differ, as <c>key: 'old' → 'new'</c>, sorted.</summary>
+    /// <param name="before">The run folder's resolved config (JSON).</param>
+    /// <param name="after">The resolved config of the command line now (JSON).</param>
+    public static IReadOnlyList<string> Between(string before, string after)
+    {
+        var a = Flatten(before);
+        var b = Flatten(after);
+        return a.Keys.Union(b.Keys).Order(StringComparer.Ordinal)
+            .Where(k => !Equals(a.GetValueOrDefault(k), b.GetValueOrDefault(k)))
+            .Select(k => $"{k}: '{a.GetValueOrDefault(k) ?? "(unset)"}' → '{b.GetValueOrDefault(k) ?? "(unset)"}'")
+            .ToList();
+    }
+
+    /// <summary>SHA-256 (hex) of the resolved config without its provenance: equal digests mean the same run settings.</summary>
+    public static string Digest(string resolved)
+    {
+        var text = string.Join('\n', Flatten(resolved).OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
+    }
+
+    private static Dictionary<string, string?> Flatten(string json)
+    {
+        var result = new Dictionary<string, string?>(StringComparer.Ordinal);
+        var root = JsonNode.Parse(json, documentOptions: new System.Text.Json.JsonDocumentOptions { CommentHandling = System.Text.Json.JsonCommentHandling.Skip });
+        if (root is JsonObject o) o.Remove(ConfigLoader.ProvenanceKey);
+        Walk(root, "", result);
+        foreach (var k in result.Keys.Where(k => Ignored.Any(i => i.EndsWith(':') ? k.StartsWith(i, StringComparison.Ordinal) : k == i)).ToList())
+            result.Remove(k);
+        return result;
+    }
+
+    private static void Walk(JsonNode? node, string path, Dictionary<string, string?> into)
+    {
+        switch (node)
+        {
+            case JsonObject o:
+                foreach (var (k, v) in o) Walk(v, path.Length == 0 ? k : $"{path}:{k}", into);
+                break;
+            case JsonArray a:
+                for (int i = 0; i < a.Count; i++) Walk(a[i], $"{path}:{i}", into);
+                if (a.Count == 0) into[path] = "[]";
+                break;
+            default:
+                into[path] = node?.ToJsonString();
+                break;
+        }
+    }
+}

@@ -1,0 +1,183 @@
+using System.IO.Compression;
+using System.Text;
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Host;
+using HierDistill.Host.Storage;
+using HierDistill.Host.Training;
+using HierDistill.Tests.Host.Pipeline;
+using HierDistill.Tests.Support;
+using TorchSharp;
+using TorchSharp.PyBridge;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace HierDistill.Tests.Host.Storage;
+
+/// <summary>Bad inputs around checkpoints, resume, weights and the output folder (docs/bad-inputs.md): a clear message, nothing damaged.</summary>
+public class BadInputTests
+{
+    /// <summary>A shrunk toy run stopped (as by Ctrl-C) after step 5 of the structure stage.</summary>
+    private static string StoppedRun(TempFolder folder)
+    {
+        string output = folder.File("stopped");
+        var (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), "structure", 5);
+        Assert.True(code == ExitCodes.Cancelled, text);
+        return output;
+    }
+
+    [Fact]
+    public void Resume_refuses_another_config_a_damaged_or_newer_checkpoint_a_finished_run_and_a_non_run_folder()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = StoppedRun(folder);
+        string checkpoint = Path.Combine(output, CheckpointStore.FileName);
+        byte[] good = File.ReadAllBytes(checkpoint);
+
+        // Another config: every differing key with both values; exit 2; nothing written.
+        var (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output, "stages:structure:training:steps=25"), resume: output);
+        Assert.Equal(ExitCodes.InvalidConfig, code);
+        Assert.Contains("the config differs from the one the run was started with (1 key(s))", text);
+        Assert.Contains("stages:structure:training:steps: '24' → '25'", text);
+
+        // A truncated checkpoint.
+        File.WriteAllBytes(checkpoint, good[..(good.Length / 2)]);
+        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Contains("cannot be read", text);
+        Assert.Contains("it is truncated or not a safetensors file", text);
+
+        // A weights file where the checkpoint should be.
+        File.Copy(Path.Combine(output, "teacher.safetensors"), checkpoint, overwrite: true);
+        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Contains("is a safetensors file but not a HierDistill checkpoint", text);
+
+        // A checkpoint of a newer format.
+        using (var scope = NewDisposeScope())
+        {
+            var tensors = new Dictionary<string, Tensor>
+            {
+                ["hierdistill/manifest"] = tensor(Encoding.UTF8.GetBytes("""{"FormatVersion":7,"HostVersion":"9.0.0","Completed":[]}""")),
+            };
+            Safetensors.SaveStateDict(checkpoint, tensors);
+        }
+        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Contains("has checkpoint format 7 (written by HierDistill 9.0.0), newer than this host reads (format 1", text);
+
+        // The good checkpoint back: the run finishes; a second resume finds nothing to do.
+        File.WriteAllBytes(checkpoint, good);
+        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
+        Assert.True(code == ExitCodes.Ok, text);
+        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Contains("holds a finished run; nothing to resume", text);
+
+        // Not a run folder; --resume with --overwrite.
+        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: folder.Path);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Contains("not a HierDistill run folder (run.json missing)", text);
+        var writer = new StringWriter();
+        code = new HostApplication(SampleRunTests.TestConsole(writer)).Run(TestPaths.Sample("toy2d/hd.json"), ResumeTests.Shrunk(output),
+            overwrite: true, CancellationToken.None, resume: output);
+        Assert.Equal(ExitCodes.InvalidConfig, code);
+        Assert.Contains("--resume continues a run and --overwrite starts it again", writer.ToString());
+    }
+
+    [Fact]
+    public void A_checkpoint_of_another_architecture_names_the_first_mismatched_tensor_and_both_shapes()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        var store = new CheckpointStore(folder.Path, 0, "digest");
+        using (var small = new ModuleOptimizer("student", nn.Linear(4, 2), new OptimizerSettings(1e-3)))
+        {
+            var state = new TrainingState();
+            state.Optimizers.Add(small);
+            store.Save("structure", 3, 10, 1.0, state);
+        }
+        var resumed = new CheckpointStore(folder.Path, 0, "digest", CheckpointStore.Read(store.Path));
+        using var wide = new ModuleOptimizer("student", nn.Linear(4, 3), new OptimizerSettings(1e-3));
+        var other = new TrainingState();
+        other.Optimizers.Add(wide);
+        var e = Assert.Throws<CheckpointException>(() => resumed.Resume("structure", 10, other));
+        Assert.StartsWith($"{store.Path} (student): tensor 'weight' has shape [2, 4] in the file but [3, 4] in the module", e.Message);
+    }
+
+    [Fact]
+    public void A_pytorch_pickle_is_refused_as_weights_and_never_executed()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string marker = folder.File("pwned");
+        string pt = folder.File("teacher.pt");
+        // A torch.save-style zip whose data.pkl would run `touch <marker>` if it were unpickled.
+        using (var zip = ZipFile.Open(pt, ZipArchiveMode.Create))
+        using (var entry = zip.CreateEntry("archive/data.pkl").Open())
+            entry.Write(Encoding.ASCII.GetBytes($"cos\nsystem\n(S'touch {marker}'\ntR."));
+        using var module = nn.Linear(2, 2);
+        var e = Assert.Throws<WeightsMismatchException>(() => WeightsFile.Load(module, pt));
+        Assert.Contains("is not a readable safetensors file", e.Message);
+        Assert.False(File.Exists(marker));
+    }
+
+    [Fact]
+    public void A_failed_write_keeps_the_previous_file_intact_and_leaves_no_temporary_file()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string path = folder.File("checkpoint.safetensors");
+        File.WriteAllText(path, "previous");
+        var e = Assert.Throws<IOException>(() => AtomicFile.Write(path, stream =>
+        {
+            stream.Write(new byte[1000]);
+            throw new IOException("No space left on device");
+        }));
+        Assert.Contains($"could not write {path}: No space left on device (any previous version of the file is unchanged)", e.Message);
+        Assert.Equal("previous", File.ReadAllText(path));
+        Assert.Equal([path], Directory.GetFiles(folder.Path));
+    }
+
+    [Fact]
+    public void Resume_refuses_a_run_another_live_process_is_writing()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        File.WriteAllText(folder.File("run.json"), """{ "status": "running", "pid": "1" }""");
+        File.WriteAllText(folder.File("config.resolved.json"), "{}");
+        var e = Assert.Throws<RunFolderException>(() => RunFolder.Open(folder.Path));
+        Assert.Equal($"{folder.Path} is being written by process 1, which is still running; stop it first (Ctrl-C writes a checkpoint), then resume.", e.Message);
+    }
+
+    [Fact]
+    public void A_non_writable_output_folder_is_refused_before_anything_runs()
+    {
+        var writer = new StringWriter();
+        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Run(TestPaths.Sample("toy2d/hd.json"),
+            ["run:outputDir=/proc/hierdistill-run"], overwrite: false, CancellationToken.None);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Contains("run.outputDir /proc/hierdistill-run is not writable", writer.ToString());
+        Assert.Contains("choose a writable folder", writer.ToString());
+    }
+
+    [Fact]
+    public void Plugins_load_only_from_the_configured_folders()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        // A real plugin next to the working files but not in a configured folder is not loaded.
+        string stray = Path.Combine(folder.Path, "stray");
+        CopyDirectory(Path.Combine(TestPaths.PluginsFolder, "HierDistill.Plugins.Baselines"), Path.Combine(stray, "HierDistill.Plugins.Baselines"));
+        string empty = Directory.CreateDirectory(folder.File("configured")).FullName;
+        var writer = new StringWriter();
+        int code = new HostApplication(SampleRunTests.TestConsole(writer)).ListPlugins([empty], includeDefault: false);
+        Assert.Equal(ExitCodes.Ok, code);
+        Assert.Contains($"Plugin folders searched: {empty}", writer.ToString());
+        Assert.DoesNotContain("Baselines", writer.ToString());
+        writer = new StringWriter();
+        new HostApplication(SampleRunTests.TestConsole(writer)).ListPlugins([stray], includeDefault: false);
+        Assert.Contains("HierDistill.Plugins.Baselines", writer.ToString());
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
+        foreach (var d in Directory.GetDirectories(from)) CopyDirectory(d, Path.Combine(to, Path.GetFileName(d)));
+    }
+}

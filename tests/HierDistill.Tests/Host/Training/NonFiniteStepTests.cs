@@ -1,0 +1,125 @@
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Losses;
+using HierDistill.Host;
+using HierDistill.Host.Configuration;
+using HierDistill.Host.Pipeline;
+using HierDistill.Host.Training;
+using HierDistill.Tests.Host.Pipeline;
+using HierDistill.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+using Serilog;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace HierDistill.Tests.Host.Training;
+
+/// <summary>The NaN/Inf guard: a non-finite loss or gradient skips the step and leaves everything as it was; K in a row stop the run.</summary>
+public class NonFiniteStepTests
+{
+    private static (nn.Module Module, ModuleOptimizer Optimizer) Linear(int maxSkips = 3)
+    {
+        manual_seed(3);
+        var module = nn.Linear(4, 2);
+        return (module, new ModuleOptimizer("student", module, new OptimizerSettings(1e-2, GradClipNorm: 1.0), emaDecay: 0.9, maxConsecutiveSkips: maxSkips));
+    }
+
+    private static Dictionary<string, byte[]> Snapshot(ModuleOptimizer optimizer)
+    {
+        using var scope = NewDisposeScope();
+        var state = new Dictionary<string, Tensor>();
+        optimizer.SaveState(state);
+        return state.ToDictionary(kv => kv.Key, kv => kv.Value.contiguous().bytes.ToArray());
+    }
+
+    private static LossBreakdown Loss(nn.Module module, double scale, double extra = 0)
+    {
+        var x = ones(8, 4);
+        var main = ((nn.Module<Tensor, Tensor>)module).call(x).square().mean() * scale;
+        return new LossBreakdown(main + extra, new Dictionary<string, Tensor> { ["dm"] = main, ["adv"] = tensor(extra) });
+    }
+
+    [Fact]
+    public void A_non_finite_loss_skips_the_step_and_leaves_parameters_optimizer_state_and_ema_unchanged()
+    {
+        var (module, optimizer) = Linear();
+        using var _ = optimizer;
+        for (int i = 0; i < 3; i++) Assert.True(optimizer.Step(Loss(module, 1), i, "test").Applied);
+        var before = Snapshot(optimizer);
+
+        using (NewDisposeScope())
+        {
+            var outcome = optimizer.Step(Loss(module, double.NaN), 3, "test");
+            Assert.False(outcome.Applied);
+            outcome = optimizer.Step(Loss(module, 1, double.PositiveInfinity), 4, "test");
+            Assert.False(outcome.Applied);
+        }
+        var after = Snapshot(optimizer);
+        foreach (var (name, bytes) in before)
+        {
+            if (name.StartsWith("counters/", StringComparison.Ordinal)) continue;
+            Assert.True(bytes.AsSpan().SequenceEqual(after[name]), $"{name} changed on a skipped step");
+        }
+        Assert.Equal((3L, 2L), (optimizer.Updates, optimizer.Skipped));
+        // A finite step afterwards is applied again and resets the consecutive count.
+        Assert.True(optimizer.Step(Loss(module, 1), 5, "test").Applied);
+    }
+
+    [Fact]
+    public void K_consecutive_skips_stop_with_the_context_and_the_non_finite_term()
+    {
+        var (module, optimizer) = Linear(maxSkips: 3);
+        using var _ = optimizer;
+        using var scope = NewDisposeScope();
+        optimizer.Step(Loss(module, double.NaN), 0, "stages:detail step 0 (generator)");
+        optimizer.Step(Loss(module, double.NaN), 1, "stages:detail step 1 (generator)");
+        Assert.True(optimizer.Step(Loss(module, 1), 2, "stages:detail step 2 (generator)").Applied); // resets the count
+        optimizer.Step(Loss(module, double.NaN), 3, "stages:detail step 3 (generator)");
+        optimizer.Step(Loss(module, double.NaN), 4, "stages:detail step 4 (generator)");
+        var e = Assert.Throws<NonFiniteLossException>(() => optimizer.Step(Loss(module, double.NaN), 5, "stages:detail step 5 (generator)"));
+        Assert.StartsWith("stages:detail step 5 (generator): 3 consecutive steps of 'student' skipped", e.Message);
+        Assert.Contains("loss term 'dm' = NaN", e.Message);
+    }
+
+    [Fact]
+    public void A_stage_that_diverges_stops_naming_stage_step_term_and_the_last_good_checkpoint()
+    {
+        using var file = new ConfigFile("""
+        {
+          "run": { "name": "diverges", "logEvery": 1, "checkpointEvery": 2, "maxSkippedSteps": 3 },
+          "data": { "type": "mixture2d" },
+          "stages": { "teacher": { "kind": "teacher", "teacher": { "type": "gmm-exact" } } }
+        }
+        """);
+        var loaded = ConfigLoader.Validate(ConfigLoader.Read(file.Path), file.Path, Catalogs.BuiltIn());
+        using var folder = TestPaths.NewTempFolder();
+        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
+        var logger = new LoggerConfiguration().CreateLogger();
+        var checkpoints = new CheckpointStore(folder.Path, loaded.Config.Run.CheckpointEvery, "digest");
+        var run = new RunContext
+        {
+            Config = loaded,
+            Services = new ServiceCollection().BuildServiceProvider(),
+            Environment = new HierDistill.Abstractions.Plugins.RunEnvironment(CPU, 0, folder.Path),
+            Logger = logger,
+            Metrics = metrics,
+            Progress = new LogProgressReporter(logger, TimeSpan.FromHours(1)),
+            Checkpoints = checkpoints,
+        };
+        var (module, optimizer) = Linear(loaded.Config.Run.MaxSkippedSteps);
+        using var _ = optimizer;
+        var state = new TrainingState();
+        state.Optimizers.Add(optimizer);
+        // Finite for steps 0-4 (checkpoints after steps 1 and 3), then the loss term 'dm' is NaN for good.
+        var e = Assert.Throws<NonFiniteLossException>(() => TrainingLoop.Run(run, "structure", 20, progress =>
+        {
+            var log = new StepLog();
+            log.Add("", optimizer.Step(Loss(module, progress.Step < 5 ? 1 : double.NaN), progress.Step, $"stages:structure step {progress.Step}"));
+            return log;
+        }, "loss", state));
+        Assert.StartsWith("stages:structure step 7: 3 consecutive steps of 'student' skipped", e.Message);
+        Assert.Contains("loss term 'dm' = NaN", e.Message);
+        Assert.EndsWith($"the last checkpoint is {checkpoints.Path} (stage structure, step 4 of 20).", e.Message);
+        Assert.Equal(5, optimizer.Updates);
+    }
+}
