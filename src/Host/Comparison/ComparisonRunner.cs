@@ -22,7 +22,8 @@ public sealed record ComparisonRun(ComparisonVariant? Variant, long Seed, string
 /// <summary>
 /// Runs a <see cref="ComparisonPlan"/>: validates every variant first, trains the teacher once (when the base config
 /// trains one) and loads it in every variant (<c>stages:&lt;teacher&gt;:loadFrom</c>), runs each variant for each seed in
-/// its own folder, then writes <c>comparison.md</c> and <c>comparison.csv</c> from the runs' <c>metrics.json</c>.
+/// its own folder, then writes <c>comparison.md</c>, <c>comparison.csv</c> and <c>comparison.png</c> (the primary metric of the
+/// one-step students by variant) from the runs' <c>metrics.json</c>.
 /// </summary>
 /// <remarks>
 /// Layout: <c>&lt;out&gt;/teacher/</c> (teacher stage and evaluation only), <c>&lt;out&gt;/&lt;variant&gt;/seed-&lt;s&gt;/</c>,
@@ -198,6 +199,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console)
             groups.Add((v.Variant.Name, runs, v.SharesTeacherRows ? m => !IsShared(m) : _ => true));
         }
         var table = ComparisonTable.Build(groups, primary);
+        Reporting.Plots.Comparison(Path.Combine(output, "comparison.png"), table, variants.Select(v => v.Variant.Name).ToList());
         AtomicFile.WriteAllText(Path.Combine(output, "comparison.csv"), table.Csv());
         AtomicFile.WriteAllText(Path.Combine(output, "comparison.md"), Markdown(plan, output, variants, results, teacherFolder, table));
     }
@@ -221,6 +223,8 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console)
                       "the teacher run, or its loading when loaded); `distill s`: wall time of every student stage the model went through (TD + DMD for HD); `params`: parameters.");
         sb.AppendLine();
         sb.AppendLine(table.MarkdownTable());
+        if (File.Exists(Path.Combine(output, "comparison.png")))
+            sb.AppendLine().AppendLine($"![{table.PrimaryMetric} of the one-step students by variant](comparison.png)");
         var summary = table.Summary();
         if (summary.Count > 0)
         {

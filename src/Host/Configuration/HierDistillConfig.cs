@@ -282,6 +282,15 @@ public sealed class TrajectoryStageConfig : StageConfig
     [Required, ComponentOf(typeof(ITrajectoryDistiller))]
     public ComponentConfig? Distiller { get; set; }
 
+    /// <summary>
+    /// The student's architecture, given as a teacher component (e.g. <c>{ "type": "mlp", "options": { "hidden": 32 } }</c>),
+    /// trained from that network's random initialisation: for capacity studies (the student narrower or wider than the
+    /// teacher). Unset: the student starts as the teacher (same architecture and weights, zero <c>t - r</c> embedder).
+    /// <value>Default: unset.</value>
+    /// </summary>
+    [ComponentOf(typeof(ITeacher))]
+    public ComponentConfig? Student { get; set; }
+
     /// <summary>Loop and optimiser settings.</summary>
     public TrainingOptions Training { get; set; } = new();
 

@@ -44,6 +44,57 @@ public static class Plots
         multiplot.SavePng(path, 400 * cols, 400 * rows);
     }
 
+    /// <summary>
+    /// <c>comparison.png</c>: the primary metric (mean ± std over seeds) of every student model at one NFE across the
+    /// variants in their order (e.g. student widths of a capacity study), one line per model, with the shared teacher's
+    /// best NFE and the data floor as horizontal lines. Nothing is written when no variant has a student at that NFE.
+    /// </summary>
+    /// <param name="path">The PNG file.</param>
+    /// <param name="table">The comparison's rows.</param>
+    /// <param name="variants">Variant names in their order (the x axis).</param>
+    /// <param name="nfe">The students' NFE to plot (1: one-step).</param>
+    public static void Comparison(string path, Comparison.ComparisonTable table, IReadOnlyList<string> variants, int nfe = 1)
+    {
+        string metric = table.PrimaryMetric;
+        if (metric.Length == 0) return;
+        var students = table.Rows.Where(r => r.Kind is not ("teacher" or "data") && r.Nfe == nfe && r.Metrics.ContainsKey(metric)).ToList();
+        if (students.Count == 0) return;
+        var plot = new Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        int color = 0;
+        foreach (var model in students.GroupBy(r => r.Model))
+        {
+            var points = variants.Select((v, i) => (i, Row: model.FirstOrDefault(r => r.Variant == v))).Where(p => p.Row is not null).ToList();
+            double[] xs = points.Select(p => (double)p.i).ToArray();
+            double[] ys = points.Select(p => p.Row!.Metrics[metric].Mean).ToArray();
+            var c = palette.GetColor(color++);
+            var line = plot.Add.ScatterLine(xs, ys, c);
+            line.MarkerSize = 7;
+            line.LegendText = $"{model.Key} (NFE {nfe})";
+            double[] errors = points.Select(p => p.Row!.Metrics[metric].Std ?? 0).ToArray();
+            if (errors.Any(e => e > 0))
+            {
+                var bars = plot.Add.ErrorBar(xs, ys, errors);
+                bars.Color = c;
+            }
+        }
+        foreach (var (kind, pattern) in new[] { ("teacher", LinePattern.Dashed), ("data", LinePattern.Dotted) })
+        {
+            var rows = table.Rows.Where(r => r.Kind == kind && r.Metrics.ContainsKey(metric)).ToList();
+            if (rows.Count == 0) continue;
+            var best = rows.MinBy(r => r.Metrics[metric].Mean)!;
+            var h = plot.Add.HorizontalLine(best.Metrics[metric].Mean);
+            h.LinePattern = pattern;
+            h.Color = Colors.Gray;
+            h.LegendText = kind == "teacher" ? $"teacher, best (NFE {best.Nfe})" : "data vs data";
+        }
+        plot.Axes.Bottom.SetTicks(Enumerable.Range(0, variants.Count).Select(i => (double)i).ToArray(), variants.ToArray());
+        plot.XLabel("variant");
+        plot.YLabel($"{metric} (lower is better)");
+        plot.ShowLegend(Edge.Right);
+        plot.SavePng(path, Math.Max(700, 110 * variants.Count + 300), 450);
+    }
+
     /// <summary>One panel per stage with its loss series (at most six per panel).</summary>
     public static void Losses(string path, IReadOnlyList<MetricPoint> history)
     {

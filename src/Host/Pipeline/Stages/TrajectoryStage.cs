@@ -30,7 +30,7 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
         var distiller = run.Create<ITrajectoryDistiller>(path, state.Data, teacher);
         // A distiller may hold modules between steps (progressive distillation's snapshot of the student).
         using var owned = distiller as IDisposable;
-        var student = teacher.CreateStudent();
+        var student = CreateStudent(state, teacher);
         student.to(run.Environment.Device);
         if (!string.IsNullOrWhiteSpace(config.LoadFrom))
         {
@@ -73,5 +73,25 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
         student.Freeze();
         WeightsFile.Save(student, Path.Combine(run.OutputDirectory, $"student-{key}.safetensors"));
         state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, run.Config.Component(path).Descriptor.Name, seconds));
+    }
+
+    /// <summary>
+    /// The teacher's own student (its architecture and weights), or, with <c>student</c> configured, a fresh network of
+    /// that architecture (random initialisation) for capacity studies.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">When the configured student is not a network or models other data.</exception>
+    private AverageVelocityNetwork CreateStudent(PipelineState state, ITeacher teacher)
+    {
+        string path = $"stages:{key}:student";
+        if (!run.Has(path)) return teacher.CreateStudent();
+        var architecture = run.Create<ITeacher>(path, state.Data);
+        if (architecture.Network is null)
+            throw new InvalidOperationException($"{path}: '{run.Config.Component(path).Descriptor.Name}' is not a network; the student must be a network (e.g. mlp, dit).");
+        if (!architecture.Spec.SampleShape.SequenceEqual(teacher.Spec.SampleShape) || architecture.Spec.NumClasses != teacher.Spec.NumClasses)
+            throw new InvalidOperationException($"{path}: the student models {architecture.Spec} but the teacher {teacher.Spec}.");
+        using var network = architecture.Network;
+        var student = architecture.CreateStudent();
+        run.Logger.Information("Stage {Stage}: a fresh {Type} student (random initialisation), not a copy of the teacher", key, run.Config.Component(path).Descriptor.Name);
+        return student;
     }
 }

@@ -98,6 +98,8 @@ public class CompareTests
         Assert.Contains("| detail.discriminator.type=gap | detail | mean-1 | 1 | 2 |", md);
         Assert.Contains(" ± ", md);
         Assert.Contains("## Summary", md);
+        Assert.Contains("](comparison.png)", md);
+        Assert.True(new FileInfo(Path.Combine(output, "comparison.png")).Length > 1000);
 
         // Run again: refused without a flag; with --resume nothing is rerun.
         var again = new StringWriter();
@@ -110,6 +112,30 @@ public class CompareTests
             ["stages:detail:discriminator:type=awd,gap"], Shrink, 2, output, false, true, CancellationToken.None));
         Assert.Equal(5, resumed.ToString().Split("kept (finished earlier)").Length - 1);
         Assert.Equal(before, File.GetLastWriteTimeUtc(Path.Combine(output, variants[0], "seed-0", "metrics.json")));
+    }
+
+    [Fact]
+    public void Resume_continues_a_stopped_variant_from_its_checkpoint()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = folder.File("cmp");
+        string[] shrink = [.. Shrink, "stages:structure:training:steps=12"];
+        var stopped = new StringWriter();
+        var stopping = new HostApplication(SampleRunTests.TestConsole(stopped))
+        {
+            ProgressDecorator = (inner, stop) => new ResumeTests.StopAt(inner, stop, "structure", 6),
+        };
+        Assert.Equal(ExitCodes.Cancelled, stopping.Compare(TestPaths.Sample("toy2d/hd.json"), ["stages:detail:adversarialWeight=0.2,0.1"], shrink, 1, output,
+            overwrite: false, resume: false, CancellationToken.None));
+        string first = Path.Combine(output, "detail.adversarialWeight-0.2", "seed-0");
+        Assert.Contains("stage structure, step 6 of 12", File.ReadAllText(Path.Combine(first, "run.json")));
+
+        var resumed = new StringWriter();
+        Assert.Equal(ExitCodes.Ok, new HostApplication(SampleRunTests.TestConsole(resumed)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:adversarialWeight=0.2,0.1"], shrink, 1, output, overwrite: false, resume: true, CancellationToken.None));
+        Assert.Contains($"continuing from {Path.Combine(first, "checkpoint.safetensors")}", resumed.ToString().Replace("\n", ""));
+        Assert.Contains("Resuming from", File.ReadAllText(Path.Combine(first, "log.txt")));
+        Assert.Contains("\"finished\"", File.ReadAllText(Path.Combine(first, "run.json")));
     }
 
     [Fact]

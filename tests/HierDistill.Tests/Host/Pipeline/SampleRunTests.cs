@@ -102,6 +102,25 @@ public class SampleRunTests
     }
 
     [Fact]
+    public void A_student_of_another_width_starts_from_random_weights_instead_of_the_teacher()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = folder.File("run");
+        var (code, console) = Run(TestPaths.Sample("toy2d/hd.json"), output,
+            "stages:structure:student={\"type\":\"mlp\",\"options\":{\"hidden\":16,\"depth\":2,\"tokenChannels\":8}}");
+        Assert.True(code == 0, console + File.ReadAllText(Path.Combine(output, "log.txt")));
+        var student = TorchSharp.PyBridge.Safetensors.LoadStateDict(Path.Combine(output, "student-structure.safetensors"));
+        var teacher = TorchSharp.PyBridge.Safetensors.LoadStateDict(Path.Combine(output, "teacher.safetensors"));
+        // The teacher has hidden 32 (the shrunk preset), the student 16; the detail stage fine-tunes the 16-wide student.
+        Assert.Contains(teacher.Values, t => t.shape.Contains(32));
+        Assert.DoesNotContain(student.Values, t => t.shape.Contains(32));
+        Assert.Contains(student.Values, t => t.shape.Contains(16));
+        var detail = TorchSharp.PyBridge.Safetensors.LoadStateDict(Path.Combine(output, "student-detail.safetensors"));
+        Assert.Equal(student.Keys.Order(), detail.Keys.Order());
+        Assert.Contains("a fresh mlp student (random initialisation)", File.ReadAllText(Path.Combine(output, "log.txt")));
+    }
+
+    [Fact]
     public void A_folder_holding_a_finished_run_is_refused_without_overwrite()
     {
         using var folder = TestPaths.NewTempFolder();
