@@ -215,7 +215,7 @@ internal sealed class FinalLayer : nn.Module
 /// conditioning <c>c = t_embedder(t) + y_embedder(label) [+ h_embedder(t - r)]</c>, adaLN-Zero blocks, final layer,
 /// unpatchify. Field names mirror the reference implementation, so state dicts map 1:1.
 /// </summary>
-internal sealed class DiTCore : nn.Module
+internal sealed class DiTCore : VelocityCore
 {
     private readonly PatchEmbed x_embedder;
     private readonly TimestepEmbedder t_embedder;
@@ -255,7 +255,9 @@ internal sealed class DiTCore : nn.Module
 
     public DiTSize Size { get; }
 
-    public IReadOnlyList<TokenFeatureSpec> FeatureBlocks =>
+    public override int Depth => Size.Depth;
+
+    public override IReadOnlyList<TokenFeatureSpec> FeatureBlocks =>
         Enumerable.Range(0, Size.Depth).Select(i => new TokenFeatureSpec(i, (long)_grid * _grid, Size.Hidden)).ToList();
 
     /// <summary>DiT's adaLN modulation: <c>x (1 + scale) + shift</c> with per-sample shift and scale <c>[B, C]</c>.</summary>
@@ -265,7 +267,7 @@ internal sealed class DiTCore : nn.Module
     /// x <c>[B, C, H, W]</c>, t <c>[B]</c>, gap <c>[B]</c> (t - r) or null, labels <c>[B]</c> → velocity <c>[B, C, H, W]</c>;
     /// collects the outputs <c>[B, N, C]</c> of the blocks in <paramref name="taps"/>.
     /// </summary>
-    public Tensor Run(Tensor x, Tensor t, Tensor? gap, Tensor labels, IReadOnlyList<int>? taps, List<Tensor>? features)
+    public override Tensor Run(Tensor x, Tensor t, Tensor? gap, Tensor labels, IReadOnlyList<int>? taps, List<Tensor>? features)
     {
         Shapes.RequireBatchOf(x, "z", Spec.SampleShape);
         Shapes.Require(t, "t", x.shape[0]);
@@ -345,71 +347,19 @@ internal sealed class DiTCore : nn.Module
 }
 
 /// <summary>The <c>dit</c> teacher network <c>v_θ(z, t | c)</c>.</summary>
-internal sealed class DiTVelocityNetwork : VelocityNetwork
+internal sealed class DiTVelocityNetwork(DiTOptions options, DataSpec spec)
+    : CoreVelocityNetwork<DiTCore>("dit_velocity", new DiTCore("net", options, spec, withTimeGap: false))
 {
-    private readonly DiTCore net;
-
-    public DiTVelocityNetwork(DiTOptions options, DataSpec spec) : base("dit_velocity")
-    {
-        net = new DiTCore("net", options, spec, withTimeGap: false);
-        RegisterComponents();
-    }
-
     public DiTSize Size => net.Size;
 
-    public override Tensor Velocity(Tensor z, Tensor t, Tensor labels) => net.Run(z, t, null, labels, null, null);
+    protected override CoreVelocityNetwork<DiTCore> New() => new DiTVelocityNetwork(options, spec);
 
-    public override IReadOnlyList<TokenFeatureSpec> FeatureBlocks => net.FeatureBlocks;
-
-    public override IReadOnlyList<Tensor> TokenFeatures(Tensor z, Tensor t, Tensor labels, IReadOnlyList<int> blocks)
-    {
-        foreach (var b in blocks)
-            if (b < 0 || b >= net.Size.Depth)
-                throw new ArgumentOutOfRangeException(nameof(blocks), b, $"feature block must be in 0..{net.Size.Depth - 1}.");
-        var features = new List<Tensor>();
-        net.Run(z, t, null, labels, blocks, features);
-        return blocks.Select(b => features[blocks.Where(x => x < b).Distinct().Count()]).ToList();
-    }
-
-    public override VelocityNetwork Clone()
-    {
-        var copy = new DiTVelocityNetwork(net.Options, net.Spec);
-        copy.to(this.DeviceOf());
-        copy.CopyWeightsFrom(this);
-        return copy;
-    }
-
-    public override AverageVelocityNetwork CreateStudent()
-    {
-        var student = new DiTAverageVelocityNetwork(net.Options, net.Spec);
-        student.to(this.DeviceOf());
-        student.CopyWeightsFrom(this, strict: false);
-        return student;
-    }
+    protected override AverageVelocityNetwork NewStudent() => new DiTAverageVelocityNetwork(options, spec);
 }
 
 /// <summary>The <c>dit</c> student <c>u_θ(z, r, t | c)</c>: the teacher plus a zero-initialised <c>t - r</c> embedder.</summary>
-internal sealed class DiTAverageVelocityNetwork : AverageVelocityNetwork
+internal sealed class DiTAverageVelocityNetwork(DiTOptions options, DataSpec spec)
+    : CoreAverageVelocityNetwork<DiTCore>("dit_average_velocity", new DiTCore("net", options, spec, withTimeGap: true))
 {
-    private readonly DiTCore net;
-
-    public DiTAverageVelocityNetwork(DiTOptions options, DataSpec spec) : base("dit_average_velocity")
-    {
-        net = new DiTCore("net", options, spec, withTimeGap: true);
-        RegisterComponents();
-    }
-
-    public override Tensor AverageVelocity(Tensor z, Tensor r, Tensor t, Tensor labels)
-    {
-        Shapes.Require(r, "r", z.shape[0]);
-        return net.Run(z, t, t - r, labels, null, null);
-    }
-
-    public override AverageVelocityNetwork Clone()
-    {
-        var copy = new DiTAverageVelocityNetwork(net.Options, net.Spec);
-        copy.to(this.DeviceOf());
-        copy.CopyWeightsFrom(this);
-        return copy;
-    }
+    protected override CoreAverageVelocityNetwork<DiTCore> New() => new DiTAverageVelocityNetwork(options, spec);
 }

@@ -28,7 +28,7 @@ internal sealed class MlpBlock : nn.Module
 /// The MLP velocity network body: <c>x_embedder</c> (D → W), conditioning <c>c = t_embedder(t) + y_embedder(label)
 /// [+ h_embedder(t - r)]</c>, residual <c>blocks</c>, <c>final_layer</c> (W → D, zero-initialised as in DiT).
 /// </summary>
-internal sealed class MlpCore : nn.Module
+internal sealed class MlpCore : VelocityCore
 {
     private readonly Linear x_embedder;
     private readonly TimestepEmbedder t_embedder;
@@ -63,11 +63,13 @@ internal sealed class MlpCore : nn.Module
 
     public bool HasTimeGap => h_embedder is not null;
 
+    public override int Depth => Options.Depth;
+
     /// <summary>
     /// Runs the network. z <c>[B, D]</c>, t <c>[B]</c>, gap <c>[B]</c> (t - r, students only) or null, labels <c>[B]</c>.
     /// Collects the outputs of the blocks in <paramref name="taps"/> as tokens <c>[B, W/C, C]</c>.
     /// </summary>
-    public Tensor Run(Tensor z, Tensor t, Tensor? gap, Tensor labels, IReadOnlyList<int>? taps, List<Tensor>? features)
+    public override Tensor Run(Tensor z, Tensor t, Tensor? gap, Tensor labels, IReadOnlyList<int>? taps, List<Tensor>? features)
     {
         Shapes.Require(z, "z", -1, Spec.SampleShape[0]);
         Shapes.Require(t, "t", z.shape[0]);
@@ -84,74 +86,22 @@ internal sealed class MlpCore : nn.Module
         return final_layer.forward(nn.functional.silu(h));                                  // [B, D]
     }
 
-    public IReadOnlyList<TokenFeatureSpec> FeatureBlocks =>
+    public override IReadOnlyList<TokenFeatureSpec> FeatureBlocks =>
         Enumerable.Range(0, Options.Depth).Select(i => new TokenFeatureSpec(i, Options.Hidden / Options.TokenChannels, Options.TokenChannels)).ToList();
 }
 
 /// <summary>The <c>mlp</c> teacher network <c>v_θ(z, t | c)</c>.</summary>
-internal sealed class MlpVelocityNetwork : VelocityNetwork
+internal sealed class MlpVelocityNetwork(MlpOptions options, DataSpec spec)
+    : CoreVelocityNetwork<MlpCore>("mlp_velocity", new MlpCore("net", options, spec, withTimeGap: false))
 {
-    private readonly MlpCore net;
+    protected override CoreVelocityNetwork<MlpCore> New() => new MlpVelocityNetwork(options, spec);
 
-    public MlpVelocityNetwork(MlpOptions options, DataSpec spec) : base("mlp_velocity")
-    {
-        net = new MlpCore("net", options, spec, withTimeGap: false);
-        RegisterComponents();
-    }
-
-    public override Tensor Velocity(Tensor z, Tensor t, Tensor labels) => net.Run(z, t, null, labels, null, null);
-
-    public override IReadOnlyList<TokenFeatureSpec> FeatureBlocks => net.FeatureBlocks;
-
-    public override IReadOnlyList<Tensor> TokenFeatures(Tensor z, Tensor t, Tensor labels, IReadOnlyList<int> blocks)
-    {
-        foreach (var b in blocks)
-            if (b < 0 || b >= net.Options.Depth)
-                throw new ArgumentOutOfRangeException(nameof(blocks), b, $"feature block must be in 0..{net.Options.Depth - 1}.");
-        var features = new List<Tensor>();
-        net.Run(z, t, null, labels, blocks, features);
-        return blocks.Select(b => features[blocks.Where(x => x < b).Distinct().Count()]).ToList();
-    }
-
-    public override VelocityNetwork Clone()
-    {
-        var copy = new MlpVelocityNetwork(net.Options, net.Spec);
-        copy.to(this.DeviceOf());
-        copy.CopyWeightsFrom(this);
-        return copy;
-    }
-
-    public override AverageVelocityNetwork CreateStudent()
-    {
-        var student = new MlpAverageVelocityNetwork(net.Options, net.Spec);
-        student.to(this.DeviceOf());
-        student.CopyWeightsFrom(this, strict: false);
-        return student;
-    }
+    protected override AverageVelocityNetwork NewStudent() => new MlpAverageVelocityNetwork(options, spec);
 }
 
 /// <summary>The <c>mlp</c> student <c>u_θ(z, r, t | c)</c>: the teacher's network plus a zero-initialised <c>t - r</c> embedder.</summary>
-internal sealed class MlpAverageVelocityNetwork : AverageVelocityNetwork
+internal sealed class MlpAverageVelocityNetwork(MlpOptions options, DataSpec spec)
+    : CoreAverageVelocityNetwork<MlpCore>("mlp_average_velocity", new MlpCore("net", options, spec, withTimeGap: true))
 {
-    private readonly MlpCore net;
-
-    public MlpAverageVelocityNetwork(MlpOptions options, DataSpec spec) : base("mlp_average_velocity")
-    {
-        net = new MlpCore("net", options, spec, withTimeGap: true);
-        RegisterComponents();
-    }
-
-    public override Tensor AverageVelocity(Tensor z, Tensor r, Tensor t, Tensor labels)
-    {
-        Shapes.Require(r, "r", z.shape[0]);
-        return net.Run(z, t, t - r, labels, null, null);
-    }
-
-    public override AverageVelocityNetwork Clone()
-    {
-        var copy = new MlpAverageVelocityNetwork(net.Options, net.Spec);
-        copy.to(this.DeviceOf());
-        copy.CopyWeightsFrom(this);
-        return copy;
-    }
+    protected override CoreAverageVelocityNetwork<MlpCore> New() => new MlpAverageVelocityNetwork(options, spec);
 }
