@@ -153,6 +153,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         string resolved = PipelineRunner.ResolvedConfig(loaded, overrides, catalog, torchInfo);
         RunFolder folder;
         (CheckpointManifest Manifest, Dictionary<string, torch.Tensor> Tensors)? checkpoint = null;
+        List<string> changedOnResume = [];
         try
         {
             if (resume is null)
@@ -162,16 +163,26 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             else
             {
                 folder = RunFolder.Open(runOptions.ResolvedOutputDir);
-                var differences = ConfigDifferences.Between(File.ReadAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)), resolved);
+                var all = ConfigDifferences.Between(File.ReadAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)), resolved);
+                var differences = all.Where(d => !ConfigDifferences.MayChangeOnResume(d.Key)).ToList();
                 if (differences.Count > 0)
                 {
                     console.MarkupLine($"[red]--resume {Markup.Escape(folder.Path)}: the config differs from the one the run was started with " +
                                        $"({differences.Count} key(s)); resume with the same config and --set values:[/]");
-                    foreach (var d in differences.Take(10)) console.MarkupLine($"  [red]-[/] {Markup.Escape(d)}");
+                    foreach (var d in differences.Take(10)) console.MarkupLine($"  [red]-[/] {Markup.Escape(d.Text)}");
                     return ExitCodes.InvalidConfig;
                 }
+                changedOnResume = all.Select(d => d.Text).ToList();
                 checkpoint = CheckpointStore.Read(Path.Combine(folder.Path, CheckpointStore.FileName));
                 var m = checkpoint.Value.Manifest;
+                string started = ConfigDifferences.Digest(File.ReadAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)));
+                if (m.ConfigDigest != started)
+                {
+                    foreach (var t in checkpoint.Value.Tensors.Values) t.Dispose();
+                    throw new CheckpointException(
+                        $"{Path.Combine(folder.Path, CheckpointStore.FileName)} was written with another config than this folder's {RunFolder.ResolvedConfigFile} " +
+                        "(it was copied from another run?); put back the run's own checkpoint, or start again with --overwrite.");
+                }
                 var completed = m.Completed.Select(c => c.Key).ToHashSet();
                 MetricsWriter.Trim(folder.Path, (stage, step) => completed.Contains(stage) || (stage == m.Stage && step < m.NextStep));
                 folder.SetStatus("running", $"resumed from {CheckpointStore.FileName} ({m.Describe()})");
@@ -185,7 +196,10 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
 
         bool live = HostLogging.Interactive;
         using var logger = HostLogging.Create(loaded.Configuration, Path.Combine(folder.Path, "log.txt"), live);
-        if (resume is null) AtomicFile.WriteAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile), resolved);
+        // A resume keeps the run's config.resolved.json unless a learning rate, gradClip or maxSkippedSteps was changed.
+        if (resume is null || changedOnResume.Count > 0) AtomicFile.WriteAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile), resolved);
+        foreach (var change in changedOnResume)
+            logger.Warning("Resumed with a changed setting (the result will differ from the uninterrupted run's): {Change}", change);
         logger.Information("HierDistill {Version}: {Config} -> {Folder}", PipelineRunner.HostVersion, loaded.SourcePath, folder.Path);
         if (checkpoint is { } resumed)
             logger.Information("Resuming from {Checkpoint} ({Where})", Path.Combine(folder.Path, CheckpointStore.FileName), resumed.Manifest.Describe());
@@ -202,7 +216,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         using var provider = services.BuildServiceProvider();
         using var metrics = new MetricsWriter(folder.Path);
 
-        var checkpoints = new CheckpointStore(folder.Path, runOptions.CheckpointEvery, ConfigDifferences.Digest(resolved), checkpoint);
+        var checkpoints = new CheckpointStore(folder.Path, runOptions.CheckpointEvery, ConfigDifferences.Digest(resolved), checkpoint, runOptions.Seed);
         using var stopper = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
 
         int Execute(IProgressReporter progress)
@@ -228,7 +242,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             }
             catch (OperationCanceledException)
             {
-                string where = checkpoints.Last is null ? "no checkpoint was written" : $"checkpoint at {checkpoints.Last}";
+                string where = checkpoints.Last is null ? "no checkpoint was written" : $"checkpoint: {checkpoints.Last}";
                 folder.SetStatus("cancelled", $"stopped by a signal; {where}");
                 logger.Warning("Run cancelled ({Where}); continue it with: hierdistill run {Config} --resume {Folder}", where, loaded.SourcePath, folder.Path);
                 return ExitCodes.Cancelled;

@@ -67,6 +67,8 @@ public sealed class ExponentialMovingAverage : IDisposable
         foreach (var (name, s) in _shadow)
         {
             if (!state.TryGetValue(name, out var t)) throw new ArgumentException($"EMA state has no tensor '{name}'.");
+            if (!t.shape.SequenceEqual(s.shape))
+                throw new ArgumentException($"EMA state tensor '{name}' has shape [{string.Join(", ", t.shape)}], the average [{string.Join(", ", s.shape)}].");
             s.copy_(t);
         }
     }

@@ -146,9 +146,11 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console)
             // --resume also continues a run that was stopped mid-way from its checkpoint (same overrides, so the same config).
             bool continues = resume && Stopped(folder);
             if (continues) console.MarkupLine($"[grey]compare {number}/{runs.Count}: continuing from {Markup.Escape(Path.Combine(folder, CheckpointStore.FileName))}[/]");
-            int exit = continues
-                ? app.Run(plan.BaseConfig, overrides, overwrite: false, cancellation, resume: folder)
-                : app.Run(plan.BaseConfig, overrides, overwrite: true, cancellation);
+            int exit = continues ? app.Run(plan.BaseConfig, overrides, overwrite: false, cancellation, resume: folder) : ExitCodes.InvalidConfig;
+            if (continues && exit == ExitCodes.InvalidConfig)
+                console.MarkupLine($"[yellow]compare {number}/{runs.Count}: the variant changed since it was stopped (see above), so its checkpoint cannot be continued; running it again[/]");
+            if (!continues || exit == ExitCodes.InvalidConfig)
+                exit = app.Run(plan.BaseConfig, overrides, overwrite: true, cancellation);
             results.Add(new ComparisonRun(v?.Variant, seed, folder, exit, clock.Elapsed.TotalSeconds, false));
             // Each run's modules and tensors are unreachable now; release their native memory before the next run.
             GC.Collect();

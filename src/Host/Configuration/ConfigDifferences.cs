@@ -14,16 +14,24 @@ public static class ConfigDifferences
     /// <summary>Keys (and key prefixes ending in ':') that may differ on resume: where the run is, how often it logs and checkpoints.</summary>
     public static readonly IReadOnlyList<string> Ignored = ["run:outputDir", "run:overwrite", "run:logEvery", "run:checkpointEvery", "Serilog:"];
 
+    /// <summary>
+    /// Keys that may change when a run is resumed, with a warning, so that a run stopped by non-finite losses can continue
+    /// from its last good checkpoint with a lower learning rate or a gradient clip (the result is then not the
+    /// uninterrupted run's): every <c>learningRate</c> and <c>gradClip</c>, and <c>run:maxSkippedSteps</c>.
+    /// </summary>
+    public static bool MayChangeOnResume(string key) =>
+        key.EndsWith(":learningRate", StringComparison.Ordinal) || key.EndsWith(":gradClip", StringComparison.Ordinal) || key == "run:maxSkippedSteps";
+
     /// <summary>The keys whose values differ, as <c>key: 'old' → 'new'</c>, sorted.</summary>
     /// <param name="before">The run folder's resolved config (JSON).</param>
     /// <param name="after">The resolved config of the command line now (JSON).</param>
-    public static IReadOnlyList<string> Between(string before, string after)
+    public static IReadOnlyList<(string Key, string Text)> Between(string before, string after)
     {
         var a = Flatten(before);
         var b = Flatten(after);
         return a.Keys.Union(b.Keys).Order(StringComparer.Ordinal)
             .Where(k => !Equals(a.GetValueOrDefault(k), b.GetValueOrDefault(k)))
-            .Select(k => $"{k}: '{a.GetValueOrDefault(k) ?? "(unset)"}' → '{b.GetValueOrDefault(k) ?? "(unset)"}'")
+            .Select(k => (k, $"{k}: '{a.GetValueOrDefault(k) ?? "(unset)"}' → '{b.GetValueOrDefault(k) ?? "(unset)"}'"))
             .ToList();
     }
 

@@ -89,8 +89,25 @@ public sealed record TrainedClassifier(ImageClassifier Model, double TestAccurac
 /// </summary>
 public static class ClassifierCache
 {
-    /// <summary>Loads the cached classifier for these settings or trains and caches one.</summary>
+    /// <summary>
+    /// Loads the cached classifier for these settings or trains and caches one. The CPU random stream of the run is the
+    /// same afterwards either way (training reseeds it; the state is restored), so a cache hit or miss cannot change the
+    /// stages that follow (nor a resumed run's).
+    /// </summary>
     public static TrainedClassifier LoadOrTrain(IDataSource data, ClassifierOptions options, Device device, ILogger logger, IProgressReporter progress)
+    {
+        using var saved = random.get_rng_state();
+        try
+        {
+            return LoadOrTrainCore(data, options, device, logger, progress);
+        }
+        finally
+        {
+            random.set_rng_state(saved);
+        }
+    }
+
+    private static TrainedClassifier LoadOrTrainCore(IDataSource data, ClassifierOptions options, Device device, ILogger logger, IProgressReporter progress)
     {
         var spec = data.Spec;
         string key = $"{ImageClassifier.Version}|{spec.Name}|{string.Join("x", spec.SampleShape)}|{spec.NumClasses}|e{options.Epochs}|b{options.BatchSize}|" +

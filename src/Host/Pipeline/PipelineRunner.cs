@@ -64,12 +64,14 @@ public sealed class PipelineRunner
                     }
                     if (!rngRestored)
                     {
-                        checkpoints.RestoreRngAfterCompletedStages();
+                        checkpoints.RestoreRngAfterCompletedStages(run.Environment.Seed);
                         rngRestored = true;
                     }
                 }
                 run.Logger.Information("Stage {Key} ({Kind})", key, stage.Kind);
                 implementation.Run(state);
+                // A stage without step boundaries (evaluation) finishes what it started; a Ctrl-C during it still stops the run.
+                run.Cancellation.ThrowIfCancellationRequested();
                 if (checkpoints is not null && stage is TeacherStageConfig or TrajectoryStageConfig or DistributionStageConfig)
                 {
                     double seconds = stage is TeacherStageConfig

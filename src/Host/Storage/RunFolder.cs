@@ -99,7 +99,7 @@ public sealed class RunFolder
         string state = ReadStatus(status);
         if (state == "finished")
             throw new RunFolderException($"{full} holds a finished run; nothing to resume. To run it again pass --overwrite instead of --resume.");
-        if (state == "running" && ReadPid(status) is { } pid && pid != Environment.ProcessId && IsAlive(pid))
+        if (state == "running" && ReadPid(status) is { } pid && pid != Environment.ProcessId && IsAlive(pid, ReadValue(status, "pidStarted")))
             throw new RunFolderException(
                 $"{full} is being written by process {pid}, which is still running; stop it first (Ctrl-C writes a checkpoint), then resume.");
         try
@@ -123,14 +123,17 @@ public sealed class RunFolder
             ["updated"] = DateTime.UtcNow.ToString("O"),
             ["message"] = message,
             ["pid"] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["pidStarted"] = ProcessStart(Environment.ProcessId),
         }, new JsonSerializerOptions { WriteIndented = true }));
 
-    private static int? ReadPid(string path)
+    private static int? ReadPid(string path) => int.TryParse(ReadValue(path, "pid"), out int pid) ? pid : null;
+
+    private static string? ReadValue(string path, string key)
     {
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            return doc.RootElement.TryGetProperty("pid", out var p) && int.TryParse(p.GetString(), out int pid) ? pid : null;
+            return doc.RootElement.TryGetProperty(key, out var p) && p.ValueKind == JsonValueKind.String ? p.GetString() : null;
         }
         catch (JsonException)
         {
@@ -138,17 +141,25 @@ public sealed class RunFolder
         }
     }
 
-    private static bool IsAlive(int pid)
+    /// <summary>When process <paramref name="pid"/> started (UTC, ISO 8601), or null.</summary>
+    private static string? ProcessStart(int pid)
     {
         try
         {
             using var process = System.Diagnostics.Process.GetProcessById(pid);
-            return !process.HasExited;
+            return process.StartTime.ToUniversalTime().ToString("O");
         }
-        catch (ArgumentException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception or NotSupportedException)
         {
-            return false;
+            return null;
         }
+    }
+
+    /// <summary>Whether <paramref name="pid"/> runs and (when recorded) is the same process, not a later one given its number.</summary>
+    private static bool IsAlive(int pid, string? started)
+    {
+        string? now = ProcessStart(pid);
+        return now is not null && (started is null || now == started);
     }
 
     private static string ReadStatus(string path)

@@ -79,8 +79,8 @@ public sealed class TrainingState
 /// </summary>
 /// <remarks>
 /// On CPU a resumed run is bit-identical to an uninterrupted one (test: ResumeTests). The CUDA generator's state is not
-/// saved (TorchSharp 0.107 exposes no API for it): a run resumed on CUDA continues with a reseeded CUDA generator and is
-/// statistically, not bitwise, equivalent.
+/// saved (TorchSharp 0.107 exposes no API for it): a run resumed on CUDA reseeds the CUDA generators from run.seed, the
+/// stage and the step (<see cref="ReseedCuda"/>), so it is statistically, not bitwise, equivalent.
 /// </remarks>
 public sealed class CheckpointStore
 {
@@ -96,6 +96,7 @@ public sealed class CheckpointStore
 
     private readonly List<CompletedStage> _completed = [];
     private readonly string _digest;
+    private readonly long _seed;
     private byte[]? _completedRng;
     private CheckpointManifest? _resume;
     private Dictionary<string, Tensor>? _resumeTensors;
@@ -105,9 +106,11 @@ public sealed class CheckpointStore
     /// <param name="every">Steps between periodic checkpoints (0: none).</param>
     /// <param name="configDigest">Digest of the resolved config.</param>
     /// <param name="resumeFrom">The checkpoint to continue from, or null.</param>
+    /// <param name="seed">run.seed (for reseeding CUDA generators on resume).</param>
     public CheckpointStore(string runFolder, int every, string configDigest,
-        (CheckpointManifest Manifest, Dictionary<string, Tensor> Tensors)? resumeFrom = null)
+        (CheckpointManifest Manifest, Dictionary<string, Tensor> Tensors)? resumeFrom = null, long seed = 0)
     {
+        _seed = seed;
         Path = System.IO.Path.Combine(runFolder, FileName);
         Every = every;
         _digest = configDigest;
@@ -117,6 +120,7 @@ public sealed class CheckpointStore
             _resumeTensors = r.Tensors;
             _completed.AddRange(r.Manifest.Completed);
             if (r.Tensors.TryGetValue(CompletedRngKey, out var rng)) _completedRng = rng.data<byte>().ToArray();
+            Last = r.Manifest.Describe();
         }
     }
 
@@ -146,10 +150,29 @@ public sealed class CheckpointStore
         return _completed.Any(c => order.ToList().IndexOf(c.Key) > index);
     }
 
-    /// <summary>Sets the CPU RNG to its state at the end of the last finished stage (after restoring the finished stages).</summary>
-    public void RestoreRngAfterCompletedStages()
+    /// <summary>
+    /// Sets the CPU RNG to its state at the end of the last finished stage (after restoring the finished stages), and
+    /// reseeds the CUDA generators for that point (<see cref="ReseedCuda"/>).
+    /// </summary>
+    /// <param name="seed">run.seed.</param>
+    public void RestoreRngAfterCompletedStages(long seed)
     {
-        if (_completedRng is not null) random.set_rng_state(tensor(_completedRng));
+        if (_completedRng is null) return;
+        random.set_rng_state(tensor(_completedRng));
+        ReseedCuda(seed, _completed[^1].Key, -1);
+    }
+
+    /// <summary>
+    /// On CUDA, where the generator's state cannot be saved (TorchSharp 0.107), seeds the CUDA generators from the run's
+    /// seed, the stage and the step a resumed run continues at, so that a resumed run does not replay the random stream
+    /// of the run's first steps. Does nothing without CUDA.
+    /// </summary>
+    public static void ReseedCuda(long seed, string stage, long step)
+    {
+        if (!cuda.is_available()) return;
+        // (string.GetHashCode is randomised per process: the stage's part comes from its characters.)
+        long mixed = unchecked(seed * 1_000_003L + stage.Aggregate(17L, (h, c) => h * 31 + c) * 7919L + step);
+        cuda.manual_seed_all(mixed & long.MaxValue);
     }
 
     /// <summary>Records that a training stage finished and writes a checkpoint between stages.</summary>
@@ -210,6 +233,7 @@ public sealed class CheckpointStore
             }
             if (!tensors.TryGetValue(CurrentRngKey, out var rng)) throw new CheckpointException($"{Path} holds no RNG state; it is damaged.");
             random.set_rng_state(rng);
+            ReseedCuda(_seed, stage, _resume.NextStep);
         }
         catch (Exception e) when (e is WeightsMismatchException or ArgumentException)
         {
@@ -229,6 +253,9 @@ public sealed class CheckpointStore
         _resumeTensors = null;
         _resume = null;
     }
+
+    /// <summary>The config digest the checkpoint was written with.</summary>
+    public static string DigestOf(CheckpointManifest manifest) => manifest.ConfigDigest;
 
     /// <summary>Reads and checks a checkpoint.</summary>
     /// <param name="path">The checkpoint file.</param>

@@ -13,7 +13,8 @@ namespace HierDistill.Host.Training;
 /// <param name="Applied">False when the step was skipped for a non-finite loss or gradient.</param>
 /// <param name="GradNorm">Global gradient norm before clipping.</param>
 /// <param name="LearningRate">Learning rate used.</param>
-public readonly record struct StepOutcome(bool Applied, double GradNorm, double LearningRate);
+/// <param name="SkippedTotal">Steps of this module skipped so far (logged as <c>skipped_total</c>, so skips between logged steps show).</param>
+public readonly record struct StepOutcome(bool Applied, double GradNorm, double LearningRate, long SkippedTotal = 0);
 
 /// <summary>A run stopped because of repeated non-finite losses or gradients.</summary>
 /// <param name="message">What happened: the module, the step, the non-finite loss term and what to do.</param>
@@ -132,7 +133,7 @@ public sealed class ModuleOptimizer : IDisposable
                     $"{context}: {_consecutiveSkips} consecutive steps of '{Name}' skipped for a non-finite loss or gradient, the last at step {step} " +
                     $"({Culprit(value, norm, breakdown)}); parameters and optimiser state are those of the last finite step. " +
                     "Lower the learning rate, set or lower gradClip, or check the data.");
-            return new StepOutcome(false, norm, lr);
+            return new StepOutcome(false, norm, lr, Skipped);
         }
         _consecutiveSkips = 0;
         foreach (var group in _optimizer.ParamGroups) group.LearningRate = lr;
@@ -140,7 +141,7 @@ public sealed class ModuleOptimizer : IDisposable
         Updates++;
         // Warm-up: the running mean of all updates so far until that is slower than the configured decay.
         Ema?.Update(Module, Math.Min(Ema.Decay, Updates / (Updates + 1.0)));
-        return new StepOutcome(true, norm, lr);
+        return new StepOutcome(true, norm, lr, Skipped);
     }
 
     /// <summary>The first non-finite loss term (read only when a run is about to stop), else the gradient norm.</summary>

@@ -26,6 +26,7 @@ public sealed class StepLog
         _values[Key(prefix, "grad_norm")] = outcome.GradNorm;
         _values[Key(prefix, "lr")] = outcome.LearningRate;
         if (!outcome.Applied) _values[Key(prefix, "skipped")] = 1;
+        if (outcome.SkippedTotal > 0) _values[Key(prefix, "skipped_total")] = outcome.SkippedTotal;
     }
 
     /// <summary>Adds a number.</summary>
@@ -100,7 +101,10 @@ public static class TrainingLoop
             }
             catch (NonFiniteLossException e) when (checkpoints is not null)
             {
-                throw new NonFiniteLossException($"{e.Message} Nothing was saved after the last good step; {checkpoints.LastDescription}.");
+                throw new NonFiniteLossException(checkpoints.Last is null
+                    ? $"{e.Message} Nothing was saved after the last good step; {checkpoints.LastDescription}."
+                    : $"{e.Message} Nothing was saved after the last good step; {checkpoints.LastDescription}: continue from it with " +
+                      "--resume after lowering the learning rate or setting gradClip (learning rates, gradClip and run.maxSkippedSteps may change on resume).");
             }
             if (i % logEvery == 0 || i == steps - 1)
             {

@@ -39,6 +39,15 @@ public class BadInputTests
         Assert.Contains("the config differs from the one the run was started with (1 key(s))", text);
         Assert.Contains("stages:structure:training:steps: '24' → '25'", text);
 
+        // A checkpoint written with another config than the folder's (as if copied from another run).
+        string resolvedPath = Path.Combine(output, "config.resolved.json");
+        string resolved = File.ReadAllText(resolvedPath);
+        File.WriteAllText(resolvedPath, resolved.Replace("\"steps\": 24", "\"steps\": 25"));
+        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output, "stages:structure:training:steps=25", "stages:detail:training:steps=25"), resume: output);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Contains("was written with another config than this folder's config.resolved.json (it was copied from another run?)", text);
+        File.WriteAllText(resolvedPath, resolved);
+
         // A truncated checkpoint.
         File.WriteAllBytes(checkpoint, good[..(good.Length / 2)]);
         (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
@@ -65,10 +74,14 @@ public class BadInputTests
         Assert.Equal(ExitCodes.Failed, code);
         Assert.Contains("has checkpoint format 7 (written by HierDistill 9.0.0), newer than this host reads (format 1", text);
 
-        // The good checkpoint back: the run finishes; a second resume finds nothing to do.
+        // The good checkpoint back, resumed with a lower learning rate (allowed, with a warning; the config is updated):
+        // the run finishes; a second resume finds nothing to do.
         File.WriteAllBytes(checkpoint, good);
-        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
+        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output, "stages:structure:training:learningRate=1e-4"), resume: output);
         Assert.True(code == ExitCodes.Ok, text);
+        Assert.Contains("Resumed with a changed setting (the result will differ from the uninterrupted run's): stages:structure:training:learningRate: '0.0003' → '0.0001'",
+            File.ReadAllText(Path.Combine(output, "log.txt")));
+        Assert.Contains("\"learningRate\": 0.0001", File.ReadAllText(Path.Combine(output, "config.resolved.json")));
         (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
         Assert.Equal(ExitCodes.Failed, code);
         Assert.Contains("holds a finished run; nothing to resume", text);

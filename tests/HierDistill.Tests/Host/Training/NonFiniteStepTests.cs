@@ -119,7 +119,10 @@ public class NonFiniteStepTests
         }, "loss", state));
         Assert.StartsWith("stages:structure step 7: 3 consecutive steps of 'student' skipped", e.Message);
         Assert.Contains("loss term 'dm' = NaN", e.Message);
-        Assert.EndsWith($"the last checkpoint is {checkpoints.Path} (stage structure, step 4 of 20).", e.Message);
+        Assert.EndsWith($"the last checkpoint is {checkpoints.Path} (stage structure, step 4 of 20): continue from it with --resume after lowering " +
+                        "the learning rate or setting gradClip (learning rates, gradClip and run.maxSkippedSteps may change on resume).", e.Message);
         Assert.Equal(5, optimizer.Updates);
+        // Skips are counted in every logged line, so skips between logged steps show too.
+        Assert.Equal([1.0, 2.0], metrics.History.Where(p => p.Name == "skipped_total").Select(p => p.Value));
     }
 }
