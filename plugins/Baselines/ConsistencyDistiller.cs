@@ -54,16 +54,7 @@ internal sealed class ConsistencyDistiller(ConsistencyOptions options) : ITrajec
             v = ClassifierFreeGuidance.Guide(teacher.Velocity, Options.GuidanceScale, teacher.Spec.NullLabel)(z, t, labels).detach();
         var r = zeros_like(t);
 
-        Tensor u, dudt;
-        if (Options.Jvp == JvpMode.DoubleBackward)
-        {
-            (u, dudt) = JacobianVectorProduct.DoubleBackward((zz, tt) => student.AverageVelocity(zz, r, tt, labels), z, t, v, ones_like(t));
-        }
-        else
-        {
-            dudt = FiniteDifferenceJvp(student, z, t, v, labels);
-            u = student.AverageVelocity(z, r, t, labels);
-        }
+        var (u, dudt) = JacobianVectorProduct.AverageVelocityAlongFlow(student, z, r, t, v, labels, Options.Jvp, Options.FiniteDifferenceEpsilon);
         double warmup = TangentWarmup.Weight(progress.Step, Options.TangentWarmupSteps);
         var target = ConsistencyTarget.Compute(v, dudt, t, warmup, u, Options.TangentNormalization ? Options.TangentNormalizationConstant : null);
         return (u, target, dudt);
@@ -72,19 +63,4 @@ internal sealed class ConsistencyDistiller(ConsistencyOptions options) : ITrajec
     private Tensor SampleTimes(long batchSize, Device device) => Options.TimeLaw == TimeLaw.Uniform
         ? TimeSampling.Uniform(batchSize, Options.TimeMin, 1.0, device)
         : TimeSampling.LogitNormal(batchSize, Options.TimeMean, Options.TimeStd, device);
-
-    /// <summary>du/dt by float64 central differences on a float64 copy of the student (one-sided at t = 0 and t = 1).</summary>
-    private Tensor FiniteDifferenceJvp(AverageVelocityNetwork student, Tensor z, Tensor t, Tensor v, Tensor labels)
-    {
-        using var copy = student.Clone();
-        copy.to(ScalarType.Float64);
-        copy.eval();
-        var t64 = t.to_type(ScalarType.Float64);
-        var r64 = zeros_like(t64);
-        var jvp = JacobianVectorProduct.FiniteDifference(
-            (zz, tt) => copy.AverageVelocity(zz, r64, tt, labels),
-            z.to_type(ScalarType.Float64), t64, v.to_type(ScalarType.Float64), ones_like(t64),
-            Options.FiniteDifferenceEpsilon, tMin: r64, tMax: 1.0);
-        return jvp.to_type(z.dtype);
-    }
 }

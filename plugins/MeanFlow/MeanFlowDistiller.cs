@@ -36,16 +36,7 @@ internal sealed class MeanFlowDistiller(MeanFlowOptions options) : ITrajectoryDi
         using (no_grad())
             v = ClassifierFreeGuidance.Guide(teacher.Velocity, Options.GuidanceScale, nullLabel)(z, t, labels).detach();
 
-        Tensor u, dudt;
-        if (Options.Jvp == JvpMode.DoubleBackward)
-        {
-            (u, dudt) = JacobianVectorProduct.DoubleBackward((zz, tt) => student.AverageVelocity(zz, r, tt, labels), z, t, v, ones_like(t));
-        }
-        else
-        {
-            dudt = FiniteDifferenceJvp(student, z, r, t, v, labels);
-            u = student.AverageVelocity(z, r, t, labels);
-        }
+        var (u, dudt) = JacobianVectorProduct.AverageVelocityAlongFlow(student, z, r, t, v, labels, Options.Jvp, Options.FiniteDifferenceEpsilon);
 
         var target = MeanFlowTarget.Compute(v, dudt, r, t);
         var loss = AdaptiveWeightedLoss.Compute(u - target, Options.AdaptiveWeightPower, Options.AdaptiveWeightEpsilon);
@@ -55,19 +46,5 @@ internal sealed class MeanFlowDistiller(MeanFlowOptions options) : ITrajectoryDi
             ["dudt_abs"] = dudt.abs().mean(),
         };
         return new LossBreakdown(loss.Total, loss.Terms, diagnostics);
-    }
-
-    /// <summary>du/dt by float64 central differences on a float64 copy of the student.</summary>
-    private Tensor FiniteDifferenceJvp(AverageVelocityNetwork student, Tensor z, Tensor r, Tensor t, Tensor v, Tensor labels)
-    {
-        using var copy = student.Clone();
-        copy.to(ScalarType.Float64);
-        copy.eval();
-        var r64 = r.to_type(ScalarType.Float64);
-        var jvp = JacobianVectorProduct.FiniteDifference(
-            (zz, tt) => copy.AverageVelocity(zz, r64, tt, labels),
-            z.to_type(ScalarType.Float64), t.to_type(ScalarType.Float64), v.to_type(ScalarType.Float64), ones_like(r64),
-            Options.FiniteDifferenceEpsilon, tMin: r64, tMax: 1.0);
-        return jvp.to_type(z.dtype);
     }
 }

@@ -83,5 +83,40 @@ public static class JacobianVectorProduct
         return where(useForward, forward, where(useBackward, backward, central));
     }
 
+    /// <summary>
+    /// The student's average velocity <c>u = u_θ(z, r, t | c)</c> and its total derivative along the flow,
+    /// <c>du/dt = ∂u/∂z · v + ∂u/∂t</c> (MeanFlow, Geng et al. 2025, eq. 8; the consistency objective is the case r = 0),
+    /// the JVP that every average-velocity objective needs. <see cref="JvpMode.DoubleBackward"/>: exact, by
+    /// <see cref="DoubleBackward"/>; <see cref="JvpMode.FiniteDifference"/>: central differences (one-sided at the ends of
+    /// [r, 1]) on a float64 copy of the student in eval mode, for networks whose kernels have no double backward.
+    /// </summary>
+    /// <param name="student">The student.</param>
+    /// <param name="z">States <c>[B, ...S]</c>.</param>
+    /// <param name="r">Start times <c>[B]</c>.</param>
+    /// <param name="t">End times <c>[B]</c>, r ≤ t.</param>
+    /// <param name="v">The velocity along which to differentiate, <c>[B, ...S]</c> (e.g. the teacher's guided velocity), constant.</param>
+    /// <param name="labels">Class labels <c>[B]</c>.</param>
+    /// <param name="mode">How to take the JVP.</param>
+    /// <param name="finiteDifferenceEpsilon">Step of the finite differences (used by <see cref="JvpMode.FiniteDifference"/>).</param>
+    /// <returns><c>U</c> with its graph (the loss's primal output) and <c>Dudt</c> detached, both <c>[B, ...S]</c>.</returns>
+    public static (Tensor U, Tensor Dudt) AverageVelocityAlongFlow(Models.AverageVelocityNetwork student, Tensor z, Tensor r, Tensor t, Tensor v,
+        Tensor labels, JvpMode mode, double finiteDifferenceEpsilon)
+    {
+        if (mode == JvpMode.DoubleBackward)
+            return DoubleBackward((zz, tt) => student.AverageVelocity(zz, r, tt, labels), z, t, v, ones_like(t));
+
+        Tensor dudt;
+        using (var copy = student.Clone())
+        {
+            copy.to(ScalarType.Float64);
+            copy.eval();
+            var r64 = r.to_type(ScalarType.Float64);
+            dudt = FiniteDifference((zz, tt) => copy.AverageVelocity(zz, r64, tt, labels),
+                z.to_type(ScalarType.Float64), t.to_type(ScalarType.Float64), v.to_type(ScalarType.Float64), ones_like(r64),
+                finiteDifferenceEpsilon, tMin: r64, tMax: 1.0).to_type(z.dtype);
+        }
+        return (student.AverageVelocity(z, r, t, labels), dudt);
+    }
+
     private static bool IsDefined(Tensor? t) => t is not null && t.Handle != IntPtr.Zero;
 }

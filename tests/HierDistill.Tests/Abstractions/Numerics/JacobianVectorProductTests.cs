@@ -51,4 +51,25 @@ public class JacobianVectorProductTests
         Assert.Equal(2 - e, v[0], 9);
         Assert.Equal(0.6 + e, v[1], 9);
     }
+
+    [Fact]
+    public void The_average_velocity_derivative_along_the_flow_has_its_closed_form_in_both_modes()
+    {
+        using var scope = NewDisposeScope();
+        // u(z, r, t) = z² t - 3 r: du/dt along (v, 1) = 2 z t v + z², for both the exact and the finite-difference JVP.
+        var student = new HierDistill.Tests.Support.FormulaStudent((z, r, t, c) => z * z * t.unsqueeze(1) - 3 * r.unsqueeze(1));
+        var z = tensor(new float[] { 1, -2, 0.5f, 3 }, [2, 2]);
+        var r = tensor(new float[] { 0.1f, 0.0f });
+        var t = tensor(new float[] { 0.5f, 0.9f });
+        var v = tensor(new float[] { 2, 1, -1, 0.5f }, [2, 2]);
+        var labels = zeros(2, ScalarType.Int64);
+        var expected = (2 * z * t.unsqueeze(1) * v + z * z).data<float>().ToArray(); // [3, 2, -0.65, 11.7]
+        foreach (var mode in new[] { JvpMode.DoubleBackward, JvpMode.FiniteDifference })
+        {
+            var (u, dudt) = JacobianVectorProduct.AverageVelocityAlongFlow(student, z, r, t, v, labels, mode, 1e-4);
+            Assert.Equal((z * z * t.unsqueeze(1) - 3 * r.unsqueeze(1)).data<float>().ToArray(), u.data<float>().ToArray());
+            var got = dudt.data<float>().ToArray();
+            for (int i = 0; i < expected.Length; i++) Assert.Equal(expected[i], got[i], 3);
+        }
+    }
 }
