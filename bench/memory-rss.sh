@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 steps=${1:-5000}
 out=${2:-runs/bench-memory-rss}
 dotnet build src/Host -c Release -v q -nologo >/dev/null
+mkdir -p "$(dirname "$out")"
 /usr/bin/time -v dotnet artifacts/bin/HierDistill.Host/release/hierdistill.dll run samples/toy2d/hd.json --overwrite \
   --set run.outputDir="$out" --set run.threads=1 --set run.logEvery=50 --set run.checkpointEvery=1000 \
   --set stages:teacher:training:steps="$steps" --set stages:structure:training:steps="$steps" \
