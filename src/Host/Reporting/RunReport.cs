@@ -48,6 +48,15 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
                 ["distillation_seconds"] = Math.Round(e.DistillationSeconds, 3),
                 ["parameters"] = e.Parameters,
             }).ToList(),
+            ["stages"] = state.Throughput.Select(t => new Dictionary<string, object?>
+            {
+                ["stage"] = t.Stage,
+                ["steps"] = t.Steps,
+                ["batch_size"] = t.BatchSize,
+                ["seconds"] = Math.Round(t.Seconds, 3),
+                ["step_ms"] = Math.Round(t.StepMilliseconds, 3),
+                ["samples_per_s"] = Math.Round(t.SamplesPerSecond, 1),
+            }).ToList(),
         };
         return JsonSerializer.Serialize(doc, Json);
     }
@@ -105,9 +114,9 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
         }
         sb.AppendLine();
         sb.AppendLine("## Stages").AppendLine();
-        sb.AppendLine($"- teacher preparation: {state.TeacherSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
+        sb.AppendLine($"- teacher preparation: {state.TeacherSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s{Throughput("teacher")}");
         foreach (var s in state.Students)
-            sb.AppendLine($"- `{s.StageKey}` ({s.Kind}, {s.Description}): {s.TrainingSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s");
+            sb.AppendLine($"- `{s.StageKey}` ({s.Kind}, {s.Description}): {s.TrainingSeconds.ToString("0.0", CultureInfo.InvariantCulture)} s{Throughput(s.StageKey)}");
         sb.AppendLine();
         if (pictures.Count > 0)
         {
@@ -117,6 +126,10 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
         sb.AppendLine("Training curves: `metrics.jsonl` and TensorBoard (`tensorboard --logdir tensorboard`).");
         return sb.ToString();
     }
+
+    private string Throughput(string stage) =>
+        (stage == "teacher" ? state.Throughput.FirstOrDefault(t => run.Config.Config.Stages.TryGetValue(t.Stage, out var c) && c is TeacherStageConfig)
+                            : state.Throughput.FirstOrDefault(t => t.Stage == stage)) is { } t ? $" ({t})" : "";
 
     private static string Extra(EvaluationEntry e)
     {

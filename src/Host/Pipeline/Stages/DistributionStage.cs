@@ -34,6 +34,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         WeightsFile.Load(generator, file);
         generator.Freeze();
         run.Logger.Information("Stage {Stage}: generator restored from {Path} (the stage had finished)", key, file);
+        state.Throughput.Add(new StageThroughput(key, config.Training.Steps, config.Training.BatchSize, completed.Seconds));
         state.Students.Add(new StudentResult(key, StageKinds.Distribution, generator, Describe(source), completed.Seconds)
         {
             DistillationSeconds = (sourceResult?.DistillationSeconds ?? 0) + completed.Seconds,
@@ -154,6 +155,9 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                 }
                 return log;
             }, "generator/loss", trained);
+            var throughput = new StageThroughput(key, training.Steps, training.BatchSize, seconds);
+            state.Throughput.Add(throughput);
+            run.Logger.Information("Stage {Stage}: {Throughput}", key, throughput.ToString());
 
             generatorOptimizer.Ema?.CopyTo(generator);
             generator.Freeze();

@@ -32,6 +32,8 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
     {
         Prepare(state, Path.Combine(run.OutputDirectory, WeightsFileName));
         state.TeacherSeconds = completed.Seconds;
+        if (config.Training is { } t && string.IsNullOrWhiteSpace(config.LoadFrom) && state.Teacher?.Network is not null)
+            state.Throughput.Add(new StageThroughput(key, t.Steps, t.BatchSize, completed.Seconds));
     }
 
     private void Prepare(PipelineState state, string? restoreFrom)
@@ -81,6 +83,12 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
         state.TeacherSeconds = trainedSeconds ?? clock.Elapsed.TotalSeconds;
     }
 
+    private void Record(PipelineState state, StageThroughput throughput)
+    {
+        state.Throughput.Add(throughput);
+        run.Logger.Information("Stage {Stage}: {Throughput}", key, throughput.ToString());
+    }
+
     private double Train(VelocityNetwork network, PipelineState state, TeacherTrainingOptions training)
     {
         network.train();
@@ -106,6 +114,7 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
             return log;
         }, "loss", trained);
         optimizer.Ema?.CopyTo(network);
+        Record(state, new StageThroughput(key, training.Steps, training.BatchSize, seconds));
         return seconds;
     }
 }

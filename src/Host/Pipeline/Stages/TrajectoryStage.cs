@@ -47,6 +47,7 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
             student.Freeze();
             run.Logger.Information("Stage {Stage}: student restored from {Path} (the stage had finished)", key, file);
             state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, run.Config.Component(path).Descriptor.Name, completed.Seconds));
+            state.Throughput.Add(new StageThroughput(key, config.Training.Steps, config.Training.BatchSize, completed.Seconds));
             return;
         }
         student.train();
@@ -68,6 +69,9 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
             log.Add("", optimizer.Step(loss, progress.Step, $"stages:{key} step {progress.Step}"));
             return log;
         }, "loss", trained);
+        var throughput = new StageThroughput(key, training.Steps, training.BatchSize, seconds);
+        state.Throughput.Add(throughput);
+        run.Logger.Information("Stage {Stage}: {Throughput}", key, throughput.ToString());
 
         optimizer.Ema?.CopyTo(student);
         student.Freeze();

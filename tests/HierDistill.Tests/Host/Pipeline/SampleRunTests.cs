@@ -54,6 +54,14 @@ public class SampleRunTests
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(output, "tensorboard"), "events.out.tfevents.*", SearchOption.AllDirectories));
 
         using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "metrics.json")));
+        // Throughput of every training stage: steps and batch as configured, samples/s = steps × batch / seconds.
+        var stages = metrics.RootElement.GetProperty("stages").EnumerateArray().ToList();
+        Assert.Equal([("teacher", 40L, 64), ("structure", 10L, 32), ("detail", 10L, 32)],
+            stages.Select(x => (x.GetProperty("stage").GetString()!, x.GetProperty("steps").GetInt64(), x.GetProperty("batch_size").GetInt32())));
+        foreach (var x in stages)
+            Assert.Equal(x.GetProperty("steps").GetInt64() * x.GetProperty("batch_size").GetInt32() / x.GetProperty("seconds").GetDouble(),
+                x.GetProperty("samples_per_s").GetDouble(), 0.02 * x.GetProperty("samples_per_s").GetDouble() + 1);
+        Assert.Contains("ms/step", File.ReadAllText(Path.Combine(output, "report.md")));
         var models = metrics.RootElement.GetProperty("models").EnumerateArray()
             .Select(m => (Name: m.GetProperty("name").GetString(), Nfe: m.GetProperty("nfe").GetInt32(), Metrics: m.GetProperty("metrics"))).ToList();
         Assert.Equal(
