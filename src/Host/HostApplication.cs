@@ -289,6 +289,61 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         return new ComparisonRunner(this, console).Run(plan, overwrite, resume, cancellation);
     }
 
+    /// <summary>
+    /// <c>hierdistill probe</c>: creates the config's teacher on its device, loads <paramref name="weights"/>, and evaluates its
+    /// velocity <c>v(z, t | c)</c> in float32 on fixed inputs (seed 1234: z ~ N(0, I) of the data's sample shape, t uniform in
+    /// [0, 1], labels cycling through the classes and the null label), and writes <c>z</c>, <c>t</c>, <c>labels</c> and
+    /// <c>velocity</c> as safetensors: a check that another implementation of the network (e.g. a PyTorch port loading the
+    /// same safetensors weights, bench/gpu/reference.py) computes the same function.
+    /// </summary>
+    /// <returns>0, 1 when the weights or the device cannot be used, 2 for an invalid config.</returns>
+    public int Probe(string configPath, IReadOnlyList<string> overrides, string weights, string output, int batch)
+    {
+        var (loaded, catalog, code) = Load(configPath, overrides);
+        if (loaded is null || catalog is null) return code;
+        var teacherStage = loaded.Stages.FirstOrDefault(s => s.Stage is TeacherStageConfig);
+        if (teacherStage.Key is null)
+        {
+            console.MarkupLine($"[red]{Markup.Escape(configPath)} has no teacher stage to probe.[/]");
+            return ExitCodes.InvalidConfig;
+        }
+        try
+        {
+            var runOptions = loaded.Config.Run;
+            var torchInfo = TorchRuntime.Initialize(runOptions.Device, TorchRuntime.ResolveLibTorchFolder(runOptions.Libtorch), runOptions.Threads);
+            using var provider = new ServiceCollection().AddLogging().AddSingleton(catalog).BuildServiceProvider();
+            var environment = new RunEnvironment(torchInfo.Device, runOptions.Seed, Path.GetTempPath());
+            var (dataDescriptor, dataOptions) = loaded.Component("data");
+            var data = (HierDistill.Abstractions.Data.IDataSource)dataDescriptor.Create(new ComponentContext(provider, environment, "data", null, null), dataOptions);
+            string path = $"stages:{teacherStage.Key}:teacher";
+            var (descriptor, options) = loaded.Component(path);
+            var teacher = (HierDistill.Abstractions.Contracts.ITeacher)descriptor.Create(new ComponentContext(provider, environment, path, data, null), options);
+            var network = teacher.Network ?? throw new InvalidOperationException($"{path}: '{descriptor.Name}' is analytic; only a network teacher can be probed.");
+            network.to(torchInfo.Device);
+            WeightsFile.Load(network, weights);
+            network.eval();
+            using var scope = torch.NewDisposeScope();
+            var generator = new torch.Generator(1234, torch.CPU);
+            var shape = new long[] { batch }.Concat(data.Spec.SampleShape).ToArray();
+            var z = torch.randn(shape, generator: generator);
+            var t = torch.rand([batch], generator: generator);
+            var labels = torch.arange(batch, dtype: torch.ScalarType.Int64) % (data.Spec.NumClasses + 1);
+            torch.Tensor v;
+            using (torch.no_grad())
+                v = network.Velocity(z.to(torchInfo.Device), t.to(torchInfo.Device), labels.to(torchInfo.Device)).to_type(torch.ScalarType.Float32).cpu();
+            var tensors = new Dictionary<string, torch.Tensor> { ["z"] = z, ["t"] = t, ["labels"] = labels, ["velocity"] = v.contiguous() };
+            AtomicFile.Write(output, s => TorchSharp.PyBridge.Safetensors.SaveStateDict(s, tensors, leaveOpen: true));
+            console.MarkupLine("[green]probe written:[/] " + Markup.Escape(
+                $"{Path.GetFullPath(output)} ({descriptor.Name}, {batch} inputs of [{string.Join(", ", data.Spec.SampleShape)}], device {torchInfo.DeviceDescription})"));
+            return ExitCodes.Ok;
+        }
+        catch (Exception e) when (e is TorchRuntimeException or WeightsMismatchException or FileNotFoundException or InvalidOperationException or IOException)
+        {
+            console.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+            return ExitCodes.Failed;
+        }
+    }
+
     /// <summary>Files and folders a run reads, by config key (protected from --overwrite).</summary>
     private static Dictionary<string, string> RunInputs(LoadedConfig loaded)
     {

@@ -46,6 +46,10 @@ app.Configure(config =>
                          "trained teacher, and write comparison.md and comparison.csv (mean ± std over seeds).")
         .WithExample("compare", "samples/toy2d/compare.json")
         .WithExample("compare", "samples/toy2d/hd.json", "--vary", "stages:detail:discriminator:type=awd,gap", "--seeds", "3");
+    config.AddCommand<ProbeCommand>("probe")
+        .WithDescription("Evaluate a teacher's velocity on fixed inputs and save inputs and outputs as safetensors, to check another " +
+                         "implementation of the network (e.g. a PyTorch port) against HierDistill.")
+        .WithExample("probe", "samples/fmnist/hd-cpu.json", "--weights", "runs/fmnist-hd-cpu/teacher.safetensors", "--out", "probe.safetensors");
     config.AddCommand<PluginsCommand>("plugins")
         .WithDescription("List discovered plugins, their components, option types and defaults.")
         .WithExample("plugins")

@@ -113,6 +113,7 @@ public static class TrainingLoop
                 values["live_tensors"] = live;
                 process.Refresh();
                 values["rss_mb"] = process.WorkingSet64 / (1024.0 * 1024.0);
+                values["managed_mb"] = GC.GetTotalMemory(forceFullCollection: false) / (1024.0 * 1024.0);
                 run.Metrics.Log(stage, i, values);
                 string status = values.TryGetValue(statusKey, out var v) ? $"{statusKey}={v.ToString("0.0000", CultureInfo.InvariantCulture)}" : "";
                 task.Report(i + 1, status);

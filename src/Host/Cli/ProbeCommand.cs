@@ -1,0 +1,38 @@
+using System.ComponentModel;
+using Spectre.Console;
+using Spectre.Console.Cli;
+
+namespace HierDistill.Host;
+
+/// <summary>Settings of <c>hierdistill probe</c>.</summary>
+public sealed class ProbeSettings : ConfigSettings
+{
+    /// <summary>The teacher's weights.</summary>
+    [CommandOption("--weights <FILE>")]
+    [Description("Teacher weights (teacher.safetensors of a run) to load into the config's teacher.")]
+    public string Weights { get; init; } = "";
+
+    /// <summary>Where to write the probe.</summary>
+    [CommandOption("--out <FILE>")]
+    [Description("The probe file to write (safetensors: z, t, labels, velocity).")]
+    public string Out { get; init; } = "probe.safetensors";
+
+    /// <summary>Probe batch size.</summary>
+    [CommandOption("--batch <N>")]
+    [Description("Number of probe inputs (default 8).")]
+    public int Batch { get; init; } = 8;
+
+    /// <inheritdoc/>
+    public override ValidationResult Validate() =>
+        string.IsNullOrWhiteSpace(Weights) ? ValidationResult.Error("--weights is required.")
+        : Batch < 1 ? ValidationResult.Error("--batch must be ≥ 1.")
+        : ValidationResult.Success();
+}
+
+/// <summary><c>hierdistill probe</c>: see <see cref="HostApplication.Probe"/>.</summary>
+public sealed class ProbeCommand : Command<ProbeSettings>
+{
+    /// <inheritdoc/>
+    public override int Execute(CommandContext context, ProbeSettings settings, CancellationToken cancellationToken) =>
+        new HostApplication(AnsiConsole.Console).Probe(settings.Config, settings.Set, settings.Weights, settings.Out, settings.Batch);
+}
