@@ -129,6 +129,37 @@ public class SampleRunTests
     }
 
     [Fact]
+    public void Probe_writes_the_teachers_velocity_on_fixed_inputs_that_the_same_network_reproduces()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = folder.File("run");
+        var (code, console) = Run(TestPaths.Sample("toy2d/hd.json"), output, "stages:structure:enabled=false", "stages:detail:enabled=false", "stages:evaluate:enabled=false");
+        Assert.True(code == 0, console);
+        string[] shrink = ["stages:teacher:teacher:options:hidden=32", "stages:teacher:teacher:options:depth=2", "stages:teacher:teacher:options:tokenChannels=8"];
+        var writer = new StringWriter();
+        string probePath = folder.File("probe.safetensors");
+        Assert.Equal(0, new HostApplication(TestConsole(writer)).Probe(TestPaths.Sample("toy2d/hd.json"), shrink,
+            Path.Combine(output, "teacher.safetensors"), probePath, 6));
+        Assert.Contains("probe written", writer.ToString());
+
+        var probe = TorchSharp.PyBridge.Safetensors.LoadStateDict(probePath);
+        Assert.Equal([6L, 2L], probe["z"].shape);
+        Assert.Equal([0L, 1, 2, 0, 1, 2], probe["labels"].data<long>().ToArray()); // two classes and the null label, cycling
+        // The same weights in a network built here give the same velocity.
+        var spec = new HierDistill.Abstractions.Data.DataSpec("ring8", [2], 2);
+        using var network = new HierDistill.Plugins.Teachers.Networks.MlpVelocityNetwork(
+            new HierDistill.Plugins.Teachers.Networks.MlpOptions { Hidden = 32, Depth = 2, TokenChannels = 8 }, spec);
+        HierDistill.Host.Storage.WeightsFile.Load(network, Path.Combine(output, "teacher.safetensors"));
+        network.eval();
+        using (TorchSharp.torch.no_grad())
+            Assert.Equal(probe["velocity"].data<float>().ToArray(), network.Velocity(probe["z"], probe["t"], probe["labels"]).data<float>().ToArray());
+
+        writer = new StringWriter();
+        Assert.Equal(ExitCodes.Failed, new HostApplication(TestConsole(writer)).Probe(TestPaths.Sample("toy2d/hd.json"), [], Path.Combine(output, "teacher.safetensors"), probePath, 6));
+        Assert.Contains("in the file but", writer.ToString()); // the sample's full-size teacher does not fit the shrunk weights
+    }
+
+    [Fact]
     public void A_folder_holding_a_finished_run_is_refused_without_overwrite()
     {
         using var folder = TestPaths.NewTempFolder();
