@@ -160,25 +160,17 @@ public sealed class ComparisonTable
     }
 
     /// <summary>The markdown table (per-mode masses left to the CSV): <c>mean ± std</c> per metric, NFE, timings and parameters.</summary>
-    public string MarkdownTable()
-    {
-        var shown = MetricNames.Where(k => !(k.StartsWith(EvaluationStage.Names.ModeMass + "_", StringComparison.Ordinal) && char.IsAsciiDigit(k[^1]))).ToList();
-        var sb = new StringBuilder();
-        sb.Append("| variant | model | sampler | NFE | runs |");
-        foreach (var m in shown) sb.Append($" {m} |");
-        sb.AppendLine(" ms/sample | train s | distill s | params |");
-        sb.Append("|---|---|---|---:|---:|");
-        foreach (var _ in shown) sb.Append("---:|");
-        sb.AppendLine("---:|---:|---:|---:|");
-        foreach (var r in Rows)
-        {
-            sb.Append($"| {Cell(r.Variant)} | {Cell(r.Model)} | {r.Sampler} | {r.Nfe} | {r.Runs} |");
-            foreach (var m in shown) sb.Append(r.Metrics.TryGetValue(m, out var s) ? $" {Format(s)} |" : " |");
-            sb.Append($" {Format(Scale(r.SecondsPerSample, 1000))} | {(r.TrainingSeconds.Mean > 0 ? Format(r.TrainingSeconds, "0.0") : "")} |");
-            sb.AppendLine($" {(r.DistillationSeconds.Mean > 0 ? Format(r.DistillationSeconds, "0.0") : "")} | {(r.Parameters > 0 ? r.Parameters.ToString("N0", CultureInfo.InvariantCulture) : "")} |");
-        }
-        return sb.ToString();
-    }
+    public string MarkdownTable() =>
+        Reporting.MarkdownTable.Render(
+            [("variant", false), ("model", false), ("sampler", false), ("NFE", true), ("runs", true)],
+            Reporting.MarkdownTable.ShownMetrics(MetricNames),
+            ["ms/sample", "train s", "distill s", "params"],
+            Rows.Select(r => ((IReadOnlyList<string>)[Cell(r.Variant), Cell(r.Model), r.Sampler, r.Nfe.ToString(CultureInfo.InvariantCulture), r.Runs.ToString(CultureInfo.InvariantCulture)],
+                (Func<string, string?>)(m => r.Metrics.TryGetValue(m, out var s) ? Format(s) : null),
+                (IReadOnlyList<string>)[Format(Scale(r.SecondsPerSample, 1000)),
+                    r.TrainingSeconds.Mean > 0 ? Format(r.TrainingSeconds, "0.0") : "",
+                    r.DistillationSeconds.Mean > 0 ? Format(r.DistillationSeconds, "0.0") : "",
+                    r.Parameters > 0 ? r.Parameters.ToString("N0", CultureInfo.InvariantCulture) : ""])));
 
     /// <summary>Summary lines in markdown: the teacher's best score, every one-step model ranked by the primary metric, the noise floor.</summary>
     public IReadOnlyList<string> Summary()

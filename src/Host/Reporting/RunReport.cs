@@ -78,20 +78,13 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
         sb.AppendLine($"- `ms/sample`: wall-clock sampling time per sample on {run.Environment.Device}; `train s`: wall time of the stage that trained the model.");
         sb.AppendLine();
 
-        var metricNames = entries.SelectMany(e => e.Metrics.Keys).Distinct()
-            .Where(k => !(k.StartsWith(EvaluationStage.Names.ModeMass + "_", StringComparison.Ordinal) && char.IsAsciiDigit(k[^1]))).ToList();
-        sb.Append("| model | kind | sampler | NFE |");
-        foreach (var m in metricNames) sb.Append($" {m} |");
-        sb.AppendLine(" ms/sample | train s |");
-        sb.Append("|---|---|---|---:|");
-        foreach (var _ in metricNames) sb.Append("---:|");
-        sb.AppendLine("---:|---:|");
-        foreach (var e in entries)
-        {
-            sb.Append($"| {e.Name} | {e.Kind} | {e.Sampler} | {e.Nfe} |");
-            foreach (var m in metricNames) sb.Append(e.Metrics.TryGetValue(m, out var v) ? $" {Fmt(v)} |" : " |");
-            sb.AppendLine($" {Fmt(e.SecondsPerSample * 1000)} | {(e.TrainingSeconds > 0 ? e.TrainingSeconds.ToString("0.0", CultureInfo.InvariantCulture) : "")} |");
-        }
+        sb.Append(MarkdownTable.Render(
+            [("model", false), ("kind", false), ("sampler", false), ("NFE", true)],
+            MarkdownTable.ShownMetrics(entries.SelectMany(e => e.Metrics.Keys).Distinct()),
+            ["ms/sample", "train s"],
+            entries.Select(e => ((IReadOnlyList<string>)[e.Name, e.Kind, e.Sampler, e.Nfe.ToString(CultureInfo.InvariantCulture)],
+                (Func<string, string?>)(m => e.Metrics.TryGetValue(m, out var v) ? Fmt(v) : null),
+                (IReadOnlyList<string>)[Fmt(e.SecondsPerSample * 1000), e.TrainingSeconds > 0 ? e.TrainingSeconds.ToString("0.0", CultureInfo.InvariantCulture) : ""]))));
         sb.AppendLine();
 
         sb.AppendLine("## Summary").AppendLine();
