@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README main job stopped by a real Ctrl-C (SIGINT) in stage 2 (DMD + AWD) and resumed, against the same job
+# The README main job stopped by a signal (SIGTERM, handled like Ctrl-C) in stage 2 (DMD + AWD) and resumed, against the same job
 # never stopped: prints both runs' one-step metrics and whether the weights files are identical.
 #
 #   bench/resume-demo.sh [STOP_AT_DETAIL_STEP] [OUT]     (defaults 700, runs/resume-demo)
@@ -10,15 +10,16 @@ out=${2:-runs/resume-demo}
 dotnet build src/Host -c Release -v q -nologo >/dev/null
 cli=(dotnet artifacts/bin/HierDistill.Host/release/hierdistill.dll)
 mkdir -p "$out"
-"${cli[@]}" run samples/toy2d/hd.json --overwrite --set run.outputDir="$out/straight" >"$out/straight.log" 2>&1
+[ -f "$out/straight/metrics.json" ] || "${cli[@]}" run samples/toy2d/hd.json --overwrite --set run.outputDir="$out/straight" >"$out/straight.log" 2>&1
 
-"${cli[@]}" run samples/toy2d/hd.json --overwrite --set run.outputDir="$out/stopped" --set run.logEvery=10 >"$out/stopped.log" 2>&1 &
+rm -rf "$out/stopped"   # (so that the wait below cannot see an earlier run's metrics)
+"${cli[@]}" run samples/toy2d/hd.json --set run.outputDir="$out/stopped" --set run.logEvery=10 >"$out/stopped.log" 2>&1 &
 pid=$!
-until grep -q "\"stage\":\"detail\",\"step\":$stop," "$out/stopped/metrics.jsonl" 2>/dev/null; do
+until grep -q "\"stage\":\"detail\",\"step\":$stop," "$out/stopped/metrics.jsonl" 2>/dev/null; do   # flushed at every logged step
   kill -0 $pid 2>/dev/null || { echo "the run ended before detail step $stop"; exit 1; }
   sleep 0.2
 done
-kill -INT $pid
+kill -TERM $pid   # a script's background job ignores SIGINT (bash), so SIGTERM: the same stop at the step boundary
 set +e; wait $pid; code=$?; set -e
 echo "stopped: exit $code; $(grep -o '"message": "[^"]*"' "$out/stopped/run.json")"
 "${cli[@]}" run samples/toy2d/hd.json --set run.logEvery=10 --resume "$out/stopped" >"$out/resumed.log" 2>&1

@@ -114,6 +114,7 @@ public sealed class MetricsWriter : IDisposable
             json.WriteEndObject();
         }
         _jsonl.WriteLine(System.Text.Encoding.UTF8.GetString(buffer.ToArray()));
+        _jsonl.Flush(); // one line every run.logEvery steps: cheap, and `tail -f metrics.jsonl` shows the run as it goes
     }
 
     /// <summary>Flushes buffered lines.</summary>
