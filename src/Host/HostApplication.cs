@@ -169,7 +169,9 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 {
                     console.MarkupLine($"[red]--resume {Markup.Escape(folder.Path)}: the config differs from the one the run was started with " +
                                        $"({differences.Count} key(s)); resume with the same config and --set values:[/]");
-                    foreach (var d in differences.Take(10)) console.MarkupLine($"  [red]-[/] {Markup.Escape(d.Text)}");
+                    foreach (var d in differences) console.MarkupLine($"  [red]-[/] {Markup.Escape(d.Text)}");
+                    console.MarkupLine(Markup.Escape($"(The run's own settings, every --set included, are in {Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)}: " +
+                                                     $"hierdistill run {Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)} --resume {folder.Path})"));
                     return ExitCodes.InvalidConfig;
                 }
                 changedOnResume = all.Select(d => d.Text).ToList();
@@ -244,7 +246,9 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             {
                 string where = checkpoints.Last is null ? "no checkpoint was written" : $"checkpoint: {checkpoints.Last}";
                 folder.SetStatus("cancelled", $"stopped by a signal; {where}");
-                logger.Warning("Run cancelled ({Where}); continue it with: hierdistill run {Config} --resume {Folder}", where, loaded.SourcePath, folder.Path);
+                // The run's own resolved config carries every --set it was started with, so this command always fits.
+                logger.Warning("Run cancelled ({Where}); continue it with: hierdistill run {Config} --resume {Folder}", where,
+                    Path.Combine(folder.Path, RunFolder.ResolvedConfigFile), folder.Path);
                 return ExitCodes.Cancelled;
             }
             catch (Exception e) when (e is not OutOfMemoryException)

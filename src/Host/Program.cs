@@ -43,7 +43,7 @@ app.Configure(config =>
         .WithExample("validate", "samples/toy2d/hd.json");
     config.AddCommand<CompareCommand>("compare")
         .WithDescription("Run variants of a config (--vary values, or the named variants of a comparison file) for several seeds, sharing one " +
-                         "trained teacher, and write comparison.md and comparison.csv (mean ± std over seeds).")
+                         "trained teacher, and write comparison.md and comparison.csv (mean ± std over seeds) and comparison.png.")
         .WithExample("compare", "samples/toy2d/compare.json")
         .WithExample("compare", "samples/toy2d/hd.json", "--vary", "stages:detail:discriminator:type=awd,gap", "--seeds", "3");
     config.AddCommand<ProbeCommand>("probe")
@@ -82,7 +82,7 @@ namespace HierDistill.Host
         public bool Overwrite { get; init; }
 
         [CommandOption("--resume <RUN_FOLDER>")]
-        [Description("Continue a stopped run from its checkpoint.safetensors (same config and --set values; bit-identical on CPU).")]
+        [Description("Continue a stopped run from its checkpoint.safetensors: the same config and --set values (easiest: RUN_FOLDER/config.resolved.json as the config); learning rates, gradClip and run.maxSkippedSteps may change. Bit-identical on CPU.")]
         public string? Resume { get; init; }
     }
 

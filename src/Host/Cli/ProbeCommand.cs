@@ -14,7 +14,7 @@ public sealed class ProbeSettings : ConfigSettings
 
     /// <summary>Where to write the probe.</summary>
     [CommandOption("--out <FILE>")]
-    [Description("The probe file to write (safetensors: z, t, labels, velocity).")]
+    [Description("The probe file to write (safetensors: z, t, labels, velocity); default probe.safetensors in the current folder.")]
     public string Out { get; init; } = "probe.safetensors";
 
     /// <summary>Probe batch size.</summary>

@@ -176,7 +176,8 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console)
             console.MarkupLine($"[red]The comparison could not be written: {Markup.Escape(e.Message)}[/]");
             return ExitCodes.Failed;
         }
-        console.MarkupLine($"[green]Comparison written:[/] {Markup.Escape(Path.Combine(output, "comparison.md"))}, {Markup.Escape(Path.Combine(output, "comparison.csv"))}");
+        var written = new[] { "comparison.md", "comparison.csv", "comparison.png" }.Select(f => Path.Combine(output, f)).Where(File.Exists);
+        console.MarkupLine($"[green]Comparison written:[/] {Markup.Escape(string.Join(", ", written))}");
         if (results.Any(r => r.ExitCode == ExitCodes.Cancelled)) return ExitCodes.Cancelled;
         return results.All(r => r.ExitCode == ExitCodes.Ok) && results.Count == runs.Count ? ExitCodes.Ok : ExitCodes.Failed;
     }

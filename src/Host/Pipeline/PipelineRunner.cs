@@ -70,8 +70,9 @@ public sealed class PipelineRunner
                 }
                 run.Logger.Information("Stage {Key} ({Kind})", key, stage.Kind);
                 implementation.Run(state);
-                // A stage without step boundaries (evaluation) finishes what it started; a Ctrl-C during it still stops the run.
-                run.Cancellation.ThrowIfCancellationRequested();
+                // A stage without step boundaries (evaluation) finishes what it started; a Ctrl-C during it stops the run
+                // before the next stage (after the last one the run is complete, and finishes).
+                if (key != order[^1]) run.Cancellation.ThrowIfCancellationRequested();
                 if (checkpoints is not null && stage is TeacherStageConfig or TrajectoryStageConfig or DistributionStageConfig)
                 {
                     double seconds = stage is TeacherStageConfig

@@ -88,11 +88,30 @@ public static class Plots
             h.Color = Colors.Gray;
             h.LegendText = kind == "teacher" ? $"teacher, best (NFE {best.Nfe})" : "data vs data";
         }
-        plot.Axes.Bottom.SetTicks(Enumerable.Range(0, variants.Count).Select(i => (double)i).ToArray(), variants.ToArray());
+        plot.Axes.Bottom.SetTicks(Enumerable.Range(0, variants.Count).Select(i => (double)i).ToArray(), ShortLabels(variants));
         plot.XLabel("variant");
         plot.YLabel($"{metric} (lower is better)");
         plot.ShowLegend(Edge.Right);
         plot.SavePng(path, Math.Max(700, 110 * variants.Count + 300), 450);
+    }
+
+    /// <summary>
+    /// Tick labels for variant names: what they share at the start and the end is dropped (e.g. of
+    /// <c>structure.student={"type":"mlp","options":{"hidden":16,...}}</c> and <c>...{"hidden":64,...}}</c> only <c>16</c> and
+    /// <c>64</c> stay, cut at word-like boundaries), and each is cut to 24 characters.
+    /// </summary>
+    internal static string[] ShortLabels(IReadOnlyList<string> names)
+    {
+        if (names.Count < 2) return names.Select(n => Cut(n)).ToArray();
+        int prefix = 0, suffix = 0, shortest = names.Min(n => n.Length);
+        while (prefix < shortest && names.All(n => n[prefix] == names[0][prefix])) prefix++;
+        while (suffix < shortest - prefix && names.All(n => n[^(suffix + 1)] == names[0][^(suffix + 1)])) suffix++;
+        // Keep whole tokens: back off to the last separator so "w16"/"w32" stay "w16"/"w32", not "16"/"32".
+        while (prefix > 0 && char.IsLetterOrDigit(names[0][prefix - 1])) prefix--;
+        while (suffix > 0 && char.IsLetterOrDigit(names[0][^suffix])) suffix--;
+        return names.Select(n => Cut(n[prefix..(n.Length - suffix)])).ToArray();
+
+        static string Cut(string s) => s.Length <= 24 ? s : s[..23] + "…";
     }
 
     /// <summary>One panel per stage with its loss series (at most six per panel).</summary>

@@ -51,10 +51,14 @@ public sealed class RunFolder
                 throw new RunFolderException(
                     $"run.outputDir {full} is not empty and holds no HierDistill run ({StatusFile} missing); choose another folder (--set run.outputDir=...).");
             string state = ReadStatus(status);
+            if (state == "running" && ReadPid(status) is { } pid && pid != Environment.ProcessId && IsAlive(pid, ReadValue(status, "pidStarted")))
+                throw new RunFolderException(
+                    $"run.outputDir {full} is being written by process {pid}, which is still running; stop it first or choose another folder.");
             if (!overwrite)
                 throw new RunFolderException(
-                    $"run.outputDir {full} already holds a {state} run; choose another folder (--set run.outputDir=...) " +
-                    "or pass --overwrite (or --set run.overwrite=true) to replace it.");
+                    $"run.outputDir {full} already holds a {state} run; " +
+                    (state is "cancelled" or "running" ? $"continue it with --resume {full}, " : "") +
+                    "choose another folder (--set run.outputDir=...) or pass --overwrite (or --set run.overwrite=true) to replace it.");
             var foreign = Directory.EnumerateFiles(full).Where(f => !IsRunOutput(System.IO.Path.GetFileName(f), false))
                 .Concat(Directory.EnumerateDirectories(full).Where(d => !IsRunOutput(System.IO.Path.GetFileName(d), true)))
                 .Select(System.IO.Path.GetFileName).Order(StringComparer.Ordinal).ToList();
@@ -155,11 +159,16 @@ public sealed class RunFolder
         }
     }
 
-    /// <summary>Whether <paramref name="pid"/> runs and (when recorded) is the same process, not a later one given its number.</summary>
+    /// <summary>
+    /// Whether <paramref name="pid"/> runs and (when recorded) is the same process, not a later one given its number: the
+    /// start times agree within a second (.NET derives them from the boot time, so they differ by a few ms between processes).
+    /// </summary>
     private static bool IsAlive(int pid, string? started)
     {
         string? now = ProcessStart(pid);
-        return now is not null && (started is null || now == started);
+        if (now is null) return false;
+        if (started is null || !DateTime.TryParse(started, null, System.Globalization.DateTimeStyles.RoundtripKind, out var then)) return true;
+        return Math.Abs((DateTime.Parse(now, null, System.Globalization.DateTimeStyles.RoundtripKind) - then).TotalSeconds) < 1.0;
     }
 
     private static string ReadStatus(string path)

@@ -28,4 +28,16 @@ public class PlotsTests
             Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, bytes.Take(4));
         }
     }
+
+    [Fact]
+    public void Comparison_tick_labels_keep_only_what_differs_between_variants()
+    {
+        Assert.Equal(["16", "64"], HierDistill.Host.Reporting.Plots.ShortLabels(
+        [
+            "structure.student={\"type\":\"mlp\",\"options\":{\"hidden\":16,\"depth\":2}}",
+            "structure.student={\"type\":\"mlp\",\"options\":{\"hidden\":64,\"depth\":2}}",
+        ]));
+        Assert.Equal(["w16", "w32", "w128-teacher-init"], HierDistill.Host.Reporting.Plots.ShortLabels(["w16", "w32", "w128-teacher-init"]));
+        Assert.Equal(["awd", "gap"], HierDistill.Host.Reporting.Plots.ShortLabels(["detail.discriminator.type-awd", "detail.discriminator.type-gap"]));
+    }
 }

@@ -164,6 +164,12 @@ public class ResumeTests
         // logged after it are dropped from metrics.jsonl and run again.
         var (process, output) = Start(Shrunk(killed, longer));
         WaitForCheckpoint(killed, process, output);
+        // While the child writes the folder, neither --resume nor --overwrite may touch it (its PID and start time, as the
+        // child's .NET recorded them, identify it from this process).
+        var busy = Assert.Throws<HierDistill.Host.Storage.RunFolderException>(() => HierDistill.Host.Storage.RunFolder.Open(killed));
+        Assert.Contains($"is being written by process {process.Id}, which is still running", busy.Message);
+        busy = Assert.Throws<HierDistill.Host.Storage.RunFolderException>(() => HierDistill.Host.Storage.RunFolder.Prepare(killed, overwrite: true));
+        Assert.Contains($"is being written by process {process.Id}, which is still running", busy.Message);
         process.Kill();
         process.WaitForExit();
         Assert.Contains("\"running\"", File.ReadAllText(Path.Combine(killed, "run.json")));
@@ -194,6 +200,7 @@ public class ResumeTests
         Assert.Contains($"stage {atSignal.Manifest.Stage}, step {atSignal.Manifest.NextStep} of", status);
         Assert.NotNull(atSignal.Manifest.Stage);
         foreach (var t in atSignal.Tensors.Values) t.Dispose();
-        Assert.Contains("--resume", File.ReadAllText(Path.Combine(interrupted, "log.txt")));
+        Assert.Contains($"continue it with: hierdistill run {Path.Combine(interrupted, "config.resolved.json")} --resume {interrupted}",
+            File.ReadAllText(Path.Combine(interrupted, "log.txt")));
     }
 }
