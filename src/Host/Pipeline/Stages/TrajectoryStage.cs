@@ -80,6 +80,38 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
     }
 
     /// <summary>
+    /// Before any stage runs: when <c>student</c> is configured, builds it once and checks that it is a network for this
+    /// data, so that a student that cannot work fails the run at once instead of after the teacher's training.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">When the configured student is not a network or does not fit the data.</exception>
+    public static void CheckStudent(RunContext run, string key, HierDistill.Abstractions.Data.IDataSource data)
+    {
+        string path = $"stages:{key}:student";
+        if (!run.Has(path)) return;
+        string name = run.Config.Component(path).Descriptor.Name;
+        ITeacher architecture;
+        // Building it draws random initial weights: the run's random stream must be as if it had not been built.
+        using var rng = torch.random.get_rng_state();
+        try
+        {
+            architecture = run.Create<ITeacher>(path, data);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidOperationException($"{path}: '{name}' cannot be a student for this data: {e.Message}", e);
+        }
+        finally
+        {
+            torch.random.set_rng_state(rng);
+        }
+        using var network = architecture.Network;
+        if (network is null)
+            throw new InvalidOperationException($"{path}: '{name}' is not a network; the student must be a network (e.g. mlp, dit).");
+        if (!architecture.Spec.SampleShape.SequenceEqual(data.Spec.SampleShape) || architecture.Spec.NumClasses != data.Spec.NumClasses)
+            throw new InvalidOperationException($"{path}: the student models {architecture.Spec} but the data is {data.Spec}.");
+    }
+
+    /// <summary>
     /// The teacher's own student (its architecture and weights), or, with <c>student</c> configured, a fresh network of
     /// that architecture (random initialisation) for capacity studies.
     /// </summary>

@@ -159,6 +159,21 @@ public class SampleRunTests
         Assert.Contains("in the file but", writer.ToString()); // the sample's full-size teacher does not fit the shrunk weights
     }
 
+    [Theory]
+    [InlineData("{\"type\":\"dit\"}", "stages:structure:student: 'dit' cannot be a student for this data: the dit teacher needs images [C, H, W]")]
+    [InlineData("{\"type\":\"gmm-exact\"}", "stages:structure:student: 'gmm-exact' is not a network")]
+    public void A_student_that_cannot_work_fails_the_run_before_the_teacher_trains(string student, string message)
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = folder.File("run");
+        var (code, console) = Run(TestPaths.Sample("toy2d/hd.json"), output, $"stages:structure:student={student}");
+        Assert.Equal(ExitCodes.Failed, code);
+        string log = File.ReadAllText(Path.Combine(output, "log.txt"));
+        Assert.Contains(message, log);
+        Assert.DoesNotContain("Stage teacher", log);
+        Assert.False(File.Exists(Path.Combine(output, "teacher.safetensors")));
+    }
+
     [Fact]
     public void A_folder_holding_a_finished_run_is_refused_without_overwrite()
     {
