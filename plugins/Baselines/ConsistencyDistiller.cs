@@ -49,9 +49,7 @@ internal sealed class ConsistencyDistiller(ConsistencyOptions options) : ITrajec
     internal (Tensor U, Tensor Target, Tensor Dudt) Target(AverageVelocityNetwork student, ITeacher teacher, Tensor z, Tensor t, Tensor labels,
         TrainingProgress progress)
     {
-        Tensor v;
-        using (no_grad())
-            v = ClassifierFreeGuidance.Guide(teacher.Velocity, Options.GuidanceScale, teacher.Spec.NullLabel)(z, t, labels).detach();
+        var v = ClassifierFreeGuidance.TeacherVelocity(teacher, Options.GuidanceScale, z, t, labels);
         var r = zeros_like(t);
 
         var (u, dudt) = JacobianVectorProduct.AverageVelocityAlongFlow(student, z, r, t, v, labels, Options.Jvp, Options.FiniteDifferenceEpsilon);

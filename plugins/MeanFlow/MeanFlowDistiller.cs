@@ -32,9 +32,7 @@ internal sealed class MeanFlowDistiller(MeanFlowOptions options) : ITrajectoryDi
         var e = randn_like(x);
         var z = FlowConventions.Interpolate(x, e, t);
 
-        Tensor v;
-        using (no_grad())
-            v = ClassifierFreeGuidance.Guide(teacher.Velocity, Options.GuidanceScale, nullLabel)(z, t, labels).detach();
+        var v = ClassifierFreeGuidance.TeacherVelocity(teacher, Options.GuidanceScale, z, t, labels);
 
         var (u, dudt) = JacobianVectorProduct.AverageVelocityAlongFlow(student, z, r, t, v, labels, Options.Jvp, Options.FiniteDifferenceEpsilon);
 

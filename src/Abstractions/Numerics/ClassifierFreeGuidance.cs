@@ -38,4 +38,22 @@ public static class ClassifierFreeGuidance
             return Combine(cond, uncond, scale);
         };
     }
+
+    /// <summary>
+    /// The frozen teacher's guided velocity <c>v(z, t | c)</c> (<see cref="Guide"/> with the teacher's null label), computed
+    /// without a graph and detached: the constant side of a trajectory-distillation target (MeanFlow, consistency).
+    /// </summary>
+    /// <param name="teacher">The teacher.</param>
+    /// <param name="scale">Guidance scale w ≥ 0 (1: the conditional velocity, one network call).</param>
+    /// <param name="z">States <c>[B, ...S]</c>.</param>
+    /// <param name="t">Times <c>[B]</c>.</param>
+    /// <param name="labels">Labels <c>[B]</c> int64 (the null label gives the unconditional velocity).</param>
+    /// <returns>The velocity <c>[B, ...S]</c>, detached.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">For a negative or non-finite scale.</exception>
+    public static Tensor TeacherVelocity(Contracts.ITeacher teacher, double scale, Tensor z, Tensor t, Tensor labels)
+    {
+        var guided = Guide(teacher.Velocity, scale, teacher.Spec.NullLabel);
+        using (no_grad())
+            return guided(z, t, labels).detach();
+    }
 }

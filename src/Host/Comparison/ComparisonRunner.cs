@@ -267,34 +267,10 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console)
     }
 
     /// <summary>Whether <paramref name="folder"/> holds a run stopped (Ctrl-C, kill) with a checkpoint to continue from.</summary>
-    private static bool Stopped(string folder)
-    {
-        string status = Path.Combine(folder, RunFolder.StatusFile);
-        if (!File.Exists(status) || !File.Exists(Path.Combine(folder, CheckpointStore.FileName))) return false;
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllText(status));
-            return doc.RootElement.TryGetProperty("status", out var s) && s.GetString() is "cancelled" or "running";
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
-    }
+    private static bool Stopped(string folder) =>
+        File.Exists(Path.Combine(folder, CheckpointStore.FileName)) && RunFolder.Status(folder) is "cancelled" or "running";
 
     /// <summary>Whether a folder holds a finished run with every file of <paramref name="products"/>.</summary>
-    private static bool Finished(string folder, string[] products)
-    {
-        string status = Path.Combine(folder, RunFolder.StatusFile);
-        if (!File.Exists(status) || products.Any(p => !File.Exists(Path.Combine(folder, p)))) return false;
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllText(status));
-            return doc.RootElement.TryGetProperty("status", out var s) && s.GetString() == "finished";
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
-    }
+    private static bool Finished(string folder, string[] products) =>
+        RunFolder.Status(folder) == "finished" && products.All(p => File.Exists(Path.Combine(folder, p)));
 }

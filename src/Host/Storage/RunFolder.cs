@@ -119,6 +119,13 @@ public sealed class RunFolder
         return new RunFolder(full);
     }
 
+    /// <summary>The status recorded in <paramref name="folder"/>'s run.json (running, finished, failed, cancelled), or null without one.</summary>
+    public static string? Status(string folder)
+    {
+        string path = System.IO.Path.Combine(folder, StatusFile);
+        return File.Exists(path) ? ReadStatus(path) : null;
+    }
+
     /// <summary>Records the run's status (running, finished, failed, cancelled) with an optional message.</summary>
     public void SetStatus(string status, string? message = null) =>
         AtomicFile.WriteAllText(System.IO.Path.Combine(Path, StatusFile), JsonSerializer.Serialize(new Dictionary<string, string?>
@@ -171,16 +178,5 @@ public sealed class RunFolder
         return Math.Abs((DateTime.Parse(now, null, System.Globalization.DateTimeStyles.RoundtripKind) - then).TotalSeconds) < 1.0;
     }
 
-    private static string ReadStatus(string path)
-    {
-        try
-        {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            return doc.RootElement.TryGetProperty("status", out var s) ? s.GetString() ?? "unknown" : "unknown";
-        }
-        catch (JsonException)
-        {
-            return "unknown";
-        }
-    }
+    private static string ReadStatus(string path) => ReadValue(path, "status") ?? "unknown";
 }

@@ -254,9 +254,6 @@ public sealed class CheckpointStore
         _resume = null;
     }
 
-    /// <summary>The config digest the checkpoint was written with.</summary>
-    public static string DigestOf(CheckpointManifest manifest) => manifest.ConfigDigest;
-
     /// <summary>Reads and checks a checkpoint.</summary>
     /// <param name="path">The checkpoint file.</param>
     /// <returns>The manifest and every tensor (on the CPU; the caller disposes them).</returns>

@@ -78,18 +78,6 @@ public sealed class ModuleOptimizer : IDisposable
     /// <summary>Skipped steps since the last applied one (0 after a finite step).</summary>
     public int ConsecutiveSkips => _consecutiveSkips;
 
-    /// <summary>Backpropagates <paramref name="loss"/> into the module and steps.</summary>
-    /// <param name="loss">Scalar loss.</param>
-    /// <param name="step">The stage's step index (for the schedule).</param>
-    /// <param name="context">Stage and loss name for the error when too many steps are skipped.</param>
-    /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps.</exception>
-    public StepOutcome Step(Tensor loss, long step, string context)
-    {
-        ZeroGrad();
-        loss.backward();
-        return Apply(loss, step, context);
-    }
-
     /// <summary>
     /// Backpropagates <paramref name="loss"/>'s total into the module and steps; when it is skipped as non-finite, the
     /// error after too many skips names the first non-finite term of the breakdown.
@@ -102,22 +90,17 @@ public sealed class ModuleOptimizer : IDisposable
         return Apply(loss, step, context);
     }
 
-    /// <summary>Steps with gradients already accumulated from <paramref name="loss"/>'s total (see <see cref="Apply(Tensor, long, string)"/>).</summary>
-    /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps; names the first non-finite term.</exception>
-    public StepOutcome Apply(LossBreakdown loss, long step, string context) => Apply(loss.Total, step, context, loss);
-
     /// <summary>Clears this module's gradients (before a backward shared by several optimisers).</summary>
     public void ZeroGrad() => _optimizer.zero_grad();
 
     /// <summary>
-    /// Steps with the gradients already accumulated (after a backward of <paramref name="loss"/> shared by
-    /// several optimisers): clip, guard against non-finite values, update, EMA.
+    /// Steps with the gradients already accumulated from <paramref name="breakdown"/>'s total (after a backward shared by several
+    /// optimisers): clip, guard against non-finite values, update, EMA.
     /// </summary>
-    /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps.</exception>
-    public StepOutcome Apply(Tensor loss, long step, string context) => Apply(loss, step, context, null);
-
-    private StepOutcome Apply(Tensor loss, long step, string context, LossBreakdown? breakdown)
+    /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps; names the first non-finite term.</exception>
+    public StepOutcome Apply(LossBreakdown breakdown, long step, string context)
     {
+        var loss = breakdown.Total;
         double lr = Settings.LearningRate * _schedule(step);
         double norm = Settings.GradClipNorm is { } clip
             ? nn.utils.clip_grad_norm_(_parameters, clip)
@@ -145,15 +128,12 @@ public sealed class ModuleOptimizer : IDisposable
     }
 
     /// <summary>The first non-finite loss term (read only when a run is about to stop), else the gradient norm.</summary>
-    private static string Culprit(double total, double norm, LossBreakdown? breakdown)
+    private static string Culprit(double total, double norm, LossBreakdown breakdown)
     {
-        if (breakdown is not null)
+        foreach (var (name, t) in breakdown.Terms)
         {
-            foreach (var (name, t) in breakdown.Terms)
-            {
-                double v = t.detach().to_type(ScalarType.Float64).cpu().item<double>();
-                if (!double.IsFinite(v)) return $"loss term '{name}' = {v}";
-            }
+            double v = t.detach().to_type(ScalarType.Float64).cpu().item<double>();
+            if (!double.IsFinite(v)) return $"loss term '{name}' = {v}";
         }
         return double.IsFinite(total) ? $"gradient norm = {norm}, loss = {total}" : $"loss = {total}";
     }
