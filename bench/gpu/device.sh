@@ -1,35 +1,39 @@
 #!/usr/bin/env bash
 # The one prepared GPU check (issue 7), run on the lent GPU machine from the checkout root with gpu-bundle/ carried:
-#   run(command="bash bench/gpu/device.sh", carry=["gpu-bundle"], timeout_s=540)
+#   run(command="bash bench/gpu/device.sh", carry=["gpu-bundle"], timeout_s=560)
 # Build the bundle here first: bench/gpu/package.sh (about 60 MiB: app without libtorch natives, .NET runtime,
-# Fashion-MNIST). Builds nothing there. Steps (each bounded by `timeout -k`, so the table always prints; about 300 s
-# expected, at most about 450 s with the imports; estimates for an H200 in fp32: teacher step 150-250 ms, MeanFlow
-# step 400-650 ms at batch 256):
-#   1. unpack; .NET from the bundle (invariant globalization: no ICU needed); libtorch = PyTorch's torch/lib
-#   2. hierdistill on CUDA: the GPU preset (samples/fmnist/hd-gpu.json: DiT-S/2, batch 256) shortened to
-#      STEPS teacher steps and STEPS MeanFlow steps, no stage 2 or evaluation: the TorchSharp step times
-#   3. hierdistill probe: the trained teacher's velocity on fixed inputs
-#   4. bench/gpu/reference.py: the same network in PyTorch from the same weights, forward check (rel. err < 1e-3;
-#      timing continues either way), then the same teacher and MeanFlow steps timed (double-backward JVP as
-#      HierDistill; then MeanFlow with PyTorch's forward-mode JVP), each within a time budget
-#   5. a short table: step times, TorchSharp/PyTorch ratios; peak GPU memory of each side (nvidia-smi) in env.txt
-# Known asymmetry: PyTorch's Adam and clip_grad_norm_ use multi-tensor (foreach) kernels on CUDA, TorchSharp's loop
-# over parameters (about +2-4 % on the teacher ratio, +1 % on MeanFlow, estimated).
-# The full GPU preset (40k teacher steps) does not fit a device session; size a shorter one from these step times.
-# Results (logs, metrics, the table) go to $OUT (at most 8 files come back).
+# Fashion-MNIST). Builds nothing there. Every step is bounded by `timeout`, so the table always prints; about 7.5 min:
+#   1. unpack; .NET from the bundle (invariant globalization: no ICU needed); libtorch = PyTorch's torch/lib  (~15 s)
+#   2. calibrate: the GPU preset (samples/fmnist/hd-gpu.json: DiT-S/2, batch 256, bfloat16) for CAL_STEPS steps of each
+#      training stage, no evaluation: TorchSharp's ms/step per stage                                         (<= 75 s)
+#   3. the GPU preset end to end (teacher, MeanFlow, DMD + AWD, evaluation) with its step counts scaled so that its
+#      training takes about TRAIN_S seconds (capped at the preset's own); SIGTERM at the limit writes a checkpoint
+#                                                                                                         (<= 330 s)
+#   4. hierdistill probe on that teacher, then bench/gpu/reference.py: the same network in PyTorch from the same weights,
+#      forward check in float32 (relative error < 1e-3; timing continues either way), then the teacher step and the
+#      MeanFlow step (double-backward JVP, as HierDistill) timed at the run's precision and batch      (<= 100 s)
+#   5. a short table (table.md): TorchSharp/PyTorch step-time ratios, the HD one-step student against the teacher's
+#      best FD-FMNIST, sampling speed per image, peak device memory per stage
+# Known asymmetries: PyTorch's Adam and clip_grad_norm_ use multi-tensor (foreach) kernels on CUDA, HierDistill's
+# device-side Adam loops over parameters; HierDistill also masks non-finite steps on the device (the reference does not).
+# TorchSharp's step times come from the preset run's metrics.jsonl (between logged steps, after WARMUP steps).
+# Results go to $OUT (at most 8 files come back): table.md, report.md, hierdistill.log, calibrate.log, reference.log,
+# reference.json, metrics.json, env.txt.
 # Local rehearsal (no GPU, Debian 12): DEVICE=cpu PYTHON=/usr/bin/python3 TORCH_LIB=<a libtorch 2.10 lib folder>
-#   WRAPPER=<the GLIBCXX-patched libLibTorchSharp.so of a normal build> EXTRA="--set ..." STEPS=6 WARMUP=2
+#   WRAPPER=<the GLIBCXX-patched libLibTorchSharp.so of a normal build> EXTRA="--set ..." CAL_STEPS=30 TRAIN_S=60
 set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 PYTHON=${PYTHON:-python3}
 EXTRA=${EXTRA:-}
-STEPS=${STEPS:-150}
-WARMUP=${WARMUP:-30}
-LOG_EVERY=${LOG_EVERY:-10}
+CAL_STEPS=${CAL_STEPS:-60}     # calibration steps per training stage
+TRAIN_S=${TRAIN_S:-220}        # training seconds of the preset run (all three stages)
+RUN_LIMIT=${RUN_LIMIT:-330}    # hard limit of the preset run (training + evaluation), seconds
+WARMUP=${WARMUP:-100}          # steps left out of TorchSharp's step time
 OUT=${OUT:-/tmp/hd-out}
 W=${W:-/tmp/hd}
 mkdir -p "$OUT" "$W"
 log() { echo "[$(date +%H:%M:%S)] $*"; }
+PRESET=samples/fmnist/hd-gpu.json
 
 log "unpacking"
 mkdir -p "$W/app" "$W/dotnet"
@@ -45,57 +49,95 @@ TORCH_LIB=${TORCH_LIB:-$($PYTHON -c 'import torch, os; print(os.path.join(os.pat
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}" HIERDISTILL_LIBTORCH="$TORCH_LIB"
 $PYTHON -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")' | tee "$OUT/env.txt"
 nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv >> "$OUT/env.txt" 2>&1
-smi() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 > "$1" 2>/dev/null & SMI=$!; }
-smi_end() { kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null; echo "$2 peak GPU memory (nvidia-smi): $(sort -n "$1" 2>/dev/null | tail -1) MiB" >> "$OUT/env.txt"; }
 hd() { dotnet "$W/app/hierdistill.dll" "$@"; }
-DATA=(--set "data:options:folder=$W/fashion-mnist" --set run.device="$DEVICE" $EXTRA)
+COMMON=(--set "data:options:folder=$W/fashion-mnist" --set run.device="$DEVICE" --set "stages:evaluate:classifier:cacheDir=$W/cache" $EXTRA)
 
-log "TorchSharp: teacher $STEPS steps, MeanFlow $STEPS steps (DiT-S/2, batch 256, CUDA)"
-smi "$W/smi-ts.txt"
-timeout -k 30 180 dotnet "$W/app/hierdistill.dll" run samples/fmnist/hd-gpu.json --overwrite "${DATA[@]}" \
-  --set run.outputDir="$W/bench" --set run.logEvery="$LOG_EVERY" --set run.checkpointEvery=0 \
-  --set stages:teacher:training:steps="$STEPS" --set stages:structure:training:steps="$STEPS" \
-  --set stages:detail:enabled=false --set stages:evaluate:enabled=false > "$OUT/torchsharp.log" 2>&1
-echo "exit $?" >> "$OUT/torchsharp.log"
-smi_end "$W/smi-ts.txt" TorchSharp
-tail -3 "$OUT/torchsharp.log"
-cp "$W/bench/metrics.jsonl" "$OUT/torchsharp-metrics.jsonl" 2>/dev/null
+log "calibrate: $CAL_STEPS steps of each training stage"
+timeout -k 10 75 dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
+  --set run.outputDir="$W/calibrate" --set run.logEvery=10 --set run.checkpointEvery=0 \
+  --set stages:teacher:training:steps="$CAL_STEPS" --set stages:structure:training:steps="$CAL_STEPS" \
+  --set stages:detail:training:steps="$CAL_STEPS" --set stages:evaluate:enabled=false > "$OUT/calibrate.log" 2>&1
+echo "exit $?" >> "$OUT/calibrate.log"
+tail -2 "$OUT/calibrate.log"
+# Step counts for the preset run: TRAIN_S split 40/30/30 over teacher/structure/detail by the measured ms/step (steps >= 20),
+# at most the preset's own counts; if calibration failed, the preset's counts / 4.
+read -r T_STEPS S_STEPS D_STEPS < <($PYTHON - "$W/calibrate/metrics.jsonl" "$PRESET" "$TRAIN_S" <<'PY'
+import json, re, sys
+def ms(stage):
+    try: rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+    except Exception: return None
+    s = [r for r in rows if r["stage"] == stage and r["step"] >= 20]
+    return 1000 * (s[-1]["elapsed_s"] - s[0]["elapsed_s"]) / (s[-1]["step"] - s[0]["step"]) if len(s) >= 2 and s[-1]["step"] > s[0]["step"] else None
+text = re.sub(r"^\s*//.*$", "", open(sys.argv[2]).read(), flags=re.M)
+stages = json.loads(text)["stages"]
+budget, out = float(sys.argv[3]), []
+for key, share in (("teacher", 0.4), ("structure", 0.3), ("detail", 0.3)):
+    cap = stages[key]["training"]["steps"]
+    m = ms(key)
+    out.append(str(max(50, min(cap, int(budget * share * 1000 / m)))) if m else str(cap // 4))
+print(" ".join(out))
+PY
+)
+log "preset run: teacher $T_STEPS, structure $S_STEPS, detail $D_STEPS steps (about ${TRAIN_S} s of training), then evaluation"
+timeout -s TERM -k 30 "$RUN_LIMIT" dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
+  --set run.outputDir="$W/run" --set stages:teacher:training:steps="$T_STEPS" \
+  --set stages:structure:training:steps="$S_STEPS" --set stages:detail:training:steps="$D_STEPS" > "$OUT/hierdistill.log" 2>&1
+echo "exit $?" >> "$OUT/hierdistill.log"
+tail -3 "$OUT/hierdistill.log"
+cp "$W/run/report.md" "$W/run/metrics.json" "$OUT/" 2>/dev/null
 
 log "probe + PyTorch reference"
-timeout -k 10 45 dotnet "$W/app/hierdistill.dll" probe samples/fmnist/hd-gpu.json "${DATA[@]}" \
-  --weights "$W/bench/teacher.safetensors" --out "$W/probe.safetensors" > "$OUT/reference.log" 2>&1
-timeout -k 10 140 $PYTHON bench/gpu/reference.py --run "$W/bench" --probe "$W/probe.safetensors" --data "$W/fashion-mnist" --device "$DEVICE" \
-  --steps "${REF_STEPS:-100}" --warmup "${REF_WARMUP:-20}" --max-seconds "${REF_MAX_S:-45}" --json "$OUT/reference.json" >> "$OUT/reference.log" 2>&1
+timeout -k 10 45 dotnet "$W/app/hierdistill.dll" probe "$PRESET" "${COMMON[@]}" \
+  --weights "$W/run/teacher.safetensors" --out "$W/probe.safetensors" > "$OUT/reference.log" 2>&1
+timeout -k 10 100 $PYTHON bench/gpu/reference.py --run "$W/run" --probe "$W/probe.safetensors" --data "$W/fashion-mnist" --device "$DEVICE" \
+  --steps "${REF_STEPS:-300}" --warmup "${REF_WARMUP:-30}" --max-seconds "${REF_MAX_S:-30}" --json "$OUT/reference.json" >> "$OUT/reference.log" 2>&1
 echo "exit $?" >> "$OUT/reference.log"
-timeout -k 10 70 $PYTHON bench/gpu/reference.py --run "$W/bench" --data "$W/fashion-mnist" --device "$DEVICE" --only meanflow --steps "${FWD_STEPS:-60}" --warmup "${FWD_WARMUP:-10}" --max-seconds "${FWD_MAX_S:-25}" --jvp forward \
-  --json "$OUT/reference-forward.json" >> "$OUT/reference.log" 2>&1
-tail -6 "$OUT/reference.log"
-
+tail -4 "$OUT/reference.log"
 
 log "table"
-$PYTHON - "$W/bench/metrics.jsonl" "$OUT/reference.json" "$OUT/reference-forward.json" "$WARMUP" <<'PY' | tee "$OUT/table.md"
+$PYTHON - "$W/run/metrics.jsonl" "$OUT/reference.json" "$W/run/metrics.json" "$WARMUP" "$W/calibrate/metrics.jsonl" <<'PY' | tee "$OUT/table.md"
 import json, sys
-try: rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-except Exception as e: rows = []; print(f'(no TorchSharp metrics: {e})')
-warmup = int(sys.argv[4])
-def ts_ms(stage):
-    # step time between the first logged step after the warm-up and the last one (CUDA is synchronised at each log)
-    s = [r for r in rows if r["stage"] == stage and r["step"] >= warmup]
-    if len(s) < 2: return None
-    return 1000 * (s[-1]["elapsed_s"] - s[0]["elapsed_s"]) / (s[-1]["step"] - s[0]["step"])
+def rows(p):
+    try: return [json.loads(l) for l in open(p) if l.strip()]
+    except Exception: return []
 def load(p):
     try: return json.load(open(p))
     except Exception: return {}
-ref, fwd = load(sys.argv[2]), load(sys.argv[3])
-print("| step | TorchSharp ms | PyTorch ms | ratio |")
+run, ref, report, warmup, cal = rows(sys.argv[1]), load(sys.argv[2]), load(sys.argv[3]), int(sys.argv[4]), rows(sys.argv[5])
+def ts_ms(stage):
+    # between the first logged step after the warm-up and the last one (the logged steps are the loop's only host reads)
+    for source, skip in ((run, warmup), (cal, 20)):
+        s = [r for r in source if r["stage"] == stage and r["step"] >= skip]
+        if len(s) >= 2 and s[-1]["step"] > s[0]["step"]:
+            return 1000 * (s[-1]["elapsed_s"] - s[0]["elapsed_s"]) / (s[-1]["step"] - s[0]["step"])
+    return None
+print(f"precision {ref.get('precision')}, forward check (float32) relative error {ref.get('forward_relative_error')} "
+      f"({ref.get('forward_check')}, limit 1e-3)\n")
+print("| step (DiT-S/2, batch 256) | TorchSharp ms | PyTorch ms | ratio (target <= 1.10) |")
 print("|---|---|---|---|")
-for name, stage, key, r in [("teacher (DiT-S/2, b256)", "teacher", "teacher_step_ms", ref),
-                             ("MeanFlow, double-backward JVP", "structure", "meanflow_step_ms", ref),
-                             ("MeanFlow, PyTorch forward-mode JVP", "structure", "meanflow_step_ms", fwd)]:
-    a, b = ts_ms(stage), r.get(key)
-    ratio = f"{a / b:.3f}" if a and b else "—"
-    print(f"| {name} | {a and round(a, 3)} | {b and round(b, 3)} | {ratio} |")
-print()
-print(f"forward check (relative error): {ref.get('forward_relative_error')}; PyTorch peak memory GiB: {ref.get('peak_memory_gib')}")
+for name, stage, key in (("teacher (flow matching)", "teacher", "teacher_step_ms"), ("MeanFlow, double-backward JVP", "structure", "meanflow_step_ms")):
+    a, b = ts_ms(stage), ref.get(key)
+    print(f"| {name} | {a and round(a, 2)} | {b and round(b, 2)} | {f'{a / b:.3f}' if a and b else '-'} |")
+d = ts_ms("detail")
+print(f"| DMD + AWD (no reference) | {d and round(d, 2)} | - | - |\n")
+models = report.get("models", [])
+metric = report.get("primary_metric", "fd_fmnist")
+teacher = [m for m in models if m["kind"] == "teacher" and metric in m["metrics"]]
+hd = next((m for m in models if m["name"] == "detail" and m["nfe"] == 1), None)
+td = next((m for m in models if m["name"] == "structure" and m["nfe"] == 1), None)
+if teacher and hd:
+    best = min(teacher, key=lambda m: m["metrics"][metric])
+    print(f"teacher best {metric} {best['metrics'][metric]:.2f} at NFE {best['nfe']} ({1000 * best['seconds_per_sample']:.4f} ms/image)")
+    for label, m in (("TD one-step (structure)", td), ("HD one-step (detail)", hd)):
+        if m:
+            print(f"{label}: {metric} {m['metrics'][metric]:.2f} = {m['metrics'][metric] / best['metrics'][metric]:.3f}x the teacher's best "
+                  f"(target <= 1.1 for HD); {1000 * m['seconds_per_sample']:.4f} ms/image = "
+                  f"{best['seconds_per_sample'] / m['seconds_per_sample']:.1f}x faster than the teacher at NFE {best['nfe']} (target >= 20)")
+else:
+    print("(no evaluation in metrics.json: the preset run did not finish; see hierdistill.log)")
+for s in report.get("stages", []) if isinstance(report.get("stages"), list) else []:
+    print(f"stage {s.get('stage')}: {s.get('steps')} steps, {s.get('step_ms')} ms/step, {s.get('samples_per_s')} samples/s, "
+          f"peak device memory {s.get('peak_device_mib')} MiB")
+print(f"PyTorch peak memory (max_memory_allocated, MeanFlow step): {ref.get('peak_memory_gib')} GiB")
 PY
 log "done"

@@ -2,14 +2,18 @@
 """PyTorch reference of HierDistill's Fashion-MNIST teacher training step and MeanFlow distillation step.
 
 The same network (plugins/Teachers/Networks/DiT.cs, parameter names 1:1 under `net.`), the same loop work per step
-(batch drawn on the device, label dropout, logit-normal times, loss, backward, gradient clipping at 1.0 with a host
-read of the loss and the gradient norm as HierDistill's non-finite guard does, Adam, EMA update), the same batch size,
-learning rate and precision (float32), read from a HierDistill run's config.resolved.json. It starts from the run's
-teacher.safetensors and first checks that one forward pass agrees with HierDistill's (`hierdistill probe` output),
-then times N steps of each after warm-up, with CUDA synchronisation around the clock.
+(batch drawn on the device, label dropout, logit-normal times, loss, backward, gradient clipping, Adam, EMA update),
+the same batch size, learning rate and precision (run.precision: float32, or bfloat16 through torch.autocast, which
+HierDistill's Autocast mirrors by hand), read from a HierDistill run's config.resolved.json. Written as a PyTorch user
+would: no host read in the step (the loss is read every --log-every steps, as HierDistill logs), PyTorch's default
+(foreach) Adam and clip_grad_norm_, the DiT repository's EMA loop. HierDistill additionally masks non-finite steps on
+the device; the reference has no such guard. It starts from the run's teacher.safetensors and first checks that one
+forward pass agrees with HierDistill's (`hierdistill probe` output, float32), then times N steps of each after
+warm-up, with CUDA synchronisation around the clock.
 
     python3 bench/gpu/reference.py --run RUN_FOLDER --probe probe.safetensors [--steps 200] [--warmup 20]
-        [--jvp double-backward|forward] [--data /usr/share/datasets/fashion-mnist] [--json out.json]
+        [--jvp double-backward|forward] [--precision float32|bfloat16] [--log-every 50]
+        [--data /usr/share/datasets/fashion-mnist] [--json out.json]
 
 Prints one line per measurement and, with --json, writes them. Needs PyTorch (>= 1.13; torch.func for --jvp forward)
 and numpy; safetensors files are read and written by the small reader below (no `safetensors` package needed).
@@ -220,23 +224,20 @@ def label_dropout(labels, p, null_label):
 
 
 class Trainer:
-    """Adam + clipping + the host's non-finite guard (one read of loss and norm) + EMA, as ModuleOptimizer."""
+    """Adam + clipping + EMA as a PyTorch user writes them; reads the loss on the host every `log_every` steps only."""
 
-    def __init__(self, module, lr, ema_decay, clip):
-        self.module, self.clip, self.decay = module, clip, ema_decay
+    def __init__(self, module, lr, ema_decay, clip, log_every):
+        self.module, self.clip, self.decay, self.log_every = module, clip, ema_decay, log_every
         self.params = [p for p in module.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=lr, betas=(0.9, 0.999))
         self.ema = {k: v.detach().clone() for k, v in module.state_dict().items()}
         self.updates = 0
+        self.last = None
 
     def step(self, loss):
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip) if self.clip else None
-        finite = math.isfinite(float(loss)) and (norm is None or math.isfinite(float(norm)))
-        if not finite:
-            self.optimizer.zero_grad()
-            return
         self.optimizer.step()
         self.updates += 1
         d = min(self.decay, self.updates / (self.updates + 1.0))
@@ -244,9 +245,18 @@ class Trainer:
             for k, v in self.module.state_dict().items():
                 if v.is_floating_point():
                     self.ema[k].mul_(d).add_(v, alpha=1 - d)
+        if self.updates % self.log_every == 0:  # the logged step: one host read, as HierDistill's
+            self.last = (float(loss), None if norm is None else float(norm))
 
 
-def teacher_step(net, trainer, images, labels_all, cfg, device):
+def autocast(device, precision):
+    """torch.autocast in bfloat16 (HierDistill: run.precision = bfloat16), or nothing for float32."""
+    if precision == "bfloat16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def teacher_step(net, trainer, images, labels_all, cfg, device, precision="float32"):
     b = cfg["batchSize"]
     index = torch.randint(0, images.shape[0], (b,), device=device)
     x = images.index_select(0, index).float() / 127.5 - 1
@@ -258,7 +268,9 @@ def teacher_step(net, trainer, images, labels_all, cfg, device):
         t = torch.rand(b, device=device)
     tb = t[:, None, None, None]
     z = (1 - tb) * x + tb * e
-    loss = (net.velocity(z, t, labels) - (e - x)).square().flatten(1).mean(1).mean()
+    with autocast(device, precision):
+        v = net.velocity(z, t, labels).float()
+    loss = (v - (e - x)).square().flatten(1).mean(1).mean()
     trainer.step(loss)
     return loss
 
@@ -272,7 +284,7 @@ def guided(teacher, z, t, labels, scale):
     return uncond + scale * (cond - uncond)
 
 
-def meanflow_step(student, teacher, trainer, images, labels_all, train_cfg, mf, device, jvp_mode):
+def meanflow_step(student, teacher, trainer, images, labels_all, train_cfg, mf, device, jvp_mode, precision="float32"):
     b = train_cfg["batchSize"]
     index = torch.randint(0, images.shape[0], (b,), device=device)
     x = images.index_select(0, index).float() / 127.5 - 1
@@ -283,9 +295,12 @@ def meanflow_step(student, teacher, trainer, images, labels_all, train_cfg, mf, 
     r = torch.where(torch.rand(b, device=device) < mf.get("ratioRNotEqualT", 0.25), r, t)
     e = torch.randn_like(x)
     z = (1 - t[:, None, None, None]) * x + t[:, None, None, None] * e
-    with torch.no_grad():
-        v = guided(teacher, z, t, labels, mf.get("guidanceScale", 1.0)).detach()
-    f = lambda zz, tt: student.average_velocity(zz, r, tt, labels)
+    with torch.no_grad(), autocast(device, precision):
+        v = guided(teacher, z, t, labels, mf.get("guidanceScale", 1.0)).float().detach()
+
+    def f(zz, tt):
+        with autocast(device, precision):
+            return student.average_velocity(zz, r, tt, labels).float()
     if jvp_mode == "forward":
         u, dudt = torch.func.jvp(f, (z, t), (v, torch.ones_like(t)))
         dudt = dudt.detach()
@@ -304,9 +319,9 @@ def meanflow_step(student, teacher, trainer, images, labels_all, train_cfg, mf, 
     return loss
 
 
-def timed(fn, steps, warmup, device, budget_s=0.0):
-    """Mean seconds per step over `steps` steps after `warmup`, or fewer when `budget_s` runs out (each step already
-    syncs twice via float(loss)/float(norm), so the host clock tracks the device within one step). Returns (s, n)."""
+def timed(fn, steps, warmup, device, budget_s=0.0, check_every=10):
+    """Mean seconds per step over `steps` steps after `warmup`, or fewer when `budget_s` runs out (the budget is checked
+    every `check_every` steps after a CUDA synchronisation, so the loop itself stays free of host reads). Returns (s, n)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
@@ -316,8 +331,10 @@ def timed(fn, steps, warmup, device, budget_s=0.0):
     while n < steps:
         fn()
         n += 1
-        if budget_s > 0 and time.perf_counter() - start > budget_s:
-            break
+        if budget_s > 0 and n % check_every == 0:
+            sync()
+            if time.perf_counter() - start > budget_s:
+                break
     sync()
     return (time.perf_counter() - start) / n, n
 
@@ -329,6 +346,8 @@ def main():
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--jvp", choices=["double-backward", "forward"], default="double-backward")
+    ap.add_argument("--precision", choices=["float32", "bfloat16"], help="default: the run's run.precision")
+    ap.add_argument("--log-every", type=int, default=0, help="read the loss every this many steps (default: the run's run.logEvery)")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=0)
@@ -352,7 +371,10 @@ def main():
     structure = next(s for s in stages.values() if s.get("kind") == "trajectory")
     options = teacher_stage["teacher"].get("options") or {}
     weights = load_safetensors(os.path.join(args.run, "teacher.safetensors"))
-    results = {"device": str(device), "torch": torch.__version__, "steps": args.steps, "jvp": args.jvp}
+    precision = args.precision or config.get("run", {}).get("precision", "float32")
+    log_every = args.log_every or config.get("run", {}).get("logEvery", 50)
+    results = {"device": str(device), "torch": torch.__version__, "steps": args.steps, "jvp": args.jvp, "precision": precision,
+               "log_every": log_every}
 
     teacher = Network(options, student=False).to(device)
     teacher.load_state_dict({k: v.to(device) for k, v in weights.items()}, strict=True)
@@ -376,8 +398,8 @@ def main():
         net = Network(options, student=False).to(device)
         net.load_state_dict(teacher.state_dict())
         net.train()
-        trainer = Trainer(net, tcfg.get("learningRate", 1e-3), tcfg.get("emaDecay", 0.999), tcfg.get("gradClip", 1.0))
-        sec, n = timed(lambda: teacher_step(net, trainer, images, labels, tcfg, device), args.steps, args.warmup, device, args.max_seconds)
+        trainer = Trainer(net, tcfg.get("learningRate", 1e-3), tcfg.get("emaDecay", 0.999), tcfg.get("gradClip", 1.0), log_every)
+        sec, n = timed(lambda: teacher_step(net, trainer, images, labels, tcfg, device, precision), args.steps, args.warmup, device, args.max_seconds)
         results["teacher_step_ms"], results["teacher_steps_timed"] = 1000 * sec, n
         print(f"teacher step: {1000 * sec:.3f} ms over {n} steps (batch {tcfg['batchSize']})")
         dump()
@@ -397,8 +419,8 @@ def main():
     student.train()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    trainer = Trainer(student, scfg.get("learningRate", 1e-4), scfg.get("emaDecay", 0.999), scfg.get("gradClip", 1.0))
-    sec, n = timed(lambda: meanflow_step(student, teacher, trainer, images, labels, scfg, mf, device, args.jvp), args.steps, args.warmup, device, args.max_seconds)
+    trainer = Trainer(student, scfg.get("learningRate", 1e-4), scfg.get("emaDecay", 0.999), scfg.get("gradClip", 1.0), log_every)
+    sec, n = timed(lambda: meanflow_step(student, teacher, trainer, images, labels, scfg, mf, device, args.jvp, precision), args.steps, args.warmup, device, args.max_seconds)
     results["meanflow_step_ms"], results["meanflow_steps_timed"] = 1000 * sec, n
     print(f"meanflow step ({args.jvp}): {1000 * sec:.3f} ms over {n} steps (batch {scfg['batchSize']})")
     if device.type == "cuda":

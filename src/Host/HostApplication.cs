@@ -219,6 +219,13 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         using var metrics = new MetricsWriter(folder.Path);
 
         var checkpoints = new CheckpointStore(folder.Path, runOptions.CheckpointEvery, ConfigDifferences.Digest(resolved), checkpoint, runOptions.Seed);
+        DeviceMemoryMonitor? gpuMemory = null;
+        if (torchInfo.Device.type == DeviceType.CUDA)
+        {
+            gpuMemory = DeviceMemoryMonitor.TryStart(torchInfo.Device.index < 0 ? 0 : (int)torchInfo.Device.index, out var why);
+            if (gpuMemory is null) logger.Warning("Peak device memory is not reported: {Reason}", why);
+        }
+        using var deviceMemory = gpuMemory;
         using var stopper = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
 
         int Execute(IProgressReporter progress)
@@ -234,6 +241,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 Metrics = metrics,
                 Progress = progress,
                 Cancellation = stopper.Token,
+                DeviceMemory = deviceMemory,
             };
             try
             {

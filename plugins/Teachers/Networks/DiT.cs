@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using HierDistill.Abstractions.Conventions;
 using HierDistill.Abstractions.Data;
 using HierDistill.Abstractions.Models;
+using HierDistill.Abstractions.Numerics;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -104,7 +105,7 @@ internal sealed class PatchEmbed : nn.Module<Tensor, Tensor>
         nn.init.zeros_(proj.bias!);
     }
 
-    public override Tensor forward(Tensor x) => proj.forward(x).flatten(2).transpose(1, 2); // [B, C, H, W] -> [B, C', H/p, W/p] -> [B, N, C']
+    public override Tensor forward(Tensor x) => Autocast.Conv2d(proj, x).flatten(2).transpose(1, 2); // [B, C, H, W] -> [B, C', H/p, W/p] -> [B, N, C']
 }
 
 /// <summary>
@@ -128,13 +129,14 @@ internal sealed class Attention : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         long b = x.shape[0], n = x.shape[1], c = x.shape[2], d = c / _heads;
-        var parts = qkv.forward(x).reshape(b, n, 3, _heads, d).permute(2, 0, 3, 1, 4); // [B, N, 3C] -> [3, B, H, N, D]
+        var parts = Autocast.Linear(qkv, x).reshape(b, n, 3, _heads, d).permute(2, 0, 3, 1, 4); // [B, N, 3C] -> [3, B, H, N, D]
         var q = parts[0].reshape(b * _heads, n, d);                                     // [B H, N, D]
         var k = parts[1].reshape(b * _heads, n, d);
         var v = parts[2].reshape(b * _heads, n, d);
-        var attention = (q.bmm(k.transpose(1, 2)) * (1.0 / Math.Sqrt(d))).softmax(-1);  // [B H, N, N]
+        // Scores in the compute dtype, softmax in float32 (autocast's rule), probabilities back to the compute dtype.
+        var attention = Autocast.Compute(Autocast.Float32(q.bmm(k.transpose(1, 2)) * (1.0 / Math.Sqrt(d))).softmax(-1)); // [B H, N, N]
         var y = attention.bmm(v).reshape(b, _heads, n, d).transpose(1, 2).reshape(b, n, c); // [B H, N, D] -> [B, N, C]
-        return proj.forward(y);
+        return Autocast.Linear(proj, y);
     }
 }
 
@@ -151,7 +153,7 @@ internal sealed class Mlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => fc2.forward(nn.functional.gelu(fc1.forward(x), GELU.Approximate.tanh));
+    public override Tensor forward(Tensor x) => Autocast.Linear(fc2, nn.functional.gelu(Autocast.Linear(fc1, x), GELU.Approximate.tanh));
 }
 
 /// <summary>A DiT block with adaLN-Zero conditioning (Peebles &amp; Xie 2023, Fig. 3).</summary>
@@ -175,12 +177,12 @@ internal sealed class DiTBlock : nn.Module
 
     public Linear Modulation => (Linear)adaLN_modulation[1];
 
-    /// <summary>x <c>[B, N, C]</c>, c <c>[B, C]</c>.</summary>
+    /// <summary>x <c>[B, N, C]</c>, c <c>[B, C]</c>. Under autocast the residual stream x stays float32.</summary>
     public Tensor Forward(Tensor x, Tensor c)
     {
-        var m = adaLN_modulation.forward(c).chunk(6, 1); // 6 × [B, C]
-        x = x + m[2].unsqueeze(1) * attn.forward(DiTCore.Modulate(norm1.forward(x), m[0], m[1]));
-        return x + m[5].unsqueeze(1) * mlp.forward(DiTCore.Modulate(norm2.forward(x), m[3], m[4]));
+        var m = Autocast.Linear(Modulation, nn.functional.silu(c)).chunk(6, 1); // 6 × [B, C]
+        x = x + Autocast.Float32(m[2].unsqueeze(1) * attn.forward(DiTCore.Modulate(norm1.forward(Autocast.Float32(x)), m[0], m[1])));
+        return x + Autocast.Float32(m[5].unsqueeze(1) * mlp.forward(DiTCore.Modulate(norm2.forward(Autocast.Float32(x)), m[3], m[4])));
     }
 }
 
@@ -205,8 +207,8 @@ internal sealed class FinalLayer : nn.Module
 
     public Tensor Forward(Tensor x, Tensor c)
     {
-        var m = adaLN_modulation.forward(c).chunk(2, 1);
-        return linear.forward(DiTCore.Modulate(norm_final.forward(x), m[0], m[1]));
+        var m = Autocast.Linear(Modulation, nn.functional.silu(c)).chunk(2, 1);
+        return Autocast.Float32(Autocast.Linear(linear, DiTCore.Modulate(norm_final.forward(Autocast.Float32(x)), m[0], m[1])));
     }
 }
 
@@ -272,7 +274,7 @@ internal sealed class DiTCore : VelocityCore
         Shapes.RequireBatchOf(x, "z", Spec.SampleShape);
         Shapes.Require(t, "t", x.shape[0]);
         Shapes.Require(labels, "labels", x.shape[0]);
-        var tokens = x_embedder.forward(x) + pos_embed;                                     // [B, N, C]
+        var tokens = Autocast.Float32(x_embedder.forward(x)) + pos_embed;                   // [B, N, C]
         var c = t_embedder.forward(t.to_type(x.dtype)) + y_embedder.forward(labels);       // [B, C]
         if (h_embedder is not null && gap is not null) c = c + h_embedder.forward(gap.to_type(x.dtype));
         for (int i = 0; i < blocks.Count; i++)

@@ -1,3 +1,4 @@
+using HierDistill.Abstractions.Numerics;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -35,7 +36,8 @@ internal sealed class TimestepEmbedder : nn.Module<Tensor, Tensor>
         return cat([cos(args), sin(args)], 1);                                                           // [B, 2 half]
     }
 
-    public override Tensor forward(Tensor t) => mlp.forward(Frequencies(t, _frequencyDim, _maxPeriod).to_type(FirstWeightType));
+    public override Tensor forward(Tensor t) => Autocast.Float32(Autocast.Linear((Linear)mlp[2],
+        nn.functional.silu(Autocast.Linear((Linear)mlp[0], Frequencies(t, _frequencyDim, _maxPeriod).to_type(FirstWeightType)))));
 
     private ScalarType FirstWeightType => ((Linear)mlp[0]).weight!.dtype;
 

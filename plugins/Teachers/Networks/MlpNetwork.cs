@@ -1,6 +1,7 @@
 using HierDistill.Abstractions.Conventions;
 using HierDistill.Abstractions.Data;
 using HierDistill.Abstractions.Models;
+using HierDistill.Abstractions.Numerics;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -20,8 +21,9 @@ internal sealed class MlpBlock : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>h <c>[B, W]</c>, c <c>[B, E]</c>; under autocast the residual stream h stays float32.</summary>
     public Tensor Forward(Tensor h, Tensor c) =>
-        h + fc2.forward(nn.functional.silu(fc1.forward(nn.functional.silu(h)) + cond.forward(nn.functional.silu(c))));
+        h + Autocast.Float32(Autocast.Linear(fc2, nn.functional.silu(Autocast.Linear(fc1, nn.functional.silu(h)) + Autocast.Linear(cond, nn.functional.silu(c)))));
 }
 
 /// <summary>
@@ -76,14 +78,14 @@ internal sealed class MlpCore : VelocityCore
         Shapes.Require(labels, "labels", z.shape[0]);
         var c = t_embedder.forward(t.to_type(z.dtype)) + y_embedder.forward(labels);        // [B, E]
         if (h_embedder is not null && gap is not null) c = c + h_embedder.forward(gap.to_type(z.dtype));
-        var h = x_embedder.forward(z);                                                       // [B, W]
+        var h = Autocast.Float32(Autocast.Linear(x_embedder, z));                           // [B, W]
         for (int i = 0; i < blocks.Count; i++)
         {
             h = blocks[i].Forward(h, c);
             if (taps is not null && features is not null && taps.Contains(i))
                 features.Add(h.reshape(h.shape[0], Options.Hidden / Options.TokenChannels, Options.TokenChannels)); // [B, W] -> [B, N, C]
         }
-        return final_layer.forward(nn.functional.silu(h));                                  // [B, D]
+        return Autocast.Float32(Autocast.Linear(final_layer, nn.functional.silu(h)));      // [B, D]
     }
 
     public override IReadOnlyList<TokenFeatureSpec> FeatureBlocks =>

@@ -88,7 +88,8 @@ public static class JacobianVectorProduct
     /// <c>du/dt = ∂u/∂z · v + ∂u/∂t</c> (MeanFlow, Geng et al. 2025, eq. 8; the consistency objective is the case r = 0),
     /// the JVP that every average-velocity objective needs. <see cref="JvpMode.DoubleBackward"/>: exact, by
     /// <see cref="DoubleBackward"/>; <see cref="JvpMode.FiniteDifference"/>: central differences (one-sided at the ends of
-    /// [r, 1]) on a float64 copy of the student in eval mode, for networks whose kernels have no double backward.
+    /// [r, 1]) on a float64 copy of the student in eval mode (with <see cref="Autocast"/> off), for networks whose kernels have no
+    /// double backward.
     /// </summary>
     /// <param name="student">The student.</param>
     /// <param name="z">States <c>[B, ...S]</c>.</param>
@@ -106,6 +107,7 @@ public static class JacobianVectorProduct
             return DoubleBackward((zz, tt) => student.AverageVelocity(zz, r, tt, labels), z, t, v, ones_like(t));
 
         Tensor dudt;
+        using (Autocast.Use(null))
         using (var copy = student.Clone())
         {
             copy.to(ScalarType.Float64);

@@ -2,6 +2,7 @@ using System.ComponentModel.DataAnnotations;
 using System.Text.RegularExpressions;
 using HierDistill.Abstractions.Contracts;
 using HierDistill.Abstractions.Data;
+using TorchSharp;
 
 namespace HierDistill.Host.Configuration;
 
@@ -44,6 +45,18 @@ public sealed partial class RunOptions : IValidatableObject
     /// bundled one; overrides the environment variable HIERDISTILL_LIBTORCH. <value>Default: unset.</value>
     /// </summary>
     public string? Libtorch { get; set; }
+
+    /// <summary>
+    /// Compute precision of the networks' matrix products: <c>float32</c>, or <c>bfloat16</c> (mixed precision by hand, see
+    /// <c>Autocast</c> in HierDistill.Abstractions: matmuls in bfloat16; parameters, gradients, optimiser state, normalisation,
+    /// softmax, JVP tangents and losses in float32). bfloat16 is meant for CUDA; on a CPU it runs but is usually slower.
+    /// <value>Default "float32".</value>
+    /// </summary>
+    [Required, RegularExpression("^(float32|bfloat16)$", ErrorMessage = "must be float32 or bfloat16")]
+    public string Precision { get; set; } = "float32";
+
+    /// <summary>The compute dtype for <c>Autocast.Use</c>: null for float32.</summary>
+    public torch.ScalarType? ComputeDtype => Precision == "bfloat16" ? torch.ScalarType.BFloat16 : null;
 
     /// <summary>CPU threads for torch (0: torch's default). <value>Default 0.</value></summary>
     [Range(0, 1024)]

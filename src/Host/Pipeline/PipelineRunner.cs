@@ -6,6 +6,7 @@ using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
 using Microsoft.Extensions.Configuration;
 using HierDistill.Abstractions.Data;
+using HierDistill.Abstractions.Numerics;
 using HierDistill.Abstractions.Plugins;
 using HierDistill.Host.Configuration;
 using HierDistill.Host.Evaluation;
@@ -36,6 +37,10 @@ public sealed class PipelineRunner
     public PipelineState Run(RunContext run, Func<string, StageConfig, RunContext, IPipelineStage>? stageFactory = null)
     {
         stageFactory ??= CreateStage;
+        // run.precision: every forward pass of the run (training, sampling, evaluation) under the same autocast state.
+        using var autocast = Autocast.Use(run.Config.Config.Run.ComputeDtype);
+        if (run.Config.Config.Run.ComputeDtype is { } dtype)
+            run.Logger.Information("Precision: matrix products in {Dtype}; parameters, optimiser state, JVP tangents and losses in float32", dtype);
         var data = run.Create<IDataSource>("data");
         run.Logger.Information("Data: {Data}", data.Spec);
         // Checks that need the data but nothing trained, so that they fail before hours of teacher training.

@@ -28,7 +28,9 @@ public sealed record StudentResult(string StageKey, string Kind, AverageVelocity
 /// <param name="Steps">Optimisation steps (iterations) of the stage.</param>
 /// <param name="BatchSize">Samples per step.</param>
 /// <param name="Seconds">Wall time of the stage's loop (summed over the parts of a resumed run), in seconds.</param>
-public sealed record StageThroughput(string Stage, long Steps, int BatchSize, double Seconds)
+/// <param name="PeakDeviceMiB">Largest GPU memory in use during the stage's loop (NVML, the whole device as nvidia-smi shows it,
+/// MiB; <see cref="Runtime.DeviceMemoryMonitor"/>); null on a CPU or without NVML, and for the part before a resume.</param>
+public sealed record StageThroughput(string Stage, long Steps, int BatchSize, double Seconds, double? PeakDeviceMiB = null)
 {
     /// <summary>Milliseconds per step.</summary>
     public double StepMilliseconds => Steps == 0 ? 0 : 1000 * Seconds / Steps;
@@ -36,10 +38,11 @@ public sealed record StageThroughput(string Stage, long Steps, int BatchSize, do
     /// <summary>Training samples per second.</summary>
     public double SamplesPerSecond => Seconds <= 0 ? 0 : Steps * (double)BatchSize / Seconds;
 
-    /// <summary>E.g. "600 steps × 32 in 241.0 s: 401.7 ms/step, 80 samples/s".</summary>
+    /// <summary>E.g. "600 steps × 32 in 241.0 s: 401.7 ms/step, 80 samples/s" (+ ", peak device memory 5321 MiB" on a GPU).</summary>
     public override string ToString() =>
         string.Create(System.Globalization.CultureInfo.InvariantCulture,
-            $"{Steps} steps × {BatchSize} in {Seconds:0.0} s: {StepMilliseconds:0.00} ms/step, {SamplesPerSecond:0} samples/s");
+            $"{Steps} steps × {BatchSize} in {Seconds:0.0} s: {StepMilliseconds:0.00} ms/step, {SamplesPerSecond:0} samples/s") +
+        (PeakDeviceMiB is { } peak ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $", peak device memory {peak:0} MiB") : "");
 }
 
 /// <summary>Everything a stage needs from the run: config, services, device, logging, metrics, progress.</summary>
@@ -65,6 +68,9 @@ public sealed class RunContext
 
     /// <summary>Full-state checkpoints of the run (null: none are written, e.g. in tests that build a context by hand).</summary>
     public CheckpointStore? Checkpoints { get; init; }
+
+    /// <summary>GPU memory sampler (CUDA runs with NVML), or null.</summary>
+    public Runtime.DeviceMemoryMonitor? DeviceMemory { get; init; }
 
     /// <summary>Cancelled by Ctrl-C: stages stop at the next step boundary.</summary>
     public CancellationToken Cancellation { get; init; }

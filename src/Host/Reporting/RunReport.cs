@@ -56,6 +56,7 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
                 ["seconds"] = Math.Round(t.Seconds, 3),
                 ["step_ms"] = Math.Round(t.StepMilliseconds, 3),
                 ["samples_per_s"] = Math.Round(t.SamplesPerSecond, 1),
+                ["peak_device_mib"] = t.PeakDeviceMiB is { } peak ? Math.Round(peak) : null,
             }).ToList(),
         };
         return JsonSerializer.Serialize(doc, Json);

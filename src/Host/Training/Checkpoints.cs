@@ -84,8 +84,11 @@ public sealed class TrainingState
 /// </remarks>
 public sealed class CheckpointStore
 {
-    /// <summary>The checkpoint format this host writes and the newest it reads.</summary>
-    public const int FormatVersion = 1;
+    /// <summary>
+    /// The checkpoint format this host writes and the only one it reads. Format 2 (HierDistill 0.2.0): Adam's moments and step
+    /// count as tensors per parameter (the device-side optimiser); format 1 held TorchSharp's serialised <c>optim.Adam</c>.
+    /// </summary>
+    public const int FormatVersion = 2;
 
     /// <summary>File name in the run folder.</summary>
     public const string FileName = "checkpoint.safetensors";
@@ -299,6 +302,15 @@ public sealed class CheckpointStore
             throw new CheckpointException(
                 $"{path} has checkpoint format {manifest.FormatVersion} (written by HierDistill {manifest.HostVersion}), newer than this host reads " +
                 $"(format {FormatVersion}, HierDistill {Pipeline.PipelineRunner.HostVersion}); resume it with that version or newer.");
+        }
+        if (manifest.FormatVersion < FormatVersion)
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+            throw new CheckpointException(
+                $"{path} has checkpoint format {manifest.FormatVersion} (written by HierDistill {manifest.HostVersion}), which holds the optimiser " +
+                $"state in TorchSharp's own serialisation; this host (HierDistill {Pipeline.PipelineRunner.HostVersion}) reads format {FormatVersion} only. " +
+                $"Resume it with HierDistill {manifest.HostVersion}, or run the stage again (the weights files of finished stages are unaffected: " +
+                "use them with loadFrom).");
         }
         return (manifest, tensors);
     }

@@ -20,23 +20,36 @@ public sealed class StepLog
         foreach (var (name, t) in loss.All()) _tensors[Key(prefix, name)] = t;
     }
 
-    /// <summary>Adds an optimiser step's gradient norm and learning rate under <paramref name="prefix"/>.</summary>
+    /// <summary>
+    /// Adds an optimiser step's gradient norm, learning rate and skip counts under <paramref name="prefix"/> (<c>skipped</c> and
+    /// <c>skipped_total</c> are dropped when 0).
+    /// </summary>
     public void Add(string prefix, StepOutcome outcome)
     {
-        _values[Key(prefix, "grad_norm")] = outcome.GradNorm;
+        _tensors[Key(prefix, "grad_norm")] = outcome.GradNorm;
         _values[Key(prefix, "lr")] = outcome.LearningRate;
-        if (!outcome.Applied) _values[Key(prefix, "skipped")] = 1;
-        if (outcome.SkippedTotal > 0) _values[Key(prefix, "skipped_total")] = outcome.SkippedTotal;
+        _tensors[Key(prefix, "skipped")] = 1 - outcome.Applied;
+        _tensors[Key(prefix, "skipped_total")] = outcome.SkippedTotal;
     }
 
     /// <summary>Adds a number.</summary>
     public void Add(string name, double value) => _values[name] = value;
 
-    /// <summary>Materialises every value (synchronises with the device).</summary>
+    /// <summary>Materialises every value with one transfer from the device (the only synchronisation of a logged step).</summary>
     public Dictionary<string, double> Read()
     {
         var result = new Dictionary<string, double>(_values);
-        foreach (var (name, t) in _tensors) result[name] = t.to_type(ScalarType.Float64).cpu().item<double>();
+        if (_tensors.Count == 0) return result;
+        var names = _tensors.Keys.ToList();
+        using var scope = NewDisposeScope();
+        var device = _tensors[names[0]].device;
+        var values = stack(names.Select(n => _tensors[n].detach().reshape([]).to_type(ScalarType.Float64).to(device))).cpu().data<double>().ToArray();
+        for (int i = 0; i < names.Count; i++)
+        {
+            bool zeroCount = names[i].EndsWith("/skipped", StringComparison.Ordinal) || names[i] == "skipped"
+                || names[i].EndsWith("/skipped_total", StringComparison.Ordinal) || names[i] == "skipped_total";
+            if (!(zeroCount && values[i] == 0)) result[names[i]] = values[i];
+        }
         return result;
     }
 
@@ -77,9 +90,12 @@ public static class TrainingLoop
             run.Logger.Information("Stage {Stage}: resumed at step {Step} of {Steps} from {Checkpoint}", stage, start, steps, checkpoints.Path);
         }
         double Seconds() => before + clock.Elapsed.TotalSeconds;
+        run.DeviceMemory?.ResetPeak();
         using var task = run.Progress.Start(stage, steps);
         if (start > 0) task.Report(start, "resumed");
         using var process = Process.GetCurrentProcess();
+        // The consecutive-skip check reads the device: only on logged steps.
+        if (state is not null) foreach (var o in state.Optimizers) o.CheckEvery = logEvery;
         for (long i = start; i < steps; i++)
         {
             if (run.Cancellation.IsCancellationRequested)
@@ -114,6 +130,7 @@ public static class TrainingLoop
                 process.Refresh();
                 values["rss_mb"] = process.WorkingSet64 / (1024.0 * 1024.0);
                 values["managed_mb"] = GC.GetTotalMemory(forceFullCollection: false) / (1024.0 * 1024.0);
+                if (run.DeviceMemory is { } gpu) values["device_mb"] = gpu.CurrentMiB;
                 run.Metrics.Log(stage, i, values);
                 string status = values.TryGetValue(statusKey, out var v) ? $"{statusKey}={v.ToString("0.0000", CultureInfo.InvariantCulture)}" : "";
                 task.Report(i + 1, status);

@@ -155,7 +155,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                 }
                 return log;
             }, "generator/loss", trained);
-            var throughput = new StageThroughput(key, training.Steps, training.BatchSize, seconds);
+            var throughput = new StageThroughput(key, training.Steps, training.BatchSize, seconds, run.DeviceMemory?.PeakMiB);
             state.Throughput.Add(throughput);
             run.Logger.Information("Stage {Stage}: {Throughput}", key, throughput.ToString());
 

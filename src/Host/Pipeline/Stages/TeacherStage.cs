@@ -114,7 +114,7 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
             return log;
         }, "loss", trained);
         optimizer.Ema?.CopyTo(network);
-        Record(state, new StageThroughput(key, training.Steps, training.BatchSize, seconds));
+        Record(state, new StageThroughput(key, training.Steps, training.BatchSize, seconds, run.DeviceMemory?.PeakMiB));
         return seconds;
     }
 }

@@ -69,7 +69,7 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
             log.Add("", optimizer.Step(loss, progress.Step, $"stages:{key} step {progress.Step}"));
             return log;
         }, "loss", trained);
-        var throughput = new StageThroughput(key, training.Steps, training.BatchSize, seconds);
+        var throughput = new StageThroughput(key, training.Steps, training.BatchSize, seconds, run.DeviceMemory?.PeakMiB);
         state.Throughput.Add(throughput);
         run.Logger.Information("Stage {Stage}: {Throughput}", key, throughput.ToString());
 

@@ -64,7 +64,7 @@ public class ConfigValidationTests
         Assert.Equal(
         [
             "data:options:preset: 'moons' is not allowed: must be ring8 or grid25.",
-            "run:sead: unknown key. Did you mean 'seed'? Allowed here: name, outputDir, device, seed, libtorch, threads, overwrite, logEvery, checkpointEvery, maxSkippedSteps.",
+            "run:sead: unknown key. Did you mean 'seed'? Allowed here: name, outputDir, device, seed, libtorch, precision, threads, overwrite, logEvery, checkpointEvery, maxSkippedSteps.",
             "run:seed: 'abc' is not an integer.",
             "stages:detail:matcher:type: unknown distribution matcher 'dmdd'. Did you mean 'dmd'? Known: dmd. Plugin folders searched: /test/plugins.",
             "stages:evaluate:teacherSolver: 'rk4' is not allowed: must be euler or heun.",
@@ -113,6 +113,8 @@ public class ConfigValidationTests
         Assert.Equal(["stages:detail:matcher:options:timeMin: must be below timeMax (0.5)."],
             Errors(Valid, "stages:detail:matcher:options:timeMin=0.6", "stages:detail:matcher:options:timeMax=0.5"));
         Assert.Equal(["run:device: 'gpu' is not a device; use auto, cpu, cuda or cuda:N."], Errors(Valid, "run:device=gpu"));
+        Assert.Equal(["run:precision: 'fp16' is not allowed: must be float32 or bfloat16."], Errors(Valid, "run:precision=fp16"));
+        Assert.Empty(Errors(Valid, "run:precision=bfloat16"));
     }
 
     [Fact]

@@ -72,7 +72,21 @@ public class BadInputTests
         }
         (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
         Assert.Equal(ExitCodes.Failed, code);
-        Assert.Contains("has checkpoint format 7 (written by HierDistill 9.0.0), newer than this host reads (format 1", text);
+        Assert.Contains("has checkpoint format 7 (written by HierDistill 9.0.0), newer than this host reads (format 2", text);
+
+        // A checkpoint of the older format 1 (TorchSharp's serialised Adam state), from before the device-side optimiser.
+        using (var scope = NewDisposeScope())
+        {
+            var tensors = new Dictionary<string, Tensor>
+            {
+                ["hierdistill/manifest"] = tensor(Encoding.UTF8.GetBytes("""{"FormatVersion":1,"HostVersion":"0.1.0","Completed":[]}""")),
+            };
+            Safetensors.SaveStateDict(checkpoint, tensors);
+        }
+        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Contains("has checkpoint format 1 (written by HierDistill 0.1.0), which holds the optimiser state in TorchSharp's own serialisation; " +
+                        "this host (HierDistill 0.2.0) reads format 2 only. Resume it with HierDistill 0.1.0, or run the stage again", text);
 
         // The good checkpoint back, resumed with a lower learning rate (allowed, with a warning; the config is updated):
         // the run finishes; a second resume finds nothing to do.

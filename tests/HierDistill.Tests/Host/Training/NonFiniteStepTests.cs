@@ -44,15 +44,15 @@ public class NonFiniteStepTests
     {
         var (module, optimizer) = Linear();
         using var _ = optimizer;
-        for (int i = 0; i < 3; i++) Assert.True(optimizer.Step(Loss(module, 1), i, "test").Applied);
+        for (int i = 0; i < 3; i++) Assert.True(optimizer.Step(Loss(module, 1), i, "test").WasApplied);
         var before = Snapshot(optimizer);
 
         using (NewDisposeScope())
         {
             var outcome = optimizer.Step(Loss(module, double.NaN), 3, "test");
-            Assert.False(outcome.Applied);
+            Assert.False(outcome.WasApplied);
             outcome = optimizer.Step(Loss(module, 1, double.PositiveInfinity), 4, "test");
-            Assert.False(outcome.Applied);
+            Assert.False(outcome.WasApplied);
         }
         var after = Snapshot(optimizer);
         foreach (var (name, bytes) in before)
@@ -62,7 +62,7 @@ public class NonFiniteStepTests
         }
         Assert.Equal((3L, 2L), (optimizer.Updates, optimizer.Skipped));
         // A finite step afterwards is applied again and resets the consecutive count.
-        Assert.True(optimizer.Step(Loss(module, 1), 5, "test").Applied);
+        Assert.True(optimizer.Step(Loss(module, 1), 5, "test").WasApplied);
     }
 
     [Fact]
@@ -73,7 +73,7 @@ public class NonFiniteStepTests
         using var scope = NewDisposeScope();
         optimizer.Step(Loss(module, double.NaN), 0, "stages:detail step 0 (generator)");
         optimizer.Step(Loss(module, double.NaN), 1, "stages:detail step 1 (generator)");
-        Assert.True(optimizer.Step(Loss(module, 1), 2, "stages:detail step 2 (generator)").Applied); // resets the count
+        Assert.True(optimizer.Step(Loss(module, 1), 2, "stages:detail step 2 (generator)").WasApplied); // resets the count
         optimizer.Step(Loss(module, double.NaN), 3, "stages:detail step 3 (generator)");
         optimizer.Step(Loss(module, double.NaN), 4, "stages:detail step 4 (generator)");
         var e = Assert.Throws<NonFiniteLossException>(() => optimizer.Step(Loss(module, double.NaN), 5, "stages:detail step 5 (generator)"));
