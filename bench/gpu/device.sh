@@ -113,7 +113,13 @@ def ts_ms(stage):
     return None
 print(f"precision {ref.get('precision')}, forward check (float32) relative error {ref.get('forward_relative_error')} "
       f"({ref.get('forward_check')}, limit 1e-3)\n")
-print("| step (DiT-S/2, batch 256) | TorchSharp ms | PyTorch ms | ratio (target <= 1.10) |")
+try:
+    cfg = json.load(open(sys.argv[1].replace("metrics.jsonl", "config.resolved.json")))["stages"]
+    net = (cfg["teacher"]["teacher"].get("options") or {}).get("preset", "?")
+    batch = "/".join(str(cfg[k]["training"]["batchSize"]) for k in ("teacher", "structure", "detail"))
+except Exception:
+    net, batch = "?", "?"
+print(f"| step ({net}, batch {batch}) | TorchSharp ms | PyTorch ms | ratio (target <= 1.10) |")
 print("|---|---|---|---|")
 for name, stage, key in (("teacher (flow matching)", "teacher", "teacher_step_ms"), ("MeanFlow, double-backward JVP", "structure", "meanflow_step_ms")):
     a, b = ts_ms(stage), ref.get(key)
