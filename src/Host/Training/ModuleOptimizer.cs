@@ -38,54 +38,94 @@ public sealed class NonFiniteLossException(string message) : Exception(message);
 /// <see cref="CheckEvery"/> steps (the training loop sets it to <c>run.logEvery</c>).
 /// </summary>
 /// <remarks>
-/// State is kept in float32 on the parameters' device whatever the network's compute precision (the moments are
-/// <c>[same shape as the parameter]</c>, the step count a scalar shared by the module's parameters; parameters that get no
-/// gradient in a step are left alone). The update matches PyTorch's <c>torch.optim.Adam</c>/<c>AdamW</c> (tested against
-/// TorchSharp's <c>optim.Adam</c>/<c>AdamW</c> to float32 rounding).
+/// <para>Flat buffers: at construction the module's trainable parameters become views of one float32 buffer
+/// (<c>Tensor.set_</c>), and their gradients views of another, so that backward accumulates straight into it and a step is a
+/// dozen whole-buffer kernels whatever the number of parameter tensors (a per-parameter loop issues about a dozen kernels
+/// per tensor: on a GPU, launch time rather than arithmetic). The module must already be on its device; a parameter that is
+/// later replaced (<c>module.to(...)</c>, assigning new tensors) is reported at the next step, and a gradient that backward
+/// allocated anew (e.g. a <c>create_graph</c> backward) is copied back into the buffer.</para>
+/// <para>State (moments, step count, EMA) is float32 on the parameters' device whatever the network's compute precision. A
+/// parameter that gets no gradient in a step is updated with a zero gradient (every parameter takes part in every step).
+/// The update matches PyTorch's <c>torch.optim.Adam</c>/<c>AdamW</c> (tested against TorchSharp's <c>optim.Adam</c>/<c>AdamW</c>
+/// with <c>clip_grad_norm_</c> to float32 rounding).</para>
 /// </remarks>
 public sealed class ModuleOptimizer : IDisposable
 {
-    private readonly List<(string Name, Parameter Parameter, Tensor ExpAvg, Tensor ExpAvgSq)> _parameters;
-    private readonly HashSet<string> _parameterNames;
+    private readonly List<Slot> _slots;
+    private readonly Tensor _parameters, _gradients, _expAvg, _expAvgSq;
     private readonly Func<long, double> _schedule;
     private readonly int _maxConsecutiveSkips;
     // Device scalars (float64): Adam's step count, applied/skipped counts, skipped steps since the last applied one.
     private readonly Tensor _stepCount, _updates, _skipped, _consecutive;
 
-    /// <summary>Creates the optimiser; its state is allocated on the device the module's parameters are on now.</summary>
+    /// <summary>One parameter: its name, the parameter, and its views into the flat buffers.</summary>
+    private sealed record Slot(string Name, Parameter Parameter, Tensor Value, Tensor Gradient, Tensor ExpAvg, Tensor ExpAvgSq,
+        IntPtr ValuePointer, IntPtr GradientPointer);
+
+    /// <summary>Creates the optimiser; the module's trainable parameters become views of its flat buffer (values unchanged).</summary>
     /// <param name="name">Name in logs and checkpoints (e.g. <c>student</c>).</param>
-    /// <param name="module">The module; parameters with <c>requires_grad</c> are optimised.</param>
+    /// <param name="module">The module, already on its device; parameters with <c>requires_grad</c> (float32) are optimised.</param>
     /// <param name="settings">Adam(W) settings (weight decay &gt; 0: decoupled, AdamW).</param>
     /// <param name="emaDecay">EMA decay (0: no EMA). After n updates the decay is <c>min(d, n / (n + 1))</c>: the plain mean of
     /// the weights so far until the configured decay is slower, so short runs get a meaningful average too.</param>
     /// <param name="schedule">Learning-rate multiplier by step (null: constant).</param>
     /// <param name="maxConsecutiveSkips">Consecutive skipped steps that stop the run.</param>
-    /// <exception cref="ArgumentException">When the module has no trainable parameters.</exception>
+    /// <exception cref="ArgumentException">When the module has no trainable parameters, or they are not float32 on one device.</exception>
     public ModuleOptimizer(string name, nn.Module module, OptimizerSettings settings, double emaDecay = 0,
         Func<long, double>? schedule = null, int maxConsecutiveSkips = 20)
     {
         Name = name;
         Module = module;
         Settings = settings;
+        var trainable = module.named_parameters().Where(p => p.parameter.requires_grad).ToList();
+        if (trainable.Count == 0) throw new ArgumentException($"{name} has no trainable parameters.", nameof(module));
+        var device = trainable[0].parameter.device;
+        foreach (var (n, p) in trainable)
+        {
+            if (p.dtype != ScalarType.Float32)
+                throw new ArgumentException($"{name}: parameter '{n}' is {p.dtype}; the optimiser keeps float32 weights (run.precision=bfloat16 " +
+                                            "computes in bfloat16 from float32 parameters).", nameof(module));
+            if (p.device.type != device.type || p.device.index != device.index)
+                throw new ArgumentException($"{name}: parameter '{n}' is on {p.device}, '{trainable[0].name}' on {device}; move the module to one device first.", nameof(module));
+        }
+        long total = trainable.Sum(p => p.parameter.numel());
+        _parameters = Flat(total, device);
+        _gradients = Flat(total, device);
+        _expAvg = Flat(total, device);
+        _expAvgSq = Flat(total, device);
+        _slots = [];
         using (no_grad())
         {
-            _parameters = module.named_parameters().Where(p => p.parameter.requires_grad)
-                .Select(p => (p.name, p.parameter,
-                    zeros_like(p.parameter, dtype: ScalarType.Float32).DetachFromDisposeScope(),
-                    zeros_like(p.parameter, dtype: ScalarType.Float32).DetachFromDisposeScope()))
-                .ToList();
+            long offset = 0;
+            foreach (var (n, p) in trainable)
+            {
+                long count = p.numel();
+                var shape = p.shape;
+                var value = _parameters.narrow(0, offset, count).view(shape).DetachFromDisposeScope();
+                value.copy_(p);
+                p.set_(value);
+                var gradient = _gradients.narrow(0, offset, count).view(shape).DetachFromDisposeScope();
+                p.grad = gradient;
+                _slots.Add(new Slot(n, p, value, gradient,
+                    _expAvg.narrow(0, offset, count).view(shape).DetachFromDisposeScope(),
+                    _expAvgSq.narrow(0, offset, count).view(shape).DetachFromDisposeScope(),
+                    StoragePointer(p), StoragePointer(gradient)));
+                offset += count;
+            }
         }
-        if (_parameters.Count == 0) throw new ArgumentException($"{name} has no trainable parameters.", nameof(module));
-        _parameterNames = _parameters.Select(p => p.Name).ToHashSet();
-        var device = _parameters[0].Parameter.device;
         _stepCount = Scalar(device);
         _updates = Scalar(device);
         _skipped = Scalar(device);
         _consecutive = Scalar(device);
         _schedule = schedule ?? (_ => 1.0);
         _maxConsecutiveSkips = maxConsecutiveSkips;
-        if (emaDecay > 0) Ema = new ExponentialMovingAverage(module, emaDecay);
+        if (emaDecay > 0) Ema = new ModuleEma(module, emaDecay, _slots.ToDictionary(s => s.Name, s => s.Value), _parameters);
     }
+
+    /// <summary>Address of a float32 tensor's first element (storage base + offset): host metadata, no device work.</summary>
+    private static IntPtr StoragePointer(Tensor t) => t.storage<float>().data_ptr() + (nint)(t.storage_offset() * sizeof(float));
+
+    private static Tensor Flat(long count, Device device) => zeros([count], ScalarType.Float32, device).DetachFromDisposeScope();
 
     /// <summary>Adam's ε (PyTorch's default).</summary>
     public const double Epsilon = 1e-8;
@@ -102,7 +142,7 @@ public sealed class ModuleOptimizer : IDisposable
     public OptimizerSettings Settings { get; }
 
     /// <summary>The EMA of the module, if any.</summary>
-    public ExponentialMovingAverage? Ema { get; }
+    public ModuleEma? Ema { get; }
 
     /// <summary>
     /// Steps between two reads of the consecutive-skip count (default 1: every step, which synchronises with the device each
@@ -131,13 +171,11 @@ public sealed class ModuleOptimizer : IDisposable
         return Apply(loss, step, context);
     }
 
-    /// <summary>Clears this module's gradients (before a backward shared by several optimisers).</summary>
+    /// <summary>Clears this module's gradients (one kernel; before a backward shared by several optimisers).</summary>
     public void ZeroGrad()
     {
-        foreach (var (_, p, _, _) in _parameters)
-        {
-            if (p.grad is { } g) g.zero_();
-        }
+        using var _ = no_grad();
+        _gradients.zero_();
     }
 
     /// <summary>
@@ -146,49 +184,38 @@ public sealed class ModuleOptimizer : IDisposable
     /// </summary>
     /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps (checked every <see cref="CheckEvery"/>
     /// steps); names the first non-finite term.</exception>
+    /// <exception cref="InvalidOperationException">When a parameter was replaced after the optimiser was created.</exception>
     public StepOutcome Apply(LossBreakdown breakdown, long step, string context)
     {
         double lr = Settings.LearningRate * _schedule(step);
-        var withGrad = _parameters.Where(p => p.Parameter.grad is not null).ToList();
         using var _ = no_grad();
-        var norm = withGrad.Count == 0
-            ? zeros([], ScalarType.Float32, _stepCount.device)
-            : stack(withGrad.Select(p => p.Parameter.grad!.detach().to_type(ScalarType.Float32).norm())).norm();
+        GatherGradients();
+        var norm = _gradients.norm();
         var finite = norm.isfinite().logical_and(breakdown.Total.detach().isfinite());
         var applied = finite.to_type(ScalarType.Float32);
-        // The factor every gradient is multiplied by: the clip coefficient (PyTorch's clip_grad_norm_) on a finite step, 0 on a
+        // The factor the gradient is multiplied by: the clip coefficient (PyTorch's clip_grad_norm_) on a finite step, 0 on a
         // skipped one, so that nothing non-finite reaches the moments.
         var coefficient = Settings.GradClipNorm is { } clip
             ? where(finite, (clip / (norm + 1e-6)).clamp_max(1.0), zeros_like(norm))
             : applied;
+        var g = _gradients.nan_to_num_(0, 0, 0).mul_(coefficient);
 
         _stepCount.add_(applied);
         var t = _stepCount.clamp_min(1.0);
         // Bias corrections 1 - β^t in float64 (as PyTorch computes them on the host), then float32 like the moments.
         var stepSize = -lr * applied / (1 - (t * Math.Log(Settings.Beta1)).exp()).to_type(ScalarType.Float32);
         var biasCorrection2Sqrt = (1 - (t * Math.Log(Settings.Beta2)).exp()).sqrt().to_type(ScalarType.Float32);
-        var w1 = applied * (1 - Settings.Beta1);
-        var w2 = applied * (1 - Settings.Beta2);
-        var decay = Settings.WeightDecay > 0 ? 1 - lr * Settings.WeightDecay * applied : null;
-        foreach (var (_, p, m, v) in withGrad)
-        {
-            var g = p.grad!.nan_to_num_(0, 0, 0).mul_(coefficient).to_type(ScalarType.Float32);
-            if (decay is not null) p.mul_(decay);
-            m.lerp_(g, w1);
-            v.lerp_(g.square(), w2);
-            var denominator = v.sqrt().div_(biasCorrection2Sqrt).add_(Epsilon);
-            p.addcmul_(m.div(denominator), stepSize, 1);
-        }
+        if (Settings.WeightDecay > 0) _parameters.mul_(1 - lr * Settings.WeightDecay * applied);
+        _expAvg.lerp_(g, applied * (1 - Settings.Beta1));
+        _expAvgSq.lerp_(g.square(), applied * (1 - Settings.Beta2));
+        var denominator = _expAvgSq.sqrt().div_(biasCorrection2Sqrt).add_(Epsilon);
+        _parameters.addcmul_(_expAvg.div(denominator), stepSize, 1);
         _updates.add_(applied);
         _skipped.add_(1 - applied);
         _consecutive.add_(1).mul_(1 - applied);
-        if (Ema is not null)
-        {
-            // Warm-up: the running mean of all updates so far until that is slower than the configured decay; 1 (no change)
-            // on a skipped step.
-            var emaDecay = where(finite, (_updates / (_updates + 1)).clamp_max(Ema.Decay), ones_like(_updates)).to_type(ScalarType.Float32);
-            UpdateEma(Ema, emaDecay, finite);
-        }
+        // Warm-up: the running mean of all updates so far until that is slower than the configured decay; 1 (no change) on a
+        // skipped step.
+        Ema?.Update(Module, where(finite, (_updates / (_updates + 1)).clamp_max(Ema.Decay), ones_like(_updates)), finite);
         if (step % Math.Max(1, CheckEvery) == 0)
         {
             int consecutive = ConsecutiveSkips;
@@ -201,15 +228,42 @@ public sealed class ModuleOptimizer : IDisposable
         return new StepOutcome(applied, norm, lr, _skipped.clone());
     }
 
-    /// <summary>Folds the module's weights into the EMA with a device-side decay; buffers are copied only on an applied step.</summary>
-    private void UpdateEma(ExponentialMovingAverage ema, Tensor decay, Tensor finite)
+    /// <summary>
+    /// Host-side checks that backward wrote into the flat gradient buffer (pointer comparisons, no device work): a gradient
+    /// that was set to null or allocated anew is copied back into its slot; a parameter that no longer aliases the flat
+    /// buffer is an error.
+    /// </summary>
+    private void GatherGradients()
     {
-        var weight = 1 - decay;
-        foreach (var (name, t) in Module.state_dict())
+        foreach (var slot in _slots)
         {
-            var s = ema.State[name];
-            if (_parameterNames.Contains(name) && t.is_floating_point()) s.lerp_(t.to_type(s.dtype), weight.to_type(s.dtype));
-            else s.copy_(where(finite, t, s));
+            if (Replaced(slot))
+                throw new InvalidOperationException(
+                    $"{Name}: parameter '{slot.Name}' was replaced after the optimiser was created (module.to(...) or a load that assigns " +
+                    "new tensors instead of copying into them); move modules to their device before creating the optimiser.");
+            var gradient = slot.Parameter.grad;
+            if (gradient is null)
+            {
+                slot.Parameter.grad = slot.Gradient;
+            }
+            else if (StoragePointer(gradient) != slot.GradientPointer)
+            {
+                slot.Gradient.copy_(gradient);
+                slot.Parameter.grad = slot.Gradient;
+            }
+        }
+    }
+
+    /// <summary>Whether the slot's parameter no longer aliases the flat buffer (or was disposed when a module swapped it out).</summary>
+    private static bool Replaced(Slot slot)
+    {
+        try
+        {
+            return StoragePointer(slot.Parameter) != slot.ValuePointer;
+        }
+        catch (InvalidOperationException)
+        {
+            return true; // "Tensor invalid -- empty handle": the module disposed it when a new parameter was assigned
         }
     }
 
@@ -236,10 +290,10 @@ public sealed class ModuleOptimizer : IDisposable
         foreach (var (name, t) in Module.state_dict()) into[$"module/{Name}/{name}"] = t.detach().cpu();
         if (Ema is not null)
             foreach (var (name, t) in Ema.State) into[$"ema/{Name}/{name}"] = t.detach().cpu();
-        foreach (var (name, _, m, v) in _parameters)
+        foreach (var slot in _slots)
         {
-            into[$"optimizer/{Name}/exp_avg/{name}"] = m.cpu();
-            into[$"optimizer/{Name}/exp_avg_sq/{name}"] = v.cpu();
+            into[$"optimizer/{Name}/exp_avg/{slot.Name}"] = slot.ExpAvg.cpu();
+            into[$"optimizer/{Name}/exp_avg_sq/{slot.Name}"] = slot.ExpAvgSq.cpu();
         }
         into[$"optimizer/{Name}/step"] = _stepCount.cpu();
         into[$"counters/{Name}"] = stack([_updates, _skipped, _consecutive]).to_type(ScalarType.Int64).cpu();
@@ -255,7 +309,7 @@ public sealed class ModuleOptimizer : IDisposable
         var module = Prefixed(from, $"module/{Name}/");
         if (module.Count == 0)
             throw new WeightsMismatchException($"{source} holds no state of '{Name}'; it was written by another pipeline or stage.");
-        WeightsFile.CopyInto(Module, module, $"{source} ({Name})");
+        WeightsFile.CopyInto(Module, module, $"{source} ({Name})"); // copies into the parameters: the flat buffer stays theirs
         if (Ema is not null)
         {
             var ema = Prefixed(from, $"ema/{Name}/");
@@ -265,9 +319,9 @@ public sealed class ModuleOptimizer : IDisposable
         if (!from.TryGetValue($"optimizer/{Name}/step", out var stepCount) || !from.TryGetValue($"counters/{Name}", out var counters))
             throw new WeightsMismatchException($"{source} holds no optimiser state of '{Name}'.");
         using var _ = no_grad();
-        foreach (var (name, _, m, v) in _parameters)
+        foreach (var slot in _slots)
         {
-            foreach (var (key, target) in new[] { ($"optimizer/{Name}/exp_avg/{name}", m), ($"optimizer/{Name}/exp_avg_sq/{name}", v) })
+            foreach (var (key, target) in new[] { ($"optimizer/{Name}/exp_avg/{slot.Name}", slot.ExpAvg), ($"optimizer/{Name}/exp_avg_sq/{slot.Name}", slot.ExpAvgSq) })
             {
                 if (!from.TryGetValue(key, out var saved))
                     throw new WeightsMismatchException($"{source} holds no '{key}': it was written for another architecture of '{Name}'.");
@@ -289,13 +343,93 @@ public sealed class ModuleOptimizer : IDisposable
     /// <inheritdoc/>
     public void Dispose()
     {
-        foreach (var (_, _, m, v) in _parameters)
+        foreach (var slot in _slots)
         {
-            m.Dispose();
-            v.Dispose();
+            slot.Value.Dispose();
+            slot.ExpAvg.Dispose();
+            slot.ExpAvgSq.Dispose();
+            // slot.Gradient stays: it is the parameter's .grad (its storage lives as long as the parameter holds it).
         }
-        foreach (var t in new[] { _stepCount, _updates, _skipped, _consecutive }) t.Dispose();
+        foreach (var t in new[] { _parameters, _gradients, _expAvg, _expAvgSq, _stepCount, _updates, _skipped, _consecutive }) t.Dispose();
         Ema?.Dispose();
+    }
+}
+
+/// <summary>
+/// The exponential moving average of a module's weights that <see cref="ModuleOptimizer"/> keeps: the parameters' averages in
+/// one flat float32 buffer (one kernel per update), buffers (e.g. spectral-norm vectors) copied on applied steps.
+/// </summary>
+public sealed class ModuleEma : IDisposable
+{
+    private readonly Tensor _flat;
+    private readonly Tensor _source;
+    private readonly Dictionary<string, Tensor> _state = new();
+    private readonly HashSet<string> _parameters;
+
+    internal ModuleEma(nn.Module module, double decay, IReadOnlyDictionary<string, Tensor> parameterViews, Tensor flatParameters)
+    {
+        Decay = decay;
+        _source = flatParameters;
+        using var _ = no_grad();
+        _flat = flatParameters.clone().DetachFromDisposeScope();
+        _parameters = parameterViews.Keys.ToHashSet();
+        long offset = 0;
+        foreach (var (name, view) in parameterViews)
+        {
+            _state[name] = _flat.narrow(0, offset, view.numel()).view(view.shape).DetachFromDisposeScope();
+            offset += view.numel();
+        }
+        foreach (var (name, t) in module.state_dict())
+            if (!_parameters.Contains(name)) _state[name] = t.detach().clone().DetachFromDisposeScope();
+    }
+
+    /// <summary>The configured decay d.</summary>
+    public double Decay { get; }
+
+    /// <summary>The averaged tensors by state-dict name (parameters and buffers).</summary>
+    public IReadOnlyDictionary<string, Tensor> State => _state;
+
+    /// <summary>Folds the current weights in with a device-side decay (float64 scalar; 1 leaves the average unchanged); buffers
+    /// are copied where <paramref name="applied"/> (bool scalar) is true.</summary>
+    internal void Update(nn.Module module, Tensor decay, Tensor applied)
+    {
+        _flat.lerp_(_source, (1 - decay).to_type(ScalarType.Float32));
+        foreach (var (name, t) in module.state_dict())
+            if (!_parameters.Contains(name)) _state[name].copy_(where(applied, t, _state[name]));
+    }
+
+    /// <summary>Writes the averaged weights into <paramref name="target"/> (same architecture).</summary>
+    /// <exception cref="ArgumentException">When the target has a tensor the average lacks.</exception>
+    public void CopyTo(nn.Module target)
+    {
+        using var _ = no_grad();
+        foreach (var (name, t) in target.state_dict())
+        {
+            if (!_state.TryGetValue(name, out var s)) throw new ArgumentException($"EMA has no tensor '{name}'.");
+            t.copy_(s);
+        }
+    }
+
+    /// <summary>Replaces the average with the given tensors (e.g. from a checkpoint).</summary>
+    /// <exception cref="ArgumentException">When a tensor is missing or of another shape.</exception>
+    public void Load(IReadOnlyDictionary<string, Tensor> state)
+    {
+        using var _ = no_grad();
+        foreach (var (name, s) in _state)
+        {
+            if (!state.TryGetValue(name, out var t)) throw new ArgumentException($"EMA state has no tensor '{name}'.");
+            if (!t.shape.SequenceEqual(s.shape))
+                throw new ArgumentException($"EMA state tensor '{name}' has shape {Shapes.Format(t.shape)}, the average {Shapes.Format(s.shape)}.");
+            s.copy_(t);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        foreach (var t in _state.Values) t.Dispose();
+        _state.Clear();
+        _flat.Dispose();
     }
 }
 

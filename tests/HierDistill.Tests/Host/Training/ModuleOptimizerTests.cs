@@ -69,6 +69,44 @@ public class ModuleOptimizerTests
     }
 
     [Fact]
+    public void A_gradient_that_backward_allocated_anew_still_reaches_the_update()
+    {
+        // A create_graph backward (e.g. a gradient penalty) replaces .grad with a new tensor instead of accumulating into
+        // the flat buffer; the step copies it back, so the update equals the one from an ordinary backward.
+        var a = Network(7);
+        var b = CopyOf(a);
+        using var oa = new ModuleOptimizer("a", a, new OptimizerSettings(1e-2));
+        using var ob = new ModuleOptimizer("b", b, new OptimizerSettings(1e-2));
+        var x = randn(16, 5);
+        using (NewDisposeScope())
+        {
+            var la = a.call(x).square().mean();
+            oa.Step(new LossBreakdown(la, new Dictionary<string, Tensor>()), 1, "test");
+            ob.ZeroGrad();
+            foreach (var p in b.parameters()) p.grad = null;                       // as a fresh module's
+            var lb = b.call(x).square().mean();
+            lb.backward(create_graph: true);                                     // new .grad tensors
+            ob.Apply(new LossBreakdown(lb, new Dictionary<string, Tensor>()), 1, "test");
+        }
+        foreach (var ((name, pa), (_, pb)) in a.named_parameters().Zip(b.named_parameters()))
+            Assert.True((pa - pb).abs().max().item<float>() < 1e-7, name);
+        Assert.True(b.parameters().All(p => p.grad is not null));
+    }
+
+    [Fact]
+    public void A_parameter_replaced_after_the_optimiser_was_created_is_reported_not_silently_left_untrained()
+    {
+        var net = nn.Sequential(nn.Linear(5, 3));
+        using var optimizer = new ModuleOptimizer("student", net, new OptimizerSettings(1e-2));
+        var linear = (TorchSharp.Modules.Linear)net[0];
+        linear.weight = new TorchSharp.Modules.Parameter(randn(3, 5)); // what module.to(device) does to every parameter
+        using var scope = NewDisposeScope();
+        var loss = net.call(randn(4, 5)).square().mean();
+        var e = Assert.Throws<InvalidOperationException>(() => optimizer.Step(new LossBreakdown(loss, new Dictionary<string, Tensor>()), 1, "test"));
+        Assert.StartsWith("student: parameter '0.weight' was replaced after the optimiser was created", e.Message);
+    }
+
+    [Fact]
     public void The_ema_warms_up_as_the_running_mean_of_the_weights()
     {
         var net = Network(2);
