@@ -14,8 +14,10 @@
 #      MeanFlow step (double-backward JVP, as HierDistill) timed at the run's precision and batch      (<= 100 s)
 #   5. a short table (table.md): TorchSharp/PyTorch step-time ratios, the HD one-step student against the teacher's
 #      best FD-FMNIST, sampling speed per image, peak device memory per stage
-# Known asymmetries: PyTorch's Adam and clip_grad_norm_ use multi-tensor (foreach) kernels on CUDA, HierDistill's
-# device-side Adam loops over parameters; HierDistill also masks non-finite steps on the device (the reference does not).
+# Known asymmetries: HierDistill's Adam/clip/EMA run on flat buffers (about a dozen kernels), PyTorch's on foreach kernels
+# and the reference's EMA loops over tensors (the DiT repository's); HierDistill also masks non-finite steps on the device
+# and checks its parameter/gradient aliasing on the host each step (the reference does neither); the reference syncs every
+# 10 steps to honour its time budget.
 # TorchSharp's step times come from the preset run's metrics.jsonl (between logged steps, after WARMUP steps).
 # Results go to $OUT (at most 8 files come back): table.md, report.md, hierdistill.log, calibrate.log, reference.log,
 # reference.json, metrics.json, env.txt.
@@ -82,7 +84,7 @@ PY
 )
 log "preset run: teacher $T_STEPS, structure $S_STEPS, detail $D_STEPS steps (about ${TRAIN_S} s of training), then evaluation"
 timeout -s TERM -k 30 "$RUN_LIMIT" dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
-  --set run.outputDir="$W/run" --set stages:teacher:training:steps="$T_STEPS" \
+  --set run.outputDir="$W/run" --set run.checkpointEvery=0 --set stages:teacher:training:steps="$T_STEPS" \
   --set stages:structure:training:steps="$S_STEPS" --set stages:detail:training:steps="$D_STEPS" > "$OUT/hierdistill.log" 2>&1
 echo "exit $?" >> "$OUT/hierdistill.log"
 tail -3 "$OUT/hierdistill.log"
@@ -146,6 +148,7 @@ else:
 for s in report.get("stages", []) if isinstance(report.get("stages"), list) else []:
     print(f"stage {s.get('stage')}: {s.get('steps')} steps, {s.get('step_ms')} ms/step, {s.get('samples_per_s')} samples/s, "
           f"peak device memory {s.get('peak_device_mib')} MiB")
-print(f"PyTorch peak memory (max_memory_allocated, MeanFlow step): {ref.get('peak_memory_gib')} GiB")
+print(f"(HierDistill's peak is NVML's whole-device memory in use: CUDA context + PyTorch's cached blocks; not comparable with)\n"
+      f"PyTorch max_memory_allocated over the reference's steps: {ref.get('peak_memory_gib')} GiB")
 PY
 log "done"

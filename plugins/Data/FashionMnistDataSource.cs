@@ -62,7 +62,8 @@ internal sealed class FashionMnistDataSource : IDataSource
 
     private void MoveTo(Device device)
     {
-        if (_trainImages.device == device) return;
+        // Device has reference equality: compare type and index, or every batch would re-"move" the dataset.
+        if (_trainImages.device.type == device.type && _trainImages.device.index == device.index) return;
         _trainImages = Replace(_trainImages, device);
         _trainLabels = Replace(_trainLabels, device);
         _testImages = Replace(_testImages, device);

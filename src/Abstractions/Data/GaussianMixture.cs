@@ -76,17 +76,29 @@ public sealed class GaussianMixture
     /// <param name="device">Device of the returned tensors.</param>
     /// <param name="generator">Random generator (null: global).</param>
     /// <returns>Samples <c>[N, D]</c> float32, labels <c>[N]</c> int64, components <c>[N]</c> int64.</returns>
+    /// <remarks>Drawn on <paramref name="device"/> (a <paramref name="generator"/> must be of that device) from parameter tensors
+    /// kept there after the first call, so a training step on a GPU copies nothing from the host.</remarks>
     public (Tensor X, Tensor Labels, Tensor Components) Sample(int count, Device device, Generator? generator = null)
     {
         using var scope = NewDisposeScope();
-        var w = tensor(Weights.ToArray(), ScalarType.Float64);
+        var (w, means, stds, classes) = OnDevice(device);
         var comp = multinomial(w, count, replacement: true, generator: generator); // [N]
-        var mu = MeansTensor(ScalarType.Float32, CPU).index_select(0, comp);            // [N, D]
-        var sd = StdsTensor(ScalarType.Float32, CPU).index_select(0, comp).unsqueeze(1); // [N, 1]
-        var x = mu + sd * randn([count, Dimension], generator: generator);
-        var labels = tensor(Classes.Select(c => (long)c).ToArray()).index_select(0, comp);
-        return (x.to(device).MoveToOuterDisposeScope(), labels.to(device).MoveToOuterDisposeScope(), comp.to(device).MoveToOuterDisposeScope());
+        var mu = means.index_select(0, comp);                                        // [N, D]
+        var sd = stds.index_select(0, comp).unsqueeze(1);                            // [N, 1]
+        var x = mu + sd * randn([count, Dimension], device: device, generator: generator);
+        var labels = classes.index_select(0, comp);
+        return (x.MoveToOuterDisposeScope(), labels.MoveToOuterDisposeScope(), comp.MoveToOuterDisposeScope());
     }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(TorchSharp.DeviceType, long), (Tensor W, Tensor Means, Tensor Stds, Tensor Classes)> _onDevice = new();
+
+    /// <summary>Weights (float64), means and stds (float32) and component classes (int64) on <paramref name="device"/>, made once.</summary>
+    private (Tensor W, Tensor Means, Tensor Stds, Tensor Classes) OnDevice(Device device) =>
+        _onDevice.GetOrAdd((device.type, device.index), _ => (
+            tensor(Weights.ToArray(), ScalarType.Float64, device).DetachFromDisposeScope(),
+            MeansTensor(ScalarType.Float32, device).DetachFromDisposeScope(),
+            StdsTensor(ScalarType.Float32, device).DetachFromDisposeScope(),
+            tensor(Classes.Select(c => (long)c).ToArray(), device: device).DetachFromDisposeScope()));
 }
 
 /// <summary>A data source whose distribution is a known Gaussian mixture (enables the exact teacher and mode metrics).</summary>

@@ -15,6 +15,7 @@ public sealed class DeviceMemoryMonitor : IDisposable
     private readonly IntPtr _device;
     private readonly Thread _thread;
     private readonly CancellationTokenSource _stop = new();
+    private readonly object _gate = new();
     private long _peakBytes;
     private long _lastBytes;
 
@@ -37,7 +38,12 @@ public sealed class DeviceMemoryMonitor : IDisposable
             int rc = NativeMethods.nvmlInit_v2();
             if (rc != 0) { reason = $"nvmlInit failed (NVML error {rc})"; return null; }
             rc = NativeMethods.nvmlDeviceGetHandleByIndex_v2((uint)index, out var device);
-            if (rc != 0) { reason = $"NVML has no device {index} (NVML error {rc})"; return null; }
+            if (rc != 0)
+            {
+                NativeMethods.nvmlShutdown();
+                reason = $"NVML has no device {index} (NVML error {rc})";
+                return null;
+            }
             reason = null;
             return new DeviceMemoryMonitor(device);
         }
@@ -57,9 +63,12 @@ public sealed class DeviceMemoryMonitor : IDisposable
     /// <summary>Starts a new peak from the memory in use now (e.g. at the start of a stage).</summary>
     public void ResetPeak()
     {
-        long now = Used();
-        Interlocked.Exchange(ref _lastBytes, now);
-        Interlocked.Exchange(ref _peakBytes, now);
+        lock (_gate)
+        {
+            long now = Used();
+            _lastBytes = now;
+            _peakBytes = now;
+        }
     }
 
     private long Used() =>
@@ -69,10 +78,12 @@ public sealed class DeviceMemoryMonitor : IDisposable
     {
         while (!_stop.Token.WaitHandle.WaitOne(20))
         {
-            long used = Used();
-            Interlocked.Exchange(ref _lastBytes, used);
-            long peak;
-            while (used > (peak = Interlocked.Read(ref _peakBytes)) && Interlocked.CompareExchange(ref _peakBytes, used, peak) != peak) { }
+            lock (_gate)
+            {
+                long used = Used();
+                _lastBytes = used;
+                if (used > _peakBytes) _peakBytes = used;
+            }
         }
     }
 

@@ -57,6 +57,8 @@ public sealed class ModuleOptimizer : IDisposable
     private readonly int _maxConsecutiveSkips;
     // Device scalars (float64): Adam's step count, applied/skipped counts, skipped steps since the last applied one.
     private readonly Tensor _stepCount, _updates, _skipped, _consecutive;
+    private long _calls;
+    private (LossBreakdown Breakdown, Tensor Norm, long Step, string Context)? _last;
 
     /// <summary>One parameter: its name, the parameter, and its views into the flat buffers.</summary>
     private sealed record Slot(string Name, Parameter Parameter, Tensor Value, Tensor Gradient, Tensor ExpAvg, Tensor ExpAvgSq,
@@ -145,8 +147,9 @@ public sealed class ModuleOptimizer : IDisposable
     public ModuleEma? Ema { get; }
 
     /// <summary>
-    /// Steps between two reads of the consecutive-skip count (default 1: every step, which synchronises with the device each
-    /// step). The check runs on steps that are multiples of it, so a run stops at most this many steps after the limit.
+    /// This optimiser's steps between two reads of the consecutive-skip count (default 1: every step, which synchronises with
+    /// the device each step; the training loop sets <c>run.logEvery</c> and also checks at a stage's last step), so a run stops
+    /// at most this many of its steps after the limit.
     /// </summary>
     public int CheckEvery { get; set; } = 1;
 
@@ -216,16 +219,28 @@ public sealed class ModuleOptimizer : IDisposable
         // Warm-up: the running mean of all updates so far until that is slower than the configured decay; 1 (no change) on a
         // skipped step.
         Ema?.Update(Module, where(finite, (_updates / (_updates + 1)).clamp_max(Ema.Decay), ones_like(_updates)), finite);
-        if (step % Math.Max(1, CheckEvery) == 0)
-        {
-            int consecutive = ConsecutiveSkips;
-            if (consecutive >= _maxConsecutiveSkips)
-                throw new NonFiniteLossException(
-                    $"{context}: {consecutive} consecutive steps of '{Name}' skipped for a non-finite loss or gradient, the last at step {step} " +
-                    $"({Culprit(breakdown, norm)}); parameters and optimiser state are those of the last finite step. " +
-                    "Lower the learning rate, set or lower gradClip, or check the data.");
-        }
+        _last = (breakdown, norm, step, context);
+        // Counted in this optimiser's own steps, so a module stepped every k-th iteration (DMD's generator) is checked as often.
+        if (++_calls % Math.Max(1, CheckEvery) == 0) CheckSkips();
         return new StepOutcome(applied, norm, lr, _skipped.clone());
+    }
+
+    /// <summary>
+    /// Reads the consecutive-skip count (one device read) and stops the run when it reached <c>run.maxSkippedSteps</c>, naming the
+    /// last step this optimiser took and its first non-finite loss term. Called by <see cref="Apply"/> every
+    /// <see cref="CheckEvery"/> of its own steps and by the training loop at a stage's last step; call it inside the dispose scope
+    /// of the step that last called <see cref="Apply"/> (the message reads that step's loss terms).
+    /// </summary>
+    /// <exception cref="NonFiniteLossException">When the limit is reached.</exception>
+    public void CheckSkips()
+    {
+        if (_last is not { } last) return;
+        int consecutive = ConsecutiveSkips;
+        if (consecutive >= _maxConsecutiveSkips)
+            throw new NonFiniteLossException(
+                $"{last.Context}: {consecutive} consecutive steps of '{Name}' skipped for a non-finite loss or gradient, the last at step {last.Step} " +
+                $"({Culprit(last.Breakdown, last.Norm)}); parameters and optimiser state are those of the last finite step. " +
+                "Lower the learning rate, set or lower gradClip, or check the data.");
     }
 
     /// <summary>
@@ -269,6 +284,19 @@ public sealed class ModuleOptimizer : IDisposable
 
     /// <summary>The first non-finite loss term (read only when a run is about to stop), else the gradient norm.</summary>
     private static string Culprit(LossBreakdown breakdown, Tensor norm)
+    {
+        try
+        {
+            return CulpritOf(breakdown, norm);
+        }
+        catch (InvalidOperationException)
+        {
+            // The step's tensors were disposed with an earlier step's scope (a module stepped every k-th iteration).
+            return "its loss terms are in metrics.jsonl";
+        }
+    }
+
+    private static string CulpritOf(LossBreakdown breakdown, Tensor norm)
     {
         foreach (var (name, t) in breakdown.Terms)
         {

@@ -35,7 +35,7 @@ public sealed class StepLog
     /// <summary>Adds a number.</summary>
     public void Add(string name, double value) => _values[name] = value;
 
-    /// <summary>Materialises every value with one transfer from the device (the only synchronisation of a logged step).</summary>
+    /// <summary>Materialises every value with one transfer from the device.</summary>
     public Dictionary<string, double> Read()
     {
         var result = new Dictionary<string, double>(_values);
@@ -114,6 +114,9 @@ public static class TrainingLoop
             try
             {
                 log = step(new TrainingProgress(i, steps));
+                // The skip limit of every optimiser is also checked at the stage's last step (Apply checks every logEvery of its
+                // own steps), so a stage cannot finish with the limit reached in its tail.
+                if (i == steps - 1 && state is not null) foreach (var o in state.Optimizers) o.CheckSkips();
             }
             catch (NonFiniteLossException e) when (checkpoints is not null)
             {

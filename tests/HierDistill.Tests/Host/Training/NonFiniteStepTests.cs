@@ -81,6 +81,45 @@ public class NonFiniteStepTests
         Assert.Contains("loss term 'dm' = NaN", e.Message);
     }
 
+    [Theory]
+    [InlineData(12, 1, 10)] // the limit is reached in the stage's last steps, after the last logged step (10)
+    [InlineData(14, 3, 3)]  // a module stepped every 3rd iteration (DMD's generator): 4 of its own steps, fewer than logEvery
+    public void The_skip_limit_stops_a_stage_even_between_logged_steps(int steps, int interval, int nanFrom)
+    {
+        using var file = new ConfigFile("""
+        {
+          "run": { "name": "tail", "logEvery": 5, "checkpointEvery": 0, "maxSkippedSteps": 2 },
+          "data": { "type": "mixture2d" },
+          "stages": { "teacher": { "kind": "teacher", "teacher": { "type": "gmm-exact" } } }
+        }
+        """);
+        var loaded = ConfigLoader.Validate(ConfigLoader.Read(file.Path), file.Path, Catalogs.BuiltIn());
+        using var folder = TestPaths.NewTempFolder();
+        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
+        var logger = new LoggerConfiguration().CreateLogger();
+        var run = new RunContext
+        {
+            Config = loaded,
+            Services = new ServiceCollection().BuildServiceProvider(),
+            Environment = new HierDistill.Abstractions.Plugins.RunEnvironment(CPU, 0, folder.Path),
+            Logger = logger,
+            Metrics = metrics,
+            Progress = new LogProgressReporter(logger, TimeSpan.FromHours(1)),
+        };
+        var (module, optimizer) = Linear(loaded.Config.Run.MaxSkippedSteps);
+        using var _ = optimizer;
+        var state = new TrainingState();
+        state.Optimizers.Add(optimizer);
+        var e = Assert.Throws<NonFiniteLossException>(() => TrainingLoop.Run(run, "detail", steps, progress =>
+        {
+            var log = new StepLog();
+            if (progress.Step % interval == 0)
+                log.Add("", optimizer.Step(Loss(module, progress.Step < nanFrom ? 1 : double.NaN), progress.Step, $"stages:detail step {progress.Step}"));
+            return log;
+        }, "loss", state));
+        Assert.Contains("consecutive steps of 'student' skipped for a non-finite loss or gradient", e.Message);
+    }
+
     [Fact]
     public void A_stage_that_diverges_stops_naming_stage_step_term_and_the_last_good_checkpoint()
     {
