@@ -44,6 +44,10 @@ public static class WeightsFile
         }
         try
         {
+            if (loaded.ContainsKey("hierdistill/manifest"))
+                throw new WeightsMismatchException(
+                    $"{path} is a run checkpoint (the full training state, for --resume), not a weights file; pass the run folder's " +
+                    "teacher.safetensors or student-<stage>.safetensors instead.");
             CopyInto(module, loaded, path);
         }
         finally

@@ -62,4 +62,18 @@ public class WeightsFileTests
         var after = target.state_dict().Values.ToList();
         for (int i = 0; i < before.Count; i++) Assert.True(before[i].eq(after[i]).all().item<bool>());
     }
+
+    [Fact]
+    public void A_run_checkpoint_given_as_weights_is_named_as_such()
+    {
+        using var scope = NewDisposeScope();
+        using var folder = TestPaths.NewTempFolder();
+        var net = Network(32);
+        var tensors = net.state_dict().ToDictionary(kv => $"module/teacher/{kv.Key}", kv => kv.Value);
+        tensors["hierdistill/manifest"] = tensor(System.Text.Encoding.UTF8.GetBytes("{}"));
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(folder.File("checkpoint.safetensors"), tensors);
+        var e = Assert.Throws<WeightsMismatchException>(() => WeightsFile.Load(Network(32), folder.File("checkpoint.safetensors")));
+        Assert.EndsWith("checkpoint.safetensors is a run checkpoint (the full training state, for --resume), not a weights file; pass the run " +
+                        "folder's teacher.safetensors or student-<stage>.safetensors instead.", e.Message);
+    }
 }
