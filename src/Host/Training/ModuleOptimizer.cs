@@ -192,7 +192,9 @@ public sealed class ModuleOptimizer : IDisposable
     {
         double lr = Settings.LearningRate * _schedule(step);
         using var _ = no_grad();
-        GatherGradients();
+        // Parameters are checked on this optimiser's first step and on check steps (a replaced parameter is a programming error,
+        // reported within CheckEvery steps); gradients every step (a re-allocated gradient must reach this step's update).
+        GatherGradients(checkParameters: _calls == 0 || (_calls + 1) % Math.Max(1, CheckEvery) == 0);
         var norm = _gradients.norm();
         var finite = norm.isfinite().logical_and(breakdown.Total.detach().isfinite());
         var applied = finite.to_type(ScalarType.Float32);
@@ -248,15 +250,20 @@ public sealed class ModuleOptimizer : IDisposable
     /// that was set to null or allocated anew is copied back into its slot; a parameter that no longer aliases the flat
     /// buffer is an error.
     /// </summary>
-    private void GatherGradients()
+    private void GatherGradients(bool checkParameters)
     {
         foreach (var slot in _slots)
         {
-            if (Replaced(slot))
-                throw new InvalidOperationException(
-                    $"{Name}: parameter '{slot.Name}' was replaced after the optimiser was created (module.to(...) or a load that assigns " +
-                    "new tensors instead of copying into them); move modules to their device before creating the optimiser.");
-            var gradient = slot.Parameter.grad;
+            if (checkParameters && Replaced(slot)) throw ReplacedParameter(slot);
+            Tensor? gradient;
+            try
+            {
+                gradient = slot.Parameter.grad;
+            }
+            catch (InvalidOperationException)
+            {
+                throw ReplacedParameter(slot); // disposed by the module that swapped it out
+            }
             if (gradient is null)
             {
                 slot.Parameter.grad = slot.Gradient;
@@ -268,6 +275,10 @@ public sealed class ModuleOptimizer : IDisposable
             }
         }
     }
+
+    private InvalidOperationException ReplacedParameter(Slot slot) => new(
+        $"{Name}: parameter '{slot.Name}' was replaced after the optimiser was created (module.to(...) or a load that assigns " +
+        "new tensors instead of copying into them); move modules to their device before creating the optimiser.");
 
     /// <summary>Whether the slot's parameter no longer aliases the flat buffer (or was disposed when a module swapped it out).</summary>
     private static bool Replaced(Slot slot)

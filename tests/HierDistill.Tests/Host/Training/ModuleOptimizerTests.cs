@@ -97,7 +97,12 @@ public class ModuleOptimizerTests
     public void A_parameter_replaced_after_the_optimiser_was_created_is_reported_not_silently_left_untrained()
     {
         var net = nn.Sequential(nn.Linear(5, 3));
-        using var optimizer = new ModuleOptimizer("student", net, new OptimizerSettings(1e-2));
+        using var optimizer = new ModuleOptimizer("student", net, new OptimizerSettings(1e-2)) { CheckEvery = 10 };
+        using (NewDisposeScope())
+        {
+            var first = net.call(randn(4, 5)).square().mean();
+            optimizer.Step(new LossBreakdown(first, new Dictionary<string, Tensor>()), 0, "test"); // a first, ordinary step
+        }
         var linear = (TorchSharp.Modules.Linear)net[0];
         linear.weight = new TorchSharp.Modules.Parameter(randn(3, 5)); // what module.to(device) does to every parameter
         using var scope = NewDisposeScope();
