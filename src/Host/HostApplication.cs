@@ -311,6 +311,12 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// <returns>0, 1 when the weights or the device cannot be used, 2 for an invalid config.</returns>
     public int Probe(string configPath, IReadOnlyList<string> overrides, string weights, string output, int batch)
     {
+        if (!File.Exists(weights))
+        {
+            // A command-line error, like a loadFrom that does not exist in a config (exit 2).
+            console.MarkupLine($"[red]--weights: weights file not found: {Markup.Escape(Path.GetFullPath(weights))}[/]");
+            return ExitCodes.InvalidConfig;
+        }
         var (loaded, catalog, code) = Load(configPath, overrides);
         if (loaded is null || catalog is null) return code;
         var teacherStage = loaded.Stages.FirstOrDefault(s => s.Stage is TeacherStageConfig);

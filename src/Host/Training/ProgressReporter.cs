@@ -14,6 +14,9 @@ public interface IProgressReporter
 /// <summary>One task's progress.</summary>
 public interface IProgressTask : IDisposable
 {
+    /// <summary>The status a training loop reports when a signal stops it (the display then keeps that step).</summary>
+    const string Stopped = "stopped";
+
     /// <summary>Sets the completed units and a short status (e.g. the latest loss).</summary>
     void Report(long done, string status);
 }
@@ -59,15 +62,19 @@ public sealed class SpectreProgressReporter(ProgressContext context) : IProgress
 
     private sealed class Task(ProgressTask task, string name) : IProgressTask
     {
+        private bool _stopped;
+
         public void Report(long done, string status)
         {
             task.Value = done;
             task.Description = Markup.Escape(status.Length > 0 ? $"{name} {status}" : name);
+            _stopped = status == IProgressTask.Stopped;
         }
 
         public void Dispose()
         {
-            task.Value = task.MaxValue;
+            // A finished task shows 100 %; one stopped by a signal keeps the step it stopped at.
+            if (!_stopped) task.Value = task.MaxValue;
             task.StopTask();
         }
     }

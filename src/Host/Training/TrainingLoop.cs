@@ -100,7 +100,7 @@ public static class TrainingLoop
         {
             if (run.Cancellation.IsCancellationRequested)
             {
-                task.Report(i, "stopped"); // the progress line shows the step the run stopped at, not the last logged one
+                task.Report(i, IProgressTask.Stopped); // the progress line shows the step the run stopped at, not the last logged one
                 if (checkpoints is not null)
                 {
                     checkpoints.Save(stage, i, steps, Seconds(), state!);

@@ -157,6 +157,10 @@ public class SampleRunTests
         writer = new StringWriter();
         Assert.Equal(ExitCodes.Failed, new HostApplication(TestConsole(writer)).Probe(TestPaths.Sample("toy2d/hd.json"), [], Path.Combine(output, "teacher.safetensors"), probePath, 6));
         Assert.Contains("in the file but", writer.ToString()); // the sample's full-size teacher does not fit the shrunk weights
+
+        writer = new StringWriter();
+        Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(TestConsole(writer)).Probe(TestPaths.Sample("toy2d/hd.json"), [], folder.File("none.safetensors"), probePath, 6));
+        Assert.Contains("--weights: weights file not found:", writer.ToString());
     }
 
     [Theory]
