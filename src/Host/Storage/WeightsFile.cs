@@ -68,7 +68,16 @@ public static class WeightsFile
     public static void CopyInto(nn.Module module, IReadOnlyDictionary<string, Tensor> tensors, string source)
     {
         using var scope = NewDisposeScope();
-        var target = module.state_dict();
+        CopyInto(module.state_dict(), tensors, source);
+    }
+
+    /// <summary>
+    /// Copies <paramref name="tensors"/> into the same-named tensors of <paramref name="target"/> (a module's state dict, an
+    /// EMA, optimiser moments) after checking every name and shape first (nothing is copied when one does not fit).
+    /// </summary>
+    /// <exception cref="WeightsMismatchException">As <see cref="CopyInto(nn.Module, IReadOnlyDictionary{string, Tensor}, string)"/>.</exception>
+    public static void CopyInto(IReadOnlyDictionary<string, Tensor> target, IReadOnlyDictionary<string, Tensor> tensors, string source)
+    {
         foreach (var (name, t) in target)
         {
             if (!tensors.TryGetValue(name, out var s))

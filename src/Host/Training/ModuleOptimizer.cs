@@ -55,8 +55,8 @@ public sealed class ModuleOptimizer : IDisposable
     private readonly Tensor _parameters, _gradients, _expAvg, _expAvgSq;
     private readonly Func<long, double> _schedule;
     private readonly int _maxConsecutiveSkips;
-    // Device scalars (float64): Adam's step count, applied/skipped counts, skipped steps since the last applied one.
-    private readonly Tensor _stepCount, _updates, _skipped, _consecutive;
+    // Device scalars (float64): applied updates (Adam's step count t), skipped steps, skipped steps since the last applied one.
+    private readonly Tensor _updates, _skipped, _consecutive;
     private long _calls;
     private (LossBreakdown Breakdown, Tensor Norm, long Step, string Context)? _last;
 
@@ -115,7 +115,6 @@ public sealed class ModuleOptimizer : IDisposable
                 offset += count;
             }
         }
-        _stepCount = Scalar(device);
         _updates = Scalar(device);
         _skipped = Scalar(device);
         _consecutive = Scalar(device);
@@ -205,8 +204,8 @@ public sealed class ModuleOptimizer : IDisposable
             : applied;
         var g = _gradients.nan_to_num_(0, 0, 0).mul_(coefficient);
 
-        _stepCount.add_(applied);
-        var t = _stepCount.clamp_min(1.0);
+        _updates.add_(applied);
+        var t = _updates.clamp_min(1.0);
         // Bias corrections 1 - β^t in float64 (as PyTorch computes them on the host), then float32 like the moments.
         var stepSize = -lr * applied / (1 - (t * Math.Log(Settings.Beta1)).exp()).to_type(ScalarType.Float32);
         var biasCorrection2Sqrt = (1 - (t * Math.Log(Settings.Beta2)).exp()).sqrt().to_type(ScalarType.Float32);
@@ -215,7 +214,6 @@ public sealed class ModuleOptimizer : IDisposable
         _expAvgSq.lerp_(g.square(), applied * (1 - Settings.Beta2));
         var denominator = _expAvgSq.sqrt().div_(biasCorrection2Sqrt).add_(Epsilon);
         _parameters.addcmul_(_expAvg.div(denominator), stepSize, 1);
-        _updates.add_(applied);
         _skipped.add_(1 - applied);
         _consecutive.add_(1).mul_(1 - applied);
         // Warm-up: the running mean of all updates so far until that is slower than the configured decay; 1 (no change) on a
@@ -321,7 +319,7 @@ public sealed class ModuleOptimizer : IDisposable
     /// <summary>
     /// Adds this optimiser's full state to a checkpoint under <c>module/NAME/</c>, <c>ema/NAME/</c>,
     /// <c>optimizer/NAME/exp_avg/PARAM</c>, <c>optimizer/NAME/exp_avg_sq/PARAM</c> (Adam's moment estimates),
-    /// <c>optimizer/NAME/step</c> (Adam's step count) and <c>counters/NAME</c> (updates, skipped, consecutive skips). The tensors
+    /// and <c>counters/NAME</c> (updates — Adam's step count —, skipped, consecutive skips). The tensors
     /// are CPU copies valid until the caller's dispose scope ends.
     /// </summary>
     public void SaveState(IDictionary<string, Tensor> into)
@@ -334,7 +332,6 @@ public sealed class ModuleOptimizer : IDisposable
             into[$"optimizer/{Name}/exp_avg/{slot.Name}"] = slot.ExpAvg.cpu();
             into[$"optimizer/{Name}/exp_avg_sq/{slot.Name}"] = slot.ExpAvgSq.cpu();
         }
-        into[$"optimizer/{Name}/step"] = _stepCount.cpu();
         into[$"counters/{Name}"] = stack([_updates, _skipped, _consecutive]).to_type(ScalarType.Int64).cpu();
     }
 
@@ -353,23 +350,13 @@ public sealed class ModuleOptimizer : IDisposable
         {
             var ema = Prefixed(from, $"ema/{Name}/");
             if (ema.Count == 0) throw new WeightsMismatchException($"{source} holds no EMA of '{Name}', which this stage keeps; it was written with another emaDecay.");
-            Ema.Load(ema);
+            Ema.Load(ema, $"{source} (EMA of {Name})");
         }
-        if (!from.TryGetValue($"optimizer/{Name}/step", out var stepCount) || !from.TryGetValue($"counters/{Name}", out var counters))
+        if (!from.TryGetValue($"counters/{Name}", out var counters))
             throw new WeightsMismatchException($"{source} holds no optimiser state of '{Name}'.");
         using var _ = no_grad();
-        foreach (var slot in _slots)
-        {
-            foreach (var (key, target) in new[] { ($"optimizer/{Name}/exp_avg/{slot.Name}", slot.ExpAvg), ($"optimizer/{Name}/exp_avg_sq/{slot.Name}", slot.ExpAvgSq) })
-            {
-                if (!from.TryGetValue(key, out var saved))
-                    throw new WeightsMismatchException($"{source} holds no '{key}': it was written for another architecture of '{Name}'.");
-                if (!saved.shape.SequenceEqual(target.shape))
-                    throw new WeightsMismatchException($"{source}: '{key}' {Shapes.Format(saved.shape)} vs {Shapes.Format(target.shape)} here.");
-                target.copy_(saved);
-            }
-        }
-        _stepCount.copy_(stepCount);
+        WeightsFile.CopyInto(_slots.ToDictionary(s => s.Name, s => s.ExpAvg), Prefixed(from, $"optimizer/{Name}/exp_avg/"), $"{source} (Adam exp_avg of {Name})");
+        WeightsFile.CopyInto(_slots.ToDictionary(s => s.Name, s => s.ExpAvgSq), Prefixed(from, $"optimizer/{Name}/exp_avg_sq/"), $"{source} (Adam exp_avg_sq of {Name})");
         var c = counters.to_type(ScalarType.Float64);
         _updates.copy_(c[0]);
         _skipped.copy_(c[1]);
@@ -389,7 +376,7 @@ public sealed class ModuleOptimizer : IDisposable
             slot.ExpAvgSq.Dispose();
             // slot.Gradient stays: it is the parameter's .grad (its storage lives as long as the parameter holds it).
         }
-        foreach (var t in new[] { _parameters, _gradients, _expAvg, _expAvgSq, _stepCount, _updates, _skipped, _consecutive }) t.Dispose();
+        foreach (var t in new[] { _parameters, _gradients, _expAvg, _expAvgSq, _updates, _skipped, _consecutive }) t.Dispose();
         Ema?.Dispose();
     }
 }
@@ -404,6 +391,7 @@ public sealed class ModuleEma : IDisposable
     private readonly Tensor _source;
     private readonly Dictionary<string, Tensor> _state = new();
     private readonly HashSet<string> _parameters;
+    private readonly bool _hasOthers; // buffers or frozen parameters: copied, not averaged
 
     internal ModuleEma(nn.Module module, double decay, IReadOnlyDictionary<string, Tensor> parameterViews, Tensor flatParameters)
     {
@@ -420,6 +408,7 @@ public sealed class ModuleEma : IDisposable
         }
         foreach (var (name, t) in module.state_dict())
             if (!_parameters.Contains(name)) _state[name] = t.detach().clone().DetachFromDisposeScope();
+        _hasOthers = _state.Count > _parameters.Count;
     }
 
     /// <summary>The configured decay d.</summary>
@@ -433,34 +422,23 @@ public sealed class ModuleEma : IDisposable
     internal void Update(nn.Module module, Tensor decay, Tensor applied)
     {
         _flat.lerp_(_source, (1 - decay).to_type(ScalarType.Float32));
+        if (!_hasOthers) return;
         foreach (var (name, t) in module.state_dict())
             if (!_parameters.Contains(name)) _state[name].copy_(where(applied, t, _state[name]));
     }
 
     /// <summary>Writes the averaged weights into <paramref name="target"/> (same architecture).</summary>
-    /// <exception cref="ArgumentException">When the target has a tensor the average lacks.</exception>
-    public void CopyTo(nn.Module target)
-    {
-        using var _ = no_grad();
-        foreach (var (name, t) in target.state_dict())
-        {
-            if (!_state.TryGetValue(name, out var s)) throw new ArgumentException($"EMA has no tensor '{name}'.");
-            t.copy_(s);
-        }
-    }
+    /// <exception cref="WeightsMismatchException">When the target's tensors differ from the average's in name or shape.</exception>
+    public void CopyTo(nn.Module target) => WeightsFile.CopyInto(target, _state, "the EMA");
 
     /// <summary>Replaces the average with the given tensors (e.g. from a checkpoint).</summary>
-    /// <exception cref="ArgumentException">When a tensor is missing or of another shape.</exception>
-    public void Load(IReadOnlyDictionary<string, Tensor> state)
+    /// <param name="state">Tensors by state-dict name.</param>
+    /// <param name="source">Where they come from, for messages.</param>
+    /// <exception cref="WeightsMismatchException">When a tensor is missing, extra or of another shape.</exception>
+    public void Load(IReadOnlyDictionary<string, Tensor> state, string source)
     {
         using var _ = no_grad();
-        foreach (var (name, s) in _state)
-        {
-            if (!state.TryGetValue(name, out var t)) throw new ArgumentException($"EMA state has no tensor '{name}'.");
-            if (!t.shape.SequenceEqual(s.shape))
-                throw new ArgumentException($"EMA state tensor '{name}' has shape {Shapes.Format(t.shape)}, the average {Shapes.Format(s.shape)}.");
-            s.copy_(t);
-        }
+        WeightsFile.CopyInto(_state, state, source);
     }
 
     /// <inheritdoc/>

@@ -13,6 +13,7 @@ public sealed class StepLog
 {
     private readonly Dictionary<string, Tensor> _tensors = new();
     private readonly Dictionary<string, double> _values = new();
+    private readonly HashSet<string> _omitWhenZero = new();
 
     /// <summary>Adds every value of a loss breakdown under <paramref name="prefix"/> (e.g. <c>student/loss</c>).</summary>
     public void Add(string prefix, LossBreakdown loss)
@@ -30,6 +31,8 @@ public sealed class StepLog
         _values[Key(prefix, "lr")] = outcome.LearningRate;
         _tensors[Key(prefix, "skipped")] = 1 - outcome.Applied;
         _tensors[Key(prefix, "skipped_total")] = outcome.SkippedTotal;
+        _omitWhenZero.Add(Key(prefix, "skipped"));
+        _omitWhenZero.Add(Key(prefix, "skipped_total"));
     }
 
     /// <summary>Adds a number.</summary>
@@ -45,11 +48,7 @@ public sealed class StepLog
         var device = _tensors[names[0]].device;
         var values = stack(names.Select(n => _tensors[n].detach().reshape([]).to_type(ScalarType.Float64).to(device))).cpu().data<double>().ToArray();
         for (int i = 0; i < names.Count; i++)
-        {
-            bool zeroCount = names[i].EndsWith("/skipped", StringComparison.Ordinal) || names[i] == "skipped"
-                || names[i].EndsWith("/skipped_total", StringComparison.Ordinal) || names[i] == "skipped_total";
-            if (!(zeroCount && values[i] == 0)) result[names[i]] = values[i];
-        }
+            if (!(values[i] == 0 && _omitWhenZero.Contains(names[i]))) result[names[i]] = values[i];
         return result;
     }
 

@@ -5,8 +5,6 @@ using HierDistill.Host.Evaluation;
 using HierDistill.Host.Pipeline;
 using HierDistill.Host.Training;
 using HierDistill.Tests.Support;
-using Microsoft.Extensions.DependencyInjection;
-using Serilog;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
@@ -62,16 +60,7 @@ public class MemoryTests
         var loaded = ConfigLoader.Validate(ConfigLoader.Read(file.Path), file.Path, Catalogs.BuiltIn());
         using var folder = TestPaths.NewTempFolder();
         using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
-        var logger = new LoggerConfiguration().CreateLogger();
-        var run = new RunContext
-        {
-            Config = loaded,
-            Services = new ServiceCollection().BuildServiceProvider(),
-            Environment = new HierDistill.Abstractions.Plugins.RunEnvironment(CPU, 0, folder.Path),
-            Logger = logger,
-            Metrics = metrics,
-            Progress = new LogProgressReporter(logger, TimeSpan.FromHours(1)),
-        };
+        var run = TestRuns.Context(loaded, folder.Path, metrics);
         var state = new PipelineRunner().Run(run); // teacher + one evaluation (warms up lazily created tensors)
         var evaluation = new EvaluationStage("evaluate", (EvaluationStageConfig)loaded.Config.Stages["evaluate"], run);
         long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;

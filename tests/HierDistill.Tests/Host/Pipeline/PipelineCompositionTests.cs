@@ -111,16 +111,7 @@ public class PipelineCompositionTests
 
         using var folder = TestPaths.NewTempFolder();
         using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
-        var logger = new LoggerConfiguration().CreateLogger();
-        var run = new RunContext
-        {
-            Config = loaded,
-            Services = new ServiceCollection().BuildServiceProvider(),
-            Environment = new RunEnvironment(CPU, 0, folder.Path),
-            Logger = logger,
-            Metrics = metrics,
-            Progress = new LogProgressReporter(logger, TimeSpan.FromHours(1)),
-        };
+        var run = TestRuns.Context(loaded, folder.Path, metrics);
         var state = new PipelineRunner().Run(run);
 
         Assert.Same(plugin.Teacher, state.Teacher);

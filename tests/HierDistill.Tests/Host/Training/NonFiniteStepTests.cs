@@ -6,8 +6,6 @@ using HierDistill.Host.Pipeline;
 using HierDistill.Host.Training;
 using HierDistill.Tests.Host.Pipeline;
 using HierDistill.Tests.Support;
-using Microsoft.Extensions.DependencyInjection;
-using Serilog;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
@@ -96,16 +94,7 @@ public class NonFiniteStepTests
         var loaded = ConfigLoader.Validate(ConfigLoader.Read(file.Path), file.Path, Catalogs.BuiltIn());
         using var folder = TestPaths.NewTempFolder();
         using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
-        var logger = new LoggerConfiguration().CreateLogger();
-        var run = new RunContext
-        {
-            Config = loaded,
-            Services = new ServiceCollection().BuildServiceProvider(),
-            Environment = new HierDistill.Abstractions.Plugins.RunEnvironment(CPU, 0, folder.Path),
-            Logger = logger,
-            Metrics = metrics,
-            Progress = new LogProgressReporter(logger, TimeSpan.FromHours(1)),
-        };
+        var run = TestRuns.Context(loaded, folder.Path, metrics);
         var (module, optimizer) = Linear(loaded.Config.Run.MaxSkippedSteps);
         using var _ = optimizer;
         var state = new TrainingState();
@@ -133,18 +122,8 @@ public class NonFiniteStepTests
         var loaded = ConfigLoader.Validate(ConfigLoader.Read(file.Path), file.Path, Catalogs.BuiltIn());
         using var folder = TestPaths.NewTempFolder();
         using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
-        var logger = new LoggerConfiguration().CreateLogger();
         var checkpoints = new CheckpointStore(folder.Path, loaded.Config.Run.CheckpointEvery, "digest");
-        var run = new RunContext
-        {
-            Config = loaded,
-            Services = new ServiceCollection().BuildServiceProvider(),
-            Environment = new HierDistill.Abstractions.Plugins.RunEnvironment(CPU, 0, folder.Path),
-            Logger = logger,
-            Metrics = metrics,
-            Progress = new LogProgressReporter(logger, TimeSpan.FromHours(1)),
-            Checkpoints = checkpoints,
-        };
+        var run = TestRuns.Context(loaded, folder.Path, metrics, checkpoints);
         var (module, optimizer) = Linear(loaded.Config.Run.MaxSkippedSteps);
         using var _ = optimizer;
         var state = new TrainingState();
