@@ -31,9 +31,14 @@ public static class ExitCodes
 }
 
 /// <summary>What the CLI commands do, independent of argument parsing (tests call it directly).</summary>
-public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader? loader = null)
+/// <param name="console">Where results and progress go (standard output in the CLI).</param>
+/// <param name="loader">Loads plugin assemblies; default: McMaster.NETCore.Plugins.</param>
+/// <param name="errors">Where errors and warnings go (standard error in the CLI, so that `hierdistill ... > out.txt` still
+/// shows them); default: <paramref name="console"/>.</param>
+public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader? loader = null, IAnsiConsole? errors = null)
 {
     private readonly IPluginAssemblyLoader _loader = loader ?? new McMasterPluginLoader();
+    private readonly IAnsiConsole _errors = errors ?? console;
 
     /// <summary>Reads, discovers plugins for, and validates a config.</summary>
     /// <returns>The validated config and catalog, or the exit code to return.</returns>
@@ -52,8 +57,8 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
         catch (ConfigException e)
         {
-            console.MarkupLine($"[red]{Markup.Escape(configPath)}: {e.Errors.Count} configuration error(s):[/]");
-            foreach (var error in e.Errors) console.MarkupLine($"  [red]-[/] {Markup.Escape(error.ToString())}");
+            _errors.MarkupLine($"[red]{Markup.Escape(configPath)}: {e.Errors.Count} configuration error(s):[/]");
+            foreach (var error in e.Errors) _errors.MarkupLine($"  [red]-[/] {Markup.Escape(error.ToString())}");
             return (null, null, ExitCodes.InvalidConfig);
         }
     }
@@ -63,7 +68,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     {
         if (File.Exists(configPath) && Comparison.ComparisonPlan.IsComparisonFile(configPath))
         {
-            console.MarkupLine($"[red]{Markup.Escape(configPath)} is a comparison file[/] (it has \"variants\"), not a run config. " +
+            _errors.MarkupLine($"[red]{Markup.Escape(configPath)} is a comparison file[/] (it has \"variants\"), not a run config. " +
                                $"[bold]hierdistill compare {Markup.Escape(configPath)}[/] validates its base config with every variant before " +
                                "anything runs; [bold]hierdistill validate <its \"config\">[/] checks the base config alone.");
             return ExitCodes.InvalidConfig;
@@ -123,13 +128,13 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         {
             if (overwrite)
             {
-                console.MarkupLine("[red]--resume continues a run and --overwrite starts it again; pass one of them.[/]");
+                _errors.MarkupLine("[red]--resume continues a run and --overwrite starts it again; pass one of them.[/]");
                 return ExitCodes.InvalidConfig;
             }
             string folderPath = Path.GetFullPath(resume);
             if (!File.Exists(Path.Combine(folderPath, RunFolder.StatusFile)))
             {
-                console.MarkupLine($"[red]--resume {Markup.Escape(folderPath)}: not a HierDistill run folder ({RunFolder.StatusFile} missing); " +
+                _errors.MarkupLine($"[red]--resume {Markup.Escape(folderPath)}: not a HierDistill run folder ({RunFolder.StatusFile} missing); " +
                                    "pass the run.outputDir of the run to continue.[/]");
                 return ExitCodes.Failed;
             }
@@ -146,7 +151,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
         catch (TorchRuntimeException e)
         {
-            console.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+            _errors.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
             return ExitCodes.Failed;
         }
 
@@ -167,10 +172,10 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 var differences = all.Where(d => !ConfigDifferences.MayChangeOnResume(d.Key)).ToList();
                 if (differences.Count > 0)
                 {
-                    console.MarkupLine($"[red]--resume {Markup.Escape(folder.Path)}: the config differs from the one the run was started with " +
+                    _errors.MarkupLine($"[red]--resume {Markup.Escape(folder.Path)}: the config differs from the one the run was started with " +
                                        $"({differences.Count} key(s)); resume with the same config and --set values:[/]");
-                    foreach (var d in differences) console.MarkupLine($"  [red]-[/] {Markup.Escape(d.Text)}");
-                    console.MarkupLine(Markup.Escape($"(The run's own settings, every --set included, are in {Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)}: " +
+                    foreach (var d in differences) _errors.MarkupLine($"  [red]-[/] {Markup.Escape(d.Text)}");
+                    _errors.MarkupLine(Markup.Escape($"(The run's own settings, every --set included, are in {Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)}: " +
                                                      $"hierdistill run {Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)} --resume {folder.Path})"));
                     return ExitCodes.InvalidConfig;
                 }
@@ -192,7 +197,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
         catch (Exception e) when (e is RunFolderException or CheckpointException or IOException)
         {
-            console.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+            _errors.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
             return ExitCodes.Failed;
         }
 
@@ -294,11 +299,11 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
         catch (ComparisonException e)
         {
-            console.MarkupLine($"[red]{Markup.Escape(config)}: {e.Errors.Count} error(s) in the comparison:[/]");
-            foreach (var error in e.Errors) console.MarkupLine($"  [red]-[/] {Markup.Escape(error)}");
+            _errors.MarkupLine($"[red]{Markup.Escape(config)}: {e.Errors.Count} error(s) in the comparison:[/]");
+            foreach (var error in e.Errors) _errors.MarkupLine($"  [red]-[/] {Markup.Escape(error)}");
             return ExitCodes.InvalidConfig;
         }
-        return new ComparisonRunner(this, console).Run(plan, overwrite, resume, cancellation);
+        return new ComparisonRunner(this, console, _errors).Run(plan, overwrite, resume, cancellation);
     }
 
     /// <summary>
@@ -314,7 +319,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         if (!File.Exists(weights))
         {
             // A command-line error, like a loadFrom that does not exist in a config (exit 2).
-            console.MarkupLine($"[red]--weights: weights file not found: {Markup.Escape(Path.GetFullPath(weights))}[/]");
+            _errors.MarkupLine($"[red]--weights: weights file not found: {Markup.Escape(Path.GetFullPath(weights))}[/]");
             return ExitCodes.InvalidConfig;
         }
         var (loaded, catalog, code) = Load(configPath, overrides);
@@ -322,7 +327,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         var teacherStage = loaded.Stages.FirstOrDefault(s => s.Stage is TeacherStageConfig);
         if (teacherStage.Key is null)
         {
-            console.MarkupLine($"[red]{Markup.Escape(configPath)} has no teacher stage to probe.[/]");
+            _errors.MarkupLine($"[red]{Markup.Escape(configPath)} has no teacher stage to probe.[/]");
             return ExitCodes.InvalidConfig;
         }
         try
@@ -357,7 +362,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
         catch (Exception e) when (e is TorchRuntimeException or WeightsMismatchException or FileNotFoundException or InvalidOperationException or IOException)
         {
-            console.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+            _errors.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
             return ExitCodes.Failed;
         }
     }
@@ -388,6 +393,6 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     private void ReportPluginErrors(ComponentCatalog catalog)
     {
         foreach (var e in catalog.Errors)
-            console.MarkupLine($"[yellow]plugin not loaded:[/] {Markup.Escape(e.Path)}: {Markup.Escape(e.Reason)}");
+            _errors.MarkupLine($"[yellow]plugin not loaded:[/] {Markup.Escape(e.Path)}: {Markup.Escape(e.Reason)}");
     }
 }

@@ -20,17 +20,23 @@ using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
 
 // Piped output (CI logs, `| less`): do not wrap tables and messages at 80 columns.
 if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 240;
+// Errors and warnings go to standard error, so that `hierdistill run ... > out.txt` still shows them.
+var errors = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+if (Console.IsErrorRedirected) errors.Profile.Width = 240;
+CliConsoles.Errors = errors;
 
 var app = new CommandApp();
 app.Configure(config =>
 {
     config.SetApplicationName("hierdistill");
     config.SetApplicationVersion(HierDistill.Host.Pipeline.PipelineRunner.HostVersion);
+    // An unknown option (a typo such as --sett or --resum) is an error, not silently ignored.
+    config.UseStrictParsing();
     // Usage errors (unknown command or option, missing value) exit 2 like configuration errors.
     config.SetExceptionHandler((e, _) =>
     {
-        AnsiConsole.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
-        AnsiConsole.MarkupLine("Run [bold]hierdistill --help[/] (or [bold]hierdistill <command> --help[/]) for usage.");
+        errors.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+        errors.MarkupLine("Run [bold]hierdistill --help[/] (or [bold]hierdistill <command> --help[/]) for usage.");
         return ExitCodes.InvalidConfig;
     });
     config.AddCommand<RunCommand>("run")
@@ -59,6 +65,16 @@ return app.Run(args, cancellation.Token);
 
 namespace HierDistill.Host
 {
+    /// <summary>The consoles the CLI commands write to.</summary>
+    internal static class CliConsoles
+    {
+        /// <summary>Standard error, for errors and warnings (set at start-up).</summary>
+        public static IAnsiConsole Errors { get; set; } = AnsiConsole.Console;
+
+        /// <summary>A <see cref="HostApplication"/> writing results to standard output and errors to <see cref="Errors"/>.</summary>
+        public static HostApplication Application() => new(AnsiConsole.Console, errors: Errors);
+    }
+
     /// <summary>Settings shared by commands that read a config.</summary>
     public class ConfigSettings : CommandSettings
     {
@@ -91,7 +107,7 @@ namespace HierDistill.Host
     {
         /// <inheritdoc/>
         public override int Execute(CommandContext context, RunSettings settings, CancellationToken cancellationToken) =>
-            new HostApplication(AnsiConsole.Console).Run(settings.Config, settings.Set, settings.Overwrite, cancellationToken, settings.Resume);
+            CliConsoles.Application().Run(settings.Config, settings.Set, settings.Overwrite, cancellationToken, settings.Resume);
     }
 
     /// <summary><c>validate</c>.</summary>
@@ -99,7 +115,7 @@ namespace HierDistill.Host
     {
         /// <inheritdoc/>
         public override int Execute(CommandContext context, ConfigSettings settings, CancellationToken cancellationToken) =>
-            new HostApplication(AnsiConsole.Console).Validate(settings.Config, settings.Set);
+            CliConsoles.Application().Validate(settings.Config, settings.Set);
     }
 
     /// <summary><c>plugins</c> settings.</summary>
@@ -121,6 +137,6 @@ namespace HierDistill.Host
     {
         /// <inheritdoc/>
         public override int Execute(CommandContext context, PluginsSettings settings, CancellationToken cancellationToken) =>
-            new HostApplication(AnsiConsole.Console).ListPlugins(settings.Folders, !settings.NoDefault);
+            CliConsoles.Application().ListPlugins(settings.Folders, !settings.NoDefault);
     }
 }

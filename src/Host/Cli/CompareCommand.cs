@@ -48,6 +48,6 @@ public sealed class CompareCommand : Command<CompareSettings>
 {
     /// <inheritdoc/>
     public override int Execute(CommandContext context, CompareSettings settings, CancellationToken cancellationToken) =>
-        new HostApplication(AnsiConsole.Console).Compare(settings.Config, settings.Vary, settings.Set, settings.Seeds, settings.Output,
+        CliConsoles.Application().Compare(settings.Config, settings.Vary, settings.Set, settings.Seeds, settings.Output,
             settings.Overwrite, settings.Resume, cancellationToken);
 }
