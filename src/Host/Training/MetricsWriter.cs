@@ -16,20 +16,54 @@ public readonly record struct MetricPoint(string Stage, long Step, string Name, 
 /// Training metrics: one JSON object per logged step in <c>metrics.jsonl</c>, TensorBoard event files
 /// under <c>tensorboard/</c>, and an in-memory copy for the loss-curve plots.
 /// </summary>
+/// <remarks>
+/// <c>metrics.jsonl</c> is the record; the TensorBoard events hold the same points. On a resume (an existing
+/// metrics.jsonl, already trimmed to the checkpoint by <see cref="Trim"/>) the TensorBoard folder is rewritten from
+/// metrics.jsonl, so the steps the stopped process logged after its checkpoint, which the resumed one logs again, are not
+/// shown twice; and <c>elapsed_s</c> continues from the last value in the file (seconds of the run's processes, summed
+/// over resumes, not wall-clock time since the start).
+/// </remarks>
 public sealed class MetricsWriter : IDisposable
 {
     private readonly StreamWriter _jsonl;
     private readonly SummaryWriter? _tensorboard;
     private readonly List<MetricPoint> _history = [];
     private readonly DateTime _start = DateTime.UtcNow;
+    private readonly double _elapsedBefore;
 
-    /// <summary>Opens the writers in <paramref name="runFolder"/> (appends to an existing metrics.jsonl).</summary>
+    /// <summary>The TensorBoard folder in the run folder.</summary>
+    public const string TensorBoardFolder = "tensorboard";
+
+    /// <summary>Opens the writers in <paramref name="runFolder"/> (appends to an existing metrics.jsonl, and then rewrites
+    /// the TensorBoard folder from it).</summary>
+    /// <exception cref="IOException">The folder cannot be written.</exception>
     public MetricsWriter(string runFolder, bool tensorboard = true)
     {
         string path = Path.Combine(runFolder, FileName);
-        if (File.Exists(path)) _history.AddRange(ReadPoints(path));
+        bool resumed = File.Exists(path);
+        if (resumed) _elapsedBefore = ReadPoints(path, _history);
         _jsonl = new StreamWriter(path, append: true) { AutoFlush = false };
-        if (tensorboard) _tensorboard = torch.utils.tensorboard.SummaryWriter(Path.Combine(runFolder, "tensorboard"));
+        if (!tensorboard) return;
+        if (resumed) RewriteTensorBoard(runFolder, _history);
+        _tensorboard = torch.utils.tensorboard.SummaryWriter(Path.Combine(runFolder, TensorBoardFolder));
+    }
+
+    /// <summary>
+    /// Replaces <c>tensorboard/</c> with event files holding exactly <paramref name="points"/>: written to a temporary
+    /// folder first, then swapped in (a crash in between leaves metrics.jsonl, the record, untouched; the next resume
+    /// writes the folder again).
+    /// </summary>
+    private static void RewriteTensorBoard(string runFolder, IReadOnlyList<MetricPoint> points)
+    {
+        string folder = Path.Combine(runFolder, TensorBoardFolder);
+        string fresh = Path.Combine(runFolder, ".tensorboard.tmp"), old = Path.Combine(runFolder, ".tensorboard.old.tmp");
+        foreach (var leftover in new[] { fresh, old })
+            if (Directory.Exists(leftover)) Directory.Delete(leftover, recursive: true);
+        var writer = torch.utils.tensorboard.SummaryWriter(fresh);
+        foreach (var p in points) writer.add_scalar($"{p.Stage}/{p.Name}", (float)p.Value, (int)Math.Min(p.Step, int.MaxValue));
+        if (Directory.Exists(folder)) Directory.Move(folder, old);
+        Directory.Move(fresh, folder);
+        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
     }
 
     /// <summary>Everything logged so far.</summary>
@@ -66,8 +100,10 @@ public sealed class MetricsWriter : IDisposable
         return lines.Length - kept.Count;
     }
 
-    private static IEnumerable<MetricPoint> ReadPoints(string path)
+    /// <summary>Adds the points of a metrics.jsonl to <paramref name="points"/>; returns its largest <c>elapsed_s</c> (0 if none).</summary>
+    private static double ReadPoints(string path, List<MetricPoint> points)
     {
+        double elapsed = 0;
         foreach (var line in File.ReadLines(path))
         {
             JsonDocument doc;
@@ -83,15 +119,17 @@ public sealed class MetricsWriter : IDisposable
             {
                 var root = doc.RootElement;
                 if (!root.TryGetProperty("stage", out var stage) || !root.TryGetProperty("step", out var step)) continue;
+                if (root.TryGetProperty("elapsed_s", out var e) && e.ValueKind == JsonValueKind.Number) elapsed = Math.Max(elapsed, e.GetDouble());
                 foreach (var p in root.EnumerateObject())
                 {
                     if (p.Name is "stage" or "step" or "elapsed_s") continue;
                     double value = p.Value.ValueKind == JsonValueKind.Number ? p.Value.GetDouble()
                         : double.TryParse(p.Value.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? v : double.NaN;
-                    yield return new MetricPoint(stage.GetString() ?? "", step.GetInt64(), p.Name, value);
+                    points.Add(new MetricPoint(stage.GetString() ?? "", step.GetInt64(), p.Name, value));
                 }
             }
         }
+        return elapsed;
     }
 
     /// <summary>Logs the values of one step.</summary>
@@ -103,7 +141,7 @@ public sealed class MetricsWriter : IDisposable
             json.WriteStartObject();
             json.WriteString("stage", stage);
             json.WriteNumber("step", step);
-            json.WriteNumber("elapsed_s", Math.Round((DateTime.UtcNow - _start).TotalSeconds, 3));
+            json.WriteNumber("elapsed_s", Math.Round(_elapsedBefore + (DateTime.UtcNow - _start).TotalSeconds, 3));
             foreach (var (name, value) in values)
             {
                 if (double.IsFinite(value)) json.WriteNumber(name, value);

@@ -187,6 +187,13 @@ public class ResumeTests
                 $"{file} differs after the resume from step {checkpoint.Manifest.NextStep}");
         Assert.Equal(LossCurve(straight, "teacher"), LossCurve(killed, "teacher"));
         Assert.Equal(Metrics(straight), Metrics(killed));
+        // TensorBoard: the points the killed process logged after its checkpoint are not shown twice (every tag and step
+        // once, as in the straight run; losses equal; timings and memory differ between processes).
+        var (tbStraight, tbKilled) = (TensorBoardEvents.Scalars(Path.Combine(straight, MetricsWriter.TensorBoardFolder)),
+            TensorBoardEvents.Scalars(Path.Combine(killed, MetricsWriter.TensorBoardFolder)));
+        Assert.Equal(tbStraight.Select(p => (p.Tag, p.Step)).Order(), tbKilled.Select(p => (p.Tag, p.Step)).Order());
+        Assert.Equal(tbStraight.Where(p => p.Tag.EndsWith("loss", StringComparison.Ordinal)).Order(),
+            tbKilled.Where(p => p.Tag.EndsWith("loss", StringComparison.Ordinal)).Order());
 
         // SIGINT (Ctrl-C): the run stops at the next step boundary, writes a checkpoint there and exits 130.
         (process, output) = Start(Shrunk(interrupted, longer));
