@@ -19,7 +19,8 @@
 # and the reference's EMA loops over tensors (the DiT repository's); HierDistill also masks non-finite steps on the device
 # and checks its parameter/gradient aliasing on the host each step (the reference does neither); the reference syncs every
 # 10 steps to honour its time budget.
-# TorchSharp's step times come from the preset run's metrics.jsonl (between logged steps, after WARMUP steps).
+# TorchSharp's step times come from the preset run's metrics.jsonl (between logged steps, after WARMUP steps; the
+# arithmetic of the step counts and of the table is bench/gpu/summary.py).
 # Results go to $OUT (at most 8 files come back): table.md, report.md, hierdistill.log, calibrate.log, reference.log,
 # reference.json, metrics.json, env.txt.
 # Local rehearsal (no GPU, Debian 12): DEVICE=cpu PYTHON=/usr/bin/python3 TORCH_LIB=<a libtorch 2.10 lib folder>
@@ -62,27 +63,9 @@ timeout -k 5 90 dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COM
   --set stages:detail:training:steps="$CAL_STEPS" --set stages:evaluate:enabled=false > "$OUT/calibrate.log" 2>&1
 echo "exit $?" >> "$OUT/calibrate.log"
 tail -2 "$OUT/calibrate.log"
-# Step counts for the preset run: TRAIN_S split 35/25/40 over teacher/structure/detail by the measured ms/step (steps >= 20),
-# (stage 2 gets the largest share: on the CPU preset 3x more DMD + AWD iterations took the one-step FD from 1.52x to 1.40x
-# the teacher's best, docs/benchmarks.md),
-# at most the preset's own counts; a stage the calibration did not reach gets its preset count / 8.
-read -r T_STEPS S_STEPS D_STEPS < <($PYTHON - "$W/calibrate/metrics.jsonl" "$PRESET" "$TRAIN_S" <<'PY'
-import json, re, sys
-def ms(stage):
-    try: rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-    except Exception: return None
-    s = [r for r in rows if r["stage"] == stage and r["step"] >= 20]
-    return 1000 * (s[-1]["elapsed_s"] - s[0]["elapsed_s"]) / (s[-1]["step"] - s[0]["step"]) if len(s) >= 2 and s[-1]["step"] > s[0]["step"] else None
-text = re.sub(r"^\s*//.*$", "", open(sys.argv[2]).read(), flags=re.M)
-stages = json.loads(text)["stages"]
-budget, out = float(sys.argv[3]), []
-for key, share in (("teacher", 0.35), ("structure", 0.25), ("detail", 0.4)):
-    cap = stages[key]["training"]["steps"]
-    m = ms(key)
-    out.append(str(max(50, min(cap, int(budget * share * 1000 / m)))) if m else str(cap // 8))
-print(" ".join(out))
-PY
-)
+# Step counts for the preset run (bench/gpu/summary.py plan: TRAIN_S split 35/25/40 % over teacher/MeanFlow/DMD + AWD
+# by the calibrated ms/step, stage 2 the largest share).
+read -r T_STEPS S_STEPS D_STEPS < <($PYTHON bench/gpu/summary.py plan "$W/calibrate/metrics.jsonl" "$PRESET" "$TRAIN_S")
 log "preset run: teacher $T_STEPS, structure $S_STEPS, detail $D_STEPS steps (about ${TRAIN_S} s of training), then evaluation"
 timeout -s TERM -k 20 "$RUN_LIMIT" dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
   --set run.outputDir="$W/run" --set run.checkpointEvery=0 --set stages:teacher:training:steps="$T_STEPS" \
@@ -100,56 +83,6 @@ echo "exit $?" >> "$OUT/reference.log"
 tail -4 "$OUT/reference.log"
 
 log "table"
-$PYTHON - "$W/run/metrics.jsonl" "$OUT/reference.json" "$W/run/metrics.json" "$WARMUP" "$W/calibrate/metrics.jsonl" <<'PY' | tee "$OUT/table.md"
-import json, sys
-def rows(p):
-    try: return [json.loads(l) for l in open(p) if l.strip()]
-    except Exception: return []
-def load(p):
-    try: return json.load(open(p))
-    except Exception: return {}
-run, ref, report, warmup, cal = rows(sys.argv[1]), load(sys.argv[2]), load(sys.argv[3]), int(sys.argv[4]), rows(sys.argv[5])
-def ts_ms(stage):
-    # between the first logged step after the warm-up and the last one (the logged steps are the loop's only host reads)
-    for source, skip in ((run, warmup), (cal, 20)):
-        s = [r for r in source if r["stage"] == stage and r["step"] >= skip]
-        if len(s) >= 2 and s[-1]["step"] > s[0]["step"]:
-            return 1000 * (s[-1]["elapsed_s"] - s[0]["elapsed_s"]) / (s[-1]["step"] - s[0]["step"])
-    return None
-print(f"precision {ref.get('precision')}, forward check (float32) relative error {ref.get('forward_relative_error')} "
-      f"({ref.get('forward_check')}, limit 1e-3)\n")
-try:
-    cfg = json.load(open(sys.argv[1].replace("metrics.jsonl", "config.resolved.json")))["stages"]
-    net = (cfg["teacher"]["teacher"].get("options") or {}).get("preset", "?")
-    batch = "/".join(str(cfg[k]["training"]["batchSize"]) for k in ("teacher", "structure", "detail"))
-except Exception:
-    net, batch = "?", "?"
-print(f"| step ({net}, batch {batch}) | TorchSharp ms | PyTorch ms | ratio (target <= 1.10) |")
-print("|---|---|---|---|")
-for name, stage, key in (("teacher (flow matching)", "teacher", "teacher_step_ms"), ("MeanFlow, double-backward JVP", "structure", "meanflow_step_ms")):
-    a, b = ts_ms(stage), ref.get(key)
-    print(f"| {name} | {a and round(a, 2)} | {b and round(b, 2)} | {f'{a / b:.3f}' if a and b else '-'} |")
-d = ts_ms("detail")
-print(f"| DMD + AWD (no reference) | {d and round(d, 2)} | - | - |\n")
-models = report.get("models", [])
-metric = report.get("primary_metric", "fd_fmnist")
-teacher = [m for m in models if m["kind"] == "teacher" and metric in m["metrics"]]
-hd = next((m for m in models if m["name"] == "detail" and m["nfe"] == 1), None)
-td = next((m for m in models if m["name"] == "structure" and m["nfe"] == 1), None)
-if teacher and hd:
-    best = min(teacher, key=lambda m: m["metrics"][metric])
-    print(f"teacher best {metric} {best['metrics'][metric]:.2f} at NFE {best['nfe']} ({1000 * best['seconds_per_sample']:.4f} ms/image)")
-    for label, m in (("TD one-step (structure)", td), ("HD one-step (detail)", hd)):
-        if m:
-            print(f"{label}: {metric} {m['metrics'][metric]:.2f} = {m['metrics'][metric] / best['metrics'][metric]:.3f}x the teacher's best "
-                  f"(target <= 1.1 for HD); {1000 * m['seconds_per_sample']:.4f} ms/image = "
-                  f"{best['seconds_per_sample'] / m['seconds_per_sample']:.1f}x faster than the teacher at NFE {best['nfe']} (target >= 20)")
-else:
-    print("(no evaluation in metrics.json: the preset run did not finish; see hierdistill.log)")
-for s in report.get("stages", []) if isinstance(report.get("stages"), list) else []:
-    print(f"stage {s.get('stage')}: {s.get('steps')} steps, {s.get('step_ms')} ms/step, {s.get('samples_per_s')} samples/s, "
-          f"peak device memory {s.get('peak_device_mib')} MiB")
-print(f"(HierDistill's peak is NVML's whole-device memory in use: CUDA context + PyTorch's cached blocks; not comparable with)\n"
-      f"PyTorch max_memory_allocated over the reference's steps: {ref.get('peak_memory_gib')} GiB")
-PY
+$PYTHON bench/gpu/summary.py table "$W/run/metrics.jsonl" "$OUT/reference.json" "$W/run/metrics.json" "$WARMUP" \
+  "$W/calibrate/metrics.jsonl" | tee "$OUT/table.md"
 log "done"

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""The arithmetic of bench/gpu/device.sh, from HierDistill's metrics files (standard library only).
+
+  summary.py plan CALIBRATE_METRICS_JSONL PRESET_JSON TRAIN_S
+      Step counts of the preset run: TRAIN_S seconds split 35/25/40 % over teacher/structure/detail by the calibration's
+      ms/step (steps >= 20), at least 50 and at most the preset's own counts; a stage the calibration did not reach gets
+      its preset count / 8. Stage 2 gets the largest share: on the CPU preset three times the DMD + AWD iterations took the
+      one-step FD from 1.52x to 1.40x the teacher's best (docs/benchmarks.md). Prints "TEACHER STRUCTURE DETAIL".
+  summary.py table RUN_METRICS_JSONL REFERENCE_JSON RUN_METRICS_JSON WARMUP CALIBRATE_METRICS_JSONL
+      The closing table: TorchSharp/PyTorch step-time ratios, the HD one-step student against the teacher's best
+      FD-FMNIST, sampling time per image, peak device memory per stage.
+
+TorchSharp's ms/step is measured between the first logged step at or after the warm-up and the last logged step of a
+stage (`elapsed_s` of metrics.jsonl; the logged steps are the training loop's only host reads).
+"""
+import json
+import re
+import sys
+
+
+def rows(path):
+    try:
+        return [json.loads(line) for line in open(path) if line.strip()]
+    except Exception:
+        return []
+
+
+def load(path):
+    try:
+        return json.load(open(path))
+    except Exception:
+        return {}
+
+
+def ms_per_step(logged, stage, skip):
+    s = [r for r in logged if r.get("stage") == stage and r.get("step", -1) >= skip]
+    if len(s) >= 2 and s[-1]["step"] > s[0]["step"]:
+        return 1000 * (s[-1]["elapsed_s"] - s[0]["elapsed_s"]) / (s[-1]["step"] - s[0]["step"])
+    return None
+
+
+def plan(calibration, preset, train_s):
+    logged = rows(calibration)
+    stages = json.loads(re.sub(r"^\s*//.*$", "", open(preset).read(), flags=re.M))["stages"]
+    out = []
+    for key, share in (("teacher", 0.35), ("structure", 0.25), ("detail", 0.4)):
+        cap = stages[key]["training"]["steps"]
+        m = ms_per_step(logged, key, 20)
+        out.append(max(50, min(cap, int(float(train_s) * share * 1000 / m))) if m else cap // 8)
+    print(" ".join(map(str, out)))
+
+
+def table(run_jsonl, reference, run_json, warmup, calibration):
+    run, ref, report, cal = rows(run_jsonl), load(reference), load(run_json), rows(calibration)
+
+    def ts_ms(stage):
+        # the preset run after its warm-up; the calibration run when the preset run has too few logged steps
+        return ms_per_step(run, stage, int(warmup)) or ms_per_step(cal, stage, 20)
+
+    print(f"precision {ref.get('precision')}, forward check (float32) relative error {ref.get('forward_relative_error')} "
+          f"({ref.get('forward_check')}, limit 1e-3)\n")
+    try:
+        cfg = json.load(open(run_jsonl.replace("metrics.jsonl", "config.resolved.json")))["stages"]
+        net = (cfg["teacher"]["teacher"].get("options") or {}).get("preset", "?")
+        batch = "/".join(str(cfg[k]["training"]["batchSize"]) for k in ("teacher", "structure", "detail"))
+    except Exception:
+        net, batch = "?", "?"
+    print(f"| step ({net}, batch {batch}) | TorchSharp ms | PyTorch ms | ratio (target <= 1.10) |")
+    print("|---|---|---|---|")
+    for name, stage, key in (("teacher (flow matching)", "teacher", "teacher_step_ms"),
+                             ("MeanFlow, double-backward JVP", "structure", "meanflow_step_ms")):
+        a, b = ts_ms(stage), ref.get(key)
+        print(f"| {name} | {a and round(a, 2)} | {b and round(b, 2)} | {f'{a / b:.3f}' if a and b else '-'} |")
+    d = ts_ms("detail")
+    print(f"| DMD + AWD (no reference) | {d and round(d, 2)} | - | - |\n")
+
+    models = report.get("models", [])
+    metric = report.get("primary_metric", "fd_fmnist")
+    teacher = [m for m in models if m["kind"] == "teacher" and metric in m["metrics"]]
+    hd = next((m for m in models if m["name"] == "detail" and m["nfe"] == 1), None)
+    td = next((m for m in models if m["name"] == "structure" and m["nfe"] == 1), None)
+    if teacher and hd:
+        best = min(teacher, key=lambda m: m["metrics"][metric])
+        print(f"teacher best {metric} {best['metrics'][metric]:.2f} at NFE {best['nfe']} "
+              f"({1000 * best['seconds_per_sample']:.4f} ms/image)")
+        for label, m in (("TD one-step (structure)", td), ("HD one-step (detail)", hd)):
+            if m:
+                print(f"{label}: {metric} {m['metrics'][metric]:.2f} = {m['metrics'][metric] / best['metrics'][metric]:.3f}x "
+                      f"the teacher's best (target <= 1.1 for HD); {1000 * m['seconds_per_sample']:.4f} ms/image = "
+                      f"{best['seconds_per_sample'] / m['seconds_per_sample']:.1f}x faster than the teacher at NFE "
+                      f"{best['nfe']} (target >= 20)")
+    else:
+        print("(no evaluation in metrics.json: the preset run did not finish; see hierdistill.log)")
+    for s in report.get("stages", []) if isinstance(report.get("stages"), list) else []:
+        print(f"stage {s.get('stage')}: {s.get('steps')} steps, {s.get('step_ms')} ms/step, {s.get('samples_per_s')} samples/s, "
+              f"peak device memory {s.get('peak_device_mib')} MiB")
+    print(f"(HierDistill's peak is NVML's whole-device memory in use: CUDA context + PyTorch's cached blocks; not comparable with)\n"
+          f"PyTorch max_memory_allocated over the reference's steps: {ref.get('peak_memory_gib')} GiB")
+
+
+if __name__ == "__main__":
+    commands = {"plan": (plan, 3), "table": (table, 5)}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands or len(sys.argv) != 2 + commands[sys.argv[1]][1]:
+        sys.exit(__doc__)
+    commands[sys.argv[1]][0](*sys.argv[2:])
