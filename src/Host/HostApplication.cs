@@ -57,8 +57,8 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
         catch (ConfigException e)
         {
-            _errors.MarkupLine($"[red]{Markup.Escape(configPath)}: {e.Errors.Count} configuration error(s):[/]");
-            foreach (var error in e.Errors) _errors.MarkupLine($"  [red]-[/] {Markup.Escape(error.ToString())}");
+            _errors.ErrorLine($"{configPath}: {e.Errors.Count} configuration error(s):");
+            foreach (var error in e.Errors) _errors.ErrorLine($"  - {error}");
             return (null, null, ExitCodes.InvalidConfig);
         }
     }
@@ -68,9 +68,9 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     {
         if (File.Exists(configPath) && Comparison.ComparisonPlan.IsComparisonFile(configPath))
         {
-            _errors.MarkupLine($"[red]{Markup.Escape(configPath)} is a comparison file[/] (it has \"variants\"), not a run config. " +
-                               $"[bold]hierdistill compare {Markup.Escape(configPath)}[/] validates its base config with every variant before " +
-                               "anything runs; [bold]hierdistill validate <its \"config\">[/] checks the base config alone.");
+            _errors.ErrorLine($"{configPath} is a comparison file (it has \"variants\"), not a run config. " +
+                              $"hierdistill compare {configPath} validates its base config with every variant before " +
+                              "anything runs; hierdistill validate <its \"config\"> checks the base config alone.");
             return ExitCodes.InvalidConfig;
         }
         var (loaded, catalog, code) = Load(configPath, overrides);
@@ -128,14 +128,14 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         {
             if (overwrite)
             {
-                _errors.MarkupLine("[red]--resume continues a run and --overwrite starts it again; pass one of them.[/]");
+                _errors.ErrorLine("--resume continues a run and --overwrite starts it again; pass one of them.");
                 return ExitCodes.InvalidConfig;
             }
             string folderPath = Path.GetFullPath(resume);
             if (!File.Exists(Path.Combine(folderPath, RunFolder.StatusFile)))
             {
-                _errors.MarkupLine($"[red]--resume {Markup.Escape(folderPath)}: not a HierDistill run folder ({RunFolder.StatusFile} missing); " +
-                                   "pass the run.outputDir of the run to continue.[/]");
+                _errors.ErrorLine($"--resume {folderPath}: not a HierDistill run folder ({RunFolder.StatusFile} missing); " +
+                                  "pass the run.outputDir of the run to continue.");
                 return ExitCodes.Failed;
             }
             overrides = [.. overrides, $"run:outputDir={folderPath}"];
@@ -151,7 +151,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
         catch (TorchRuntimeException e)
         {
-            _errors.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+            _errors.ErrorLine(e.Message);
             return ExitCodes.Failed;
         }
 
@@ -172,11 +172,11 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 var differences = all.Where(d => !ConfigDifferences.MayChangeOnResume(d.Key)).ToList();
                 if (differences.Count > 0)
                 {
-                    _errors.MarkupLine($"[red]--resume {Markup.Escape(folder.Path)}: the config differs from the one the run was started with " +
-                                       $"({differences.Count} key(s)); resume with the same config and --set values:[/]");
-                    foreach (var d in differences) _errors.MarkupLine($"  [red]-[/] {Markup.Escape(d.Text)}");
-                    _errors.MarkupLine(Markup.Escape($"(The run's own settings, every --set included, are in {Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)}: " +
-                                                     $"hierdistill run {Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)} --resume {folder.Path})"));
+                    _errors.ErrorLine($"--resume {folder.Path}: the config differs from the one the run was started with " +
+                                      $"({differences.Count} key(s)); resume with the same config and --set values:");
+                    foreach (var d in differences) _errors.ErrorLine($"  - {d.Text}");
+                    _errors.ErrorLine($"(The run's own settings, every --set included, are in {Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)}: " +
+                                      $"hierdistill run {Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)} --resume {folder.Path})");
                     return ExitCodes.InvalidConfig;
                 }
                 changedOnResume = all.Select(d => d.Text).ToList();
@@ -197,7 +197,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
         catch (Exception e) when (e is RunFolderException or CheckpointException or IOException)
         {
-            _errors.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+            _errors.ErrorLine(e.Message);
             return ExitCodes.Failed;
         }
 
@@ -221,7 +221,21 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             .AddSingleton<Serilog.ILogger>(logger);
         foreach (var c in catalog.Components) services.AddSingleton(c);
         using var provider = services.BuildServiceProvider();
-        using var metrics = new MetricsWriter(folder.Path);
+        MetricsWriter metricsWriter;
+        try
+        {
+            metricsWriter = new MetricsWriter(folder.Path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A resume rewrites tensorboard/ here; metrics.jsonl (already trimmed to the checkpoint) and the checkpoint are
+            // untouched, so the same --resume works once the cause is removed.
+            string message = $"{Path.Combine(folder.Path, MetricsWriter.TensorBoardFolder)} or {MetricsWriter.FileName} could not be written: {e.Message}";
+            folder.SetStatus("failed", message);
+            logger.Error("Run failed: {Message}", message);
+            return ExitCodes.Failed;
+        }
+        using var metrics = metricsWriter;
 
         var checkpoints = new CheckpointStore(folder.Path, runOptions.CheckpointEvery, ConfigDifferences.Digest(resolved), checkpoint, runOptions.Seed);
         DeviceMemoryMonitor? gpuMemory = null;
@@ -299,8 +313,8 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
         catch (ComparisonException e)
         {
-            _errors.MarkupLine($"[red]{Markup.Escape(config)}: {e.Errors.Count} error(s) in the comparison:[/]");
-            foreach (var error in e.Errors) _errors.MarkupLine($"  [red]-[/] {Markup.Escape(error)}");
+            _errors.ErrorLine($"{config}: {e.Errors.Count} error(s) in the comparison:");
+            foreach (var error in e.Errors) _errors.ErrorLine($"  - {error}");
             return ExitCodes.InvalidConfig;
         }
         return new ComparisonRunner(this, console, _errors).Run(plan, overwrite, resume, cancellation);
@@ -319,7 +333,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         if (!File.Exists(weights))
         {
             // A command-line error, like a loadFrom that does not exist in a config (exit 2).
-            _errors.MarkupLine($"[red]--weights: weights file not found: {Markup.Escape(Path.GetFullPath(weights))}[/]");
+            _errors.ErrorLine($"--weights: weights file not found: {Path.GetFullPath(weights)}");
             return ExitCodes.InvalidConfig;
         }
         var (loaded, catalog, code) = Load(configPath, overrides);
@@ -327,7 +341,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         var teacherStage = loaded.Stages.FirstOrDefault(s => s.Stage is TeacherStageConfig);
         if (teacherStage.Key is null)
         {
-            _errors.MarkupLine($"[red]{Markup.Escape(configPath)} has no teacher stage to probe.[/]");
+            _errors.ErrorLine($"{configPath} has no teacher stage to probe.");
             return ExitCodes.InvalidConfig;
         }
         try
@@ -362,7 +376,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
         catch (Exception e) when (e is TorchRuntimeException or WeightsMismatchException or FileNotFoundException or InvalidOperationException or IOException)
         {
-            _errors.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+            _errors.ErrorLine(e.Message);
             return ExitCodes.Failed;
         }
     }
@@ -393,6 +407,6 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     private void ReportPluginErrors(ComponentCatalog catalog)
     {
         foreach (var e in catalog.Errors)
-            _errors.MarkupLine($"[yellow]plugin not loaded:[/] {Markup.Escape(e.Path)}: {Markup.Escape(e.Reason)}");
+            _errors.WarningLine($"plugin not loaded: {e.Path}: {e.Reason}");
     }
 }

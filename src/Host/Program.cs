@@ -30,12 +30,13 @@ app.Configure(config =>
 {
     config.SetApplicationName("hierdistill");
     config.SetApplicationVersion(HierDistill.Host.Pipeline.PipelineRunner.HostVersion);
-    // An unknown option (a typo such as --sett or --resum) is an error, not silently ignored.
-    config.UseStrictParsing();
+    // An unknown option (a typo such as --sett or --resum) is an error, not silently ignored. (Not Spectre's
+    // UseStrictParsing: in 0.57 it turns an option given without its value into the value "__default_command".)
+    config.SetInterceptor(new RejectUnknownOptions());
     // Usage errors (unknown command or option, missing value) exit 2 like configuration errors.
     config.SetExceptionHandler((e, _) =>
     {
-        errors.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+        errors.ErrorLine(e.Message);
         errors.MarkupLine("Run [bold]hierdistill --help[/] (or [bold]hierdistill <command> --help[/]) for usage.");
         return ExitCodes.InvalidConfig;
     });
@@ -65,6 +66,20 @@ return app.Run(args, cancellation.Token);
 
 namespace HierDistill.Host
 {
+    /// <summary>Refuses options no command defines (Spectre.Console.Cli collects them in <c>Remaining</c> otherwise).</summary>
+    internal sealed class RejectUnknownOptions : ICommandInterceptor
+    {
+        /// <inheritdoc/>
+        public void Intercept(CommandContext context, CommandSettings settings)
+        {
+            var unknown = context.Remaining.Parsed.Select(g => g.Key).FirstOrDefault();
+            if (unknown is not null) throw new UnknownOptionException($"Unknown option '--{unknown.TrimStart('-')}'.");
+        }
+    }
+
+    /// <summary>A command-line option no command defines (exit 2, like other usage errors).</summary>
+    internal sealed class UnknownOptionException(string message) : Exception(message);
+
     /// <summary>The consoles the CLI commands write to.</summary>
     internal static class CliConsoles
     {

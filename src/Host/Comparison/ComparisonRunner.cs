@@ -54,7 +54,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         var evaluations = stages.Where(s => s.Stage is EvaluationStageConfig).ToList();
         if (evaluations.Count == 0)
         {
-            errors.MarkupLine($"[red]{Markup.Escape(plan.BaseConfig)}: compare needs an enabled evaluation stage; its metrics.json is what the comparison tabulates.[/]");
+            errors.ErrorLine($"{plan.BaseConfig}: compare needs an enabled evaluation stage; its metrics.json is what the comparison tabulates.");
             return ExitCodes.InvalidConfig;
         }
         string output = Path.GetFullPath(plan.OutputDir ?? Path.Combine("runs", $"{baseConfig.Config.Run.Name}-compare"));
@@ -80,12 +80,12 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             var (loaded, _, c) = app.Load(plan.BaseConfig, [.. plan.CommonOverrides, .. v.Variant.Overrides]);
             if (loaded is null)
             {
-                errors.MarkupLine($"[red]variant '{Markup.Escape(v.Variant.Name)}' is invalid (overrides: {Markup.Escape(string.Join(" ", v.Variant.Overrides))}).[/]");
+                errors.ErrorLine($"variant '{v.Variant.Name}' is invalid (overrides: {string.Join(" ", v.Variant.Overrides)}).");
                 invalid++;
             }
             else if (!loaded.Stages.Any(s => s.Stage is EvaluationStageConfig))
             {
-                errors.MarkupLine($"[red]variant '{Markup.Escape(v.Variant.Name)}' has no enabled evaluation stage, so it would produce no metrics.json.[/]");
+                errors.ErrorLine($"variant '{v.Variant.Name}' has no enabled evaluation stage, so it would produce no metrics.json.");
                 invalid++;
             }
         }
@@ -103,9 +103,9 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             var occupied = runs.Select(r => r.Folder).Where(f => Directory.Exists(f) && Directory.EnumerateFileSystemEntries(f).Any()).ToList();
             if (occupied.Count > 0)
             {
-                errors.MarkupLine($"[red]{Markup.Escape(output)} already holds runs of this comparison ({Markup.Escape(occupied[0])}" +
-                                   $"{(occupied.Count > 1 ? $" and {occupied.Count - 1} more" : "")}); pass --resume to keep the finished ones and run the rest, " +
-                                   "--overwrite to run them all again, or --output for another folder.[/]");
+                errors.ErrorLine($"{output} already holds runs of this comparison ({occupied[0]}" +
+                                 $"{(occupied.Count > 1 ? $" and {occupied.Count - 1} more" : "")}); pass --resume to keep the finished ones and run the rest, " +
+                                 "--overwrite to run them all again, or --output for another folder.");
                 return ExitCodes.Failed;
             }
         }
@@ -148,7 +148,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             if (continues) console.MarkupLine($"[grey]compare {number}/{runs.Count}: continuing from {Markup.Escape(Path.Combine(folder, CheckpointStore.FileName))}[/]");
             int exit = continues ? app.Run(plan.BaseConfig, overrides, overwrite: false, cancellation, resume: folder) : ExitCodes.InvalidConfig;
             if (continues && exit == ExitCodes.InvalidConfig)
-                errors.MarkupLine($"[yellow]compare {number}/{runs.Count}: the variant changed since it was stopped (see above), so its checkpoint cannot be continued; running it again[/]");
+                errors.WarningLine($"compare {number}/{runs.Count}: the variant changed since it was stopped (see above), so its checkpoint cannot be continued; running it again");
             if (!continues || exit == ExitCodes.InvalidConfig)
                 exit = app.Run(plan.BaseConfig, overrides, overwrite: true, cancellation);
             results.Add(new ComparisonRun(v?.Variant, seed, folder, exit, clock.Elapsed.TotalSeconds, false));
@@ -158,10 +158,10 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             if (exit == ExitCodes.Cancelled) break;
             if (exit != ExitCodes.Ok)
             {
-                errors.MarkupLine($"[red]compare {number}/{runs.Count}: {Markup.Escape(what)} failed (exit {exit}); see {Markup.Escape(Path.Combine(folder, "log.txt"))}.[/]");
+                errors.ErrorLine($"compare {number}/{runs.Count}: {what} failed (exit {exit}); see {Path.Combine(folder, "log.txt")}.");
                 if (v is null)
                 {
-                    errors.MarkupLine("[red]The shared teacher could not be trained; no variant can run.[/]");
+                    errors.ErrorLine("The shared teacher could not be trained; no variant can run.");
                     return exit;
                 }
             }
@@ -173,7 +173,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
         {
-            errors.MarkupLine($"[red]The comparison could not be written: {Markup.Escape(e.Message)}[/]");
+            errors.ErrorLine($"The comparison could not be written: {e.Message}");
             return ExitCodes.Failed;
         }
         var written = new[] { "comparison.md", "comparison.csv", "comparison.png" }.Select(f => Path.Combine(output, f)).Where(File.Exists);

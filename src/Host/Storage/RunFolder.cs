@@ -1,4 +1,5 @@
 using System.Text.Json;
+using HierDistill.Host.Training;
 
 namespace HierDistill.Host.Storage;
 
@@ -26,7 +27,7 @@ public sealed class RunFolder
     /// <summary>Whether a file or folder name is something a run writes (only such entries are ever deleted).</summary>
     public static bool IsRunOutput(string name, bool directory)
     {
-        if (directory) return name is "tensorboard" or "checkpoints" || (name.StartsWith('.') && name.EndsWith(".tmp", StringComparison.Ordinal));
+        if (directory) return name is "tensorboard" or "checkpoints" or MetricsWriter.TensorBoardRewriteFolder or MetricsWriter.TensorBoardOldFolder;
         if (name is StatusFile or ResolvedConfigFile or "log.txt" or "metrics.json" or "metrics.jsonl" or "report.md") return true;
         return name.EndsWith(".png", StringComparison.Ordinal) || name.EndsWith(".safetensors", StringComparison.Ordinal)
                || (name.StartsWith('.') && name.EndsWith(".tmp", StringComparison.Ordinal));

@@ -34,6 +34,12 @@ public sealed class MetricsWriter : IDisposable
     /// <summary>The TensorBoard folder in the run folder.</summary>
     public const string TensorBoardFolder = "tensorboard";
 
+    /// <summary>Where a resume writes the new TensorBoard folder before swapping it in (a leftover is replaced).</summary>
+    public const string TensorBoardRewriteFolder = ".tensorboard.tmp";
+
+    /// <summary>Where the old TensorBoard folder goes during the swap (a leftover is deleted).</summary>
+    public const string TensorBoardOldFolder = ".tensorboard.old.tmp";
+
     /// <summary>Opens the writers in <paramref name="runFolder"/> (appends to an existing metrics.jsonl, and then rewrites
     /// the TensorBoard folder from it).</summary>
     /// <exception cref="IOException">The folder cannot be written.</exception>
@@ -56,9 +62,12 @@ public sealed class MetricsWriter : IDisposable
     private static void RewriteTensorBoard(string runFolder, IReadOnlyList<MetricPoint> points)
     {
         string folder = Path.Combine(runFolder, TensorBoardFolder);
-        string fresh = Path.Combine(runFolder, ".tensorboard.tmp"), old = Path.Combine(runFolder, ".tensorboard.old.tmp");
+        string fresh = Path.Combine(runFolder, TensorBoardRewriteFolder), old = Path.Combine(runFolder, TensorBoardOldFolder);
         foreach (var leftover in new[] { fresh, old })
+        {
             if (Directory.Exists(leftover)) Directory.Delete(leftover, recursive: true);
+            else if (File.Exists(leftover)) File.Delete(leftover);
+        }
         var writer = torch.utils.tensorboard.SummaryWriter(fresh);
         foreach (var p in points) writer.add_scalar($"{p.Stage}/{p.Name}", (float)p.Value, (int)Math.Min(p.Step, int.MaxValue));
         if (Directory.Exists(folder)) Directory.Move(folder, old);

@@ -49,8 +49,30 @@ public class CliOutputStreamTests
         var (code, stdout, stderr) = Cli("validate", TestPaths.Sample("toy2d/hd.json"), "--sett", "run.seed=3");
         Assert.Equal(2, code);
         Assert.Equal("", stdout.Trim());
-        Assert.Contains("Unknown option 'sett'", stderr);
+        Assert.Contains("Unknown option '--sett'", stderr);
         Assert.Contains("hierdistill --help", stderr);
+    }
+
+    [Fact]
+    public void An_option_without_its_value_is_a_command_line_error()
+    {
+        // Not taken as the value "__default_command" (what Spectre's strict parsing does in 0.57).
+        foreach (var args in new[] { new[] { "run", TestPaths.Sample("toy2d/hd.json"), "--resume" }, ["validate", TestPaths.Sample("toy2d/hd.json"), "--set"] })
+        {
+            var (code, stdout, stderr) = Cli(args);
+            Assert.True(code == 2, $"{string.Join(' ', args)}: exit {code}\n{stdout}{stderr}");
+            Assert.Contains("no value has been provided", stderr);
+            Assert.DoesNotContain("__default_command", stdout + stderr);
+        }
+    }
+
+    [Fact]
+    public void A_key_that_looks_like_an_emoji_code_is_printed_as_typed()
+    {
+        // Spectre markup turns ':zzz:' into an emoji; errors are written as plain text.
+        var (code, _, stderr) = Cli("validate", TestPaths.Sample("toy2d/hd.json"), "--set", "run.zzz=1");
+        Assert.Equal(2, code);
+        Assert.Contains("run:zzz: unknown key", stderr);
     }
 
     [Fact]

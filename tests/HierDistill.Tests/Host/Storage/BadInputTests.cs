@@ -26,6 +26,33 @@ public class BadInputTests
     }
 
     [Fact]
+    public void A_resume_that_cannot_rewrite_tensorboard_fails_with_exit_1_and_can_be_resumed_once_the_cause_is_gone()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = StoppedRun(folder);
+        string tensorboard = Path.Combine(output, MetricsWriter.TensorBoardFolder), checkpoint = Path.Combine(output, CheckpointStore.FileName);
+        byte[] saved = File.ReadAllBytes(checkpoint);
+        string metrics = File.ReadAllText(Path.Combine(output, MetricsWriter.FileName));
+        // A file where the TensorBoard folder belongs: the swap cannot put the rewritten folder there.
+        Directory.Delete(tensorboard, recursive: true);
+        File.WriteAllText(tensorboard, "not a folder");
+
+        var (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
+        Assert.True(code == ExitCodes.Failed, text);
+        string status = File.ReadAllText(Path.Combine(output, "run.json"));
+        Assert.Contains("\"failed\"", status);
+        Assert.Contains("could not be written", status);
+        Assert.Contains("could not be written", File.ReadAllText(Path.Combine(output, "log.txt")));
+        Assert.Equal(saved, File.ReadAllBytes(checkpoint));
+        Assert.Equal(metrics, File.ReadAllText(Path.Combine(output, MetricsWriter.FileName)));
+
+        File.Delete(tensorboard);
+        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
+        Assert.True(code == ExitCodes.Ok, text + File.ReadAllText(Path.Combine(output, "log.txt")));
+        Assert.Empty(Directory.GetDirectories(output, ".*"));
+    }
+
+    [Fact]
     public void Resume_refuses_another_config_a_damaged_or_newer_checkpoint_a_finished_run_and_a_non_run_folder()
     {
         using var folder = TestPaths.NewTempFolder();

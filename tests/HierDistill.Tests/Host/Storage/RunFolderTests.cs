@@ -33,8 +33,11 @@ public class RunFolderTests
         string run = FinishedRun(folder);
         Directory.CreateDirectory(Path.Combine(run, "src"));
         File.WriteAllText(Path.Combine(run, "my.json"), "{}");
+        // A dot-folder ending in .tmp is the user's too: only the TensorBoard rewrite's two temporary folders are a run's.
+        Directory.CreateDirectory(Path.Combine(run, ".my-notes.tmp"));
+        Directory.CreateDirectory(Path.Combine(run, ".tensorboard.tmp"));
         var e = Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: true));
-        Assert.Contains("also my.json, src, which a run does not write", e.Message);
+        Assert.Contains("also .my-notes.tmp, my.json, src, which a run does not write", e.Message);
         Assert.True(File.Exists(Path.Combine(run, "report.md")));
     }
 
