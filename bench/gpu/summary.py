@@ -19,10 +19,18 @@ import sys
 
 
 def rows(path):
+    """The parseable lines of a metrics.jsonl (a process killed by `timeout` may leave its last line cut)."""
+    out = []
     try:
-        return [json.loads(line) for line in open(path) if line.strip()]
-    except Exception:
-        return []
+        lines = open(path).readlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
 
 
 def load(path):
