@@ -20,10 +20,6 @@ using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
 
 // Piped output (CI logs, `| less`): do not wrap tables and messages at 80 columns.
 if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 240;
-// Errors and warnings go to standard error, so that `hierdistill run ... > out.txt` still shows them.
-var errors = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-if (Console.IsErrorRedirected) errors.Profile.Width = 240;
-CliConsoles.Errors = errors;
 
 var app = new CommandApp();
 app.Configure(config =>
@@ -36,8 +32,8 @@ app.Configure(config =>
     // Usage errors (unknown command or option, missing value) exit 2 like configuration errors.
     config.SetExceptionHandler((e, _) =>
     {
-        errors.ErrorLine(e.Message);
-        errors.MarkupLine("Run [bold]hierdistill --help[/] (or [bold]hierdistill <command> --help[/]) for usage.");
+        CliConsoles.Errors.ErrorLine(e.Message);
+        CliConsoles.Errors.MarkupLine("Run [bold]hierdistill --help[/] (or [bold]hierdistill <command> --help[/]) for usage.");
         return ExitCodes.InvalidConfig;
     });
     config.AddCommand<RunCommand>("run")
@@ -83,8 +79,16 @@ namespace HierDistill.Host
     /// <summary>The consoles the CLI commands write to.</summary>
     internal static class CliConsoles
     {
-        /// <summary>Standard error, for errors and warnings (set at start-up).</summary>
-        public static IAnsiConsole Errors { get; set; } = AnsiConsole.Console;
+        /// <summary>Standard error, for errors and warnings, so that `hierdistill run ... &gt; out.txt` still shows them
+        /// (not wrapped at 80 columns when redirected).</summary>
+        public static IAnsiConsole Errors { get; } = StandardError();
+
+        private static IAnsiConsole StandardError()
+        {
+            var errors = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            if (Console.IsErrorRedirected) errors.Profile.Width = 240;
+            return errors;
+        }
 
         /// <summary>A <see cref="HostApplication"/> writing results to standard output and errors to <see cref="Errors"/>.</summary>
         public static HostApplication Application() => new(AnsiConsole.Console, errors: Errors);

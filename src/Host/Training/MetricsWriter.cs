@@ -69,11 +69,15 @@ public sealed class MetricsWriter : IDisposable
             else if (File.Exists(leftover)) File.Delete(leftover);
         }
         var writer = torch.utils.tensorboard.SummaryWriter(fresh);
-        foreach (var p in points) writer.add_scalar($"{p.Stage}/{p.Name}", (float)p.Value, (int)Math.Min(p.Step, int.MaxValue));
+        foreach (var p in points) AddScalar(writer, p);
         if (Directory.Exists(folder)) Directory.Move(folder, old);
         Directory.Move(fresh, folder);
         if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
     }
+
+    /// <summary>One point as a TensorBoard scalar: tag <c>stage/name</c>, the step within the stage.</summary>
+    private static void AddScalar(SummaryWriter writer, MetricPoint p) =>
+        writer.add_scalar($"{p.Stage}/{p.Name}", (float)p.Value, (int)Math.Min(p.Step, int.MaxValue));
 
     /// <summary>Everything logged so far.</summary>
     public IReadOnlyList<MetricPoint> History => _history;
@@ -155,8 +159,9 @@ public sealed class MetricsWriter : IDisposable
             {
                 if (double.IsFinite(value)) json.WriteNumber(name, value);
                 else json.WriteString(name, value.ToString(CultureInfo.InvariantCulture));
-                _history.Add(new MetricPoint(stage, step, name, value));
-                _tensorboard?.add_scalar($"{stage}/{name}", (float)value, (int)Math.Min(step, int.MaxValue));
+                var point = new MetricPoint(stage, step, name, value);
+                _history.Add(point);
+                if (_tensorboard is not null) AddScalar(_tensorboard, point);
             }
             json.WriteEndObject();
         }

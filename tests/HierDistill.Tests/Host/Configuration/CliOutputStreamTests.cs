@@ -13,18 +13,10 @@ public class CliOutputStreamTests
     /// <summary>Runs the host in a child process with both streams redirected.</summary>
     private static (int Code, string Stdout, string Stderr) Cli(params string[] arguments)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = new ProcessStartInfo("dotnet");
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "hierdistill.dll"));
         foreach (var a in arguments) psi.ArgumentList.Add(a);
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(2)))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"hierdistill {string.Join(' ', arguments)} did not exit in 2 minutes");
-        }
-        return (process.ExitCode, stdout.Result, stderr.Result);
+        return ChildProcess.Run(psi, TimeSpan.FromMinutes(2));
     }
 
     [Fact]

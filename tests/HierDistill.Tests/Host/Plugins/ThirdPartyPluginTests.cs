@@ -151,7 +151,7 @@ public class ThirdPartyPluginTests
         string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
         if (string.IsNullOrEmpty(host) || !File.Exists(host))
             host = Path.GetFileNameWithoutExtension(Environment.ProcessPath) == "dotnet" ? Environment.ProcessPath! : "dotnet";
-        var psi = new ProcessStartInfo(host) { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true };
+        var psi = new ProcessStartInfo(host) { WorkingDirectory = directory };
         foreach (var a in arguments) psi.ArgumentList.Add(a);
         if (arguments[0] is "build" or "pack")
             foreach (var a in new[] { "-nodeReuse:false", "-p:UseSharedCompilation=false", "-clp:ErrorsOnly;Summary" }) psi.ArgumentList.Add(a);
@@ -160,16 +160,9 @@ public class ThirdPartyPluginTests
             psi.Environment.Remove(name);
         psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         psi.Environment["DOTNET_NOLOGO"] = "1";
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(5)))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"dotnet {string.Join(' ', arguments)} did not finish in 5 minutes.");
-        }
-        string output = stdout.Result + stderr.Result;
-        Assert.True(process.ExitCode == 0, $"dotnet {string.Join(' ', psi.ArgumentList)} (in {directory}) exited with {process.ExitCode}:\n{output}");
+        var (code, stdout, stderr) = ChildProcess.Run(psi, TimeSpan.FromMinutes(5));
+        string output = stdout + stderr;
+        Assert.True(code == 0, $"dotnet {string.Join(' ', psi.ArgumentList)} (in {directory}) exited with {code}:\n{output}");
         return output;
     }
 }

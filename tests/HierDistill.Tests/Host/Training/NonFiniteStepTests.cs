@@ -22,6 +22,19 @@ public class NonFiniteStepTests
         return (module, new ModuleOptimizer("student", module, new OptimizerSettings(1e-2, GradClipNorm: 1.0), emaDecay: 0.9, maxConsecutiveSkips: maxSkips));
     }
 
+    /// <summary>A validated config with the given <c>run</c> section and a single exact-teacher stage (the loop's settings only).</summary>
+    private static LoadedConfig RunConfig(string run)
+    {
+        using var file = new ConfigFile($$"""
+        {
+          "run": {{run}},
+          "data": { "type": "mixture2d" },
+          "stages": { "teacher": { "kind": "teacher", "teacher": { "type": "gmm-exact" } } }
+        }
+        """);
+        return ConfigLoader.Validate(ConfigLoader.Read(file.Path), file.Path, Catalogs.BuiltIn());
+    }
+
     private static Dictionary<string, byte[]> Snapshot(ModuleOptimizer optimizer)
     {
         using var scope = NewDisposeScope();
@@ -84,14 +97,7 @@ public class NonFiniteStepTests
     [InlineData(14, 3, 3)]  // a module stepped every 3rd iteration (DMD's generator): 4 of its own steps, fewer than logEvery
     public void The_skip_limit_stops_a_stage_even_between_logged_steps(int steps, int interval, int nanFrom)
     {
-        using var file = new ConfigFile("""
-        {
-          "run": { "name": "tail", "logEvery": 5, "checkpointEvery": 0, "maxSkippedSteps": 2 },
-          "data": { "type": "mixture2d" },
-          "stages": { "teacher": { "kind": "teacher", "teacher": { "type": "gmm-exact" } } }
-        }
-        """);
-        var loaded = ConfigLoader.Validate(ConfigLoader.Read(file.Path), file.Path, Catalogs.BuiltIn());
+        var loaded = RunConfig("""{ "name": "tail", "logEvery": 5, "checkpointEvery": 0, "maxSkippedSteps": 2 }""");
         using var folder = TestPaths.NewTempFolder();
         using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
         var run = TestRuns.Context(loaded, folder.Path, metrics);
@@ -112,14 +118,7 @@ public class NonFiniteStepTests
     [Fact]
     public void A_stage_that_diverges_stops_naming_stage_step_term_and_the_last_good_checkpoint()
     {
-        using var file = new ConfigFile("""
-        {
-          "run": { "name": "diverges", "logEvery": 1, "checkpointEvery": 2, "maxSkippedSteps": 3 },
-          "data": { "type": "mixture2d" },
-          "stages": { "teacher": { "kind": "teacher", "teacher": { "type": "gmm-exact" } } }
-        }
-        """);
-        var loaded = ConfigLoader.Validate(ConfigLoader.Read(file.Path), file.Path, Catalogs.BuiltIn());
+        var loaded = RunConfig("""{ "name": "diverges", "logEvery": 1, "checkpointEvery": 2, "maxSkippedSteps": 3 }""");
         using var folder = TestPaths.NewTempFolder();
         using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
         var checkpoints = new CheckpointStore(folder.Path, loaded.Config.Run.CheckpointEvery, "digest");
