@@ -145,16 +145,21 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
     /// <summary>
     /// Samples in batches of <c>batchSize</c>; reports wall-clock seconds per sample after a warm-up call: 8 samples on the
     /// CPU, a whole batch on CUDA (the first call at a new batch shape pays for cuBLAS/cuDNN algorithm selection and the
-    /// caching allocator's first allocations, which would weigh on a one-step sampler far more than on a 32-step one).
+    /// caching allocator's first allocations, which would weigh on a one-step sampler far more than on a 32-step one), and
+    /// on CUDA also the last, partial batch's shape when <c>samples</c> is not a multiple of <c>batchSize</c>.
     /// </summary>
     private Tensor Sample(Sampler sampler, Tensor noise, Tensor labels, out double secondsPerSample)
     {
-        long warmSize = Math.Min(noise.device.type == DeviceType.CUDA ? config.BatchSize : 8, noise.shape[0]);
-        using (var warm = NewDisposeScope())
+        bool onCuda = noise.device.type == DeviceType.CUDA;
+        long count = noise.shape[0];
+        var warmSizes = new List<long> { Math.Min(onCuda ? config.BatchSize : 8, count) };
+        if (onCuda && count > config.BatchSize && count % config.BatchSize != 0) warmSizes.Add(count % config.BatchSize);
+        foreach (long warmSize in warmSizes)
         {
+            using var warm = NewDisposeScope();
             sampler.Sample(noise.narrow(0, 0, warmSize), labels.narrow(0, 0, warmSize));
-            if (noise.device.type == DeviceType.CUDA) cuda.synchronize();
         }
+        if (onCuda) cuda.synchronize();
         var clock = Stopwatch.StartNew();
         var parts = new List<Tensor>();
         for (long i = 0; i < noise.shape[0]; i += config.BatchSize)

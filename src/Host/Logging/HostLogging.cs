@@ -47,7 +47,8 @@ public static class HostLogging
             config = config.ReadFrom.Configuration(configuration);
         // The console shows Information and above without stack traces; the file also keeps Debug events (stack traces).
         config = liveConsole
-            ? config.WriteTo.Sink(new SpectreConsoleSink(new MessageTemplateTextFormatter(ConsoleTemplate)), LogEventLevel.Information)
+            ? config.WriteTo.Sink(new SpectreConsoleSink(new MessageTemplateTextFormatter(ConsoleTemplate),
+                errors: Console.IsErrorRedirected ? Console.Error : null), LogEventLevel.Information)
             : config.WriteTo.Console(outputTemplate: ConsoleTemplate, standardErrorFromLevel: LogEventLevel.Error,
                 restrictedToMinimumLevel: LogEventLevel.Information);
         if (logFile is not null) config = config.WriteTo.File(logFile, outputTemplate: FileTemplate);
@@ -55,20 +56,33 @@ public static class HostLogging
     }
 }
 
-/// <summary>Writes log events through Spectre.Console so that they render above a live progress display.</summary>
-public sealed class SpectreConsoleSink(ITextFormatter formatter) : ILogEventSink
+/// <summary>
+/// Writes log events through Spectre.Console so that they render above a live progress display; <c>Error</c> and
+/// <c>Fatal</c> lines go to <paramref name="errors"/> instead when one is given (standard error redirected away from the
+/// terminal, e.g. <c>2&gt; errors.log</c>, so that errors land where the user sent them).
+/// </summary>
+/// <param name="formatter">Formats one event as one line.</param>
+/// <param name="console">The console of the live display; default <see cref="AnsiConsole.Console"/>.</param>
+/// <param name="errors">Where error lines go as plain text, or null to show them on <paramref name="console"/> in red.</param>
+public sealed class SpectreConsoleSink(ITextFormatter formatter, IAnsiConsole? console = null, TextWriter? errors = null) : ILogEventSink
 {
     /// <inheritdoc/>
     public void Emit(LogEvent logEvent)
     {
         using var writer = new StringWriter();
         formatter.Format(logEvent, writer);
+        if (errors is not null && logEvent.Level >= LogEventLevel.Error)
+        {
+            errors.Write(writer.ToString());
+            errors.Flush();
+            return;
+        }
         var style = logEvent.Level switch
         {
             >= LogEventLevel.Error => new Style(Color.Red),
             LogEventLevel.Warning => new Style(Color.Yellow),
             _ => Style.Plain,
         };
-        AnsiConsole.Write(new Text(writer.ToString(), style));
+        (console ?? AnsiConsole.Console).Write(new Text(writer.ToString(), style));
     }
 }
