@@ -16,7 +16,11 @@ warm-up, with CUDA synchronisation around the clock.
         [--data /usr/share/datasets/fashion-mnist] [--json out.json]
 
 Prints one line per measurement and, with --json, writes them. Needs PyTorch (>= 1.13; torch.func for --jvp forward)
-and numpy; safetensors files are read and written by the small reader below (no `safetensors` package needed).
+and numpy; safetensors files are read by load_safetensors below (no `safetensors` package needed).
+
+Weights from PyTorch to HierDistill: save the state dict of this file's Network (or of any module whose state-dict
+names and shapes are HierDistill's) with `safetensors.torch.save_file(module.state_dict(), path)`, or, without the
+`safetensors` package, with save_safetensors below; then `--set stages:teacher:loadFrom=path`.
 """
 import argparse
 import gzip
@@ -52,6 +56,28 @@ def load_safetensors(path):
         t = torch.frombuffer(buf, dtype=_DTYPES[info["dtype"]]) if end > start else torch.empty(0, dtype=_DTYPES[info["dtype"]])
         out[name] = t.reshape(info["shape"]).clone()
     return out
+
+
+_CODES = {v: k for k, v in _DTYPES.items()}
+
+
+def save_safetensors(tensors, path):
+    """Writes {name: tensor} as a safetensors file (the format of `safetensors.torch.save_file`), atomically."""
+    header, blobs, offset = {}, [], 0
+    for name, t in tensors.items():
+        t = t.detach().contiguous().cpu()
+        blob = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
+        header[name] = {"dtype": _CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned
+    with open(path + ".tmp", "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for blob in blobs:
+            f.write(blob)
+    os.replace(path + ".tmp", path)
 
 
 def read_idx(path):
@@ -368,7 +394,10 @@ def main():
         config = json.load(f)
     stages = config["stages"]
     teacher_stage = next(s for s in stages.values() if s.get("kind") == "teacher")
-    structure = next(s for s in stages.values() if s.get("kind") == "trajectory")
+    structure = next((s for s in stages.values() if s.get("kind") == "trajectory"), None)
+    if structure is None and args.only != "teacher":
+        print("the run has no trajectory (MeanFlow) stage: only the teacher step is timed")
+        args.only = "teacher"
     options = teacher_stage["teacher"].get("options") or {}
     weights = load_safetensors(os.path.join(args.run, "teacher.safetensors"))
     precision = args.precision or config.get("run", {}).get("precision", "float32")

@@ -320,6 +320,17 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         return new ComparisonRunner(this, console, _errors).Run(plan, overwrite, resume, cancellation);
     }
 
+    /// <summary>Whether two paths name the same file (full paths compared after resolving symbolic links; case-sensitive, as on Linux).</summary>
+    private static bool SameFile(string a, string b)
+    {
+        static string Resolve(string p)
+        {
+            var info = new FileInfo(Path.GetFullPath(p));
+            return info.Exists && info.ResolveLinkTarget(returnFinalTarget: true) is { } target ? target.FullName : info.FullName;
+        }
+        return string.Equals(Resolve(a), Resolve(b), StringComparison.Ordinal);
+    }
+
     /// <summary>
     /// <c>hierdistill probe</c>: creates the config's teacher on its device, loads <paramref name="weights"/>, and evaluates its
     /// velocity <c>v(z, t | c)</c> in float32 on fixed inputs (seed 1234: z ~ N(0, I) of the data's sample shape, t uniform in
@@ -334,6 +345,12 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         {
             // A command-line error, like a loadFrom that does not exist in a config (exit 2).
             _errors.ErrorLine($"--weights: weights file not found: {Path.GetFullPath(weights)}");
+            return ExitCodes.InvalidConfig;
+        }
+        if (SameFile(weights, output))
+        {
+            _errors.ErrorLine($"--out {output} is the --weights file; writing the probe there would replace the teacher's weights. " +
+                              "Name another file with --out.");
             return ExitCodes.InvalidConfig;
         }
         var (loaded, catalog, code) = Load(configPath, overrides);

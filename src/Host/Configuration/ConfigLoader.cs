@@ -1,6 +1,7 @@
 using System.Text.Json;
 using HierDistill.Abstractions.Plugins;
 using HierDistill.Host.Plugins;
+using HierDistill.Host.Storage;
 using Microsoft.Extensions.Configuration;
 
 namespace HierDistill.Host.Configuration;
@@ -132,8 +133,23 @@ public static class ConfigLoader
             {
                 stages.Add((stage.Key, bound));
                 string? loadFrom = bound switch { TeacherStageConfig t => t.LoadFrom, TrajectoryStageConfig t => t.LoadFrom, _ => null };
-                if (bound.Enabled && !string.IsNullOrWhiteSpace(loadFrom) && !File.Exists(loadFrom))
-                    v.Add($"{path}:loadFrom", $"weights file not found: {Path.GetFullPath(loadFrom)}.");
+                if (bound.Enabled && !string.IsNullOrWhiteSpace(loadFrom))
+                {
+                    // The header alone (not the tensors): a file that is no weights file is refused before a run folder is
+                    // created or overwritten. Names and shapes need the module and are checked when it is loaded.
+                    try
+                    {
+                        WeightsFile.CheckHeader(loadFrom);
+                    }
+                    catch (FileNotFoundException)
+                    {
+                        v.Add($"{path}:loadFrom", $"weights file not found: {Path.GetFullPath(loadFrom)}.");
+                    }
+                    catch (Exception e) when (e is WeightsMismatchException or IOException or UnauthorizedAccessException)
+                    {
+                        v.Add($"{path}:loadFrom", e.Message);
+                    }
+                }
             }
             else
             {

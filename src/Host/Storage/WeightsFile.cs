@@ -23,15 +23,20 @@ public static class WeightsFile
         AtomicFile.Write(path, stream => Safetensors.SaveStateDict(stream, dict, leaveOpen: true));
     }
 
-    /// <summary>Loads weights saved by <see cref="Save"/> into <paramref name="module"/>, checking every name and shape first.</summary>
+    /// <summary>
+    /// Loads weights saved by <see cref="Save"/> (or by PyTorch's <c>safetensors.torch.save_file</c> with the same names) into
+    /// <paramref name="module"/>, checking the header, then every name, shape and dtype kind and that every value is finite
+    /// first (nothing is copied when one check fails). Floating-point tensors of another width (float16, bfloat16, float64)
+    /// are cast, as PyTorch's <c>load_state_dict</c> does.
+    /// </summary>
     /// <exception cref="FileNotFoundException">When the file does not exist.</exception>
     /// <exception cref="WeightsMismatchException">
-    /// When the file cannot be read as safetensors, or does not match the module: the message names the first
-    /// mismatched tensor and both shapes.
+    /// When the file cannot be read as safetensors, is a run checkpoint, or does not fit the module: the message names the
+    /// first mismatched tensor (both shapes, or its dtype, or its count of non-finite values) and the fix.
     /// </exception>
     public static void Load(nn.Module module, string path)
     {
-        if (!File.Exists(path)) throw new FileNotFoundException($"weights file not found: {Path.GetFullPath(path)}", path);
+        CheckHeader(path);
         Dictionary<string, Tensor> loaded;
         try
         {
@@ -44,10 +49,6 @@ public static class WeightsFile
         }
         try
         {
-            if (loaded.ContainsKey("hierdistill/manifest"))
-                throw new WeightsMismatchException(
-                    $"{path} is a run checkpoint (the full training state, for --resume), not a weights file; pass the run folder's " +
-                    "teacher.safetensors or student-<stage>.safetensors instead.");
             CopyInto(module, loaded, path);
         }
         finally
@@ -57,14 +58,32 @@ public static class WeightsFile
     }
 
     /// <summary>
-    /// Copies <paramref name="tensors"/> into <paramref name="module"/>'s parameters and buffers after checking every name and
-    /// shape first (nothing is copied when one does not fit).
+    /// The checks on a weights file that need no module (run by config validation on every <c>loadFrom</c>, before a run
+    /// folder is created or overwritten): the file is safetensors, its header fits its length, and it is not a run checkpoint.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">When the file does not exist.</exception>
+    /// <exception cref="WeightsMismatchException">When one check fails; the message names the fix.</exception>
+    public static void CheckHeader(string path)
+    {
+        var entries = SafetensorsHeader.Read(path);
+        if (entries.Any(e => e.Name == CheckpointManifestKey))
+            throw new WeightsMismatchException(
+                $"{path} is a run checkpoint (the full training state, for --resume), not a weights file; pass the run folder's " +
+                "teacher.safetensors or student-<stage>.safetensors instead.");
+    }
+
+    /// <summary>The tensor that marks a run checkpoint (Training.Checkpoints writes it; a weights file never has it).</summary>
+    public const string CheckpointManifestKey = "hierdistill/manifest";
+
+    /// <summary>
+    /// Copies <paramref name="tensors"/> into <paramref name="module"/>'s parameters and buffers after checking every name,
+    /// shape and dtype kind and that every value is finite (nothing is copied when one does not fit).
     /// </summary>
     /// <param name="module">The module.</param>
     /// <param name="tensors">Tensors by state-dict name (any device).</param>
     /// <param name="source">What the tensors come from, for messages (a file, "checkpoint.safetensors (student)").</param>
-    /// <exception cref="WeightsMismatchException">When a name is missing or extra, or a shape differs: the message names the first
-    /// mismatched tensor and both shapes.</exception>
+    /// <exception cref="WeightsMismatchException">When a name is missing or extra, a shape differs, an integer tensor stands where
+    /// the module has a floating-point one, or a value is NaN or infinite: the message names the first such tensor.</exception>
     public static void CopyInto(nn.Module module, IReadOnlyDictionary<string, Tensor> tensors, string source)
     {
         using var scope = NewDisposeScope();
@@ -73,25 +92,63 @@ public static class WeightsFile
 
     /// <summary>
     /// Copies <paramref name="tensors"/> into the same-named tensors of <paramref name="target"/> (a module's state dict, an
-    /// EMA, optimiser moments) after checking every name and shape first (nothing is copied when one does not fit).
+    /// EMA, optimiser moments) after the checks of <see cref="CopyInto(nn.Module, IReadOnlyDictionary{string, Tensor}, string)"/>.
     /// </summary>
     /// <exception cref="WeightsMismatchException">As <see cref="CopyInto(nn.Module, IReadOnlyDictionary{string, Tensor}, string)"/>.</exception>
     public static void CopyInto(IReadOnlyDictionary<string, Tensor> target, IReadOnlyDictionary<string, Tensor> tensors, string source)
     {
+        const string NotInterchangeable = " (teacher.safetensors and student-<stage>.safetensors are not interchangeable: a student also " +
+                                          "embeds the interval t - r.)";
         foreach (var (name, t) in target)
         {
             if (!tensors.TryGetValue(name, out var s))
-                throw new WeightsMismatchException($"{source} has no tensor '{name}' (shape [{string.Join(", ", t.shape)}]) that the module needs; it was saved from another architecture.");
+                throw new WeightsMismatchException(
+                    $"{source} has no tensor '{name}' (shape [{string.Join(", ", t.shape)}]) that the module needs; " +
+                    $"{NameHint(name, tensors.Keys)}{NotInterchangeable}");
             if (!s.shape.SequenceEqual(t.shape))
                 throw new WeightsMismatchException(
-                    $"{source}: tensor '{name}' has shape [{string.Join(", ", s.shape)}] in the file but [{string.Join(", ", t.shape)}] in the module; it was saved from another architecture or size.");
+                    $"{source}: tensor '{name}' has shape [{string.Join(", ", s.shape)}] in the file but [{string.Join(", ", t.shape)}] in " +
+                    "the module; it was saved from another architecture or size: set the component's options (e.g. the teacher's " +
+                    "preset or width) to those of the run that saved it (its config.resolved.json).");
+            if (t.is_floating_point() && !s.is_floating_point())
+                throw new WeightsMismatchException(
+                    $"{source}: tensor '{name}' is {s.dtype} in the file where the module's is {t.dtype}; weights must be floating point " +
+                    "(float32, float16, bfloat16 or float64). Save the module's state_dict() as it is, without converting it.");
         }
         var extra = tensors.Keys.Except(target.Keys).FirstOrDefault();
         if (extra is not null)
-            throw new WeightsMismatchException($"{source} has a tensor '{extra}' that the module lacks; it was saved from another architecture.");
+            throw new WeightsMismatchException(
+                $"{source} has a tensor '{extra}' that the module lacks ({tensors.Keys.Except(target.Keys).Count()} such in all); it was " +
+                $"saved from another architecture.{NotInterchangeable}");
+        foreach (var (name, t) in target)
+        {
+            var s = tensors[name];
+            if (!s.is_floating_point()) continue;
+            long bad;
+            using (var finite = isfinite(s)) bad = finite.numel() - finite.count_nonzero().item<long>();
+            if (bad > 0)
+                throw new WeightsMismatchException(
+                    $"{source}: tensor '{name}' holds {bad} non-finite value(s) (NaN or infinity): the weights come from a run that " +
+                    "diverged or the file is damaged. Use weights saved before the divergence (an earlier run's file), or train again.");
+        }
         using (no_grad())
         {
             foreach (var (name, t) in target) t.copy_(tensors[name]);
         }
+    }
+
+    /// <summary>"it was saved from another architecture", or what the names in the file suggest instead (a prefix added or missing).</summary>
+    private static string NameHint(string name, IEnumerable<string> fileNames)
+    {
+        foreach (var other in fileNames)
+        {
+            if (other.EndsWith("." + name, StringComparison.Ordinal))
+                return $"the file has '{other}': its names carry the prefix '{other[..^name.Length]}' that the module's lack; save the " +
+                       "state dict of the same module (or strip the prefix).";
+            if (name.EndsWith("." + other, StringComparison.Ordinal))
+                return $"the file has '{other}': its names lack the prefix '{name[..^other.Length]}' that the module's carry; save the " +
+                       "state dict of the same module (or add the prefix).";
+        }
+        return "it was saved from another architecture.";
     }
 }

@@ -93,7 +93,7 @@ public sealed class CheckpointStore
     /// <summary>File name in the run folder.</summary>
     public const string FileName = "checkpoint.safetensors";
 
-    private const string ManifestKey = "hierdistill/manifest";
+    private const string ManifestKey = WeightsFile.CheckpointManifestKey;
     private const string CompletedRngKey = "rng/completed";
     private const string CurrentRngKey = "rng/current";
 

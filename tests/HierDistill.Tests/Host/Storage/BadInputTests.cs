@@ -169,7 +169,8 @@ public class BadInputTests
             entry.Write(Encoding.ASCII.GetBytes($"cos\nsystem\n(S'touch {marker}'\ntR."));
         using var module = nn.Linear(2, 2);
         var e = Assert.Throws<WeightsMismatchException>(() => WeightsFile.Load(module, pt));
-        Assert.Contains("is not a readable safetensors file", e.Message);
+        Assert.Contains("teacher.pt is not a safetensors file", e.Message);
+        Assert.Contains("a .pt/.pth pickle must be converted that way first", e.Message);
         Assert.False(File.Exists(marker));
     }
 
@@ -233,5 +234,38 @@ public class BadInputTests
         Directory.CreateDirectory(to);
         foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
         foreach (var d in Directory.GetDirectories(from)) CopyDirectory(d, Path.Combine(to, Path.GetFileName(d)));
+    }
+
+    [Fact]
+    public void A_loadFrom_that_is_no_weights_file_is_a_config_error_before_an_existing_run_is_overwritten()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = folder.File("run");
+        Directory.CreateDirectory(output);
+        File.WriteAllText(Path.Combine(output, "run.json"), """{ "status": "finished" }""");
+        File.WriteAllText(Path.Combine(output, "teacher.safetensors"), "the old run's weights");
+        File.WriteAllText(folder.File("teacher.txt"), "not weights but some text that is long enough");
+        var writer = new StringWriter();
+        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Run(TestPaths.Sample("toy2d/hd.json"),
+            [$"run:outputDir={output}", $"stages:teacher:loadFrom={folder.File("teacher.txt")}"], overwrite: true, CancellationToken.None);
+        Assert.True(code == ExitCodes.InvalidConfig, writer.ToString());
+        Assert.Contains("stages:teacher:loadFrom", writer.ToString());
+        Assert.Contains("teacher.txt is not a safetensors file", writer.ToString());
+        Assert.Equal("the old run's weights", File.ReadAllText(Path.Combine(output, "teacher.safetensors")));
+        Assert.Equal(2, Directory.GetFiles(output).Length);
+    }
+
+    [Fact]
+    public void Probe_refuses_to_write_over_the_weights_it_reads()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string weights = folder.File("teacher.safetensors");
+        File.WriteAllText(weights, "stands for a trained teacher");
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        int code = app.Probe(TestPaths.Sample("toy2d/hd.json"), [], weights, Path.Combine(folder.Path, ".", "teacher.safetensors"), 4);
+        Assert.True(code == ExitCodes.InvalidConfig, writer.ToString());
+        Assert.Contains("is the --weights file; writing the probe there would replace the teacher's weights. Name another file with --out.", writer.ToString());
+        Assert.Equal("stands for a trained teacher", File.ReadAllText(weights));
     }
 }

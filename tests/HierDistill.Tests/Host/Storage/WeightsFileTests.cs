@@ -58,7 +58,7 @@ public class WeightsFileTests
         var target = Network(32);
         var before = target.state_dict().Values.Select(t => t.clone()).ToList();
         var e = Assert.Throws<WeightsMismatchException>(() => WeightsFile.Load(target, folder.File("cut.safetensors")));
-        Assert.Contains("is not a readable safetensors file", e.Message);
+        Assert.Contains("the file is truncated or damaged", e.Message);
         var after = target.state_dict().Values.ToList();
         for (int i = 0; i < before.Count; i++) Assert.True(before[i].eq(after[i]).all().item<bool>());
     }
@@ -75,5 +75,105 @@ public class WeightsFileTests
         var e = Assert.Throws<WeightsMismatchException>(() => WeightsFile.Load(Network(32), folder.File("checkpoint.safetensors")));
         Assert.EndsWith("checkpoint.safetensors is a run checkpoint (the full training state, for --resume), not a weights file; pass the run " +
                         "folder's teacher.safetensors or student-<stage>.safetensors instead.", e.Message);
+    }
+
+    /// <summary>The module's tensors as a dictionary for a hand-made file (names, values and dtypes changed by the caller).</summary>
+    private static Dictionary<string, Tensor> Tensors(nn.Module module) =>
+        module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
+
+    private static void AssertUnchanged(nn.Module module, IReadOnlyList<Tensor> before)
+    {
+        var after = module.state_dict().Values.ToList();
+        for (int i = 0; i < before.Count; i++) Assert.True(before[i].eq(after[i]).all().item<bool>());
+    }
+
+    [Fact]
+    public void The_header_reader_lists_the_names_shapes_and_dtypes_the_safetensors_writer_wrote()
+    {
+        using var scope = NewDisposeScope();
+        using var folder = TestPaths.NewTempFolder();
+        var tensors = Tensors(Network(32));
+        tensors["half"] = ones(3, 5, dtype: ScalarType.Float16);
+        tensors["count"] = zeros(7, dtype: ScalarType.Int64);
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(folder.File("w.safetensors"), tensors);
+        var entries = SafetensorsHeader.Read(folder.File("w.safetensors")).ToDictionary(e => e.Name);
+        Assert.Equal(tensors.Keys.Order(), entries.Keys.Order());
+        foreach (var (name, t) in tensors) Assert.Equal(t.shape, entries[name].Shape);
+        Assert.Equal("F16", entries["half"].DType);
+        Assert.Equal("I64", entries["count"].DType);
+        Assert.False(entries["count"].IsFloatingPoint);
+        Assert.Equal("F32", entries["net.x_embedder.weight"].DType);
+    }
+
+    [Fact]
+    public void Float16_weights_load_as_a_cast_like_load_state_dict()
+    {
+        using var scope = NewDisposeScope();
+        using var folder = TestPaths.NewTempFolder();
+        var source = Network(32);
+        var half = Tensors(source).ToDictionary(kv => kv.Key, kv => kv.Value.to_type(ScalarType.Float16));
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(folder.File("w.safetensors"), half);
+        var target = Network(32);
+        WeightsFile.Load(target, folder.File("w.safetensors"));
+        foreach (var (name, t) in target.state_dict())
+            Assert.True(t.eq(half[name].to_type(ScalarType.Float32)).all().item<bool>(), name);
+    }
+
+    [Fact]
+    public void An_integer_tensor_where_the_module_has_floats_is_refused_by_name()
+    {
+        using var scope = NewDisposeScope();
+        using var folder = TestPaths.NewTempFolder();
+        var tensors = Tensors(Network(32));
+        tensors["net.x_embedder.weight"] = tensors["net.x_embedder.weight"].to_type(ScalarType.Int64);
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(folder.File("w.safetensors"), tensors);
+        var target = Network(32);
+        var before = target.state_dict().Values.Select(t => t.clone()).ToList();
+        var e = Assert.Throws<WeightsMismatchException>(() => WeightsFile.Load(target, folder.File("w.safetensors")));
+        Assert.Contains("tensor 'net.x_embedder.weight' is Int64 in the file where the module's is Float32; weights must be floating point", e.Message);
+        AssertUnchanged(target, before);
+    }
+
+    [Fact]
+    public void Non_finite_weights_are_refused_with_the_tensor_and_the_count_and_nothing_is_copied()
+    {
+        using var scope = NewDisposeScope();
+        using var folder = TestPaths.NewTempFolder();
+        var tensors = Tensors(Network(32));
+        var last = tensors.Keys.Last(k => tensors[k].is_floating_point());
+        tensors[last].view(-1)[0] = tensor(float.NaN);
+        tensors[last].view(-1)[^1] = tensor(float.NegativeInfinity);
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(folder.File("w.safetensors"), tensors);
+        var target = Network(32);
+        var before = target.state_dict().Values.Select(t => t.clone()).ToList();
+        var e = Assert.Throws<WeightsMismatchException>(() => WeightsFile.Load(target, folder.File("w.safetensors")));
+        Assert.Contains($"tensor '{last}' holds 2 non-finite value(s) (NaN or infinity)", e.Message);
+        AssertUnchanged(target, before);
+    }
+
+    [Fact]
+    public void Names_without_the_modules_prefix_are_named_as_such()
+    {
+        using var scope = NewDisposeScope();
+        using var folder = TestPaths.NewTempFolder();
+        var tensors = Tensors(Network(32)).ToDictionary(kv => kv.Key["net.".Length..], kv => kv.Value);
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(folder.File("w.safetensors"), tensors);
+        var e = Assert.Throws<WeightsMismatchException>(() => WeightsFile.Load(Network(32), folder.File("w.safetensors")));
+        string first = Network(32).state_dict().Keys.First();
+        Assert.Contains($"has no tensor '{first}'", e.Message);
+        Assert.Contains($"the file has '{first["net.".Length..]}': its names lack the prefix 'net.' that the module's carry", e.Message);
+    }
+
+    [Fact]
+    public void A_folder_or_a_text_file_given_as_weights_is_named_as_such_with_the_fix()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        using var module = nn.Linear(2, 2);
+        var e = Assert.Throws<WeightsMismatchException>(() => WeightsFile.Load(module, folder.Path));
+        Assert.Contains("is a folder, not a weights file; name the .safetensors file in it", e.Message);
+        File.WriteAllText(folder.File("notes.safetensors"), "these are not weights, just a long enough text");
+        e = Assert.Throws<WeightsMismatchException>(() => WeightsFile.Load(module, folder.File("notes.safetensors")));
+        Assert.Contains("notes.safetensors is not a safetensors file (its first 8 bytes give a header of", e.Message);
+        Assert.Contains("safetensors.torch.save_file(module.state_dict(), path)", e.Message);
     }
 }
