@@ -33,6 +33,12 @@ public class GapOptions
     [Range(1, 65536)]
     public int HeadDim { get; set; } = 64;
 
+    /// <summary>
+    /// Spectral normalisation of the heads' linear layers (Miyato et al. 2018; method.md §3). False makes them plain linear
+    /// layers, for the ablation. <value>Default true.</value>
+    /// </summary>
+    public bool SpectralNorm { get; set; } = true;
+
     /// <summary>Loss form. <value>Default nonSaturating.</value></summary>
     public AdversarialLossForm Loss { get; set; } = AdversarialLossForm.NonSaturating;
 

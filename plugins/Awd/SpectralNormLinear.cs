@@ -9,6 +9,7 @@ namespace HierDistill.Plugins.Awd;
 /// <c>W_SN = W / σ(W)</c>, σ estimated by power iteration, <c>σ ≈ uᵀ W v</c>. The first use (training or eval)
 /// runs 15 iterations from random vectors; each training forward then runs one; eval runs none, so eval is
 /// deterministic. <c>u</c>, <c>v</c> and the initialised flag are buffers, saved and loaded with the module.
+/// With <c>normalize: false</c> it is a plain linear layer (the same parameters and buffers, for the ablation).
 /// </summary>
 internal sealed class SpectralNormLinear : nn.Module<Tensor, Tensor>
 {
@@ -19,9 +20,11 @@ internal sealed class SpectralNormLinear : nn.Module<Tensor, Tensor>
     private readonly Tensor v;
     private readonly Tensor initialized;
     private bool _initialized;
+    private readonly bool _normalize;
 
-    public SpectralNormLinear(string name, long inFeatures, long outFeatures) : base(name)
+    public SpectralNormLinear(string name, long inFeatures, long outFeatures, bool normalize = true) : base(name)
     {
+        _normalize = normalize;
         using var plain = nn.Linear(inFeatures, outFeatures); // its default (Kaiming-uniform) initialisation
         weight = nn.Parameter(plain.weight!.detach().clone());
         bias = nn.Parameter(plain.bias!.detach().clone());
@@ -38,7 +41,8 @@ internal sealed class SpectralNormLinear : nn.Module<Tensor, Tensor>
     /// <summary>The raw weight <c>[out, in]</c> (tests set it).</summary>
     public Parameter Weight => weight;
 
-    public override Tensor forward(Tensor input) => nn.functional.linear(input, NormalizedWeight(update: training), bias);
+    public override Tensor forward(Tensor input) =>
+        nn.functional.linear(input, _normalize ? NormalizedWeight(update: training) : weight, bias);
 
     /// <summary>
     /// <c>W / σ</c>; <paramref name="update"/> runs one power iteration first (training). The first call ever runs

@@ -13,9 +13,9 @@ internal sealed class DiscriminatorHeads : nn.Module
 {
     private readonly ModuleList<TokenHead> heads;
 
-    public DiscriminatorHeads(IReadOnlyList<TokenFeatureSpec> blocks, long dim, int queries, bool attention) : base("discriminator")
+    public DiscriminatorHeads(IReadOnlyList<TokenFeatureSpec> blocks, long dim, int queries, bool attention, bool spectralNorm) : base("discriminator")
     {
-        heads = new ModuleList<TokenHead>(blocks.Select(b => new TokenHead($"heads.{b.Block}", b.Channels, dim, queries, attention)).ToArray());
+        heads = new ModuleList<TokenHead>(blocks.Select(b => new TokenHead($"heads.{b.Block}", b.Channels, dim, queries, attention, spectralNorm)).ToArray());
         RegisterComponents();
     }
 
@@ -44,7 +44,7 @@ internal sealed class TokenDiscriminator : IDiscriminator
             : options.Blocks.Select(b => available.FirstOrDefault(a => a.Block == b)
                 ?? throw new ArgumentException($"block {b} is not a teacher feature block; available: {string.Join(", ", available.Select(a => a.Block))}.")).ToList();
         FeatureBlocks = chosen.Select(c => c.Block).ToList();
-        _heads = new DiscriminatorHeads(chosen, options.HeadDim, (options as AwdOptions)?.Queries ?? 1, attention);
+        _heads = new DiscriminatorHeads(chosen, options.HeadDim, (options as AwdOptions)?.Queries ?? 1, attention, options.SpectralNorm);
         Heads = new TrainableModule("discriminator", _heads, options.Optimizer.ToSettings());
     }
 

@@ -25,16 +25,16 @@ internal sealed class TokenHead : nn.Module
     private readonly long _channels;
     private readonly long _dim;
 
-    public TokenHead(string name, long channels, long dim, int queries, bool attention) : base(name)
+    public TokenHead(string name, long channels, long dim, int queries, bool attention, bool spectralNorm = true) : base(name)
     {
         _channels = channels;
         _dim = dim;
         norm = nn.LayerNorm(channels);
-        trunk = new SpectralNormLinear("trunk", channels, dim);
-        logit = new SpectralNormLinear("logit", dim, 1);
+        trunk = new SpectralNormLinear("trunk", channels, dim, spectralNorm);
+        logit = new SpectralNormLinear("logit", dim, 1, spectralNorm);
         if (attention)
         {
-            key = new SpectralNormLinear("key", dim, dim);
+            key = new SpectralNormLinear("key", dim, dim, spectralNorm);
             query = nn.Parameter(randn(queries, dim) / Math.Sqrt(dim));
         }
         RegisterComponents();

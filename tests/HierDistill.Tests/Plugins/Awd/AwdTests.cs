@@ -31,6 +31,21 @@ public class SpectralNormLinearTests
     }
 
     [Fact]
+    public void Without_spectral_norm_the_layer_is_the_plain_linear_map_of_its_raw_weight()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(6);
+        var layer = new SpectralNormLinear("plain", 5, 6, normalize: false);
+        using (no_grad()) layer.Weight.copy_(WeightWithLargestSingularValue(50));
+        layer.train();
+        var x = randn(3, 5);
+        // x Wᵀ + b by hand (mm, not linear): the raw weight, its largest singular value 50 kept.
+        var expected = x.mm(layer.Weight.t()) + layer.get_parameter("bias")!;
+        Assert.True(layer.forward(x).allclose(expected, rtol: 1e-5, atol: 1e-5));
+        Assert.Equal(layer.named_buffers().Select(b => b.name), new SpectralNormLinear("sn", 5, 6).named_buffers().Select(b => b.name));
+    }
+
+    [Fact]
     public void Eval_calls_are_bitwise_equal()
     {
         using var scope = NewDisposeScope();
