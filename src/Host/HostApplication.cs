@@ -44,6 +44,12 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// <returns>The validated config and catalog, or the exit code to return.</returns>
     public (LoadedConfig? Config, ComponentCatalog? Catalog, int ExitCode) Load(string configPath, IReadOnlyList<string> overrides)
     {
+        if (File.Exists(configPath) && Comparison.ComparisonPlan.IsComparisonFile(configPath))
+        {
+            _errors.ErrorLine($"{configPath} is a comparison file (it has \"variants\"), not a run config; run it with " +
+                              $"hierdistill compare {configPath}.");
+            return (null, null, ExitCodes.InvalidConfig);
+        }
         try
         {
             var root = ConfigLoader.Read(configPath, overrides);
@@ -318,6 +324,31 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             return ExitCodes.InvalidConfig;
         }
         return new ComparisonRunner(this, console, _errors).Run(plan, overwrite, resume, cancellation);
+    }
+
+    /// <summary>
+    /// The config keys in which the run in <paramref name="folder"/> differs from what <paramref name="configPath"/> with
+    /// <paramref name="overrides"/> resolves to now, as <c>key: 'old' → 'new'</c> (empty: the same run settings; where the run
+    /// is and how often it logs or checkpoints do not count); null when that cannot be told (the config does not load, the
+    /// folder has no resolved config, or libtorch cannot be loaded).
+    /// </summary>
+    public IReadOnlyList<string>? DifferencesFromRun(string configPath, IReadOnlyList<string> overrides, string folder)
+    {
+        string file = Path.Combine(folder, RunFolder.ResolvedConfigFile);
+        if (!File.Exists(file)) return null;
+        var (loaded, catalog, _) = Load(configPath, overrides);
+        if (loaded is null || catalog is null) return null;
+        try
+        {
+            var run = loaded.Config.Run;
+            var torchInfo = TorchRuntime.Initialize(run.Device, TorchRuntime.ResolveLibTorchFolder(run.Libtorch), run.Threads);
+            string resolved = PipelineRunner.ResolvedConfig(loaded, overrides, catalog, torchInfo);
+            return ConfigDifferences.Between(File.ReadAllText(file), resolved).Select(d => d.Text).ToList();
+        }
+        catch (Exception e) when (e is TorchRuntimeException or IOException or System.Text.Json.JsonException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Whether two paths name the same file (full paths compared after resolving symbolic links; case-sensitive, as on Linux).</summary>

@@ -21,7 +21,7 @@ public sealed class CompareSettings : ConfigSettings
 
     /// <summary>The comparison folder.</summary>
     [CommandOption("--output <DIR>")]
-    [Description("The comparison folder (default: the comparison file's outputDir, else runs/<run.name>-compare).")]
+    [Description("The comparison folder (default: the comparison file's outputDir, else runs/<comparison file name>; for a run config, runs/<run.name>-compare).")]
     public string? Output { get; init; }
 
     /// <summary>Replace runs the folder holds.</summary>

@@ -69,8 +69,20 @@ public sealed class ComparisonPlan
     /// <summary>Runs per variant.</summary>
     public required int Seeds { get; init; }
 
-    /// <summary>Overrides of every run: the file's <c>set</c>, then the command line's <c>--set</c>.</summary>
+    /// <summary>Overrides of every run from the comparison file's <c>set</c> (applied first, before the variant's own).</summary>
     public required IReadOnlyList<string> CommonOverrides { get; init; }
+
+    /// <summary>
+    /// The command line's <c>--set</c>: applied to every run after the file's <c>set</c> and the variant's overrides, so that
+    /// the command line wins (e.g. shrinking every variant's step count).
+    /// </summary>
+    public IReadOnlyList<string> CommandLineOverrides { get; init; } = [];
+
+    /// <summary>The overrides of one variant's run, in the order they apply: file <c>set</c>, variant, command-line <c>--set</c>.</summary>
+    public IReadOnlyList<string> OverridesOf(ComparisonVariant variant) => [.. CommonOverrides, .. variant.Overrides, .. CommandLineOverrides];
+
+    /// <summary>The overrides every run shares: file <c>set</c>, then command-line <c>--set</c>.</summary>
+    public IReadOnlyList<string> SharedOverrides => [.. CommonOverrides, .. CommandLineOverrides];
 
     /// <summary>The variants, in run order.</summary>
     public required IReadOnlyList<ComparisonVariant> Variants { get; init; }
@@ -172,7 +184,6 @@ public sealed class ComparisonPlan
                 errors.Add("variants: must be an object of named variants, e.g. { \"hd-gap\": { \"stages:detail:discriminator:type\": \"gap\" } }.");
             }
         }
-        common.AddRange(set);
         foreach (var v in vary)
         {
             int eq = v.IndexOf('=');
@@ -190,6 +201,22 @@ public sealed class ComparisonPlan
         foreach (var group in varyEntries.GroupBy(e => NormalizeKey(e.Key)).Where(g => g.Count() > 1))
             errors.Add($"{group.First().Source}: the key is varied more than once; give all its values in one list.");
         if (seedCount < 1 || seedCount > 1000) errors.Add($"seeds: {seedCount} is out of range; allowed 1 .. 1000.");
+        // compare sets these per run itself, after every override: varying them would change nothing but the labels.
+        var perRun = new Dictionary<string, string>
+        {
+            ["run:seed"] = "compare sets each run's seed from --seeds (seeds 0, 1, … after the base config's run.seed); vary seeds with --seeds, or set the first one with --set run.seed=N",
+            ["run:name"] = "compare names each run after its variant and seed",
+            ["run:outputdir"] = "compare puts each run in <output>/<variant>/seed-<seed>; choose the comparison folder with --output",
+        };
+        foreach (var (key, _, source) in varyEntries)
+            if (perRun.TryGetValue(NormalizeKey(key), out var why)) errors.Add($"{source}: {why}.");
+        foreach (var (name, overrides) in named)
+            foreach (var key in overrides.Select(KeyOf))
+                if (perRun.TryGetValue(NormalizeKey(key), out var why)) errors.Add($"variants:{name}:{key}: {why}.");
+        // A command-line --set of a varied key would give every variant the same value.
+        foreach (var key in set.Select(KeyOf))
+            if (varyEntries.FirstOrDefault(e => NormalizeKey(e.Key) == NormalizeKey(key)) is { Key: not null } e)
+                errors.Add($"--set {key}: the key is varied ({e.Source}); a --set of it would give every variant the same value. Drop one of the two.");
         if (errors.Count > 0) throw new ComparisonException(errors);
 
         // The cartesian product: named variants (slowest), then each varied key in order.
@@ -222,6 +249,7 @@ public sealed class ComparisonPlan
             OutputDir = outputDir,
             Seeds = seedCount,
             CommonOverrides = common,
+            CommandLineOverrides = set.ToList(),
             Variants = result,
             Varied = varyEntries.Select(e => $"{e.Key} = {string.Join(", ", e.Values)}").ToList(),
         };

@@ -47,7 +47,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
     /// <returns>0 when every run finished; 1 when one failed (the tables hold the others); 2 for an invalid variant; 130 when cancelled.</returns>
     public int Run(ComparisonPlan plan, bool overwrite, bool resume, CancellationToken cancellation)
     {
-        var (baseConfig, _, code) = app.Load(plan.BaseConfig, plan.CommonOverrides);
+        var (baseConfig, _, code) = app.Load(plan.BaseConfig, plan.SharedOverrides);
         if (baseConfig is null) return code;
         var stages = baseConfig.Stages;
         var teacherStage = stages.FirstOrDefault(s => s.Stage is TeacherStageConfig);
@@ -77,7 +77,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         int invalid = 0;
         foreach (var v in variants)
         {
-            var (loaded, _, c) = app.Load(plan.BaseConfig, [.. plan.CommonOverrides, .. v.Variant.Overrides]);
+            var (loaded, _, c) = app.Load(plan.BaseConfig, plan.OverridesOf(v.Variant));
             if (loaded is null)
             {
                 errors.ErrorLine($"variant '{v.Variant.Name}' is invalid (overrides: {string.Join(" ", v.Variant.Overrides)}).");
@@ -90,6 +90,13 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             }
         }
         if (invalid > 0) return ExitCodes.InvalidConfig;
+        foreach (var key in plan.CommandLineOverrides.Select(ComparisonPlan.KeyOf).Distinct())
+        {
+            var replaced = variants.Where(v => v.Variant.Overrides.Any(o => ComparisonPlan.NormalizeKey(ComparisonPlan.KeyOf(o)) == ComparisonPlan.NormalizeKey(key)))
+                .Select(v => v.Variant.Name).ToList();
+            if (replaced.Count > 0)
+                errors.WarningLine($"--set {key} replaces the value that variant(s) {string.Join(", ", replaced)} give it (the command line applies last).");
+        }
 
         var runs = new List<(VariantPlan? Plan, long Seed, string Folder)>();
         string teacherFolder = Path.Combine(output, TeacherFolder);
@@ -114,19 +121,16 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         var results = new List<ComparisonRun>();
         string teacherWeights = Path.Combine(teacherFolder, TeacherStage.WeightsFileName);
         int number = 0;
+        // Set when the shared teacher is trained in this call: the runs that load it cannot be kept or continued then.
+        bool teacherRetrained = false;
         foreach (var (v, seed, folder) in runs)
         {
             number++;
             string what = v is null ? "shared teacher" : $"{v.Variant.Name}, seed {seed}";
-            if (resume && Finished(folder, v is null ? [TeacherStage.WeightsFileName, "metrics.json"] : ["metrics.json"]))
-            {
-                console.MarkupLine($"[grey]compare {number}/{runs.Count}: {Markup.Escape(what)}: kept (finished earlier) {Markup.Escape(folder)}[/]");
-                results.Add(new ComparisonRun(v?.Variant, seed, folder, ExitCodes.Ok, 0, true));
-                continue;
-            }
             List<string> overrides = [.. plan.CommonOverrides];
             if (v is null)
             {
+                overrides.AddRange(plan.CommandLineOverrides);
                 // Teacher stage and evaluation only: its metrics.json holds the teacher's rows at its whole NFE grid.
                 overrides.AddRange(stages.Where(s => s.Stage is TrajectoryStageConfig or DistributionStageConfig).Select(s => $"stages:{s.Key}:enabled=false"));
                 overrides.Add($"run:name={baseName}-teacher");
@@ -134,6 +138,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             else
             {
                 overrides.AddRange(v.Variant.Overrides);
+                overrides.AddRange(plan.CommandLineOverrides);
                 overrides.Add($"run:seed={seed.ToString(CultureInfo.InvariantCulture)}");
                 overrides.Add($"run:name={Name(baseName, v.Variant.Folder, seed)}");
                 if (v.SharesTeacher && trainTeacher) overrides.Add($"{teacherPath}:loadFrom={teacherWeights}");
@@ -141,10 +146,32 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
                     overrides.AddRange(evaluations.Select(e => $"stages:{e.Key}:teacherNfe=[{maxTeacherNfe}]"));
             }
             overrides.Add($"run:outputDir={folder}");
+            bool loadsNewTeacher = teacherRetrained && v is not null && v.SharesTeacher && trainTeacher;
+            if (resume && Finished(folder, v is null ? [TeacherStage.WeightsFileName, "metrics.json"] : ["metrics.json"]))
+            {
+                // Kept only when it was run with the settings it would get now (a changed --set, variant or comparison file
+                // makes it stale) and, for a run that loads the shared teacher, with that same teacher.
+                var changed = app.DifferencesFromRun(plan.BaseConfig, overrides, folder);
+                // The shared teacher's run has the students' stages disabled: their settings do not change it.
+                if (v is null && changed is not null)
+                    changed = changed.Where(c => !stages.Any(st => st.Stage is TrajectoryStageConfig or DistributionStageConfig
+                                                                   && c.StartsWith($"stages:{st.Key}:", StringComparison.Ordinal))).ToList();
+                if (changed is { Count: 0 } && !loadsNewTeacher)
+                {
+                    console.MarkupLine($"[grey]compare {number}/{runs.Count}: {Markup.Escape(what)}: kept (finished earlier) {Markup.Escape(folder)}[/]");
+                    results.Add(new ComparisonRun(v?.Variant, seed, folder, ExitCodes.Ok, 0, true));
+                    continue;
+                }
+                errors.WarningLine($"compare {number}/{runs.Count}: {what} finished earlier with other settings, so it is run again: " +
+                                   (loadsNewTeacher ? "the shared teacher was trained again."
+                                    : changed is null ? "its settings could not be compared."
+                                    : $"{changed.Count} key(s) differ, e.g. {string.Join("; ", changed.Take(3))}."));
+            }
             console.MarkupLine($"[bold]compare {number}/{runs.Count}[/]: {Markup.Escape(what)} -> {Markup.Escape(folder)}");
             var clock = Stopwatch.StartNew();
-            // --resume also continues a run that was stopped mid-way from its checkpoint (same overrides, so the same config).
-            bool continues = resume && Stopped(folder);
+            // --resume also continues a run that was stopped mid-way from its checkpoint (same overrides, so the same config),
+            // unless the shared teacher it loads was trained again meanwhile.
+            bool continues = resume && Stopped(folder) && !loadsNewTeacher;
             if (continues) console.MarkupLine($"[grey]compare {number}/{runs.Count}: continuing from {Markup.Escape(Path.Combine(folder, CheckpointStore.FileName))}[/]");
             int exit = continues ? app.Run(plan.BaseConfig, overrides, overwrite: false, cancellation, resume: folder) : ExitCodes.InvalidConfig;
             if (continues && exit == ExitCodes.InvalidConfig)
@@ -152,6 +179,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             if (!continues || exit == ExitCodes.InvalidConfig)
                 exit = app.Run(plan.BaseConfig, overrides, overwrite: true, cancellation);
             results.Add(new ComparisonRun(v?.Variant, seed, folder, exit, clock.Elapsed.TotalSeconds, false));
+            if (v is null) teacherRetrained = true;
             // Each run's modules and tensors are unreachable now; release their native memory before the next run.
             GC.Collect();
             GC.WaitForPendingFinalizers();
@@ -169,7 +197,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
 
         try
         {
-            WriteReport(plan, output, variants, results, trainTeacher ? teacherFolder : null);
+            WriteReport(plan, output, variants, results, trainTeacher ? teacherFolder : null, runs.Count);
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
         {
@@ -178,11 +206,17 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         }
         var written = new[] { "comparison.md", "comparison.csv", "comparison.png" }.Select(f => Path.Combine(output, f)).Where(File.Exists);
         console.MarkupLine($"[green]Comparison written:[/] {Markup.Escape(string.Join(", ", written))}");
-        if (results.Any(r => r.ExitCode == ExitCodes.Cancelled)) return ExitCodes.Cancelled;
+        if (results.Any(r => r.ExitCode == ExitCodes.Cancelled))
+        {
+            errors.WarningLine($"The comparison was stopped after {results.Count(r => r.ExitCode == ExitCodes.Ok)} of {runs.Count} runs; " +
+                               "run the same compare command with --resume to continue it (finished runs are kept, the stopped one continues from its checkpoint).");
+            return ExitCodes.Cancelled;
+        }
         return results.All(r => r.ExitCode == ExitCodes.Ok) && results.Count == runs.Count ? ExitCodes.Ok : ExitCodes.Failed;
     }
 
-    private void WriteReport(ComparisonPlan plan, string output, IReadOnlyList<VariantPlan> variants, IReadOnlyList<ComparisonRun> results, string? teacherFolder)
+    private void WriteReport(ComparisonPlan plan, string output, IReadOnlyList<VariantPlan> variants, IReadOnlyList<ComparisonRun> results,
+        string? teacherFolder, int planned)
     {
         var finished = results.Where(r => r.ExitCode == ExitCodes.Ok).ToList();
         var read = finished.ToDictionary(r => r, r => ModelMetrics.Read(Path.Combine(r.Folder, "metrics.json")));
@@ -193,9 +227,9 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         var sharing = variants.Where(v => v.SharesTeacherRows).Select(v => v.Variant).ToHashSet();
         var teacherRun = finished.FirstOrDefault(r => r.Variant is null);
         if (teacherRun is not null)
-            groups.Add(("shared", [read[teacherRun].Models], IsShared));
+            groups.Add((ComparisonTable.SharedVariant, [read[teacherRun].Models], IsShared));
         else if (sharing.Count > 0)
-            groups.Add(("shared", finished.Where(r => r.Variant is not null && sharing.Contains(r.Variant)).Select(r => read[r].Models).ToList(), IsShared));
+            groups.Add((ComparisonTable.SharedVariant, finished.Where(r => r.Variant is not null && sharing.Contains(r.Variant)).Select(r => read[r].Models).ToList(), IsShared));
         foreach (var v in variants)
         {
             var runs = finished.Where(r => r.Variant == v.Variant).Select(r => read[r].Models).ToList();
@@ -204,19 +238,23 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         var table = ComparisonTable.Build(groups, primary);
         Reporting.Plots.Comparison(Path.Combine(output, "comparison.png"), table, variants.Select(v => v.Variant.Name).ToList());
         AtomicFile.WriteAllText(Path.Combine(output, "comparison.csv"), table.Csv());
-        AtomicFile.WriteAllText(Path.Combine(output, "comparison.md"), Markdown(plan, output, variants, results, teacherFolder, table));
+        AtomicFile.WriteAllText(Path.Combine(output, "comparison.md"), Markdown(plan, output, variants, results, teacherFolder, table, planned));
     }
 
     private static string Markdown(ComparisonPlan plan, string output, IReadOnlyList<VariantPlan> variants, IReadOnlyList<ComparisonRun> results,
-        string? teacherFolder, ComparisonTable table)
+        string? teacherFolder, ComparisonTable table, int planned)
     {
         var sb = new StringBuilder();
         sb.AppendLine($"# Comparison of {variants.Count} variant(s) of `{plan.BaseConfig}`").AppendLine();
+        int done = results.Count(r => r.ExitCode == ExitCodes.Ok);
+        if (done < planned)
+            sb.AppendLine($"**Incomplete: {done} of {planned} runs finished** (stopped or failed; the table holds the finished ones). " +
+                          "Run the same `hierdistill compare` command with `--resume` to finish it.").AppendLine();
         if (plan.ComparisonFile is not null) sb.AppendLine($"- comparison file: `{plan.ComparisonFile}`");
         var seeds = results.Where(r => r.Variant is not null).Select(r => r.Seed).Distinct().Order().ToList();
         sb.AppendLine($"- seeds (run.seed): {string.Join(", ", seeds)}; each value is the mean ± sample standard deviation (n - 1) over the runs " +
                       "(`runs`); one run shows the value alone.");
-        if (plan.CommonOverrides.Count > 0) sb.AppendLine($"- every run: {string.Join(" ", plan.CommonOverrides.Select(o => $"`--set {o}`"))}");
+        if (plan.SharedOverrides.Count > 0) sb.AppendLine($"- every run: {string.Join(" ", plan.SharedOverrides.Select(o => $"`--set {o}`"))}");
         foreach (var v in plan.Varied) sb.AppendLine($"- varied: `{v}`");
         sb.AppendLine(teacherFolder is null
             ? "- teacher: as the base config makes it (analytic, or loaded from its loadFrom); the `shared` rows aggregate every run that shares it."

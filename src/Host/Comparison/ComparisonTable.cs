@@ -81,6 +81,9 @@ public sealed class ComparisonTable
         PrimaryMetric = primaryMetric;
     }
 
+    /// <summary>The variant name of the rows every variant shares (the teacher and the data floor).</summary>
+    public const string SharedVariant = "shared";
+
     /// <summary>The rows: the shared teacher and data floor first, then each variant's models in evaluation order.</summary>
     public IReadOnlyList<ComparisonRow> Rows { get; }
 
@@ -172,24 +175,35 @@ public sealed class ComparisonTable
                     r.DistillationSeconds.Mean > 0 ? Format(r.DistillationSeconds, "0.0") : "",
                     r.Parameters > 0 ? r.Parameters.ToString("N0", CultureInfo.InvariantCulture) : ""])));
 
-    /// <summary>Summary lines in markdown: the teacher's best score, every one-step model ranked by the primary metric, the noise floor.</summary>
+    /// <summary>
+    /// Summary lines in markdown: the teacher's best score, every one-step model ranked by the primary metric with its ratio
+    /// to the best of <em>its own</em> teacher (the variant's when the variant trained or evaluated one of its own, else the
+    /// shared one), the noise floor. Variants with teachers of their own get one teacher and floor line each.
+    /// </summary>
     public IReadOnlyList<string> Summary()
     {
         var lines = new List<string>();
         if (PrimaryMetric.Length == 0) return lines;
         double Score(ComparisonRow r) => r.Metrics.TryGetValue(PrimaryMetric, out var s) ? s.Mean : double.NaN;
-        var teacher = Rows.Where(r => r.Kind == "teacher" && !double.IsNaN(Score(r))).MinBy(Score);
-        if (teacher is not null)
-            lines.Add($"- teacher (`{teacher.Variant}`): best {PrimaryMetric} {Format(teacher.Metrics[PrimaryMetric])} at NFE {teacher.Nfe}.");
+        var teachers = Rows.Where(r => r.Kind == "teacher" && !double.IsNaN(Score(r))).GroupBy(r => r.Variant)
+            .ToDictionary(g => g.Key, g => g.MinBy(Score)!);
+        var floors = Rows.Where(r => r.Kind == "data" && !double.IsNaN(Score(r))).GroupBy(r => r.Variant).ToDictionary(g => g.Key, g => g.First());
+        ComparisonRow? Own(IReadOnlyDictionary<string, ComparisonRow> by, string variant) =>
+            by.TryGetValue(variant, out var own) ? own : by.GetValueOrDefault(SharedVariant);
+        bool several = teachers.Count > 1;
+        foreach (var (variant, teacher) in teachers)
+            lines.Add($"- teacher (`{variant}`): best {PrimaryMetric} {Format(teacher.Metrics[PrimaryMetric])} at NFE {teacher.Nfe}.");
         var oneStep = Rows.Where(r => r.Kind is "trajectory" or "distribution" && r.Nfe == 1 && !double.IsNaN(Score(r))).OrderBy(Score).ToList();
         for (int i = 0; i < oneStep.Count; i++)
         {
             var r = oneStep[i];
-            string ratio = teacher is null ? "" : $" = {(Score(r) / Score(teacher)).ToString("0.00", CultureInfo.InvariantCulture)}× the teacher's best";
+            var teacher = Own(teachers, r.Variant);
+            string ratio = teacher is null ? ""
+                : $" = {(Score(r) / Score(teacher)).ToString("0.00", CultureInfo.InvariantCulture)}× {(several ? $"its teacher's (`{teacher.Variant}`)" : "the teacher's")} best";
             lines.Add($"{i + 1}. `{r.Variant}` / {r.Model} ({r.Description}), 1 step: {PrimaryMetric} {Format(r.Metrics[PrimaryMetric])}{ratio}.");
         }
-        var floor = Rows.FirstOrDefault(r => r.Kind == "data" && !double.IsNaN(Score(r)));
-        if (floor is not null) lines.Add($"- data vs data (the noise floor): {PrimaryMetric} {Format(floor.Metrics[PrimaryMetric])}.");
+        foreach (var (variant, floor) in floors)
+            lines.Add($"- data vs data (the noise floor{(floors.Count > 1 ? $", `{variant}`" : "")}): {PrimaryMetric} {Format(floor.Metrics[PrimaryMetric])}.");
         return lines;
     }
 

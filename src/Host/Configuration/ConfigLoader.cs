@@ -196,6 +196,15 @@ public static class ConfigLoader
         else if (stages[0].Stage is not TeacherStageConfig)
             v.Add($"stages:{teachers[0].Key}:order", $"the teacher stage must run first, but '{stages[0].Key}' comes before it.");
 
+        var evaluations = stages.Where(s => s.Stage is EvaluationStageConfig).ToList();
+        if (evaluations.Count > 1)
+            v.Add("stages", $"{evaluations.Count} enabled evaluation stages ({string.Join(", ", evaluations.Select(e => e.Key))}); they would " +
+                            "write the same report.md and metrics.json, so a pipeline has at most one. Disable all but one " +
+                            "(stages:<name>:enabled=false) or merge their NFE lists.");
+        else if (evaluations.Count == 1 && stages[^1].Stage is not EvaluationStageConfig)
+            v.Add($"stages:{evaluations[0].Key}:order", $"the evaluation stage must run last, but '{stages[^1].Key}' comes after it " +
+                                                      "(its students would not be evaluated).");
+
         var producers = new List<string>();
         foreach (var (key, stage) in stages)
         {

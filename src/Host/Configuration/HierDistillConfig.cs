@@ -408,6 +408,10 @@ public sealed class EvaluationStageConfig : StageConfig, IValidatableObject
             yield return new ValidationResult("every entry must be in 1..4096.", [nameof(TeacherNfe)]);
         if (StudentNfe.Any(n => n < 1 || n > 64))
             yield return new ValidationResult("every entry must be in 1..64.", [nameof(StudentNfe)]);
+        // A repeated NFE would be evaluated twice and counted as two runs in a comparison's mean and spread.
+        foreach (var (list, name) in new[] { (TeacherNfe, nameof(TeacherNfe)), (StudentNfe, nameof(StudentNfe)) })
+            if (list.GroupBy(n => n).FirstOrDefault(g => g.Count() > 1) is { } repeated)
+                yield return new ValidationResult($"NFE {repeated.Key} is listed {repeated.Count()} times; list each NFE once.", [name]);
     }
 }
 

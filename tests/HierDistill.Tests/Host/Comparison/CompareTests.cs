@@ -129,6 +129,8 @@ public class CompareTests
             overwrite: false, resume: false, CancellationToken.None));
         string first = Path.Combine(output, "detail.adversarialWeight-0.2", "seed-0");
         Assert.Contains("stage structure, step 6 of 12", File.ReadAllText(Path.Combine(first, "run.json")));
+        Assert.Contains("**Incomplete: 1 of 3 runs finished**", File.ReadAllText(Path.Combine(output, "comparison.md")));
+        Assert.Contains("run the same compare command with --resume to continue it", stopped.ToString().Replace("\n", ""));
 
         var resumed = new StringWriter();
         Assert.Equal(ExitCodes.Ok, new HostApplication(SampleRunTests.TestConsole(resumed)).Compare(TestPaths.Sample("toy2d/hd.json"),
@@ -136,6 +138,18 @@ public class CompareTests
         Assert.Contains($"continuing from {Path.Combine(first, "checkpoint.safetensors")}", resumed.ToString().Replace("\n", ""));
         Assert.Contains("Resuming from", File.ReadAllText(Path.Combine(first, "log.txt")));
         Assert.Contains("\"finished\"", File.ReadAllText(Path.Combine(first, "run.json")));
+        Assert.DoesNotContain("Incomplete", File.ReadAllText(Path.Combine(output, "comparison.md")));
+
+        // --resume with a changed --set: finished runs made with the old value are run again, not kept; the shared teacher,
+        // whose run does not include stage 2, is kept.
+        var changed = new StringWriter();
+        Assert.Equal(ExitCodes.Ok, new HostApplication(SampleRunTests.TestConsole(changed)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:adversarialWeight=0.2,0.1"], [.. shrink, "stages:detail:training:steps=8"], 1, output, overwrite: false,
+            resume: true, CancellationToken.None));
+        string text = changed.ToString().Replace("\n", "");
+        Assert.Equal(1, text.Split("kept (finished earlier)").Length - 1);
+        Assert.Equal(2, text.Split("finished earlier with other settings, so it is run again: 1 key(s) differ, e.g. stages:detail:training:steps: '6' → '8'").Length - 1);
+        Assert.Contains("\"steps\": 8", File.ReadAllText(Path.Combine(first, "config.resolved.json")));
     }
 
     [Fact]
@@ -147,6 +161,11 @@ public class CompareTests
         string text = writer.ToString().ReplaceLineEndings(" ");
         Assert.Contains("is a comparison file", text);
         Assert.Contains($"hierdistill compare {path}", text);
+        // `run` on it says the same instead of listing the comparison file's keys as config errors
+        var run = new StringWriter();
+        Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(SampleRunTests.TestConsole(run)).Run(path, [], overwrite: false, CancellationToken.None));
+        Assert.Contains($"is a comparison file (it has \"variants\"), not a run config; run it with hierdistill compare {path}.", run.ToString().ReplaceLineEndings(""));
+        Assert.DoesNotContain("unknown key", run.ToString());
     }
 
     [Fact]

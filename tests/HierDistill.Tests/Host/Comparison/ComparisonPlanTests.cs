@@ -27,9 +27,38 @@ public class ComparisonPlanTests
             plan.Variants.Select(v => v.Name));
         Assert.Equal("detail.discriminator.type-awd_detail.adversarialWeight-0.1", plan.Variants[0].Folder);
         Assert.Equal(["stages:detail:discriminator:type=gap", "stages:detail:adversarialWeight=0.2"], plan.Variants[3].Overrides);
-        Assert.Equal(["run:threads=1"], plan.CommonOverrides);
+        Assert.Empty(plan.CommonOverrides);
+        Assert.Equal(["run:threads=1"], plan.CommandLineOverrides);
+        Assert.Equal(["stages:detail:discriminator:type=gap", "stages:detail:adversarialWeight=0.2", "run:threads=1"], plan.OverridesOf(plan.Variants[3]));
         Assert.Equal(2, plan.Seeds);
         Assert.Null(plan.ComparisonFile);
+    }
+
+    [Fact]
+    public void Keys_compare_sets_per_run_cannot_be_varied_and_a_varied_key_cannot_also_be_set()
+    {
+        var e = Assert.Throws<ComparisonException>(() => ComparisonPlan.Create(TestPaths.Sample("toy2d/hd.json"),
+            ["run.seed=0,7", "run:outputDir=a,b"], [], 1, null));
+        Assert.Contains("--vary run.seed: compare sets each run's seed from --seeds", e.Message);
+        Assert.Contains("--vary run:outputDir: compare puts each run in <output>/<variant>/seed-<seed>", e.Message);
+        e = Assert.Throws<ComparisonException>(() => ComparisonPlan.Create(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:adversarialWeight=0.1,0.2"], ["stages.detail.adversarialWeight=0.3"], 1, null));
+        Assert.Contains("--set stages.detail.adversarialWeight: the key is varied (--vary stages:detail:adversarialWeight)", e.Message);
+    }
+
+    [Fact]
+    public void The_command_lines_set_applies_after_a_comparison_files_set_and_variants()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string file = folder.File("cmp.json");
+        File.WriteAllText(file, $$"""
+            { "config": "{{TestPaths.Sample("toy2d/hd.json").Replace("\\", "/")}}", "set": { "stages:structure:training:steps": 20 },
+              "variants": { "a": { "stages:structure:training:steps": 35 }, "b": {} } }
+            """);
+        var plan = ComparisonPlan.Create(file, [], ["stages:structure:training:steps=25"], null, null);
+        Assert.Equal(["stages:structure:training:steps=20", "stages:structure:training:steps=35", "stages:structure:training:steps=25"],
+            plan.OverridesOf(plan.Variants[0]));
+        Assert.Equal(["stages:structure:training:steps=20", "stages:structure:training:steps=25"], plan.OverridesOf(plan.Variants[1]));
     }
 
     [Fact]
@@ -44,7 +73,7 @@ public class ComparisonPlanTests
         Assert.Equal(["stages:structure:distiller={\"type\":\"consistency\",\"options\":{\"guidanceScale\":1.0}}", "stages:detail:enabled=false"],
             plan.Variants[1].Overrides);
         Assert.Empty(plan.Variants[5].Overrides);
-        Assert.Equal(["run:threads=2"], plan.CommonOverrides);
+        Assert.Equal(["run:threads=2"], plan.CommandLineOverrides);
         // --vary multiplies the named variants; --seeds wins over the file
         var more = ComparisonPlan.Create(TestPaths.Sample("toy2d/ablation.json"), ["run:logEvery=10,20"], [], 1, "elsewhere");
         Assert.Equal(6, more.Variants.Count);
@@ -70,8 +99,8 @@ public class ComparisonPlanTests
             "--vary 'run:seed=1,,2': every value must be non-empty; separate values with commas.",
             "seeds: 0 is out of range; allowed 1 .. 1000.",
         ], e.Errors);
-        var twice = Assert.Throws<ComparisonException>(() => ComparisonPlan.Create(TestPaths.Sample("toy2d/hd.json"), ["run.seed=1,2", "run:seed=3"], [], null, null));
-        Assert.Equal(["--vary run.seed: the key is varied more than once; give all its values in one list."], twice.Errors);
+        var twice = Assert.Throws<ComparisonException>(() => ComparisonPlan.Create(TestPaths.Sample("toy2d/hd.json"), ["run.logEvery=1,2", "run:logEvery=3"], [], null, null));
+        Assert.Equal(["--vary run.logEvery: the key is varied more than once; give all its values in one list."], twice.Errors);
     }
 
     [Theory]
@@ -96,5 +125,40 @@ public class SeedStatisticsTests
         Assert.Equal(new SeedStatistics(7, null, 1), SeedStatistics.Of([7.0]));
         Assert.Equal(0, SeedStatistics.Of([]).Count);
         Assert.Equal(new SeedStatistics(0.1, 0, 9), SeedStatistics.Of(Enumerable.Repeat(0.1, 9).ToList())); // Σ/9 alone gives 0.09999999999999999
+    }
+}
+
+/// <summary>The comparison's summary lines.</summary>
+public class ComparisonSummaryTests
+{
+    private static ModelMetrics Model(string name, string kind, int nfe, double score) =>
+        new(name, kind, name, "euler", nfe, new Dictionary<string, double> { ["sw2"] = score }, 0.001, 1, 1, 10);
+
+    [Fact]
+    public void Each_one_step_student_is_compared_with_its_own_variants_teacher_and_floor()
+    {
+        // Two variants with teachers of their own (e.g. varying the data): a's teacher is best at 2.0, b's at 1.0.
+        var a = new List<ModelMetrics> { Model("data", "data", 0, 0.5), Model("teacher", "teacher", 8, 2.0), Model("teacher", "teacher", 4, 3.0), Model("s", "distribution", 1, 3.0) };
+        var b = new List<ModelMetrics> { Model("data", "data", 0, 0.25), Model("teacher", "teacher", 8, 1.0), Model("s", "distribution", 1, 1.5) };
+        var table = ComparisonTable.Build(
+        [
+            ("a", [a], _ => true),
+            ("b", [b], _ => true),
+        ], "sw2");
+        var lines = table.Summary();
+        Assert.Contains("- teacher (`a`): best sw2 2 at NFE 8.", lines);
+        Assert.Contains("- teacher (`b`): best sw2 1 at NFE 8.", lines);
+        Assert.Contains("1. `b` / s (s), 1 step: sw2 1.5000 = 1.50× its teacher's (`b`) best.", lines);
+        Assert.Contains("2. `a` / s (s), 1 step: sw2 3 = 1.50× its teacher's (`a`) best.", lines);
+        Assert.Contains("- data vs data (the noise floor, `b`): sw2 0.2500.", lines);
+
+        // One shared teacher: the lines read as before.
+        var shared = ComparisonTable.Build(
+        [
+            (ComparisonTable.SharedVariant, [[Model("teacher", "teacher", 8, 2.0), Model("data", "data", 0, 0.5)]], m => m.Kind is "teacher" or "data"),
+            ("a", [[Model("s", "distribution", 1, 3.0)]], m => m.Kind is not ("teacher" or "data")),
+        ], "sw2");
+        Assert.Contains("1. `a` / s (s), 1 step: sw2 3 = 1.50× the teacher's best.", shared.Summary());
+        Assert.Contains("- data vs data (the noise floor): sw2 0.5000.", shared.Summary());
     }
 }

@@ -238,4 +238,16 @@ public class ConfigValidationTests
         Assert.Equal(["stages:evaluate:teacherNfe: expected a list of integers, got the value '8'."], Errors(Valid, "stages:evaluate:teacherNfe=8"));
         Assert.Equal(["stages:teacher:loadFrom: weights file not found: /no/teacher.safetensors."], Errors(Valid, "stages:teacher:loadFrom=/no/teacher.safetensors"));
     }
+
+    [Fact]
+    public void A_repeated_nfe_a_second_evaluation_stage_and_a_stage_after_the_evaluation_are_errors()
+    {
+        Assert.Equal(["stages:evaluate:teacherNfe: NFE 4 is listed 2 times; list each NFE once."], Errors(Valid, "stages:evaluate:teacherNfe=[4, 1, 4]"));
+        var two = Errors(Valid, "stages:again:kind=evaluation", "stages:again:teacherNfe=[2]");
+        Assert.Single(two);
+        Assert.StartsWith("stages: 2 enabled evaluation stages (", two[0]);
+        Assert.Contains("they would write the same report.md and metrics.json", two[0]);
+        Assert.Equal(["stages:evaluate:order: the evaluation stage must run last, but 'detail' comes after it (its students would not be evaluated)."],
+            Errors(Valid, "stages:detail:order=2000"));
+    }
 }
