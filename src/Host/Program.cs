@@ -32,7 +32,7 @@ app.Configure(config =>
     // Usage errors (unknown command or option, missing value) exit 2 like configuration errors.
     config.SetExceptionHandler((e, _) =>
     {
-        CliConsoles.Errors.ErrorLine(e.Message);
+        CliConsoles.Errors.ErrorLine(UsageErrors.Explain(e.Message, args));
         CliConsoles.Errors.MarkupLine("Run [bold]hierdistill --help[/] (or [bold]hierdistill <command> --help[/]) for usage.");
         return ExitCodes.InvalidConfig;
     });
@@ -71,6 +71,31 @@ namespace HierDistill.Host
             var unknown = context.Remaining.Parsed.Select(g => g.Key).FirstOrDefault();
             if (unknown is not null) throw new UnknownOptionException($"Unknown option '--{unknown.TrimStart('-')}'.");
         }
+    }
+
+    /// <summary>Usage errors of Spectre.Console.Cli in the user's terms.</summary>
+    internal static partial class UsageErrors
+    {
+        /// <summary>
+        /// "Failed to convert 'abc' to Nullable`1." (a value that is not a number for a numeric option) becomes
+        /// "--seeds: 'abc' is not a whole number." (the option found before that value in <paramref name="args"/>); any
+        /// other message is returned as it is.
+        /// </summary>
+        public static string Explain(string message, IReadOnlyList<string> args)
+        {
+            var m = ConversionFailure().Match(message);
+            if (!m.Success) return message;
+            string value = m.Groups["value"].Value;
+            int at = Enumerable.Range(1, Math.Max(0, args.Count - 1)).FirstOrDefault(i => args[i] == value && args[i - 1].StartsWith('-'), -1);
+            string? joined = args.FirstOrDefault(a => a.StartsWith('-') && a.EndsWith("=" + value, StringComparison.Ordinal)); // --batch=1.5
+            string option = at > 0 ? args[at - 1] : joined is not null ? joined[..joined.IndexOf('=')] : "an option";
+            string type = m.Groups["type"].Value;
+            string expected = type is "Int32" or "Int64" or "Nullable`1" ? "a whole number" : type is "Double" or "Single" ? "a number" : $"a {type} value";
+            return $"{option}: '{value}' is not {expected}.";
+        }
+
+        [System.Text.RegularExpressions.GeneratedRegex(@"^Failed to convert '(?<value>.*)' to (?<type>[^.]+)\.$")]
+        private static partial System.Text.RegularExpressions.Regex ConversionFailure();
     }
 
     /// <summary>A command-line option no command defines (exit 2, like other usage errors).</summary>

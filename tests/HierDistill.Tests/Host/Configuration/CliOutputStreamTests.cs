@@ -59,6 +59,22 @@ public class CliOutputStreamTests
     }
 
     [Fact]
+    public void A_value_that_is_not_a_number_names_the_option()
+    {
+        foreach (var (args, expected) in new[]
+                 {
+                     (new[] { "compare", TestPaths.Sample("toy2d/hd.json"), "--seeds", "abc" }, "--seeds: 'abc' is not a whole number."),
+                     (["probe", TestPaths.Sample("toy2d/hd.json"), "--weights", "w.safetensors", "--batch=1.5"], "--batch: '1.5' is not a whole number."),
+                 })
+        {
+            var (code, stdout, stderr) = Cli(args);
+            Assert.True(code == 2, $"{string.Join(' ', args)}: exit {code}\n{stdout}{stderr}");
+            Assert.Contains(expected, stderr);
+            Assert.DoesNotContain("Nullable", stderr);
+        }
+    }
+
+    [Fact]
     public void A_key_that_looks_like_an_emoji_code_is_printed_as_typed()
     {
         // Spectre markup turns ':zzz:' into an emoji; errors are written as plain text.
