@@ -351,16 +351,37 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
     }
 
-    /// <summary>Whether two paths name the same file (full paths compared after resolving symbolic links; case-sensitive, as on Linux).</summary>
+    /// <summary>
+    /// Whether two paths name the same existing file: both resolved by the C library's <c>realpath</c> (every symbolic link
+    /// and <c>..</c> on the way, folders included); where that is unavailable, full paths with the last link resolved.
+    /// </summary>
     private static bool SameFile(string a, string b)
     {
+        if (!File.Exists(a) || !File.Exists(b)) return false;
         static string Resolve(string p)
         {
+            try
+            {
+                if (RealPath(Path.GetFullPath(p), IntPtr.Zero) is var resolved && resolved != IntPtr.Zero)
+                {
+                    try { return System.Runtime.InteropServices.Marshal.PtrToStringUTF8(resolved)!; }
+                    finally { Free(resolved); }
+                }
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+            }
             var info = new FileInfo(Path.GetFullPath(p));
-            return info.Exists && info.ResolveLinkTarget(returnFinalTarget: true) is { } target ? target.FullName : info.FullName;
+            return info.ResolveLinkTarget(returnFinalTarget: true) is { } target ? target.FullName : info.FullName;
         }
         return string.Equals(Resolve(a), Resolve(b), StringComparison.Ordinal);
     }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "realpath", CharSet = System.Runtime.InteropServices.CharSet.Ansi)]
+    private static extern IntPtr RealPath(string path, IntPtr resolved);
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "free")]
+    private static extern void Free(IntPtr pointer);
 
     /// <summary>
     /// <c>hierdistill probe</c>: creates the config's teacher on its device, loads <paramref name="weights"/>, and evaluates its

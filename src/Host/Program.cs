@@ -78,7 +78,7 @@ namespace HierDistill.Host
     {
         /// <summary>
         /// "Failed to convert 'abc' to Nullable`1." (a value that is not a number for a numeric option) becomes
-        /// "--seeds: 'abc' is not a whole number." (the option found before that value in <paramref name="args"/>); any
+        /// "--seeds: 'abc' is not a whole number from 1 to 2147483647." (the option found before that value in <paramref name="args"/>); any
         /// other message is returned as it is.
         /// </summary>
         public static string Explain(string message, IReadOnlyList<string> args)
@@ -86,11 +86,14 @@ namespace HierDistill.Host
             var m = ConversionFailure().Match(message);
             if (!m.Success) return message;
             string value = m.Groups["value"].Value;
-            int at = Enumerable.Range(1, Math.Max(0, args.Count - 1)).FirstOrDefault(i => args[i] == value && args[i - 1].StartsWith('-'), -1);
+            // The numeric options first (another option may carry the same text, e.g. --weights 7x --batch 7x).
+            string[] numeric = ["--seeds", "--batch"];
+            int at = Enumerable.Range(1, Math.Max(0, args.Count - 1)).Where(i => args[i] == value && args[i - 1].StartsWith('-'))
+                .OrderBy(i => numeric.Contains(args[i - 1]) ? 0 : 1).FirstOrDefault(-1);
             string? joined = args.FirstOrDefault(a => a.StartsWith('-') && a.EndsWith("=" + value, StringComparison.Ordinal)); // --batch=1.5
             string option = at > 0 ? args[at - 1] : joined is not null ? joined[..joined.IndexOf('=')] : "an option";
             string type = m.Groups["type"].Value;
-            string expected = type is "Int32" or "Int64" or "Nullable`1" ? "a whole number" : type is "Double" or "Single" ? "a number" : $"a {type} value";
+            string expected = type is "Int32" or "Int64" or "Nullable`1" ? "a whole number from 1 to 2147483647" : type is "Double" or "Single" ? "a number" : $"a {type} value";
             return $"{option}: '{value}' is not {expected}.";
         }
 

@@ -173,6 +173,8 @@ public sealed class ComparisonPlan
                 {
                     if (!name.All(ch => char.IsAsciiLetterOrDigit(ch) || ch is '.' or '_' or '-'))
                         errors.Add($"variants:{name}: variant names must be letters, digits, '.', '_' or '-'.");
+                    else if (name.Equals(ComparisonTable.SharedVariant, StringComparison.OrdinalIgnoreCase))
+                        errors.Add($"variants:{name}: the name is reserved for the rows every variant shares (the teacher and the data floor); choose another.");
                     else if (body is JsonObject overrides)
                         named.Add((name, overrides.Select(kv => ToOverride(kv.Key, kv.Value)).ToList()));
                     else

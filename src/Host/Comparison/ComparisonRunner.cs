@@ -152,10 +152,14 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
                 // Kept only when it was run with the settings it would get now (a changed --set, variant or comparison file
                 // makes it stale) and, for a run that loads the shared teacher, with that same teacher.
                 var changed = app.DifferencesFromRun(plan.BaseConfig, overrides, folder);
-                // The shared teacher's run has the students' stages disabled: their settings do not change it.
+                // The shared teacher is kept unless what shapes its weights changed: the students' stages are disabled in its
+                // run, and the evaluation's settings do not change it (its rows keep the evaluation they were made with).
                 if (v is null && changed is not null)
-                    changed = changed.Where(c => !stages.Any(st => st.Stage is TrajectoryStageConfig or DistributionStageConfig
+                    changed = changed.Where(c => !stages.Any(st => st.Stage is TrajectoryStageConfig or DistributionStageConfig or EvaluationStageConfig
                                                                    && c.StartsWith($"stages:{st.Key}:", StringComparison.Ordinal))).ToList();
+                // The shared teacher's path moves with the comparison folder; whether its weights changed is teacherRetrained.
+                if (v is not null && v.SharesTeacher && trainTeacher && changed is not null)
+                    changed = changed.Where(c => !c.StartsWith($"{teacherPath}:loadFrom:", StringComparison.Ordinal)).ToList();
                 if (changed is { Count: 0 } && !loadsNewTeacher)
                 {
                     console.MarkupLine($"[grey]compare {number}/{runs.Count}: {Markup.Escape(what)}: kept (finished earlier) {Markup.Escape(folder)}[/]");

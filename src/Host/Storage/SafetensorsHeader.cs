@@ -20,6 +20,12 @@ public sealed record SafetensorsEntry(string Name, string DType, long[] Shape)
 /// </summary>
 public static class SafetensorsHeader
 {
+    /// <summary>Bytes per element of the dtypes TorchSharp.PyBridge reads.</summary>
+    private static readonly Dictionary<string, int> ElementBytes = new()
+    {
+        ["F64"] = 8, ["F32"] = 4, ["F16"] = 2, ["BF16"] = 2, ["I64"] = 8, ["I32"] = 4, ["I16"] = 2, ["I8"] = 1, ["U8"] = 1, ["BOOL"] = 1,
+    };
+
     /// <summary>Headers larger than this are refused (the format's own limit is 100 MB).</summary>
     private const long MaxHeaderBytes = 100_000_000;
 
@@ -30,7 +36,7 @@ public static class SafetensorsHeader
     public static IReadOnlyList<SafetensorsEntry> Read(string path)
     {
         if (Directory.Exists(path))
-            throw new WeightsMismatchException($"{path} is a folder, not a weights file; name the .safetensors file in it (e.g. {Path.Combine(path, "teacher.safetensors")}).");
+            throw new WeightsMismatchException($"{path} is a folder, not a weights file; name the .safetensors file in it (a run folder holds teacher.safetensors and student-<stage>.safetensors).");
         if (!File.Exists(path)) throw new FileNotFoundException($"weights file not found: {Path.GetFullPath(path)}", path);
         using var stream = File.OpenRead(path);
         long length = stream.Length;
@@ -55,6 +61,16 @@ public static class SafetensorsHeader
                 string dtype = e.GetProperty("dtype").GetString() ?? "";
                 long[] shape = e.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray();
                 long[] offsets = e.GetProperty("data_offsets").EnumerateArray().Select(d => d.GetInt64()).ToArray();
+                if (!ElementBytes.TryGetValue(dtype, out int size))
+                    throw new WeightsMismatchException(
+                        $"{path}: tensor '{property.Name}' has dtype {dtype}, which is not read here ({string.Join(", ", ElementBytes.Keys)}); " +
+                        "network weights are F32, F16, BF16 or F64. Save the module's state_dict() as it is.");
+                if (shape.Any(d => d < 0))
+                    throw new WeightsMismatchException($"{path}: tensor '{property.Name}' has the shape [{string.Join(", ", shape)}]; the file is damaged. Save or copy it again.");
+                if (offsets.Length == 2 && offsets[1] - offsets[0] != shape.Aggregate(1L, (p, d) => p * d) * size)
+                    throw new WeightsMismatchException(
+                        $"{path}: tensor '{property.Name}' ({dtype}, shape [{string.Join(", ", shape)}]) needs {shape.Aggregate(1L, (p, d) => p * d) * size} " +
+                        $"bytes but its data_offsets give {offsets[1] - offsets[0]}; the file is damaged. Save or copy it again.");
                 if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || offsets[1] > dataBytes)
                     throw new WeightsMismatchException(
                         $"{path}: tensor '{property.Name}' lies at bytes [{string.Join(", ", offsets)}] of a data section of {dataBytes} bytes; " +

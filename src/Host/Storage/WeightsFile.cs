@@ -49,7 +49,7 @@ public static class WeightsFile
         }
         try
         {
-            CopyInto(module, loaded, path);
+            CopyInto(module, loaded, path, weightsFile: true);
         }
         finally
         {
@@ -84,21 +84,24 @@ public static class WeightsFile
     /// <param name="source">What the tensors come from, for messages (a file, "checkpoint.safetensors (student)").</param>
     /// <exception cref="WeightsMismatchException">When a name is missing or extra, a shape differs, an integer tensor stands where
     /// the module has a floating-point one, or a value is NaN or infinite: the message names the first such tensor.</exception>
-    public static void CopyInto(nn.Module module, IReadOnlyDictionary<string, Tensor> tensors, string source)
+    /// <param name="weightsFile">Whether the tensors come from a weights file (the messages then say that teacher and student files differ).</param>
+    public static void CopyInto(nn.Module module, IReadOnlyDictionary<string, Tensor> tensors, string source, bool weightsFile = false)
     {
         using var scope = NewDisposeScope();
-        CopyInto(module.state_dict(), tensors, source);
+        CopyInto(module.state_dict(), tensors, source, weightsFile);
     }
 
     /// <summary>
     /// Copies <paramref name="tensors"/> into the same-named tensors of <paramref name="target"/> (a module's state dict, an
-    /// EMA, optimiser moments) after the checks of <see cref="CopyInto(nn.Module, IReadOnlyDictionary{string, Tensor}, string)"/>.
+    /// EMA, optimiser moments) after the checks of <see cref="CopyInto(nn.Module, IReadOnlyDictionary{string, Tensor}, string, bool)"/>.
     /// </summary>
-    /// <exception cref="WeightsMismatchException">As <see cref="CopyInto(nn.Module, IReadOnlyDictionary{string, Tensor}, string)"/>.</exception>
-    public static void CopyInto(IReadOnlyDictionary<string, Tensor> target, IReadOnlyDictionary<string, Tensor> tensors, string source)
+    /// <exception cref="WeightsMismatchException">As <see cref="CopyInto(nn.Module, IReadOnlyDictionary{string, Tensor}, string, bool)"/>.</exception>
+    public static void CopyInto(IReadOnlyDictionary<string, Tensor> target, IReadOnlyDictionary<string, Tensor> tensors, string source,
+        bool weightsFile = false)
     {
-        const string NotInterchangeable = " (teacher.safetensors and student-<stage>.safetensors are not interchangeable: a student also " +
-                                          "embeds the interval t - r.)";
+        string NotInterchangeable = weightsFile
+            ? " (teacher.safetensors and student-<stage>.safetensors are not interchangeable: a student network has inputs of its own.)"
+            : "";
         foreach (var (name, t) in target)
         {
             if (!tensors.TryGetValue(name, out var s))

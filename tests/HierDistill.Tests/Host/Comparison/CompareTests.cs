@@ -150,6 +150,19 @@ public class CompareTests
         Assert.Equal(1, text.Split("kept (finished earlier)").Length - 1);
         Assert.Equal(2, text.Split("finished earlier with other settings, so it is run again: 1 key(s) differ, e.g. stages:detail:training:steps: '6' → '8'").Length - 1);
         Assert.Contains("\"steps\": 8", File.ReadAllText(Path.Combine(first, "config.resolved.json")));
+
+        // An evaluation setting keeps the shared teacher too; a moved comparison folder keeps every run.
+        string[] evaluated = [.. shrink, "stages:detail:training:steps=8", "stages:evaluate:samples=100"];
+        var evaluation = new StringWriter();
+        Assert.Equal(ExitCodes.Ok, new HostApplication(SampleRunTests.TestConsole(evaluation)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:adversarialWeight=0.2,0.1"], evaluated, 1, output, overwrite: false, resume: true, CancellationToken.None));
+        Assert.Equal(1, evaluation.ToString().Split("kept (finished earlier)").Length - 1);
+        string moved = folder.File("moved");
+        Directory.Move(output, moved);
+        var again = new StringWriter();
+        Assert.Equal(ExitCodes.Ok, new HostApplication(SampleRunTests.TestConsole(again)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:adversarialWeight=0.2,0.1"], evaluated, 1, moved, overwrite: false, resume: true, CancellationToken.None));
+        Assert.True(again.ToString().Split("kept (finished earlier)").Length - 1 == 3, again.ToString());
     }
 
     [Fact]

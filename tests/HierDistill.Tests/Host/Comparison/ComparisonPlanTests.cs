@@ -59,6 +59,10 @@ public class ComparisonPlanTests
         Assert.Equal(["stages:structure:training:steps=20", "stages:structure:training:steps=35", "stages:structure:training:steps=25"],
             plan.OverridesOf(plan.Variants[0]));
         Assert.Equal(["stages:structure:training:steps=20", "stages:structure:training:steps=25"], plan.OverridesOf(plan.Variants[1]));
+
+        File.WriteAllText(file, $$"""{ "config": "{{TestPaths.Sample("toy2d/hd.json").Replace("\\", "/")}}", "variants": { "Shared": {}, "b": {} } }""");
+        var e = Assert.Throws<ComparisonException>(() => ComparisonPlan.Create(file, [], [], null, null));
+        Assert.Equal(["variants:Shared: the name is reserved for the rows every variant shares (the teacher and the data floor); choose another."], e.Errors);
     }
 
     [Fact]

@@ -63,8 +63,9 @@ public class CliOutputStreamTests
     {
         foreach (var (args, expected) in new[]
                  {
-                     (new[] { "compare", TestPaths.Sample("toy2d/hd.json"), "--seeds", "abc" }, "--seeds: 'abc' is not a whole number."),
-                     (["probe", TestPaths.Sample("toy2d/hd.json"), "--weights", "w.safetensors", "--batch=1.5"], "--batch: '1.5' is not a whole number."),
+                     (new[] { "compare", TestPaths.Sample("toy2d/hd.json"), "--seeds", "abc" }, "--seeds: 'abc' is not a whole number from 1 to 2147483647."),
+                     (["probe", TestPaths.Sample("toy2d/hd.json"), "--weights", "w.safetensors", "--batch=1.5"], "--batch: '1.5' is not a whole number from 1 to 2147483647."),
+                     (["probe", TestPaths.Sample("toy2d/hd.json"), "--weights", "7x", "--batch", "7x"], "--batch: '7x' is not a whole number from 1 to 2147483647."),
                  })
         {
             var (code, stdout, stderr) = Cli(args);

@@ -267,5 +267,13 @@ public class BadInputTests
         Assert.True(code == ExitCodes.InvalidConfig, writer.ToString());
         Assert.Contains("is the --weights file; writing the probe there would replace the teacher's weights. Name another file with --out.", writer.ToString());
         Assert.Equal("stands for a trained teacher", File.ReadAllText(weights));
+        // through a symbolic link to the folder
+        string link = folder.File("link");
+        Directory.CreateSymbolicLink(link, folder.Path);
+        var linked = new StringWriter();
+        code = new HostApplication(SampleRunTests.TestConsole(linked)).Probe(TestPaths.Sample("toy2d/hd.json"), [], weights, Path.Combine(link, "teacher.safetensors"), 4);
+        Assert.True(code == ExitCodes.InvalidConfig, linked.ToString());
+        Assert.Contains("is the --weights file", linked.ToString());
+        Assert.Equal("stands for a trained teacher", File.ReadAllText(weights));
     }
 }

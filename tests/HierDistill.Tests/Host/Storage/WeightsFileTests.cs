@@ -176,4 +176,40 @@ public class WeightsFileTests
         Assert.Contains("notes.safetensors is not a safetensors file (its first 8 bytes give a header of", e.Message);
         Assert.Contains("safetensors.torch.save_file(module.state_dict(), path)", e.Message);
     }
+
+    /// <summary>A safetensors file with the given header JSON and <paramref name="dataBytes"/> zero bytes of data.</summary>
+    private static string RawFile(TempFolder folder, string name, string header, int dataBytes)
+    {
+        var json = System.Text.Encoding.UTF8.GetBytes(header);
+        var bytes = new byte[8 + json.Length + dataBytes];
+        BitConverter.TryWriteBytes(bytes.AsSpan(0, 8), (ulong)json.Length);
+        json.CopyTo(bytes, 8);
+        File.WriteAllBytes(folder.File(name), bytes);
+        return folder.File(name);
+    }
+
+    [Fact]
+    public void Header_damage_is_seen_without_reading_the_tensors()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        var size = Assert.Throws<WeightsMismatchException>(() => SafetensorsHeader.Read(RawFile(folder, "size.safetensors",
+            """{"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,20]}}""", 20)));
+        Assert.Contains("tensor 'w' (F32, shape [2, 3]) needs 24 bytes but its data_offsets give 20; the file is damaged", size.Message);
+        var negative = Assert.Throws<WeightsMismatchException>(() => SafetensorsHeader.Read(RawFile(folder, "neg.safetensors",
+            """{"w":{"dtype":"F32","shape":[-1,3],"data_offsets":[0,12]}}""", 12)));
+        Assert.Contains("tensor 'w' has the shape [-1, 3]; the file is damaged", negative.Message);
+        var dtype = Assert.Throws<WeightsMismatchException>(() => SafetensorsHeader.Read(RawFile(folder, "u32.safetensors",
+            """{"w":{"dtype":"U32","shape":[3],"data_offsets":[0,12]}}""", 12)));
+        Assert.Contains("tensor 'w' has dtype U32, which is not read here", dtype.Message);
+        // __metadata__ is not a tensor
+        var entries = SafetensorsHeader.Read(RawFile(folder, "meta.safetensors",
+            """{"__metadata__":{"format":"pt"},"w":{"dtype":"BF16","shape":[3],"data_offsets":[0,6]}}""", 6));
+        Assert.Equal([new SafetensorsEntry("w", "BF16", [3])], entries.Select(e => e with { Shape = e.Shape }).ToList(), new EntryComparer());
+    }
+
+    private sealed class EntryComparer : IEqualityComparer<SafetensorsEntry>
+    {
+        public bool Equals(SafetensorsEntry? x, SafetensorsEntry? y) => x!.Name == y!.Name && x.DType == y.DType && x.Shape.SequenceEqual(y.Shape);
+        public int GetHashCode(SafetensorsEntry e) => e.Name.GetHashCode();
+    }
 }
