@@ -58,6 +58,11 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             return ExitCodes.InvalidConfig;
         }
         string output = Path.GetFullPath(plan.OutputDir ?? Path.Combine("runs", $"{baseConfig.Config.Run.Name}-compare"));
+        if (File.Exists(output))
+        {
+            errors.ErrorLine($"The comparison folder {output} is a file; name a folder with --output (or outputDir in a comparison file).");
+            return ExitCodes.Failed;
+        }
         string baseName = baseConfig.Config.Run.Name;
         long baseSeed = baseConfig.Config.Run.Seed;
         var teacher = (TeacherStageConfig)teacherStage.Stage;

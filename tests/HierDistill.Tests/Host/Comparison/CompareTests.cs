@@ -166,6 +166,20 @@ public class CompareTests
     }
 
     [Fact]
+    public void An_output_that_is_a_file_is_refused_before_anything_runs()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string file = folder.File("notes.txt");
+        File.WriteAllText(file, "mine");
+        var writer = new StringWriter();
+        Assert.Equal(ExitCodes.Failed, new HostApplication(SampleRunTests.TestConsole(writer)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:adversarialWeight=0.2,0.1"], Shrink, 1, file, overwrite: false, resume: false, CancellationToken.None));
+        Assert.Contains($"The comparison folder {file} is a file; name a folder with --output", writer.ToString().ReplaceLineEndings(""));
+        Assert.DoesNotContain("log.txt", writer.ToString());
+        Assert.Equal("mine", File.ReadAllText(file));
+    }
+
+    [Fact]
     public void Validate_on_a_comparison_file_says_what_it_is_and_which_command_checks_it()
     {
         var writer = new StringWriter();
