@@ -19,25 +19,9 @@ from=${1:?usage: bench/fmnist-discriminator-diag.sh FROM OUT [STEPS] < variants}
 out=${2:?usage: bench/fmnist-discriminator-diag.sh FROM OUT [STEPS] < variants}
 steps=${3:-300}
 if [ "$from" != "-" ]; then
-  if [ -z "${CLI:-}" ]; then
-    dotnet build src/Host -c Release -v q -nologo >/dev/null
-    CLI="dotnet artifacts/bin/HierDistill.Host/release/hierdistill.dll"
-  fi
-  read -r -a cli <<< "$CLI"
-  mkdir -p "$out"
-  while read -r name args; do
-    [[ -z "$name" || "$name" == \#* ]] && continue
-    if grep -qs '"status": "finished"' "$out/$name/run.json"; then continue; fi
-    read -r -a extra <<< "$args"
-    start=$(date +%s)
-    "${cli[@]}" run samples/fmnist/hd-cpu.json --overwrite --set run.outputDir="$out/$name" --set run.name="$name" \
-      --set stages:teacher:loadFrom="$from/teacher.safetensors" \
-      --set stages:structure:loadFrom="$from/student-structure.safetensors" \
-      --set stages:evaluate:enabled=false --set stages:detail:training:steps="$steps" \
-      --set stages:detail:training:learningRate=0 --set run.logEvery=10 "${extra[@]}" < /dev/null > "$out/$name.log" 2>&1 \
-      || { echo "FAILED: $name (see $out/$name.log)" >&2; continue; }
-    echo "$name: $(( $(date +%s) - start )) s" >&2
-  done
+  # The variants run by bench/fmnist-stage2-sweep.sh, each with the generator frozen, no evaluation, a log every 10 steps.
+  COMMON="--set stages:evaluate:enabled=false --set stages:detail:training:steps=$steps --set stages:detail:training:learningRate=0 --set run.logEvery=10" \
+    NO_TABLE=1 bench/fmnist-stage2-sweep.sh "$from" "$out"
 fi
 
 python3 - "$out" <<'PY'

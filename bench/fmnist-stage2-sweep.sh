@@ -7,6 +7,8 @@
 #     OUT       output folder; one sub-folder per variant (an existing finished one is reused, not rerun)
 #     variants  one per line: NAME followed by `--set key=value` overrides of samples/fmnist/hd-cpu.json
 #               (lines starting with # are skipped)
+#   COMMON    overrides added to every variant (default none; bench/fmnist-discriminator-diag.sh freezes the generator)
+#   NO_TABLE  set to 1 to run the variants without printing the FD table (for runs without evaluation)
 #   CLI       the command that runs the host (default: dotnet artifacts/bin/HierDistill.Host/release/hierdistill.dll,
 #             built first); point it at a copy of the binaries to keep rebuilding while the sweep runs
 #
@@ -21,6 +23,7 @@ if [ -z "${CLI:-}" ]; then
   CLI="dotnet artifacts/bin/HierDistill.Host/release/hierdistill.dll"
 fi
 read -r -a cli <<< "$CLI"
+read -r -a common <<< "${COMMON:-}"
 mkdir -p "$out"
 names=()
 while read -r name args; do
@@ -32,11 +35,12 @@ while read -r name args; do
   "${cli[@]}" run samples/fmnist/hd-cpu.json --overwrite --set run.outputDir="$out/$name" --set run.name="$name" \
     --set stages:teacher:loadFrom="$from/teacher.safetensors" \
     --set stages:structure:loadFrom="$from/student-structure.safetensors" \
-    --set "stages:evaluate:teacherNfe=[16]" "${extra[@]}" < /dev/null > "$out/$name.log" 2>&1 \
+    --set "stages:evaluate:teacherNfe=[16]" ${common[@]+"${common[@]}"} "${extra[@]}" < /dev/null > "$out/$name.log" 2>&1 \
     || { echo "FAILED: $name (see $out/$name.log)" >&2; continue; }
   echo "$name: $(( $(date +%s) - start )) s" >&2
   printf '%s\n' "$args" > "$out/$name/overrides.txt"
 done
+[ "${NO_TABLE:-0}" = 1 ] && exit 0
 
 python3 - "$out" "${names[@]}" <<'EOF'
 import json, sys, os
