@@ -69,6 +69,21 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
     }
 
+    /// <summary>
+    /// Builds the components of <paramref name="loaded"/> once on the CPU and checks that they fit (<see cref="Pipeline.Preflight"/>),
+    /// printing each problem; libtorch must be loaded.
+    /// </summary>
+    /// <returns>Whether everything fits.</returns>
+    internal bool Preflight(string configPath, LoadedConfig loaded, ComponentCatalog catalog)
+    {
+        using var provider = new ServiceCollection().AddLogging().AddSingleton(catalog).BuildServiceProvider();
+        var problems = Pipeline.Preflight.Check(loaded, provider);
+        if (problems.Count == 0) return true;
+        _errors.ErrorLine($"{configPath}: {problems.Count} configuration error(s) found by building the networks (nothing was run or written):");
+        foreach (var p in problems) _errors.ErrorLine($"  - {p}");
+        return false;
+    }
+
     /// <summary><c>hierdistill validate</c>.</summary>
     public int Validate(string configPath, IReadOnlyList<string> overrides)
     {
@@ -81,6 +96,17 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
         var (loaded, catalog, code) = Load(configPath, overrides);
         if (loaded is null || catalog is null) return code;
+        try
+        {
+            // On the CPU whatever run.device says: the checks build the networks once and need no GPU.
+            TorchRuntime.Initialize("cpu", TorchRuntime.ResolveLibTorchFolder(loaded.Config.Run.Libtorch), loaded.Config.Run.Threads);
+            if (!Preflight(configPath, loaded, catalog)) return ExitCodes.InvalidConfig;
+        }
+        catch (TorchRuntimeException e)
+        {
+            _errors.WarningLine($"the checks that build the networks (discriminator blocks, students, loadFrom names and shapes) were " +
+                                $"skipped: libtorch could not be loaded ({e.Message})");
+        }
         console.MarkupLine($"[green]{Markup.Escape(configPath)} is valid.[/] Stages in order:");
         foreach (var (key, stage) in loaded.Stages)
         {
@@ -161,6 +187,8 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             return ExitCodes.Failed;
         }
 
+        // The components built once and checked, before the run folder is created or overwritten.
+        if (!Preflight(configPath, loaded, catalog)) return ExitCodes.InvalidConfig;
         string resolved = PipelineRunner.ResolvedConfig(loaded, overrides, catalog, torchInfo);
         RunFolder folder;
         (CheckpointManifest Manifest, Dictionary<string, torch.Tensor> Tensors)? checkpoint = null;

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using HierDistill.Host.Configuration;
+using HierDistill.Host.Runtime;
 using HierDistill.Host.Pipeline.Stages;
 using HierDistill.Host.Storage;
 using HierDistill.Host.Training;
@@ -78,12 +79,23 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             return new VariantPlan(v, !touchesTeacher, !touchesTeacher && !touchesEvaluation);
         }).ToList();
 
-        // Every variant is validated before anything runs (the shared teacher's weights do not exist yet: loadFrom is left out).
+        try
+        {
+            // The variants' networks are built once on the CPU to check them (HostApplication.Preflight).
+            TorchRuntime.Initialize("cpu", TorchRuntime.ResolveLibTorchFolder(baseConfig.Config.Run.Libtorch), baseConfig.Config.Run.Threads);
+        }
+        catch (TorchRuntimeException e)
+        {
+            errors.ErrorLine(e.Message);
+            return ExitCodes.Failed;
+        }
+        // Every variant is validated, its networks built once, before anything runs (the shared teacher's weights do not exist
+        // yet: loadFrom is left out).
         int invalid = 0;
         foreach (var v in variants)
         {
-            var (loaded, _, c) = app.Load(plan.BaseConfig, plan.OverridesOf(v.Variant));
-            if (loaded is null)
+            var (loaded, catalog, c) = app.Load(plan.BaseConfig, plan.OverridesOf(v.Variant));
+            if (loaded is null || catalog is null || !app.Preflight(plan.BaseConfig, loaded, catalog))
             {
                 errors.ErrorLine($"variant '{v.Variant.Name}' is invalid (overrides: {string.Join(" ", v.Variant.Overrides)}).");
                 invalid++;

@@ -43,9 +43,6 @@ public sealed class PipelineRunner
             run.Logger.Information("Precision: matrix products in {Dtype}; parameters, optimiser state, JVP tangents and losses in float32", dtype);
         var data = run.Create<IDataSource>("data");
         run.Logger.Information("Data: {Data}", data.Spec);
-        // Checks that need the data but nothing trained, so that they fail before hours of teacher training.
-        foreach (var (key, stage) in run.Config.Stages)
-            if (stage is TrajectoryStageConfig) TrajectoryStage.CheckStudent(run, key, data);
         var state = new PipelineState { Data = data };
         var checkpoints = run.Checkpoints;
         var order = run.Config.Stages.Select(s => s.Key).ToList();

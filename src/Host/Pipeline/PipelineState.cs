@@ -78,18 +78,43 @@ public sealed class RunContext
     /// <summary>The run folder.</summary>
     public string OutputDirectory => Environment.OutputDirectory;
 
-    /// <summary>Creates the component configured at <paramref name="path"/>.</summary>
+    /// <summary>Creates the config's components for this run.</summary>
+    public ComponentFactory Components => new(Config, Services, Environment);
+
+    /// <summary>Creates the component configured at <paramref name="path"/> (see <see cref="ComponentFactory.Create{T}"/>).</summary>
+    /// <exception cref="InvalidOperationException">When the factory returns something else than <typeparamref name="T"/>.</exception>
+    public T Create<T>(string path, IDataSource? data = null, ITeacher? teacher = null) where T : class =>
+        Components.Create<T>(path, data, teacher);
+
+    /// <summary>Whether a component is configured at <paramref name="path"/>.</summary>
+    public bool Has(string path) => Config.Components.ContainsKey(path);
+}
+
+/// <summary>Creates the components a config names, by config path (<c>data</c>, <c>stages:KEY:teacher</c>, …).</summary>
+/// <param name="config">The validated config.</param>
+/// <param name="services">Services handed to the components (logger factory, catalog).</param>
+/// <param name="environment">Device, seed and run folder handed to the components.</param>
+public sealed class ComponentFactory(LoadedConfig config, IServiceProvider services, RunEnvironment environment)
+{
+    /// <summary>Creates the component configured at <paramref name="path"/> with its validated options.</summary>
+    /// <param name="path">The component's config path.</param>
+    /// <param name="data">The run's data source (null for the data source itself).</param>
+    /// <param name="teacher">The teacher, for components built on it (students' distillers, matchers, discriminators).</param>
     /// <exception cref="InvalidOperationException">When the factory returns something else than <typeparamref name="T"/>.</exception>
     public T Create<T>(string path, IDataSource? data = null, ITeacher? teacher = null) where T : class
     {
-        var (descriptor, options) = Config.Component(path);
-        var ctx = new ComponentContext(Services, Environment, path, data, teacher);
+        var (descriptor, options) = config.Component(path);
+        var ctx = new ComponentContext(services, environment, path, data, teacher);
         return descriptor.Create(ctx, options) as T
                ?? throw new InvalidOperationException($"{path}: component '{descriptor.Name}' did not create a {typeof(T).Name}.");
     }
 
     /// <summary>Whether a component is configured at <paramref name="path"/>.</summary>
-    public bool Has(string path) => Config.Components.ContainsKey(path);
+    public bool Has(string path) => config.Components.ContainsKey(path);
+
+    /// <summary>The configured component's name (e.g. <c>dit</c>, <c>awd</c>).</summary>
+    /// <exception cref="KeyNotFoundException">When none is configured at <paramref name="path"/>.</exception>
+    public string NameOf(string path) => config.Component(path).Descriptor.Name;
 }
 
 /// <summary>What the stages produced so far; each stage reads its predecessors' results from here.</summary>

@@ -11,6 +11,13 @@ public sealed record SafetensorsEntry(string Name, string DType, long[] Shape)
 {
     /// <summary>Whether the dtype is a floating-point one that network weights may have (F64, F32, F16, BF16).</summary>
     public bool IsFloatingPoint => DType is "F64" or "F32" or "F16" or "BF16";
+
+    /// <summary>The dtype as TorchSharp names it (Float32, BFloat16, Int64, …), for messages that also name a module's dtype.</summary>
+    public string TorchName => DType switch
+    {
+        "F64" => "Float64", "F32" => "Float32", "F16" => "Float16", "BF16" => "BFloat16", "I64" => "Int64", "I32" => "Int32",
+        "I16" => "Int16", "I8" => "Int8", "U8" => "Byte", "BOOL" => "Bool", _ => DType,
+    };
 }
 
 /// <summary>

@@ -99,30 +99,8 @@ public static class WeightsFile
     public static void CopyInto(IReadOnlyDictionary<string, Tensor> target, IReadOnlyDictionary<string, Tensor> tensors, string source,
         bool weightsFile = false)
     {
-        string NotInterchangeable = weightsFile
-            ? " (teacher.safetensors and student-<stage>.safetensors are not interchangeable: a student network has inputs of its own.)"
-            : "";
-        foreach (var (name, t) in target)
-        {
-            if (!tensors.TryGetValue(name, out var s))
-                throw new WeightsMismatchException(
-                    $"{source} has no tensor '{name}' (shape [{string.Join(", ", t.shape)}]) that the module needs; " +
-                    $"{NameHint(name, tensors.Keys)}{NotInterchangeable}");
-            if (!s.shape.SequenceEqual(t.shape))
-                throw new WeightsMismatchException(
-                    $"{source}: tensor '{name}' has shape [{string.Join(", ", s.shape)}] in the file but [{string.Join(", ", t.shape)}] in " +
-                    "the module; it was saved from another architecture or size: set the component's options (e.g. the teacher's " +
-                    "preset or width) to those of the run that saved it (its config.resolved.json).");
-            if (t.is_floating_point() && !s.is_floating_point())
-                throw new WeightsMismatchException(
-                    $"{source}: tensor '{name}' is {s.dtype} in the file where the module's is {t.dtype}; weights must be floating point " +
-                    "(float32, float16, bfloat16 or float64). Save the module's state_dict() as it is, without converting it.");
-        }
-        var extra = tensors.Keys.Except(target.Keys).FirstOrDefault();
-        if (extra is not null)
-            throw new WeightsMismatchException(
-                $"{source} has a tensor '{extra}' that the module lacks ({tensors.Keys.Except(target.Keys).Count()} such in all); it was " +
-                $"saved from another architecture.{NotInterchangeable}");
+        CheckLayout(target.ToDictionary(kv => kv.Key, kv => TensorLayout.Of(kv.Value)),
+            tensors.ToDictionary(kv => kv.Key, kv => TensorLayout.Of(kv.Value)), source, weightsFile);
         foreach (var (name, t) in target)
         {
             var s = tensors[name];
@@ -138,6 +116,57 @@ public static class WeightsFile
         {
             foreach (var (name, t) in target) t.copy_(tensors[name]);
         }
+    }
+
+    /// <summary>
+    /// Checks, from the file's header alone (no tensor is read), that <paramref name="path"/> fits <paramref name="module"/>:
+    /// the checks of <see cref="CheckHeader"/>, then every name, shape and dtype kind as <see cref="Load"/> checks them. Run
+    /// before a run folder is created or overwritten (Pipeline.Preflight), on a module built only for the check.
+    /// </summary>
+    /// <exception cref="FileNotFoundException">When the file does not exist.</exception>
+    /// <exception cref="WeightsMismatchException">As <see cref="Load"/>, except for non-finite values (those need the data).</exception>
+    public static void CheckFits(nn.Module module, string path)
+    {
+        CheckHeader(path);
+        var file = SafetensorsHeader.Read(path).ToDictionary(e => e.Name, e => new TensorLayout(e.Shape, e.IsFloatingPoint, e.TorchName));
+        using var scope = NewDisposeScope();
+        CheckLayout(module.state_dict().ToDictionary(kv => kv.Key, kv => TensorLayout.Of(kv.Value)), file, path, weightsFile: true);
+    }
+
+    /// <summary>What the checks need of a tensor: its shape, whether it is floating point, and its dtype's name for messages.</summary>
+    private readonly record struct TensorLayout(long[] Shape, bool FloatingPoint, string DType)
+    {
+        public static TensorLayout Of(Tensor t) => new(t.shape, t.is_floating_point(), t.dtype.ToString());
+    }
+
+    /// <summary>The name, shape and dtype-kind checks shared by <see cref="CopyInto(IReadOnlyDictionary{string, Tensor}, IReadOnlyDictionary{string, Tensor}, string, bool)"/> and <see cref="CheckFits"/>.</summary>
+    private static void CheckLayout(IReadOnlyDictionary<string, TensorLayout> target, IReadOnlyDictionary<string, TensorLayout> file, string source,
+        bool weightsFile)
+    {
+        string NotInterchangeable = weightsFile
+            ? " (teacher.safetensors and student-<stage>.safetensors are not interchangeable: a student network has inputs of its own.)"
+            : "";
+        foreach (var (name, t) in target)
+        {
+            if (!file.TryGetValue(name, out var s))
+                throw new WeightsMismatchException(
+                    $"{source} has no tensor '{name}' (shape [{string.Join(", ", t.Shape)}]) that the module needs; " +
+                    $"{NameHint(name, file.Keys)}{NotInterchangeable}");
+            if (!s.Shape.SequenceEqual(t.Shape))
+                throw new WeightsMismatchException(
+                    $"{source}: tensor '{name}' has shape [{string.Join(", ", s.Shape)}] in the file but [{string.Join(", ", t.Shape)}] in " +
+                    "the module; it was saved from another architecture or size: set the component's options (e.g. the teacher's " +
+                    "preset or width) to those of the run that saved it (its config.resolved.json).");
+            if (t.FloatingPoint && !s.FloatingPoint)
+                throw new WeightsMismatchException(
+                    $"{source}: tensor '{name}' is {s.DType} in the file where the module's is {t.DType}; weights must be floating point " +
+                    "(float32, float16, bfloat16 or float64). Save the module's state_dict() as it is, without converting it.");
+        }
+        var extra = file.Keys.Except(target.Keys).FirstOrDefault();
+        if (extra is not null)
+            throw new WeightsMismatchException(
+                $"{source} has a tensor '{extra}' that the module lacks ({file.Keys.Except(target.Keys).Count()} such in all); it was " +
+                $"saved from another architecture.{NotInterchangeable}");
     }
 
     /// <summary>"it was saved from another architecture", or what the names in the file suggest instead (a prefix added or missing).</summary>

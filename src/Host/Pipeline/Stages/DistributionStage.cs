@@ -63,7 +63,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
             ? run.Create<ITrajectoryDistiller>($"stages:{key}:regularizer", state.Data, teacher)
             : null;
         using var ownedRegularizer = regularizer as IDisposable;
-        if (discriminator is not null) CheckFeatures(teacher, discriminator);
+        if (discriminator is not null) CheckFeatures(key, teacher, discriminator);
 
         var training = config.Training;
         int maxSkipped = run.Config.Config.Run.MaxSkippedSteps;
@@ -194,7 +194,9 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         return (source.Model.Clone(), source.StageKey, source);
     }
 
-    private void CheckFeatures(ITeacher teacher, IDiscriminator discriminator)
+    /// <summary>Checks that the teacher exposes token features and every block the discriminator of stage <paramref name="key"/> reads.</summary>
+    /// <exception cref="InvalidOperationException">When it does not.</exception>
+    internal static void CheckFeatures(string key, ITeacher teacher, IDiscriminator discriminator)
     {
         var available = teacher.FeatureBlocks.Select(b => b.Block).ToHashSet();
         if (available.Count == 0)

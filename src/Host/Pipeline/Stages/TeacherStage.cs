@@ -42,10 +42,7 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
         double? trainedSeconds = null;
         string path = $"stages:{key}:teacher";
         var teacher = run.Create<ITeacher>(path, state.Data);
-        var spec = state.Data.Spec;
-        if (!teacher.Spec.SampleShape.SequenceEqual(spec.SampleShape) || teacher.Spec.NumClasses != spec.NumClasses)
-            throw new InvalidOperationException(
-                $"{path}: the teacher models {teacher.Spec} but the data is {spec}; configure the teacher for this data.");
+        CheckSpec(key, teacher, state.Data.Spec);
 
         var network = teacher.Network;
         if (network is not null)
@@ -81,6 +78,15 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
         }
         state.Teacher = teacher;
         state.TeacherSeconds = trainedSeconds ?? clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Checks that the teacher of stage <paramref name="key"/> models the data's samples and classes.</summary>
+    /// <exception cref="InvalidOperationException">When it does not.</exception>
+    internal static void CheckSpec(string key, ITeacher teacher, HierDistill.Abstractions.Data.DataSpec spec)
+    {
+        if (!teacher.Spec.SampleShape.SequenceEqual(spec.SampleShape) || teacher.Spec.NumClasses != spec.NumClasses)
+            throw new InvalidOperationException(
+                $"stages:{key}:teacher: the teacher models {teacher.Spec} but the data is {spec}; configure the teacher for this data.");
     }
 
     private void Record(PipelineState state, StageThroughput throughput)

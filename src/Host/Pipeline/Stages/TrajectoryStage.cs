@@ -80,54 +80,45 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
     }
 
     /// <summary>
-    /// Before any stage runs: when <c>student</c> is configured, builds it once and checks that it is a network for this
-    /// data, so that a student that cannot work fails the run at once instead of after the teacher's training.
+    /// The teacher's own student (its architecture and weights), or, with <c>student</c> configured, a fresh network of
+    /// that architecture (random initialisation) for capacity studies.
     /// </summary>
-    /// <exception cref="InvalidOperationException">When the configured student is not a network or does not fit the data.</exception>
-    public static void CheckStudent(RunContext run, string key, HierDistill.Abstractions.Data.IDataSource data)
+    private AverageVelocityNetwork CreateStudent(PipelineState state, ITeacher teacher)
+    {
+        var student = CreateStudent(run.Components, key, state.Data, teacher, out bool fresh);
+        if (fresh)
+            run.Logger.Information("Stage {Stage}: a fresh {Type} student (random initialisation), not a copy of the teacher", key,
+                run.Components.NameOf($"stages:{key}:student"));
+        return student;
+    }
+
+    /// <summary>
+    /// The student of stage <paramref name="key"/>: the teacher's own (<see cref="ITeacher.CreateStudent"/>), or, with
+    /// <c>stages:KEY:student</c> configured, a fresh network of that architecture (<paramref name="fresh"/> true). Also used by
+    /// <see cref="Preflight"/> before anything runs.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">When the configured student cannot be built for this data, is not a network, or
+    /// models other samples or classes than the teacher.</exception>
+    internal static AverageVelocityNetwork CreateStudent(ComponentFactory components, string key, HierDistill.Abstractions.Data.IDataSource data,
+        ITeacher teacher, out bool fresh)
     {
         string path = $"stages:{key}:student";
-        if (!run.Has(path)) return;
-        string name = run.Config.Component(path).Descriptor.Name;
+        fresh = components.Has(path);
+        if (!fresh) return teacher.CreateStudent();
+        string name = components.NameOf(path);
         ITeacher architecture;
-        // Building it draws random initial weights: the run's random stream must be as if it had not been built.
-        using var rng = torch.random.get_rng_state();
         try
         {
-            architecture = run.Create<ITeacher>(path, data);
+            architecture = components.Create<ITeacher>(path, data);
         }
         catch (ArgumentException e)
         {
             throw new InvalidOperationException($"{path}: '{name}' cannot be a student for this data: {e.Message}", e);
         }
-        finally
-        {
-            torch.random.set_rng_state(rng);
-        }
-        using var network = architecture.Network;
-        if (network is null)
-            throw new InvalidOperationException($"{path}: '{name}' is not a network; the student must be a network (e.g. mlp, dit).");
-        if (!architecture.Spec.SampleShape.SequenceEqual(data.Spec.SampleShape) || architecture.Spec.NumClasses != data.Spec.NumClasses)
-            throw new InvalidOperationException($"{path}: the student models {architecture.Spec} but the data is {data.Spec}.");
-    }
-
-    /// <summary>
-    /// The teacher's own student (its architecture and weights), or, with <c>student</c> configured, a fresh network of
-    /// that architecture (random initialisation) for capacity studies.
-    /// </summary>
-    /// <exception cref="InvalidOperationException">When the configured student is not a network or models other data.</exception>
-    private AverageVelocityNetwork CreateStudent(PipelineState state, ITeacher teacher)
-    {
-        string path = $"stages:{key}:student";
-        if (!run.Has(path)) return teacher.CreateStudent();
-        var architecture = run.Create<ITeacher>(path, state.Data);
-        if (architecture.Network is null)
-            throw new InvalidOperationException($"{path}: '{run.Config.Component(path).Descriptor.Name}' is not a network; the student must be a network (e.g. mlp, dit).");
+        using var network = architecture.Network
+            ?? throw new InvalidOperationException($"{path}: '{name}' is not a network; the student must be a network (e.g. mlp, dit).");
         if (!architecture.Spec.SampleShape.SequenceEqual(teacher.Spec.SampleShape) || architecture.Spec.NumClasses != teacher.Spec.NumClasses)
             throw new InvalidOperationException($"{path}: the student models {architecture.Spec} but the teacher {teacher.Spec}.");
-        using var network = architecture.Network;
-        var student = architecture.CreateStudent();
-        run.Logger.Information("Stage {Stage}: a fresh {Type} student (random initialisation), not a copy of the teacher", key, run.Config.Component(path).Descriptor.Name);
-        return student;
+        return architecture.CreateStudent();
     }
 }

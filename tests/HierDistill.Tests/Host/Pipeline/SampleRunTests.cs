@@ -166,16 +166,19 @@ public class SampleRunTests
     [Theory]
     [InlineData("{\"type\":\"dit\"}", "stages:structure:student: 'dit' cannot be a student for this data: the dit teacher needs images [C, H, W]")]
     [InlineData("{\"type\":\"gmm-exact\"}", "stages:structure:student: 'gmm-exact' is not a network")]
-    public void A_student_that_cannot_work_fails_the_run_before_the_teacher_trains(string student, string message)
+    public void A_student_that_cannot_work_is_a_config_error_before_anything_runs(string student, string message)
     {
         using var folder = TestPaths.NewTempFolder();
         string output = folder.File("run");
         var (code, console) = Run(TestPaths.Sample("toy2d/hd.json"), output, $"stages:structure:student={student}");
-        Assert.Equal(ExitCodes.Failed, code);
-        string log = File.ReadAllText(Path.Combine(output, "log.txt"));
-        Assert.Contains(message, log);
-        Assert.DoesNotContain("Stage teacher", log);
-        Assert.False(File.Exists(Path.Combine(output, "teacher.safetensors")));
+        Assert.True(code == ExitCodes.InvalidConfig, console);
+        Assert.Contains("configuration error(s) found by building the networks (nothing was run or written):", console);
+        Assert.Contains(message, console);
+        Assert.False(Directory.Exists(output));
+        // validate finds it too
+        var writer = new StringWriter();
+        Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(TestConsole(writer)).Validate(TestPaths.Sample("toy2d/hd.json"), [$"stages:structure:student={student}"]));
+        Assert.Contains(message, writer.ToString());
     }
 
     [Fact]

@@ -255,6 +255,90 @@ public class BadInputTests
         Assert.Equal(2, Directory.GetFiles(output).Length);
     }
 
+    /// <summary>A finished run's folder whose files the tests check are left as they were.</summary>
+    private static string FinishedRun(TempFolder folder)
+    {
+        string output = folder.File("run");
+        Directory.CreateDirectory(output);
+        File.WriteAllText(Path.Combine(output, "run.json"), """{ "status": "finished" }""");
+        File.WriteAllText(Path.Combine(output, "report.md"), "the old run's report");
+        return output;
+    }
+
+    [Fact]
+    public void Weights_of_another_architecture_are_a_config_error_before_an_existing_run_is_overwritten()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = FinishedRun(folder);
+        // The sample's toy teacher (128 hidden units), and the same architecture with 64.
+        string Teacher(int hidden)
+        {
+            string file = folder.File($"teacher-{hidden}.safetensors");
+            using var network = new HierDistill.Plugins.Teachers.Networks.MlpVelocityNetwork(
+                new HierDistill.Plugins.Teachers.Networks.MlpOptions { Hidden = hidden, Depth = 3, TokenChannels = 16 },
+                new HierDistill.Abstractions.Data.DataSpec("ring8", [2], 2));
+            WeightsFile.Save(network, file);
+            return file;
+        }
+        string small = Teacher(64), teacher = Teacher(128);
+        var writer = new StringWriter();
+        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Run(TestPaths.Sample("toy2d/hd.json"),
+            [$"run:outputDir={output}", $"stages:teacher:loadFrom={small}", $"stages:structure:loadFrom={teacher}"], overwrite: true, CancellationToken.None);
+        Assert.True(code == ExitCodes.InvalidConfig, writer.ToString());
+        string text = writer.ToString();
+        Assert.Contains("2 configuration error(s) found by building the networks (nothing was run or written)", text);
+        Assert.Contains($"stages:teacher:loadFrom: {small}: tensor 'net.x_embedder.weight' has shape [64, 2] in the file but [128, 2] in the module", text);
+        // A teacher's file where the student is loaded: the student's own input (the t - r embedder) is missing.
+        Assert.Contains($"stages:structure:loadFrom: {teacher} has no tensor 'net.h_embedder.", text);
+        Assert.Contains("teacher.safetensors and student-<stage>.safetensors are not interchangeable", text);
+        Assert.Equal("the old run's report", File.ReadAllText(Path.Combine(output, "report.md")));
+        Assert.Equal(2, Directory.GetFiles(output).Length);
+    }
+
+    [Fact]
+    public void A_discriminator_block_the_teacher_lacks_is_a_config_error_before_anything_runs()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = FinishedRun(folder);
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        int code = app.Run(TestPaths.Sample("toy2d/hd.json"), [$"run:outputDir={output}", "stages:detail:discriminator:options:blocks=[0, 99]"],
+            overwrite: true, CancellationToken.None);
+        Assert.True(code == ExitCodes.InvalidConfig, writer.ToString());
+        // The sample's teacher has depth 3: token features of blocks 0, 1, 2.
+        Assert.Contains("stages:detail:discriminator: 'awd' cannot be built: block 99 is not a teacher feature block; available: 0, 1, 2.", writer.ToString());
+        Assert.Equal("the old run's report", File.ReadAllText(Path.Combine(output, "report.md")));
+        // compare finds it in a variant before the shared teacher trains
+        string comparison = folder.File("blocks.json");
+        File.WriteAllText(comparison, $$"""
+            { "config": "{{TestPaths.Sample("toy2d/hd.json")}}",
+              "variants": { "ok": { "stages:detail:discriminator:options:blocks": [1] },
+                            "typo": { "stages:detail:discriminator:options:blocks": [0, 99] } } }
+            """);
+        var compare = new StringWriter();
+        code = new HostApplication(SampleRunTests.TestConsole(compare)).Compare(comparison, [], [], 1, folder.File("cmp"),
+            overwrite: false, resume: false, CancellationToken.None);
+        Assert.True(code == ExitCodes.InvalidConfig, compare.ToString());
+        Assert.Contains("block 99 is not a teacher feature block", compare.ToString());
+        Assert.Contains("variant 'typo' is invalid", compare.ToString());
+        Assert.DoesNotContain("variant 'ok' is invalid", compare.ToString());
+        Assert.False(Directory.Exists(folder.File("cmp")));
+    }
+
+    [Fact]
+    public void Building_the_networks_to_check_them_leaves_the_random_stream_as_it_was()
+    {
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        var (loaded, catalog, _) = app.Load(TestPaths.Sample("fmnist/hd-cpu.json"), ["stages:teacher:teacher:options:preset=DiT-XT/4"]);
+        Assert.NotNull(loaded);
+        torch.manual_seed(7);
+        var expected = torch.rand(5).data<float>().ToArray();
+        torch.manual_seed(7);
+        Assert.True(app.Preflight("hd-cpu.json", loaded!, catalog!), writer.ToString());
+        Assert.Equal(expected, torch.rand(5).data<float>().ToArray());
+    }
+
     [Fact]
     public void Probe_refuses_to_write_over_the_weights_it_reads()
     {

@@ -1,0 +1,136 @@
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Data;
+using HierDistill.Abstractions.Plugins;
+using HierDistill.Host.Configuration;
+using HierDistill.Host.Pipeline.Stages;
+using HierDistill.Host.Storage;
+using TorchSharp;
+
+namespace HierDistill.Host.Pipeline;
+
+/// <summary>
+/// Builds once, from the config alone and on the CPU, what the stages will build: the data source, the teacher's architecture
+/// (untrained), each trajectory stage's distiller and student, each distribution stage's matcher (with its fake score),
+/// discriminator and regularizer. Checks that they fit together (the teacher models the data, the discriminator's blocks are
+/// teacher feature blocks, a configured student models the teacher's data) and that every <c>loadFrom</c> file's names, shapes
+/// and dtype kinds fit the network it will be loaded into (from the file's header: no tensor is read); then discards them.
+/// So a discriminator block the teacher lacks, a student for other data or a weights file of another architecture is a
+/// configuration error before the run folder is created or overwritten, not a failure after hours of teacher training.
+/// </summary>
+/// <remarks>
+/// Building draws random initial weights: the global random stream is saved first and restored after, so a run's results
+/// do not depend on this check. Nothing is trained or evaluated; the evaluation stage's classifier is not built.
+/// </remarks>
+public static class Preflight
+{
+    /// <summary>Builds and checks the components of <paramref name="loaded"/> (see the class).</summary>
+    /// <param name="loaded">A validated config.</param>
+    /// <param name="services">Services handed to the components (a logger factory whose output may be discarded).</param>
+    /// <returns>The problems found, each naming its config path and the fix; empty when everything fits. After a problem in
+    /// the data or the teacher nothing else is built (everything else needs them).</returns>
+    public static IReadOnlyList<ConfigError> Check(LoadedConfig loaded, IServiceProvider services)
+    {
+        var components = new ComponentFactory(loaded, services, new RunEnvironment(torch.CPU, loaded.Config.Run.Seed, Path.GetTempPath()));
+        var errors = new List<ConfigError>();
+        var built = new List<IDisposable>();
+        void Own(object? o)
+        {
+            if (o is IDisposable d) built.Add(d);
+        }
+        T Build<T>(string path, IDataSource? data = null, ITeacher? teacher = null) where T : class
+        {
+            try
+            {
+                var component = components.Create<T>(path, data, teacher);
+                Own(component);
+                return component;
+            }
+            catch (Exception e) when (e is not OutOfMemoryException and not PreflightException)
+            {
+                string what = e is ArgumentException or InvalidOperationException or NotSupportedException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+                throw new PreflightException($"{path}: '{components.NameOf(path)}' cannot be built: {what}", e);
+            }
+        }
+
+        using var rng = torch.random.get_rng_state();
+        try
+        {
+            IDataSource data;
+            ITeacher? teacher = null;
+            try
+            {
+                data = Build<IDataSource>("data");
+            }
+            catch (PreflightException e)
+            {
+                errors.Add(new ConfigError("", e.Message));
+                return errors;
+            }
+            foreach (var (key, stage) in loaded.Stages)
+            {
+                try
+                {
+                    switch (stage)
+                    {
+                        case TeacherStageConfig t:
+                            var candidate = Build<ITeacher>($"stages:{key}:teacher", data);
+                            if (candidate is not IDisposable) Own(candidate.Network);
+                            TeacherStage.CheckSpec(key, candidate, data.Spec);
+                            teacher = candidate;
+                            if (teacher.Network is { } network) CheckLoadFrom(network, t.LoadFrom, key);
+                            break;
+                        case TrajectoryStageConfig s when teacher is not null:
+                            Build<ITrajectoryDistiller>($"stages:{key}:distiller", data, teacher);
+                            var student = TrajectoryStage.CreateStudent(components, key, data, teacher, out _);
+                            Own(student);
+                            CheckLoadFrom(student, s.LoadFrom, key);
+                            break;
+                        case DistributionStageConfig d when teacher is not null:
+                            var matcher = Build<IDistributionMatcher>($"stages:{key}:matcher", data, teacher);
+                            foreach (var m in matcher.AuxiliaryModules) Own(m.Module);
+                            if (components.Has($"stages:{key}:discriminator"))
+                            {
+                                var discriminator = Build<IDiscriminator>($"stages:{key}:discriminator", data, teacher);
+                                Own(discriminator.Heads.Module);
+                                DistributionStage.CheckFeatures(key, teacher, discriminator);
+                            }
+                            if (components.Has($"stages:{key}:regularizer") && d.RegularizerWeight > 0)
+                                Build<ITrajectoryDistiller>($"stages:{key}:regularizer", data, teacher);
+                            break;
+                    }
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // Host checks name their config path; anything else is named here.
+                    errors.Add(new ConfigError("", e is PreflightException or InvalidOperationException
+                        ? e.Message
+                        : $"stages:{key}: {e.GetType().Name}: {e.Message}"));
+                    if (teacher is null) break;   // the teacher could not be built: nothing after it can be
+                }
+            }
+            return errors;
+        }
+        finally
+        {
+            foreach (var d in Enumerable.Reverse(built)) d.Dispose();
+            torch.random.set_rng_state(rng);
+        }
+    }
+
+    /// <summary>A <c>loadFrom</c> file (when set and present: a missing one is a validation error already) against the network it fills.</summary>
+    private static void CheckLoadFrom(torch.nn.Module network, string? loadFrom, string key)
+    {
+        if (string.IsNullOrWhiteSpace(loadFrom) || !File.Exists(loadFrom)) return;
+        try
+        {
+            WeightsFile.CheckFits(network, loadFrom);
+        }
+        catch (WeightsMismatchException e)
+        {
+            throw new PreflightException($"stages:{key}:loadFrom: {e.Message}", e);
+        }
+    }
+
+    /// <summary>A problem found by <see cref="Check"/>, with its config path in the message.</summary>
+    private sealed class PreflightException(string message, Exception inner) : Exception(message, inner);
+}
