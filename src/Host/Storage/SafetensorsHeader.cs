@@ -57,6 +57,7 @@ public static class SafetensorsHeader
         stream.ReadExactly(json);
         long dataBytes = length - 8 - (long)headerBytes;
         var entries = new List<SafetensorsEntry>();
+        var spans = new List<(string Name, long Begin, long End)>();
         try
         {
             using var document = JsonDocument.Parse(json);
@@ -83,13 +84,42 @@ public static class SafetensorsHeader
                         $"{path}: tensor '{property.Name}' lies at bytes [{string.Join(", ", offsets)}] of a data section of {dataBytes} bytes; " +
                         "the file is truncated or damaged. Save or copy it again.");
                 entries.Add(new SafetensorsEntry(property.Name, dtype, shape));
+                spans.Add((property.Name, offsets[0], offsets[1]));
             }
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
             throw NotSafetensors(path, $"its header does not parse: {e.Message}");
         }
+        CheckCoverage(path, spans, dataBytes);
         return entries;
+    }
+
+    /// <summary>
+    /// The format's rule that the tensors index the whole data section, without holes or overlaps ("the byte buffer needs to be
+    /// entirely indexed, and cannot contain holes", which the reference loader enforces): TorchSharp.PyBridge does not check it.
+    /// </summary>
+    private static void CheckCoverage(string path, List<(string Name, long Begin, long End)> spans, long dataBytes)
+    {
+        long end = 0;
+        string? previous = null;
+        foreach (var (name, begin, stop) in spans.OrderBy(s => s.Begin).ThenBy(s => s.End))
+        {
+            if (begin < end)
+                throw new WeightsMismatchException(
+                    $"{path}: tensors '{previous}' and '{name}' share bytes [{begin}, {Math.Min(end, stop)}) of the data section; the file is " +
+                    "damaged or was not written by a safetensors writer. Save it again (safetensors.torch.save_file).");
+            if (begin > end)
+                throw new WeightsMismatchException(
+                    $"{path}: bytes [{end}, {begin}) of the data section belong to no tensor; the file is damaged or was not written by a " +
+                    "safetensors writer. Save it again (safetensors.torch.save_file).");
+            end = stop;
+            previous = name;
+        }
+        if (end != dataBytes)
+            throw new WeightsMismatchException(
+                $"{path}: the last {dataBytes - end} byte(s) of the file belong to no tensor (the tensors end at byte {end} of a data " +
+                $"section of {dataBytes}); the file is damaged or was not written by a safetensors writer. Save it again (safetensors.torch.save_file).");
     }
 
     private static WeightsMismatchException NotSafetensors(string path, string why) => new(

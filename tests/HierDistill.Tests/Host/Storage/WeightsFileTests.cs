@@ -201,6 +201,19 @@ public class WeightsFileTests
         var dtype = Assert.Throws<WeightsMismatchException>(() => SafetensorsHeader.Read(RawFile(folder, "u32.safetensors",
             """{"w":{"dtype":"U32","shape":[3],"data_offsets":[0,12]}}""", 12)));
         Assert.Contains("tensor 'w' has dtype U32, which is not read here", dtype.Message);
+        // The tensors must index the data section exactly (the format's rule; TorchSharp.PyBridge does not check it).
+        var trailing = Assert.Throws<WeightsMismatchException>(() => SafetensorsHeader.Read(RawFile(folder, "trailing.safetensors",
+            """{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}}""", 16)));
+        Assert.Contains("the last 4 byte(s) of the file belong to no tensor (the tensors end at byte 12 of a data section of 16)", trailing.Message);
+        var overlap = Assert.Throws<WeightsMismatchException>(() => SafetensorsHeader.Read(RawFile(folder, "overlap.safetensors",
+            """{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}""", 12)));
+        Assert.Contains("tensors 'a' and 'b' share bytes [4, 12) of the data section", overlap.Message);
+        var hole = Assert.Throws<WeightsMismatchException>(() => SafetensorsHeader.Read(RawFile(folder, "hole.safetensors",
+            """{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}""", 12)));
+        Assert.Contains("bytes [4, 8) of the data section belong to no tensor", hole.Message);
+        // in any order in the header, empty tensors included
+        Assert.Equal(3, SafetensorsHeader.Read(RawFile(folder, "order.safetensors",
+            """{"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},"e":{"dtype":"F32","shape":[0],"data_offsets":[8,8]},"a":{"dtype":"I8","shape":[4],"data_offsets":[0,4]}}""", 8)).Count);
         // __metadata__ is not a tensor
         var entries = SafetensorsHeader.Read(RawFile(folder, "meta.safetensors",
             """{"__metadata__":{"format":"pt"},"w":{"dtype":"BF16","shape":[3],"data_offsets":[0,6]}}""", 6));
