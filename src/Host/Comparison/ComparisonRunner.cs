@@ -73,7 +73,9 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
 
         var variants = plan.Variants.Select(v =>
         {
-            var keys = v.Overrides.Select(ComparisonPlan.KeyOf).ToList();
+            // A key the command line also sets is the command line's value in every run: it does not make the variant differ.
+            var replaced = plan.CommandLineOverrides.Select(o => ComparisonPlan.NormalizeKey(ComparisonPlan.KeyOf(o))).ToHashSet();
+            var keys = v.Overrides.Select(ComparisonPlan.KeyOf).Where(k => !replaced.Contains(ComparisonPlan.NormalizeKey(k))).ToList();
             bool touchesTeacher = keys.Any(k => ComparisonPlan.Touches(k, "data") || ComparisonPlan.Touches(k, teacherPath));
             bool touchesEvaluation = keys.Any(k => evaluations.Any(e => ComparisonPlan.Touches(k, $"stages:{e.Key}")));
             return new VariantPlan(v, !touchesTeacher, !touchesTeacher && !touchesEvaluation);
@@ -164,10 +166,10 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             }
             overrides.Add($"run:outputDir={folder}");
             bool loadsNewTeacher = teacherRetrained && v is not null && v.SharesTeacher && trainTeacher;
-            if (resume && Finished(folder, v is null ? [TeacherStage.WeightsFileName, "metrics.json"] : ["metrics.json"]))
+            // The keys in which the run in the folder was made with other settings than it would get now (a changed --set,
+            // variant or comparison file); null when that cannot be told.
+            IReadOnlyList<string>? Changed()
             {
-                // Kept only when it was run with the settings it would get now (a changed --set, variant or comparison file
-                // makes it stale) and, for a run that loads the shared teacher, with that same teacher.
                 var changed = app.DifferencesFromRun(plan.BaseConfig, overrides, folder);
                 // The shared teacher is kept unless what shapes its weights changed: the students' stages are disabled in its
                 // run, and the evaluation's settings do not change it (its rows keep the evaluation they were made with).
@@ -177,22 +179,37 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
                 // The shared teacher's path moves with the comparison folder; whether its weights changed is teacherRetrained.
                 if (v is not null && v.SharesTeacher && trainTeacher && changed is not null)
                     changed = changed.Where(c => !c.StartsWith($"{teacherPath}:loadFrom:", StringComparison.Ordinal)).ToList();
+                return changed;
+            }
+            string Why(IReadOnlyList<string>? changed) =>
+                loadsNewTeacher ? "the shared teacher was trained again."
+                : changed is null ? "its settings could not be compared."
+                : $"{changed.Count} key(s) differ, e.g. {string.Join("; ", changed.Take(3))}.";
+            if (resume && Finished(folder, v is null ? [TeacherStage.WeightsFileName, "metrics.json"] : ["metrics.json"]))
+            {
+                // Kept only when it was run with the settings it would get now and, for a run that loads the shared teacher,
+                // with that same teacher.
+                var changed = Changed();
                 if (changed is { Count: 0 } && !loadsNewTeacher)
                 {
                     console.MarkupLine($"[grey]compare {number}/{runs.Count}: {Markup.Escape(what)}: kept (finished earlier) {Markup.Escape(folder)}[/]");
                     results.Add(new ComparisonRun(v?.Variant, seed, folder, ExitCodes.Ok, 0, true));
                     continue;
                 }
-                errors.WarningLine($"compare {number}/{runs.Count}: {what} finished earlier with other settings, so it is run again: " +
-                                   (loadsNewTeacher ? "the shared teacher was trained again."
-                                    : changed is null ? "its settings could not be compared."
-                                    : $"{changed.Count} key(s) differ, e.g. {string.Join("; ", changed.Take(3))}."));
+                errors.WarningLine($"compare {number}/{runs.Count}: {what} finished earlier with other settings, so it is run again: {Why(changed)}");
             }
             console.MarkupLine($"[bold]compare {number}/{runs.Count}[/]: {Markup.Escape(what)} -> {Markup.Escape(folder)}");
             var clock = Stopwatch.StartNew();
             // --resume also continues a run that was stopped mid-way from its checkpoint (same overrides, so the same config),
             // unless the shared teacher it loads was trained again meanwhile.
-            bool continues = resume && Stopped(folder) && !loadsNewTeacher;
+            bool continues = resume && Stopped(folder);
+            if (continues && (loadsNewTeacher ? null : Changed()) is var changedSinceStop && changedSinceStop is not { Count: 0 })
+            {
+                // Continued under other settings (say a changed learning rate, which `run --resume` allows), one run of the
+                // variant would mix two schedules while its finished seeds would be run again: run it again too.
+                errors.WarningLine($"compare {number}/{runs.Count}: {what} was stopped with other settings, so it is run again: {Why(changedSinceStop)}");
+                continues = false;
+            }
             if (continues) console.MarkupLine($"[grey]compare {number}/{runs.Count}: continuing from {Markup.Escape(Path.Combine(folder, CheckpointStore.FileName))}[/]");
             int exit = continues ? app.Run(plan.BaseConfig, overrides, overwrite: false, cancellation, resume: folder) : ExitCodes.InvalidConfig;
             if (continues && exit == ExitCodes.InvalidConfig)

@@ -166,6 +166,61 @@ public class CompareTests
     }
 
     [Fact]
+    public void Resume_runs_a_stopped_variant_again_when_its_settings_changed()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = folder.File("cmp");
+        string[] shrink = [.. Shrink, "stages:structure:training:steps=12"];
+        var stopping = new HostApplication(SampleRunTests.TestConsole(new StringWriter()))
+        {
+            ProgressDecorator = (inner, stop) => new ResumeTests.StopAt(inner, stop, "structure", 6),
+        };
+        Assert.Equal(ExitCodes.Cancelled, stopping.Compare(TestPaths.Sample("toy2d/hd.json"), ["stages:detail:adversarialWeight=0.2"], shrink, 1, output,
+            overwrite: false, resume: false, CancellationToken.None));
+        string run = Path.Combine(output, "detail.adversarialWeight-0.2", "seed-0");
+        Assert.True(File.Exists(Path.Combine(run, "checkpoint.safetensors")));
+
+        // A learning rate may change on `run --resume`; a comparison does not continue one seed under two schedules.
+        var resumed = new StringWriter();
+        Assert.Equal(ExitCodes.Ok, new HostApplication(SampleRunTests.TestConsole(resumed)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:adversarialWeight=0.2"], [.. shrink, "stages:structure:training:learningRate=1e-4"], 1, output, overwrite: false,
+            resume: true, CancellationToken.None));
+        string text = resumed.ToString().Replace("\n", "");
+        Assert.Contains("kept (finished earlier)", text); // the shared teacher
+        Assert.Contains("was stopped with other settings, so it is run again: 1 key(s) differ, e.g. stages:structure:training:learningRate:", text);
+        Assert.DoesNotContain("continuing from", text);
+        Assert.DoesNotContain("config differs", text);
+        Assert.DoesNotContain("Resuming from", File.ReadAllText(Path.Combine(run, "log.txt")));
+        Assert.Contains("\"finished\"", File.ReadAllText(Path.Combine(run, "run.json")));
+        Assert.Contains("\"learningRate\": 0.0001", File.ReadAllText(Path.Combine(run, "config.resolved.json")));
+    }
+
+    [Fact]
+    public void A_teacher_key_that_the_command_line_also_sets_does_not_give_a_variant_its_own_teacher()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string comparison = folder.File("steps.json");
+        File.WriteAllText(comparison, $$"""
+            { "config": "{{TestPaths.Sample("toy2d/hd.json")}}",
+              "variants": { "long": { "stages:teacher:training:steps": 50 }, "base": {} } }
+            """);
+        var writer = new StringWriter();
+        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Compare(comparison, [], [.. Shrink, "stages:teacher:training:steps=20"], 1,
+            folder.File("cmp"), overwrite: false, resume: false, CancellationToken.None);
+        string text = writer.ToString().Replace("\n", "");
+        Assert.True(code == 0, text);
+        Assert.Contains("--set stages:teacher:training:steps replaces the value that variant(s) long give it", text);
+        Assert.Contains("+ one shared teacher", text);
+        string teacherWeights = Path.Combine(folder.File("cmp"), "teacher", "teacher.safetensors");
+        foreach (var v in new[] { "long", "base" })
+        {
+            using var resolved = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder.File("cmp"), v, "seed-0", "config.resolved.json")));
+            var teacher = resolved.RootElement.GetProperty("stages").GetProperty("teacher");
+            Assert.Equal(teacherWeights, teacher.GetProperty("loadFrom").GetString()); // the shared teacher, loaded
+        }
+    }
+
+    [Fact]
     public void An_output_that_is_a_file_is_refused_before_anything_runs()
     {
         using var folder = TestPaths.NewTempFolder();
