@@ -421,18 +421,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// <returns>0, 1 when the weights or the device cannot be used, 2 for an invalid config.</returns>
     public int Probe(string configPath, IReadOnlyList<string> overrides, string weights, string output, int batch)
     {
-        if (!File.Exists(weights))
-        {
-            // A command-line error, like a loadFrom that does not exist in a config (exit 2).
-            _errors.ErrorLine($"--weights: weights file not found: {Path.GetFullPath(weights)}");
-            return ExitCodes.InvalidConfig;
-        }
-        if (SameFile(weights, output))
-        {
-            _errors.ErrorLine($"--out {output} is the --weights file; writing the probe there would replace the teacher's weights. " +
-                              "Name another file with --out.");
-            return ExitCodes.InvalidConfig;
-        }
+        if (CheckWeightsAndOutput(weights, output, "the probe") is { } refused) return refused;
         var (loaded, catalog, code) = Load(configPath, overrides);
         if (loaded is null || catalog is null) return code;
         var teacherStage = loaded.Stages.FirstOrDefault(s => s.Stage is TeacherStageConfig);
@@ -470,6 +459,57 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             console.MarkupLine("[green]probe written:[/] " + Markup.Escape(
                 $"{Path.GetFullPath(output)} ({descriptor.Name}, {batch} inputs of [{string.Join(", ", data.Spec.SampleShape)}], device {torchInfo.DeviceDescription})"));
             return ExitCodes.Ok;
+        }
+        catch (Exception e) when (e is TorchRuntimeException or WeightsMismatchException or FileNotFoundException or InvalidOperationException or IOException)
+        {
+            _errors.ErrorLine(e.Message);
+            return ExitCodes.Failed;
+        }
+    }
+
+    /// <summary>The checks of <c>--weights</c> and <c>--out</c> that <c>probe</c> and <c>sample</c> share.</summary>
+    /// <returns>The exit code when one fails (2: a command-line error, like a loadFrom that does not exist in a config), else null.</returns>
+    private int? CheckWeightsAndOutput(string weights, string output, string what)
+    {
+        if (!File.Exists(weights))
+        {
+            _errors.ErrorLine($"--weights: weights file not found: {Path.GetFullPath(weights)}");
+            return ExitCodes.InvalidConfig;
+        }
+        if (SameFile(weights, output))
+        {
+            _errors.ErrorLine($"--out {output} is the --weights file; writing {what} there would replace the weights. Name another file with --out.");
+            return ExitCodes.InvalidConfig;
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// <c>hierdistill sample</c>: loads a run's weights (a student's or the teacher's, told from the file) into the config's
+    /// network on its device and writes samples as a picture or as safetensors (<see cref="Evaluation.WeightsSampling"/>).
+    /// </summary>
+    /// <returns>0; 1 when the weights fit no network of the config or the device cannot be used; 2 for an invalid config or request.</returns>
+    public int Sample(string configPath, IReadOnlyList<string> overrides, Evaluation.SampleRequest request)
+    {
+        if (CheckWeightsAndOutput(request.Weights, request.Out, "the samples") is { } refused) return refused;
+        var (loaded, catalog, code) = Load(configPath, overrides);
+        if (loaded is null || catalog is null) return code;
+        try
+        {
+            var runOptions = loaded.Config.Run;
+            var torchInfo = TorchRuntime.Initialize(runOptions.Device, TorchRuntime.ResolveLibTorchFolder(runOptions.Libtorch), runOptions.Threads);
+            using var provider = new ServiceCollection().AddLogging().AddSingleton(catalog).BuildServiceProvider();
+            var outcome = Evaluation.WeightsSampling.Run(loaded, provider, torchInfo.Device, request);
+            string guidance = outcome.Guidance is { } w ? $", guidance {w.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "";
+            console.MarkupLine("[green]samples written:[/] " + Markup.Escape(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{Path.GetFullPath(request.Out)} ({request.Count} from the {outcome.Model}, {outcome.Sampler}, NFE {outcome.Nfe}{guidance}; " +
+                $"{1000 * outcome.SecondsPerSample:0.000} ms/sample on {torchInfo.DeviceDescription}, after a warm-up pass)")));
+            return ExitCodes.Ok;
+        }
+        catch (Evaluation.SampleRequestException e)
+        {
+            _errors.ErrorLine(e.Message);
+            return ExitCodes.InvalidConfig;
         }
         catch (Exception e) when (e is TorchRuntimeException or WeightsMismatchException or FileNotFoundException or InvalidOperationException or IOException)
         {

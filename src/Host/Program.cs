@@ -42,7 +42,8 @@ app.Configure(config =>
         .WithExample("run", "samples/toy2d/hd.json", "--set", "stages:detail:enabled=false", "--set", "run.outputDir=runs/td-only")
         .WithExample("run", "samples/toy2d/hd.json", "--resume", "runs/toy2d-hd");
     config.AddCommand<ValidateCommand>("validate")
-        .WithDescription("Validate a config (keys, types, ranges, component names and options) without running it; prints every error.")
+        .WithDescription("Validate a config (keys, types, ranges, component names and options; then its networks, built once on the CPU: " +
+                         "discriminator blocks, students, loadFrom names and shapes) without running it; prints every error.")
         .WithExample("validate", "samples/toy2d/hd.json");
     config.AddCommand<CompareCommand>("compare")
         .WithDescription("Run variants of a config (--vary values, or the named variants of a comparison file) for several seeds, sharing one " +
@@ -53,6 +54,11 @@ app.Configure(config =>
         .WithDescription("Evaluate a teacher's velocity on fixed inputs and save inputs and outputs as safetensors, to check another " +
                          "implementation of the network (e.g. a PyTorch port) against HierDistill.")
         .WithExample("probe", "samples/fmnist/hd-cpu.json", "--weights", "runs/fmnist-hd-cpu/teacher.safetensors", "--out", "probe.safetensors");
+    config.AddCommand<SampleCommand>("sample")
+        .WithDescription("Sample from a run's weights: a distilled student (one or a few steps) or the teacher (ODE solver with " +
+                         "classifier-free guidance), written as a picture (.png) or as tensors (.safetensors).")
+        .WithExample("sample", "samples/toy2d/hd.json", "--weights", "runs/toy2d-hd/student-detail.safetensors", "--out", "hd-1step.png")
+        .WithExample("sample", "samples/fmnist/hd-cpu.json", "--weights", "runs/fmnist-hd-cpu/teacher.safetensors", "--nfe", "16", "--labels", "0,7", "--count", "16");
     config.AddCommand<PluginsCommand>("plugins")
         .WithDescription("List discovered plugins, their components, option types and defaults.")
         .WithExample("plugins")
@@ -86,16 +92,27 @@ namespace HierDistill.Host
             var m = ConversionFailure().Match(message);
             if (!m.Success) return message;
             string value = m.Groups["value"].Value;
-            // The numeric options first (another option may carry the same text, e.g. --weights 7x --batch 7x).
-            string[] numeric = ["--seeds", "--batch"];
-            int at = Enumerable.Range(1, Math.Max(0, args.Count - 1)).Where(i => args[i] == value && args[i - 1].StartsWith('-'))
-                .OrderBy(i => numeric.Contains(args[i - 1]) ? 0 : 1).FirstOrDefault(-1);
-            string? joined = args.FirstOrDefault(a => a.StartsWith('-') && a.EndsWith("=" + value, StringComparison.Ordinal)); // --batch=1.5
-            string option = at > 0 ? args[at - 1] : joined is not null ? joined[..joined.IndexOf('=')] : "an option";
-            string type = m.Groups["type"].Value;
-            string expected = type is "Int32" or "Int64" or "Nullable`1" ? "a whole number from 1 to 2147483647" : type is "Double" or "Single" ? "a number" : $"a {type} value";
+            // Options given this value (`--batch 1.5` or `--batch=1.5`), the numeric ones first: another option may carry the same
+            // text, e.g. --weights 7x --batch 7x.
+            var given = Enumerable.Range(1, Math.Max(0, args.Count - 1)).Where(i => args[i] == value && args[i - 1].StartsWith('-')).Select(i => args[i - 1])
+                .Concat(args.Where(a => a.StartsWith('-') && a.EndsWith("=" + value, StringComparison.Ordinal)).Select(a => a[..a.IndexOf('=')]));
+            string option = given.OrderBy(o => NumericOptions.ContainsKey(o) ? 0 : 1).FirstOrDefault("an option");
+            string expected = NumericOptions.TryGetValue(option, out var type)
+                ? type == typeof(int) ? "a whole number from 1 to 2147483647" : type == typeof(long) ? "a whole number" : "a number"
+                : $"a {m.Groups["type"].Value} value";
             return $"{option}: '{value}' is not {expected}.";
         }
+
+        /// <summary>Every numeric option of the commands (<c>--seeds</c>, <c>--batch</c>, …) with its type, read from the settings classes.</summary>
+        private static readonly Dictionary<string, Type> NumericOptions = typeof(ConfigSettings).Assembly.GetTypes()
+            .Where(t => t.IsSubclassOf(typeof(CommandSettings)))
+            .SelectMany(t => t.GetProperties())
+            .Select(p => (Attribute: p.GetCustomAttributes(typeof(CommandOptionAttribute), true).OfType<CommandOptionAttribute>().FirstOrDefault(),
+                Type: Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType))
+            .Where(o => o.Attribute is not null && (o.Type == typeof(int) || o.Type == typeof(long) || o.Type == typeof(double)))
+            .SelectMany(o => o.Attribute!.LongNames.Select(n => (Name: "--" + n, o.Type)))
+            .DistinctBy(o => o.Name)
+            .ToDictionary(o => o.Name, o => o.Type);
 
         [System.Text.RegularExpressions.GeneratedRegex(@"^Failed to convert '(?<value>.*)' to (?<type>[^.]+)\.$")]
         private static partial System.Text.RegularExpressions.Regex ConversionFailure();

@@ -148,12 +148,21 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
     /// caching allocator's first allocations, which would weigh on a one-step sampler far more than on a 32-step one), and
     /// on CUDA also the last, partial batch's shape when <c>samples</c> is not a multiple of <c>batchSize</c>.
     /// </summary>
-    private Tensor Sample(Sampler sampler, Tensor noise, Tensor labels, out double secondsPerSample)
+    private Tensor Sample(Sampler sampler, Tensor noise, Tensor labels, out double secondsPerSample) =>
+        TimedSample(sampler, noise, labels, config.BatchSize, out secondsPerSample);
+
+    /// <summary>
+    /// Samples <paramref name="noise"/> <c>[N, ...S]</c> (on the sampling device) in batches of <paramref name="batchSize"/>, after
+    /// warm-up passes of the shapes the timed passes use (on a GPU the first call of a shape pays for kernel selection), and
+    /// measures the wall time per sample (device synchronised).
+    /// </summary>
+    /// <returns>The samples <c>[N, ...S]</c>, on the noise's device.</returns>
+    internal static Tensor TimedSample(Sampler sampler, Tensor noise, Tensor labels, int batchSize, out double secondsPerSample)
     {
         bool onCuda = noise.device.type == DeviceType.CUDA;
         long count = noise.shape[0];
-        var warmSizes = new List<long> { Math.Min(onCuda ? config.BatchSize : 8, count) };
-        if (onCuda && count > config.BatchSize && count % config.BatchSize != 0) warmSizes.Add(count % config.BatchSize);
+        var warmSizes = new List<long> { Math.Min(onCuda ? batchSize : 8, count) };
+        if (onCuda && count > batchSize && count % batchSize != 0) warmSizes.Add(count % batchSize);
         foreach (long warmSize in warmSizes)
         {
             using var warm = NewDisposeScope();
@@ -162,9 +171,9 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         if (onCuda) cuda.synchronize();
         var clock = Stopwatch.StartNew();
         var parts = new List<Tensor>();
-        for (long i = 0; i < noise.shape[0]; i += config.BatchSize)
+        for (long i = 0; i < noise.shape[0]; i += batchSize)
         {
-            long size = Math.Min(config.BatchSize, noise.shape[0] - i);
+            long size = Math.Min(batchSize, noise.shape[0] - i);
             parts.Add(sampler.Sample(noise.narrow(0, i, size), labels.narrow(0, i, size)));
         }
         var samples = parts.Count == 1 ? parts[0] : cat(parts);

@@ -66,6 +66,9 @@ public class CliOutputStreamTests
                      (new[] { "compare", TestPaths.Sample("toy2d/hd.json"), "--seeds", "abc" }, "--seeds: 'abc' is not a whole number from 1 to 2147483647."),
                      (["probe", TestPaths.Sample("toy2d/hd.json"), "--weights", "w.safetensors", "--batch=1.5"], "--batch: '1.5' is not a whole number from 1 to 2147483647."),
                      (["probe", TestPaths.Sample("toy2d/hd.json"), "--weights", "7x", "--batch", "7x"], "--batch: '7x' is not a whole number from 1 to 2147483647."),
+                     (["sample", TestPaths.Sample("toy2d/hd.json"), "--weights", "x", "--batch=x"], "--batch: 'x' is not a whole number from 1 to 2147483647."),
+                     (["sample", TestPaths.Sample("toy2d/hd.json"), "--weights", "w", "--guidance", "abc"], "--guidance: 'abc' is not a number."),
+                     (["sample", TestPaths.Sample("toy2d/hd.json"), "--weights", "w", "--seed", "1.5"], "--seed: '1.5' is not a whole number."),
                  })
         {
             var (code, stdout, stderr) = Cli(args);

@@ -349,7 +349,7 @@ public class BadInputTests
         var app = new HostApplication(SampleRunTests.TestConsole(writer));
         int code = app.Probe(TestPaths.Sample("toy2d/hd.json"), [], weights, Path.Combine(folder.Path, ".", "teacher.safetensors"), 4);
         Assert.True(code == ExitCodes.InvalidConfig, writer.ToString());
-        Assert.Contains("is the --weights file; writing the probe there would replace the teacher's weights. Name another file with --out.", writer.ToString());
+        Assert.Contains("is the --weights file; writing the probe there would replace the weights. Name another file with --out.", writer.ToString());
         Assert.Equal("stands for a trained teacher", File.ReadAllText(weights));
         // through a symbolic link to the folder
         string link = folder.File("link");

@@ -1,0 +1,163 @@
+using HierDistill.Abstractions.Data;
+using HierDistill.Host;
+using HierDistill.Host.Evaluation;
+using HierDistill.Host.Storage;
+using HierDistill.Plugins.Teachers.Networks;
+using HierDistill.Tests.Host.Pipeline;
+using HierDistill.Tests.Support;
+using TorchSharp;
+using TorchSharp.PyBridge;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace HierDistill.Tests.Host;
+
+/// <summary><c>hierdistill sample</c> against samplers written out by hand on the same weights.</summary>
+public class SampleCommandTests
+{
+    /// <summary>The toy sample's teacher architecture (samples/toy2d/hd.json: ring8, 2 classes), weights perturbed.</summary>
+    private static MlpVelocityNetwork ToyTeacher()
+    {
+        var net = new MlpVelocityNetwork(new MlpOptions { Hidden = 128, Depth = 3, TokenChannels = 16 }, new DataSpec("ring8", [2], 2));
+        using (no_grad()) foreach (var p in net.parameters()) p.add_(randn_like(p) * 0.1);
+        return net;
+    }
+
+    private static (int Code, string Output) Sample(string weights, string output, int count, int? nfe = null, string? labels = null,
+        double? guidance = null, long seed = 0, int batch = 256, string config = "toy2d/hd.json")
+    {
+        var writer = new StringWriter();
+        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Sample(TestPaths.Sample(config), [],
+            new SampleRequest(weights, output, count, nfe, labels, guidance, seed, batch));
+        return (code, writer.ToString());
+    }
+
+    [Fact]
+    public void A_students_one_step_samples_are_noise_minus_its_average_velocity_over_the_whole_interval()
+    {
+        using var scope = NewDisposeScope();
+        using var folder = TestPaths.NewTempFolder();
+        manual_seed(11);
+        using var teacher = ToyTeacher();
+        using var student = teacher.CreateStudent();
+        using (no_grad()) foreach (var p in student.parameters()) p.add_(randn_like(p) * 0.05); // the t - r embedder too
+        string weights = folder.File("student-detail.safetensors");
+        WeightsFile.Save(student, weights);
+
+        // 10 samples in batches of 4 (a partial last batch).
+        var (code, output) = Sample(weights, folder.File("x.safetensors"), 10, seed: 3, batch: 4);
+        Assert.True(code == ExitCodes.Ok, output);
+        Assert.Contains("10 from the student (stage structure's architecture), mean-1, NFE 1", output);
+        var file = Safetensors.LoadStateDict(folder.File("x.safetensors"));
+        Assert.Equal([0L, 1, 0, 1, 0, 1, 0, 1, 0, 1], file["labels"].data<long>().ToArray());
+        Assert.Equal(randn([10, 2], generator: new Generator(3, CPU)).data<float>().ToArray(), file["noise"].data<float>().ToArray());
+        student.eval();
+        using (no_grad())
+        {
+            var e = file["noise"];
+            var expected = e - student.AverageVelocity(e, zeros(10), ones(10), file["labels"]); // x = e - u(e, 0, 1)
+            Assert.True(allclose(file["x"], expected, rtol: 1e-5, atol: 1e-6));
+        }
+
+        // Guidance is for the teacher; a picture of 2-D points is a scatter plot.
+        (code, output) = Sample(weights, folder.File("x2.safetensors"), 4, guidance: 2);
+        Assert.Equal(ExitCodes.InvalidConfig, code);
+        Assert.Contains("--guidance: these are a student's weights; a student trained on guided targets is sampled without guidance", output);
+        (code, output) = Sample(weights, folder.File("points.png"), 50);
+        Assert.True(code == ExitCodes.Ok, output);
+        Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], File.ReadAllBytes(folder.File("points.png")).Take(4).ToArray());
+    }
+
+    [Fact]
+    public void Teacher_weights_are_sampled_by_euler_steps_of_the_guided_velocity()
+    {
+        using var scope = NewDisposeScope();
+        using var folder = TestPaths.NewTempFolder();
+        manual_seed(12);
+        using var teacher = ToyTeacher();
+        string weights = folder.File("teacher.safetensors");
+        WeightsFile.Save(teacher, weights);
+
+        // Labels 1 and ∅ (2) in turn; guidance 2; two Euler steps.
+        var (code, output) = Sample(weights, folder.File("x.safetensors"), 6, nfe: 2, labels: "1,2", guidance: 2, seed: 5);
+        Assert.True(code == ExitCodes.Ok, output);
+        Assert.Contains("6 from the teacher, euler-2, NFE 2, guidance 2", output);
+        var file = Safetensors.LoadStateDict(folder.File("x.safetensors"));
+        var labels = file["labels"];
+        Assert.Equal([1L, 2, 1, 2, 1, 2], labels.data<long>().ToArray());
+        teacher.eval();
+        using (no_grad())
+        {
+            var nullLabels = full(6, 2L);
+            Tensor Guided(Tensor z, double t)
+            {
+                var ts = full(6, (float)t);
+                var unconditional = teacher.Velocity(z, ts, nullLabels);
+                return unconditional + 2 * (teacher.Velocity(z, ts, labels) - unconditional); // v_w = v(∅) + w (v(c) - v(∅))
+            }
+            var z = file["noise"];
+            z = z - 0.5 * Guided(z, 1.0);
+            var expected = z - 0.5 * Guided(z, 0.5);
+            Assert.True(allclose(file["x"], expected, rtol: 1e-5, atol: 1e-5));
+        }
+    }
+
+    [Fact]
+    public void Requests_that_cannot_be_met_name_the_problem()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        manual_seed(13);
+        string weights = folder.File("small.safetensors");
+        using (var small = new MlpVelocityNetwork(new MlpOptions { Hidden = 64, Depth = 3, TokenChannels = 16 }, new DataSpec("ring8", [2], 2)))
+            WeightsFile.Save(small, weights);
+        var (code, output) = Sample(weights, folder.File("x.png"), 4);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Contains("fits none of the networks of this config; sample with the config (and --set values) of the run that wrote it", output);
+        Assert.Contains("(1) as the teacher: ", output);
+        Assert.Contains("(2) as the student of stage structure: ", output);
+
+        using (var teacher = ToyTeacher()) WeightsFile.Save(teacher, folder.File("teacher.safetensors"));
+        (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("x.jpg"), 4);
+        Assert.Equal(ExitCodes.InvalidConfig, code);
+        Assert.Contains("write .png (a picture) or .safetensors", output);
+        (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("x.png"), 4, labels: "0,3");
+        Assert.Equal(ExitCodes.InvalidConfig, code);
+        Assert.Contains("--labels: '3' is not a label of mixture2d/ring8: use 0 to 1, or 2 for ∅ (unconditional).", output);
+        (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("teacher.safetensors"), 4);
+        Assert.Equal(ExitCodes.InvalidConfig, code);
+        Assert.Contains("is the --weights file; writing the samples there would replace the weights", output);
+    }
+
+    [Fact]
+    public void Image_samples_are_written_as_a_grid_with_one_column_per_label()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        manual_seed(14);
+        // The Fashion-MNIST CPU preset's teacher at the tiny DiT-XT/4 size, untrained.
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        string[] tiny = ["stages:teacher:teacher:options:preset=DiT-XT/4"];
+        var (loaded, catalog, _) = app.Load(TestPaths.Sample("fmnist/hd-cpu.json"), tiny);
+        Assert.NotNull(loaded);
+        var (descriptor, options) = loaded!.Component("stages:teacher:teacher");
+        using var provider = new ServiceCollection().BuildServiceProvider();
+        var (dataDescriptor, dataOptions) = loaded.Component("data");
+        var environment = new HierDistill.Abstractions.Plugins.RunEnvironment(CPU, 0, folder.Path);
+        var source = (IDataSource)dataDescriptor.Create(new HierDistill.Abstractions.Plugins.ComponentContext(provider, environment, "data", null, null), dataOptions);
+        var teacher = (HierDistill.Abstractions.Contracts.ITeacher)descriptor.Create(
+            new HierDistill.Abstractions.Plugins.ComponentContext(provider, environment, "stages:teacher:teacher", source, null), options);
+        using var network = teacher.Network!;
+        WeightsFile.Save(network, folder.File("teacher.safetensors"));
+
+        writer = new StringWriter();
+        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Sample(TestPaths.Sample("fmnist/hd-cpu.json"), tiny,
+            new SampleRequest(folder.File("teacher.safetensors"), folder.File("grid.png"), 6, 2, "0,7,9", null, 0, 256));
+        Assert.True(code == ExitCodes.Ok, writer.ToString());
+        Assert.Contains("guidance 1.5", writer.ToString()); // the preset's evaluation scale
+        using var bitmap = SkiaSharp.SKBitmap.Decode(folder.File("grid.png"));
+        // make_grid: 3 columns × 2 rows of 28-pixel images with 2-pixel padding, upscaled 2×.
+        Assert.Equal((3 * 30 + 2) * 2, bitmap.Width);
+        Assert.Equal((2 * 30 + 2) * 2, bitmap.Height);
+    }
+}
