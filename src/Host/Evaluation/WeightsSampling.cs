@@ -107,7 +107,7 @@ public static class WeightsSampling
             using (Autocast.Use(run.ComputeDtype))
                 samples = EvaluationStage.TimedSample(sampler, noise.to(device), labels.to(device), request.Batch, out secondsPerSample)
                     .to_type(ScalarType.Float32).cpu();
-            Write(request.Out, samples, labels, noise, spec, labelList.Length, $"{model}, {sampler.Name}");
+            Write(request.Out, samples, labels, noise, spec, labelList.Length, $"{Path.GetFileName(request.Weights)}, {sampler.Name}");
             return new SampleOutcome(model, sampler.Name, sampler.Nfe, guidance, secondsPerSample);
         }
         finally
@@ -150,7 +150,7 @@ public static class WeightsSampling
             try
             {
                 WeightsFile.CheckFits(student, weights);
-                return ($"student (stage {key}'s architecture)", student);
+                return ($"student (architecture of stage {key})", student);
             }
             catch (WeightsMismatchException e)
             {

@@ -48,7 +48,7 @@ public class SampleCommandTests
         // 10 samples in batches of 4 (a partial last batch).
         var (code, output) = Sample(weights, folder.File("x.safetensors"), 10, seed: 3, batch: 4);
         Assert.True(code == ExitCodes.Ok, output);
-        Assert.Contains("10 from the student (stage structure's architecture), mean-1, NFE 1", output);
+        Assert.Contains("10 from the student (architecture of stage structure), mean-1, NFE 1", output);
         var file = Safetensors.LoadStateDict(folder.File("x.safetensors"));
         Assert.Equal([0L, 1, 0, 1, 0, 1, 0, 1, 0, 1], file["labels"].data<long>().ToArray());
         Assert.Equal(randn([10, 2], generator: new Generator(3, CPU)).data<float>().ToArray(), file["noise"].data<float>().ToArray());
