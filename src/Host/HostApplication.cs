@@ -435,13 +435,12 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             var runOptions = loaded.Config.Run;
             var torchInfo = TorchRuntime.Initialize(runOptions.Device, TorchRuntime.ResolveLibTorchFolder(runOptions.Libtorch), runOptions.Threads);
             using var provider = new ServiceCollection().AddLogging().AddSingleton(catalog).BuildServiceProvider();
-            var environment = new RunEnvironment(torchInfo.Device, runOptions.Seed, Path.GetTempPath());
-            var (dataDescriptor, dataOptions) = loaded.Component("data");
-            var data = (HierDistill.Abstractions.Data.IDataSource)dataDescriptor.Create(new ComponentContext(provider, environment, "data", null, null), dataOptions);
+            var components = new ComponentFactory(loaded, provider, new RunEnvironment(torchInfo.Device, runOptions.Seed, Path.GetTempPath()));
+            var data = components.Create<HierDistill.Abstractions.Data.IDataSource>("data");
             string path = $"stages:{teacherStage.Key}:teacher";
-            var (descriptor, options) = loaded.Component(path);
-            var teacher = (HierDistill.Abstractions.Contracts.ITeacher)descriptor.Create(new ComponentContext(provider, environment, path, data, null), options);
-            var network = teacher.Network ?? throw new InvalidOperationException($"{path}: '{descriptor.Name}' is analytic; only a network teacher can be probed.");
+            var teacher = components.Create<HierDistill.Abstractions.Contracts.ITeacher>(path, data);
+            string name = components.NameOf(path);
+            var network = teacher.Network ?? throw new InvalidOperationException($"{path}: '{name}' is analytic; only a network teacher can be probed.");
             network.to(torchInfo.Device);
             WeightsFile.Load(network, weights);
             network.eval();
@@ -457,7 +456,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             var tensors = new Dictionary<string, torch.Tensor> { ["z"] = z, ["t"] = t, ["labels"] = labels, ["velocity"] = v.contiguous() };
             AtomicFile.Write(output, s => TorchSharp.PyBridge.Safetensors.SaveStateDict(s, tensors, leaveOpen: true));
             console.MarkupLine("[green]probe written:[/] " + Markup.Escape(
-                $"{Path.GetFullPath(output)} ({descriptor.Name}, {batch} inputs of [{string.Join(", ", data.Spec.SampleShape)}], device {torchInfo.DeviceDescription})"));
+                $"{Path.GetFullPath(output)} ({name}, {batch} inputs of [{string.Join(", ", data.Spec.SampleShape)}], device {torchInfo.DeviceDescription})"));
             return ExitCodes.Ok;
         }
         catch (Exception e) when (e is TorchRuntimeException or WeightsMismatchException or FileNotFoundException or InvalidOperationException or IOException)
