@@ -74,10 +74,10 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// printing each problem; libtorch must be loaded.
     /// </summary>
     /// <returns>Whether everything fits.</returns>
-    internal bool Preflight(string configPath, LoadedConfig loaded, ComponentCatalog catalog)
+    internal bool Preflight(string configPath, LoadedConfig loaded, ComponentCatalog catalog, bool resuming = false)
     {
-        using var provider = new ServiceCollection().AddLogging().AddSingleton(catalog).BuildServiceProvider();
-        var problems = Pipeline.Preflight.Check(loaded, provider);
+        using var provider = RunServices(catalog, Serilog.Core.Logger.None);
+        var problems = Pipeline.Preflight.Check(loaded, provider, resuming);
         if (problems.Count == 0) return true;
         _errors.ErrorLine($"{configPath}: {problems.Count} configuration error(s) found by building the networks (nothing was run or written):");
         foreach (var p in problems) _errors.ErrorLine($"  - {p}");
@@ -187,8 +187,23 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             return ExitCodes.Failed;
         }
 
-        // The components built once and checked, before the run folder is created or overwritten.
-        if (!Preflight(configPath, loaded, catalog)) return ExitCodes.InvalidConfig;
+        try
+        {
+            // Refusals of the folder first (they are cheap), then the components built once and checked, both before the run
+            // folder is created or overwritten.
+            if (resume is null) RunFolder.CheckPreparable(runOptions.ResolvedOutputDir, overwrite || runOptions.Overwrite, RunInputs(loaded));
+        }
+        catch (RunFolderException e)
+        {
+            _errors.ErrorLine(e.Message);
+            return ExitCodes.Failed;
+        }
+        if (!Preflight(configPath, loaded, catalog, resuming: resume is not null)) return ExitCodes.InvalidConfig;
+        if (cancellation.IsCancellationRequested)
+        {
+            _errors.WarningLine("Stopped before the run started; nothing was written.");
+            return ExitCodes.Cancelled;
+        }
         string resolved = PipelineRunner.ResolvedConfig(loaded, overrides, catalog, torchInfo);
         RunFolder folder;
         (CheckpointManifest Manifest, Dictionary<string, torch.Tensor> Tensors)? checkpoint = null;
@@ -249,12 +264,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         foreach (var e in catalog.Errors) logger.Warning("Plugin not loaded: {Path}: {Reason}", e.Path, e.Reason);
 
         torch.manual_seed(runOptions.Seed);
-        var services = new ServiceCollection()
-            .AddLogging(b => b.ClearProviders().AddSerilog(logger, dispose: false))
-            .AddSingleton(catalog)
-            .AddSingleton<Serilog.ILogger>(logger);
-        foreach (var c in catalog.Components) services.AddSingleton(c);
-        using var provider = services.BuildServiceProvider();
+        using var provider = RunServices(catalog, logger);
         MetricsWriter metricsWriter;
         try
         {
@@ -434,7 +444,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         {
             var runOptions = loaded.Config.Run;
             var torchInfo = TorchRuntime.Initialize(runOptions.Device, TorchRuntime.ResolveLibTorchFolder(runOptions.Libtorch), runOptions.Threads);
-            using var provider = new ServiceCollection().AddLogging().AddSingleton(catalog).BuildServiceProvider();
+            using var provider = RunServices(catalog, Serilog.Core.Logger.None);
             var components = new ComponentFactory(loaded, provider, new RunEnvironment(torchInfo.Device, runOptions.Seed, Path.GetTempPath()));
             var data = components.Create<HierDistill.Abstractions.Data.IDataSource>("data");
             string path = $"stages:{teacherStage.Key}:teacher";
@@ -464,6 +474,21 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             _errors.ErrorLine(e.Message);
             return ExitCodes.Failed;
         }
+    }
+
+    /// <summary>
+    /// The services components get through <c>ComponentContext.Services</c>: logging into <paramref name="logger"/> (the run's log;
+    /// <see cref="Serilog.Core.Logger.None"/> where nothing is logged: the preflight, <c>probe</c>, <c>sample</c>), the catalog and
+    /// every component descriptor.
+    /// </summary>
+    private static ServiceProvider RunServices(ComponentCatalog catalog, Serilog.ILogger logger)
+    {
+        var services = new ServiceCollection()
+            .AddLogging(b => b.ClearProviders().AddSerilog(logger, dispose: false))
+            .AddSingleton(catalog)
+            .AddSingleton(logger);
+        foreach (var c in catalog.Components) services.AddSingleton(c);
+        return services.BuildServiceProvider();
     }
 
     /// <summary>The checks of <c>--weights</c> and <c>--out</c> that <c>probe</c> and <c>sample</c> share.</summary>
@@ -497,7 +522,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         {
             var runOptions = loaded.Config.Run;
             var torchInfo = TorchRuntime.Initialize(runOptions.Device, TorchRuntime.ResolveLibTorchFolder(runOptions.Libtorch), runOptions.Threads);
-            using var provider = new ServiceCollection().AddLogging().AddSingleton(catalog).BuildServiceProvider();
+            using var provider = RunServices(catalog, Serilog.Core.Logger.None);
             var outcome = Evaluation.WeightsSampling.Run(loaded, provider, torchInfo.Device, request);
             string guidance = outcome.Guidance is { } w ? $", guidance {w.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "";
             console.MarkupLine("[green]samples written:[/] " + Markup.Escape(string.Create(System.Globalization.CultureInfo.InvariantCulture,

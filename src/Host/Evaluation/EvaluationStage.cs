@@ -73,9 +73,7 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         var device = run.Environment.Device;
         long seed = config.Seed;
         int n = config.Samples;
-        if (data.EvaluationSize is { } available && n > available)
-            throw new InvalidOperationException(
-                $"stages:{key}:samples = {n}, but the data's evaluation split has {available} samples; use at most {available}.");
+        CheckSamples(key, config, data);
         bool images = data.Spec.SampleShape.Length == 3;
         using var scope = NewDisposeScope();
 
@@ -148,6 +146,15 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
     /// caching allocator's first allocations, which would weigh on a one-step sampler far more than on a 32-step one), and
     /// on CUDA also the last, partial batch's shape when <c>samples</c> is not a multiple of <c>batchSize</c>.
     /// </summary>
+    /// <summary>Checks that the data's evaluation split holds the stage's <c>samples</c>.</summary>
+    /// <exception cref="InvalidOperationException">When it does not.</exception>
+    internal static void CheckSamples(string key, EvaluationStageConfig config, IDataSource data)
+    {
+        if (data.EvaluationSize is { } available && config.Samples > available)
+            throw new InvalidOperationException(
+                $"stages:{key}:samples = {config.Samples}, but the data's evaluation split has {available} samples; use at most {available}.");
+    }
+
     private Tensor Sample(Sampler sampler, Tensor noise, Tensor labels, out double secondsPerSample) =>
         TimedSample(sampler, noise, labels, config.BatchSize, out secondsPerSample);
 

@@ -19,16 +19,19 @@ namespace HierDistill.Host.Pipeline;
 /// </summary>
 /// <remarks>
 /// Building draws random initial weights: the global random stream is saved first and restored after, so a run's results
-/// do not depend on this check. Nothing is trained or evaluated; the evaluation stage's classifier is not built.
+/// do not depend on this check; every tensor it makes is freed when it ends. Nothing is trained or evaluated; the evaluation
+/// stage's classifier is not built (its <c>samples</c> are checked against the data's evaluation split).
 /// </remarks>
 public static class Preflight
 {
     /// <summary>Builds and checks the components of <paramref name="loaded"/> (see the class).</summary>
     /// <param name="loaded">A validated config.</param>
-    /// <param name="services">Services handed to the components (a logger factory whose output may be discarded).</param>
+    /// <param name="services">Services handed to the components (those of a run, with a logger whose output may be discarded).</param>
+    /// <param name="resuming">A resumed run: the teacher is restored from the run folder, not from its <c>loadFrom</c> (which is
+    /// then not checked; a trajectory stage's <c>loadFrom</c> is read again and is checked).</param>
     /// <returns>The problems found, each naming its config path and the fix; empty when everything fits. After a problem in
     /// the data or the teacher nothing else is built (everything else needs them).</returns>
-    public static IReadOnlyList<ConfigError> Check(LoadedConfig loaded, IServiceProvider services)
+    public static IReadOnlyList<ConfigError> Check(LoadedConfig loaded, IServiceProvider services, bool resuming = false)
     {
         var components = new ComponentFactory(loaded, services, new RunEnvironment(torch.CPU, loaded.Config.Run.Seed, Path.GetTempPath()));
         var errors = new List<ConfigError>();
@@ -47,12 +50,15 @@ public static class Preflight
             }
             catch (Exception e) when (e is not OutOfMemoryException and not PreflightException)
             {
-                string what = e is ArgumentException or InvalidOperationException or NotSupportedException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+                // Plugins are asked to name their config path in messages: do not repeat it.
+                string what = e.Message.StartsWith(path, StringComparison.Ordinal) ? e.Message[path.Length..].TrimStart(':', ' ') : e.Message;
                 throw new PreflightException($"{path}: '{components.NameOf(path)}' cannot be built: {what}", e);
             }
         }
 
         using var rng = torch.random.get_rng_state();
+        // Every tensor made here (weights, constructor temporaries, the data source's) is freed when the check ends.
+        using var scope = torch.NewDisposeScope();
         try
         {
             IDataSource data;
@@ -77,7 +83,12 @@ public static class Preflight
                             if (candidate is not IDisposable) Own(candidate.Network);
                             TeacherStage.CheckSpec(key, candidate, data.Spec);
                             teacher = candidate;
-                            if (teacher.Network is { } network) CheckLoadFrom(network, t.LoadFrom, key);
+                            if (teacher.Network is { } network)
+                            {
+                                if (string.IsNullOrWhiteSpace(t.LoadFrom) && t.Training is null)
+                                    throw TeacherStage.Untrained(key, components.NameOf($"stages:{key}:teacher"));
+                                if (!resuming) CheckLoadFrom(network, t.LoadFrom, key);
+                            }
                             break;
                         case TrajectoryStageConfig s when teacher is not null:
                             Build<ITrajectoryDistiller>($"stages:{key}:distiller", data, teacher);
@@ -97,14 +108,17 @@ public static class Preflight
                             if (components.Has($"stages:{key}:regularizer") && d.RegularizerWeight > 0)
                                 Build<ITrajectoryDistiller>($"stages:{key}:regularizer", data, teacher);
                             break;
+                        case EvaluationStageConfig evaluation:
+                            Evaluation.EvaluationStage.CheckSamples(key, evaluation, data);
+                            break;
                     }
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
                     // Host checks name their config path; anything else is named here.
-                    errors.Add(new ConfigError("", e is PreflightException or InvalidOperationException
+                    errors.Add(new ConfigError("", e is PreflightException || e.Message.StartsWith("stages:", StringComparison.Ordinal)
                         ? e.Message
-                        : $"stages:{key}: {e.GetType().Name}: {e.Message}"));
+                        : $"stages:{key}: {e.Message}"));
                     if (teacher is null) break;   // the teacher could not be built: nothing after it can be
                 }
             }
@@ -123,7 +137,7 @@ public static class Preflight
         if (string.IsNullOrWhiteSpace(loadFrom) || !File.Exists(loadFrom)) return;
         try
         {
-            WeightsFile.CheckFits(network, loadFrom);
+            WeightsFile.CheckFits(network, Path.GetFullPath(loadFrom));
         }
         catch (WeightsMismatchException e)
         {

@@ -59,6 +59,8 @@ public static partial class TorchRuntime
         try
         {
             if (threads > 0) torch.set_num_threads(threads);
+            // The first use of torch loads the native libraries: a failure is reported here, with the fix.
+            _ = torch.get_num_threads();
         }
         catch (Exception e) when (e is TypeInitializationException or NotSupportedException or DllNotFoundException)
         {

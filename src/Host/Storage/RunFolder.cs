@@ -43,6 +43,36 @@ public sealed class RunFolder
     /// </exception>
     public static RunFolder Prepare(string outputDir, bool overwrite, IReadOnlyDictionary<string, string>? inputs = null)
     {
+        string full = CheckPreparable(outputDir, overwrite, inputs);
+        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
+        {
+            foreach (var f in Directory.EnumerateFiles(full)) File.Delete(f);
+            foreach (var d in Directory.EnumerateDirectories(full)) Directory.Delete(d, recursive: true);
+        }
+        try
+        {
+            Directory.CreateDirectory(full);
+            string probe = System.IO.Path.Combine(full, ".write-test");
+            File.WriteAllText(probe, "ok");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new RunFolderException($"run.outputDir {full} is not writable ({e.Message}); choose a writable folder.", e);
+        }
+        var folder = new RunFolder(full);
+        folder.SetStatus("running");
+        return folder;
+    }
+
+    /// <summary>
+    /// The refusals of <see cref="Prepare"/>, without changing anything: run before the slower checks of a run (the preflight),
+    /// so that a folder that cannot be used is reported at once.
+    /// </summary>
+    /// <returns>The folder's full path.</returns>
+    /// <exception cref="RunFolderException">As <see cref="Prepare"/>, except for a folder that turns out not to be writable.</exception>
+    public static string CheckPreparable(string outputDir, bool overwrite, IReadOnlyDictionary<string, string>? inputs = null)
+    {
         string full = System.IO.Path.GetFullPath(outputDir);
         if (File.Exists(full)) throw new RunFolderException($"run.outputDir {full} is a file; choose a folder path.");
         if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
@@ -74,23 +104,8 @@ public sealed class RunFolder
                     throw new RunFolderException(
                         $"--overwrite would delete {inputFull}, which this run reads ({key}); copy it out of run.outputDir {full} or choose another folder.");
             }
-            foreach (var f in Directory.EnumerateFiles(full)) File.Delete(f);
-            foreach (var d in Directory.EnumerateDirectories(full)) Directory.Delete(d, recursive: true);
         }
-        try
-        {
-            Directory.CreateDirectory(full);
-            string probe = System.IO.Path.Combine(full, ".write-test");
-            File.WriteAllText(probe, "ok");
-            File.Delete(probe);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new RunFolderException($"run.outputDir {full} is not writable ({e.Message}); choose a writable folder.", e);
-        }
-        var folder = new RunFolder(full);
-        folder.SetStatus("running");
-        return folder;
+        return full;
     }
 
     /// <summary>Opens a run folder to resume the run it holds.</summary>

@@ -155,8 +155,8 @@ public static class WeightsFile
             if (!s.Shape.SequenceEqual(t.Shape))
                 throw new WeightsMismatchException(
                     $"{source}: tensor '{name}' has shape [{string.Join(", ", s.Shape)}] in the file but [{string.Join(", ", t.Shape)}] in " +
-                    "the module; it was saved from another architecture or size: set the component's options (e.g. the teacher's " +
-                    "preset or width) to those of the run that saved it (its config.resolved.json).");
+                    "the module; it was saved from another architecture or size: set the network's options (the teacher's preset or " +
+                    "width, or the stage's student) to those of the run that saved it (its config.resolved.json).");
             if (t.FloatingPoint && !s.FloatingPoint)
                 throw new WeightsMismatchException(
                     $"{source}: tensor '{name}' is {s.DType} in the file where the module's is {t.DType}; weights must be floating point " +

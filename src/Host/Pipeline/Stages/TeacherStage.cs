@@ -65,9 +65,7 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
             }
             else
             {
-                throw new InvalidOperationException(
-                    $"stages:{key}: the teacher '{run.Config.Component(path).Descriptor.Name}' is a network with untrained weights; " +
-                    $"set stages:{key}:training to train it, or stages:{key}:loadFrom to load {WeightsFileName} from an earlier run.");
+                throw Untrained(key, run.Config.Component(path).Descriptor.Name);
             }
             network.Freeze();
             if (restoreFrom is null) WeightsFile.Save(network, Path.Combine(run.OutputDirectory, WeightsFileName));
@@ -79,6 +77,11 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
         state.Teacher = teacher;
         state.TeacherSeconds = trainedSeconds ?? clock.Elapsed.TotalSeconds;
     }
+
+    /// <summary>A network teacher with neither <c>training</c> nor <c>loadFrom</c>.</summary>
+    internal static InvalidOperationException Untrained(string key, string name) => new(
+        $"stages:{key}: the teacher '{name}' is a network with untrained weights; " +
+        $"set stages:{key}:training to train it, or stages:{key}:loadFrom to load {WeightsFileName} from an earlier run.");
 
     /// <summary>Checks that the teacher of stage <paramref name="key"/> models the data's samples and classes.</summary>
     /// <exception cref="InvalidOperationException">When it does not.</exception>

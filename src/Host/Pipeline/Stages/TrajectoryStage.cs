@@ -104,7 +104,19 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
     {
         string path = $"stages:{key}:student";
         fresh = components.Has(path);
-        if (!fresh) return teacher.CreateStudent();
+        if (!fresh)
+        {
+            try
+            {
+                return teacher.CreateStudent();
+            }
+            catch (NotSupportedException e)
+            {
+                // An analytic teacher has no network to copy.
+                throw new InvalidOperationException(
+                    $"{path}: {e.Message} Or keep the teacher and set {path} to a network for a fresh student (e.g. {{\"type\":\"mlp\"}}).", e);
+            }
+        }
         string name = components.NameOf(path);
         ITeacher architecture;
         try

@@ -326,6 +326,54 @@ public class BadInputTests
     }
 
     [Fact]
+    public void A_resumed_run_does_not_check_the_teacher_file_it_no_longer_reads()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        // A teacher of the shrunk architecture (hidden 32, depth 2, 8 token channels), loaded by the run.
+        string shared = folder.File("teacher.safetensors");
+        using (var teacher = new HierDistill.Plugins.Teachers.Networks.MlpVelocityNetwork(
+                   new HierDistill.Plugins.Teachers.Networks.MlpOptions { Hidden = 32, Depth = 2, TokenChannels = 8 },
+                   new HierDistill.Abstractions.Data.DataSpec("ring8", [2], 2)))
+            WeightsFile.Save(teacher, shared);
+        string output = folder.File("run");
+        string[] overrides = ResumeTests.Shrunk(output, $"stages:teacher:loadFrom={shared}");
+        var (code, text) = ResumeTests.Run(overrides, "structure", 5);
+        Assert.True(code == ExitCodes.Cancelled, text);
+        // The shared file is replaced by another architecture's; the stopped run restores its teacher from its own folder.
+        using (var other = new HierDistill.Plugins.Teachers.Networks.MlpVelocityNetwork(
+                   new HierDistill.Plugins.Teachers.Networks.MlpOptions { Hidden = 64, Depth = 2, TokenChannels = 8 },
+                   new HierDistill.Abstractions.Data.DataSpec("ring8", [2], 2)))
+            WeightsFile.Save(other, shared);
+        (code, text) = ResumeTests.Run(overrides, resume: output);
+        Assert.True(code == ExitCodes.Ok, text);
+        Assert.Contains("Teacher restored from", File.ReadAllText(Path.Combine(output, "log.txt")));
+        // A new run with it is refused before anything is written.
+        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(folder.File("new"), $"stages:teacher:loadFrom={shared}"));
+        Assert.True(code == ExitCodes.InvalidConfig, text);
+        Assert.Contains("has shape [64, 2] in the file but [32, 2] in the module", text);
+        Assert.False(Directory.Exists(folder.File("new")));
+    }
+
+    [Fact]
+    public void An_untrained_network_teacher_and_too_many_evaluation_samples_are_config_errors()
+    {
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        Assert.Equal(ExitCodes.InvalidConfig, app.Validate(TestPaths.Sample("toy2d/hd.json"), ["stages:teacher:training=null"]));
+        Assert.Contains("stages:teacher: the teacher 'mlp' is a network with untrained weights; set stages:teacher:training to train it", writer.ToString());
+        writer.GetStringBuilder().Clear();
+        Assert.Equal(ExitCodes.InvalidConfig, app.Validate(TestPaths.Sample("fmnist/hd-cpu.json"),
+            ["stages:evaluate:samples=20000", "stages:teacher:teacher:options:preset=DiT-XT/4"]));
+        Assert.Contains("stages:evaluate:samples = 20000, but the data's evaluation split has 10000 samples; use at most 10000.", writer.ToString());
+        // An analytic teacher has no network for a student: the message names the student key and the way out.
+        writer.GetStringBuilder().Clear();
+        Assert.Equal(ExitCodes.InvalidConfig, app.Validate(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:teacher:teacher={\"type\":\"gmm-exact\"}", "stages:teacher:training=null", "stages:detail:enabled=false"]));
+        Assert.Contains("stages:structure:student: gmm-exact is analytic", writer.ToString());
+        Assert.Contains("set stages:structure:student to a network for a fresh student", writer.ToString());
+    }
+
+    [Fact]
     public void Building_the_networks_to_check_them_leaves_the_random_stream_as_it_was()
     {
         var writer = new StringWriter();
