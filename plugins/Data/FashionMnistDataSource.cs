@@ -8,7 +8,7 @@ namespace HierDistill.Plugins.Data;
 /// files. Samples are <c>[B, 1, 28, 28]</c> scaled to [-1, 1]. Training batches come from the training split only and
 /// evaluation samples from the test split only. Images stay as bytes (on the device of first use) until a batch is drawn.
 /// </summary>
-internal sealed class FashionMnistDataSource : IDataSource
+internal sealed class FashionMnistDataSource : IDataSource, IDisposable
 {
     public static readonly string[] ClassNames =
         ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
@@ -55,6 +55,15 @@ internal sealed class FashionMnistDataSource : IDataSource
         MoveTo(device);
         var index = randperm(TestCount, device: device, generator: generator).narrow(0, 0, count);
         return new Batch(ToFloat(_testImages.index_select(0, index)), _testLabels.index_select(0, index));
+    }
+
+    /// <summary>Frees the images and labels (the host's preflight builds a data source only to check the config).</summary>
+    public void Dispose()
+    {
+        _trainImages.Dispose();
+        _trainLabels.Dispose();
+        _testImages.Dispose();
+        _testLabels.Dispose();
     }
 
     /// <summary>Pixels 0..255 to [-1, 1].</summary>

@@ -42,7 +42,10 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
 
     /// <summary>Reads, discovers plugins for, and validates a config.</summary>
     /// <returns>The validated config and catalog, or the exit code to return.</returns>
-    public (LoadedConfig? Config, ComponentCatalog? Catalog, int ExitCode) Load(string configPath, IReadOnlyList<string> overrides)
+    /// <param name="configPath">The config file.</param>
+    /// <param name="overrides">--set overrides.</param>
+    /// <param name="resuming">For <c>run --resume</c>: the teacher's <c>loadFrom</c> is not checked (the teacher is restored from the run folder).</param>
+    public (LoadedConfig? Config, ComponentCatalog? Catalog, int ExitCode) Load(string configPath, IReadOnlyList<string> overrides, bool resuming = false)
     {
         if (File.Exists(configPath) && Comparison.ComparisonPlan.IsComparisonFile(configPath))
         {
@@ -56,7 +59,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             var plugins = ConfigLoader.ReadPlugins(root, configPath);
             var catalog = new PluginDiscovery(_loader).Discover(ConfigLoader.PluginFolders(plugins));
             ReportPluginErrors(catalog);
-            var loaded = ConfigLoader.Validate(root, configPath, catalog);
+            var loaded = ConfigLoader.Validate(root, configPath, catalog, resuming);
             if (HostLogging.Check(root) is { } serilogProblem)
                 throw new ConfigException(configPath, [new ConfigError("Serilog", serilogProblem)]);
             return (loaded, catalog, ExitCodes.Ok);
@@ -154,7 +157,10 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// <param name="resume">A run folder to continue from its checkpoint (the config must resolve to the one the folder
     /// was started with; run.outputDir is set to the folder).</param>
     /// <returns>An <see cref="ExitCodes"/> value.</returns>
-    public int Run(string configPath, IReadOnlyList<string> overrides, bool overwrite, CancellationToken cancellation, string? resume = null)
+    /// <param name="preflight">Build the components once to check them before the run folder is touched (false: the caller did, as
+    /// <c>compare</c> does for every variant before anything runs).</param>
+    public int Run(string configPath, IReadOnlyList<string> overrides, bool overwrite, CancellationToken cancellation, string? resume = null,
+        bool preflight = true)
     {
         if (resume is not null)
         {
@@ -172,7 +178,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             }
             overrides = [.. overrides, $"run:outputDir={folderPath}"];
         }
-        var (loaded, catalog, code) = Load(configPath, overrides);
+        var (loaded, catalog, code) = Load(configPath, overrides, resuming: resume is not null);
         if (loaded is null || catalog is null) return code;
         var runOptions = loaded.Config.Run;
 
@@ -198,7 +204,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             _errors.ErrorLine(e.Message);
             return ExitCodes.Failed;
         }
-        if (!Preflight(configPath, loaded, catalog, resuming: resume is not null)) return ExitCodes.InvalidConfig;
+        if (preflight && !Preflight(configPath, loaded, catalog, resuming: resume is not null)) return ExitCodes.InvalidConfig;
         if (cancellation.IsCancellationRequested)
         {
             _errors.WarningLine("Stopped before the run started; nothing was written.");
@@ -429,7 +435,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// same safetensors weights, bench/gpu/reference.py) computes the same function.
     /// </summary>
     /// <returns>0, 1 when the weights or the device cannot be used, 2 for an invalid config.</returns>
-    public int Probe(string configPath, IReadOnlyList<string> overrides, string weights, string output, int batch)
+    public int Probe(string configPath, IReadOnlyList<string> overrides, string weights, string output, int batch, CancellationToken cancellation = default)
     {
         if (CheckWeightsAndOutput(weights, output, "the probe") is { } refused) return refused;
         var (loaded, catalog, code) = Load(configPath, overrides);
@@ -463,6 +469,11 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             torch.Tensor v;
             using (torch.no_grad())
                 v = network.Velocity(z.to(torchInfo.Device), t.to(torchInfo.Device), labels.to(torchInfo.Device)).to_type(torch.ScalarType.Float32).cpu();
+            if (cancellation.IsCancellationRequested)
+            {
+                _errors.WarningLine("Stopped; nothing was written.");
+                return ExitCodes.Cancelled;
+            }
             var tensors = new Dictionary<string, torch.Tensor> { ["z"] = z, ["t"] = t, ["labels"] = labels, ["velocity"] = v.contiguous() };
             AtomicFile.Write(output, s => TorchSharp.PyBridge.Safetensors.SaveStateDict(s, tensors, leaveOpen: true));
             console.MarkupLine("[green]probe written:[/] " + Markup.Escape(
@@ -513,9 +524,23 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// network on its device and writes samples as a picture or as safetensors (<see cref="Evaluation.WeightsSampling"/>).
     /// </summary>
     /// <returns>0; 1 when the weights fit no network of the config or the device cannot be used; 2 for an invalid config or request.</returns>
-    public int Sample(string configPath, IReadOnlyList<string> overrides, Evaluation.SampleRequest request)
+    public int Sample(string configPath, IReadOnlyList<string> overrides, Evaluation.SampleRequest request, CancellationToken cancellation = default)
     {
         if (CheckWeightsAndOutput(request.Weights, request.Out, "the samples") is { } refused) return refused;
+        try
+        {
+            Evaluation.WeightsSampling.CheckOutput(request.Out);
+        }
+        catch (Evaluation.SampleRequestException e)
+        {
+            _errors.ErrorLine(e.Message);
+            return ExitCodes.InvalidConfig;
+        }
+        catch (IOException e)
+        {
+            _errors.ErrorLine(e.Message);
+            return ExitCodes.Failed;
+        }
         var (loaded, catalog, code) = Load(configPath, overrides);
         if (loaded is null || catalog is null) return code;
         try
@@ -523,7 +548,9 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             var runOptions = loaded.Config.Run;
             var torchInfo = TorchRuntime.Initialize(runOptions.Device, TorchRuntime.ResolveLibTorchFolder(runOptions.Libtorch), runOptions.Threads);
             using var provider = RunServices(catalog, Serilog.Core.Logger.None);
-            var outcome = Evaluation.WeightsSampling.Run(loaded, provider, torchInfo.Device, request);
+            var outcome = Evaluation.WeightsSampling.Run(loaded, provider, torchInfo.Device, request, cancellation);
+            if (request.Nfe is { } asked && asked != outcome.Nfe)
+                _errors.WarningLine($"--nfe {asked}: the teacher's solver ({outcome.Sampler}) takes 2 evaluations per step; sampled with NFE {outcome.Nfe}.");
             string guidance = outcome.Guidance is { } w ? $", guidance {w.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : "";
             console.MarkupLine("[green]samples written:[/] " + Markup.Escape(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"{Path.GetFullPath(request.Out)} ({request.Count} from the {outcome.Model}, {outcome.Sampler}, NFE {outcome.Nfe}{guidance}; " +
@@ -535,9 +562,17 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             _errors.ErrorLine(e.Message);
             return ExitCodes.InvalidConfig;
         }
-        catch (Exception e) when (e is TorchRuntimeException or WeightsMismatchException or FileNotFoundException or InvalidOperationException or IOException)
+        catch (OperationCanceledException)
         {
-            _errors.ErrorLine(e.Message);
+            _errors.WarningLine("Stopped; nothing was written.");
+            return ExitCodes.Cancelled;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Also libtorch's own failures (an allocation beyond the device's memory), whose messages carry a native stack trace.
+            _errors.ErrorLine(e is TorchRuntimeException or WeightsMismatchException or FileNotFoundException or InvalidOperationException or IOException
+                ? e.Message
+                : $"Sampling failed: {e.Message.Split('\n')[0].Trim()}");
             return ExitCodes.Failed;
         }
     }

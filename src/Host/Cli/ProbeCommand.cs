@@ -34,5 +34,5 @@ public sealed class ProbeCommand : Command<ProbeSettings>
 {
     /// <inheritdoc/>
     public override int Execute(CommandContext context, ProbeSettings settings, CancellationToken cancellationToken) =>
-        CliConsoles.Application().Probe(settings.Config, settings.Set, settings.Weights, settings.Out, settings.Batch);
+        CliConsoles.Application().Probe(settings.Config, settings.Set, settings.Weights, settings.Out, settings.Batch, cancellationToken);
 }

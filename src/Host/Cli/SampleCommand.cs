@@ -16,8 +16,8 @@ public sealed class SampleSettings : ConfigSettings
 
     /// <summary>Where to write the samples.</summary>
     [CommandOption("--out <FILE>")]
-    [Description("Output file: .png (an image grid, one column per label, or a scatter plot for 2-D points) or .safetensors " +
-                 "(x, labels, noise). Default samples.png in the current folder.")]
+    [Description("Output file: .png (an image grid, one row per label, or a scatter plot for 2-D points) or .safetensors " +
+                 "(x, labels, noise; an existing .safetensors is replaced only if sample wrote it). Default samples.png in the current folder.")]
     public string Out { get; init; } = "samples.png";
 
     /// <summary>Number of samples.</summary>
@@ -40,25 +40,26 @@ public sealed class SampleSettings : ConfigSettings
     /// <summary>Guidance scale for teacher weights.</summary>
     [CommandOption("--guidance <W>")]
     [Description("Classifier-free guidance scale for teacher weights (default: the evaluation stage's teacherGuidanceScale); a " +
-                 "student is sampled without guidance.")]
+                 "student is sampled without guidance (1).")]
     public double? Guidance { get; init; }
 
     /// <summary>Noise seed.</summary>
     [CommandOption("--seed <N>")]
-    [Description("Seed of the noise (default 0): the same seed, weights and labels give the same samples on any device.")]
+    [Description("Seed of the noise (default 0): the same seed and labels give the same noise on any device (the samples then agree to " +
+                 "float rounding, which depends on the device and --batch).")]
     public long Seed { get; init; }
 
     /// <summary>Samples per forward pass.</summary>
     [CommandOption("--batch <N>")]
-    [Description("Samples per batch (default 256).")]
-    public int Batch { get; init; } = 256;
+    [Description("Samples per batch (default: the evaluation stage's batchSize, else 256).")]
+    public int? Batch { get; init; }
 
     /// <inheritdoc/>
     public override ValidationResult Validate() =>
         string.IsNullOrWhiteSpace(Weights) ? ValidationResult.Error("--weights is required.")
         : Count < 1 ? ValidationResult.Error("--count must be ≥ 1.")
         : Nfe is < 1 ? ValidationResult.Error("--nfe must be ≥ 1.")
-        : Batch < 1 ? ValidationResult.Error("--batch must be ≥ 1.")
+        : Batch is < 1 ? ValidationResult.Error("--batch must be ≥ 1.")
         : Guidance is { } w && (!double.IsFinite(w) || w < 0) ? ValidationResult.Error("--guidance must be a number ≥ 0 (1: no guidance).")
         : ValidationResult.Success();
 }
@@ -69,5 +70,5 @@ public sealed class SampleCommand : Command<SampleSettings>
     /// <inheritdoc/>
     public override int Execute(CommandContext context, SampleSettings settings, CancellationToken cancellationToken) =>
         CliConsoles.Application().Sample(settings.Config, settings.Set, new SampleRequest(settings.Weights, settings.Out, settings.Count,
-            settings.Nfe, settings.Labels, settings.Guidance, settings.Seed, settings.Batch));
+            settings.Nfe, settings.Labels, settings.Guidance, settings.Seed, settings.Batch), cancellationToken);
 }

@@ -211,11 +211,11 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
                 continues = false;
             }
             if (continues) console.MarkupLine($"[grey]compare {number}/{runs.Count}: continuing from {Markup.Escape(Path.Combine(folder, CheckpointStore.FileName))}[/]");
-            int exit = continues ? app.Run(plan.BaseConfig, overrides, overwrite: false, cancellation, resume: folder) : ExitCodes.InvalidConfig;
+            int exit = continues ? app.Run(plan.BaseConfig, overrides, overwrite: false, cancellation, resume: folder, preflight: false) : ExitCodes.InvalidConfig;
             if (continues && exit == ExitCodes.InvalidConfig)
                 errors.WarningLine($"compare {number}/{runs.Count}: the variant changed since it was stopped (see above), so its checkpoint cannot be continued; running it again");
             if (!continues || exit == ExitCodes.InvalidConfig)
-                exit = app.Run(plan.BaseConfig, overrides, overwrite: true, cancellation);
+                exit = app.Run(plan.BaseConfig, overrides, overwrite: true, cancellation, preflight: false);
             results.Add(new ComparisonRun(v?.Variant, seed, folder, exit, clock.Elapsed.TotalSeconds, false));
             if (v is null) teacherRetrained = true;
             // Each run's modules and tensors are unreachable now; release their native memory before the next run.
@@ -247,7 +247,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         if (results.Any(r => r.ExitCode == ExitCodes.Cancelled))
         {
             errors.WarningLine($"The comparison was stopped after {results.Count(r => r.ExitCode == ExitCodes.Ok)} of {runs.Count} runs; " +
-                               "run the same compare command with --resume to continue it (finished runs are kept, the stopped one continues from its checkpoint).");
+                               "run the same compare command with --resume to continue it (finished runs are kept, a stopped one continues from its checkpoint if it wrote one).");
             return ExitCodes.Cancelled;
         }
         return results.All(r => r.ExitCode == ExitCodes.Ok) && results.Count == runs.Count ? ExitCodes.Ok : ExitCodes.Failed;

@@ -81,8 +81,12 @@ public static class ConfigLoader
     }
 
     /// <summary>Validates the whole config against the catalog and binds it.</summary>
+    /// <param name="root">The config.</param>
+    /// <param name="source">Its file, for messages.</param>
+    /// <param name="catalog">The discovered components.</param>
+    /// <param name="resuming">For <c>run --resume</c>: the teacher's <c>loadFrom</c> is not checked (the teacher is restored from the run folder).</param>
     /// <exception cref="ConfigException">With every error found.</exception>
-    public static LoadedConfig Validate(IConfigurationRoot root, string source, ComponentCatalog catalog)
+    public static LoadedConfig Validate(IConfigurationRoot root, string source, ComponentCatalog catalog, bool resuming = false)
     {
         var v = new ConfigValidator(catalog);
         string[] sections = ["run", "plugins", "data", "stages"];
@@ -133,7 +137,8 @@ public static class ConfigLoader
             {
                 stages.Add((stage.Key, bound));
                 string? loadFrom = bound switch { TeacherStageConfig t => t.LoadFrom, TrajectoryStageConfig t => t.LoadFrom, _ => null };
-                if (bound.Enabled && !string.IsNullOrWhiteSpace(loadFrom))
+                // A resumed run restores its teacher from the run folder: the teacher's loadFrom is not read again.
+                if (bound.Enabled && !string.IsNullOrWhiteSpace(loadFrom) && !(resuming && bound is TeacherStageConfig))
                 {
                     // The header alone (not the tensors): a file that is no weights file is refused before a run folder is
                     // created or overwritten. Names and shapes need the module and are checked when it is loaded.

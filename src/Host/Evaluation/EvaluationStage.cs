@@ -164,7 +164,15 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
     /// measures the wall time per sample (device synchronised).
     /// </summary>
     /// <returns>The samples <c>[N, ...S]</c>, on the noise's device.</returns>
-    internal static Tensor TimedSample(Sampler sampler, Tensor noise, Tensor labels, int batchSize, out double secondsPerSample)
+    /// <param name="sampler">The sampler.</param>
+    /// <param name="noise">Noise <c>[N, ...S]</c> on the sampling device.</param>
+    /// <param name="labels">Labels <c>[N]</c> on the sampling device.</param>
+    /// <param name="batchSize">Samples per pass.</param>
+    /// <param name="secondsPerSample">Wall time per sample of the timed passes, seconds.</param>
+    /// <param name="cancellation">Checked between batches (Ctrl-C in <c>hierdistill sample</c>).</param>
+    /// <exception cref="OperationCanceledException">When <paramref name="cancellation"/> is cancelled.</exception>
+    internal static Tensor TimedSample(Sampler sampler, Tensor noise, Tensor labels, int batchSize, out double secondsPerSample,
+        CancellationToken cancellation = default)
     {
         bool onCuda = noise.device.type == DeviceType.CUDA;
         long count = noise.shape[0];
@@ -180,6 +188,7 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         var parts = new List<Tensor>();
         for (long i = 0; i < noise.shape[0]; i += batchSize)
         {
+            cancellation.ThrowIfCancellationRequested();
             long size = Math.Min(batchSize, noise.shape[0] - i);
             parts.Add(sampler.Sample(noise.narrow(0, i, size), labels.narrow(0, i, size)));
         }

@@ -23,11 +23,11 @@ namespace HierDistill.Host.Evaluation;
 /// <param name="Labels">Comma-separated labels to cycle through; null: every class in turn.</param>
 /// <param name="Guidance">CFG scale for teacher weights; null: the evaluation stage's <c>teacherGuidanceScale</c> (1 without one).</param>
 /// <param name="Seed">Seed of the noise (drawn on the CPU, so the same on every device).</param>
-/// <param name="Batch">Samples per forward pass.</param>
-public sealed record SampleRequest(string Weights, string Out, int Count, int? Nfe, string? Labels, double? Guidance, long Seed, int Batch);
+/// <param name="Batch">Samples per forward pass; null: the evaluation stage's <c>batchSize</c> (256 without one).</param>
+public sealed record SampleRequest(string Weights, string Out, int Count, int? Nfe, string? Labels, double? Guidance, long Seed, int? Batch);
 
 /// <summary>What <c>hierdistill sample</c> did.</summary>
-/// <param name="Model">"teacher" or "student (architecture of stage KEY)".</param>
+/// <param name="Model">"teacher", "student" (the teacher's own student architecture) or "student (architecture of stages:KEY:student)".</param>
 /// <param name="Sampler">The sampler's name (<c>mean-1</c>, <c>euler-16</c>, …).</param>
 /// <param name="Nfe">Network evaluations per sample.</param>
 /// <param name="Guidance">The CFG scale used (null for a student: sampled unguided).</param>
@@ -51,19 +51,27 @@ public static class WeightsSampling
     /// <param name="services">Services handed to the components.</param>
     /// <param name="device">The device to sample on.</param>
     /// <param name="request">The request.</param>
+    /// <param name="cancellation">Ctrl-C: checked between batches; nothing is written then.</param>
+    /// <exception cref="OperationCanceledException">When <paramref name="cancellation"/> is cancelled.</exception>
     /// <exception cref="SampleRequestException">For labels outside the data's classes, guidance asked of a student, or an
     /// output that is neither .png nor .safetensors.</exception>
     /// <exception cref="WeightsMismatchException">When the weights fit none of the config's networks (each candidate's first
     /// mismatch is named).</exception>
-    public static SampleOutcome Run(LoadedConfig loaded, IServiceProvider services, Device device, SampleRequest request)
+    public static SampleOutcome Run(LoadedConfig loaded, IServiceProvider services, Device device, SampleRequest request,
+        CancellationToken cancellation = default)
     {
         string extension = Path.GetExtension(request.Out).ToLowerInvariant();
-        if (extension is not (".png" or ".safetensors"))
-            throw new SampleRequestException($"--out {request.Out}: write .png (a picture) or .safetensors (the samples as tensors).");
         var run = loaded.Config.Run;
         var components = new ComponentFactory(loaded, services, new RunEnvironment(device, run.Seed, Path.GetTempPath()));
         var data = components.Create<IDataSource>("data");
+        using var ownedData = data as IDisposable;
         var spec = data.Spec;
+        long bytes = 3L * request.Count * spec.SampleShape.Aggregate(1L, (p, d) => p * d) * sizeof(float); // noise, samples, copies
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (bytes > available / 2)
+            throw new SampleRequestException(
+                $"--count {request.Count}: the samples alone would take {bytes / (1024.0 * 1024 * 1024):0.#} GiB of the {available / (1024.0 * 1024 * 1024):0.#} " +
+                "GiB this machine has; sample fewer per call (another --seed gives other samples).");
         if (extension == ".png" && spec.SampleShape.Length != 3 && spec.SampleShape is not [2])
             throw new SampleRequestException(
                 $"--out {request.Out}: samples of shape [{string.Join(", ", spec.SampleShape)}] have no picture; write .safetensors instead.");
@@ -84,7 +92,7 @@ public static class WeightsSampling
             double? guidance = null;
             if (module is AverageVelocityNetwork student)
             {
-                if (request.Guidance is not null)
+                if (request.Guidance is { } w && w != 1)
                     throw new SampleRequestException(
                         "--guidance: these are a student's weights; a student trained on guided targets is sampled without guidance (one " +
                         "forward pass per step, method.md §2). Guidance applies to teacher weights.");
@@ -104,9 +112,11 @@ public static class WeightsSampling
             var labels = tensor(Enumerable.Range(0, request.Count).Select(i => labelList[i % labelList.Length]).ToArray());
             Tensor samples;
             double secondsPerSample;
+            int batch = request.Batch ?? evaluation?.BatchSize ?? 256;
             using (Autocast.Use(run.ComputeDtype))
-                samples = EvaluationStage.TimedSample(sampler, noise.to(device), labels.to(device), request.Batch, out secondsPerSample)
+                samples = EvaluationStage.TimedSample(sampler, noise.to(device), labels.to(device), batch, out secondsPerSample, cancellation)
                     .to_type(ScalarType.Float32).cpu();
+            cancellation.ThrowIfCancellationRequested();
             Write(request.Out, samples, labels, noise, spec, labelList.Length, $"{Path.GetFileName(request.Weights)}, {sampler.Name}");
             return new SampleOutcome(model, sampler.Name, sampler.Nfe, guidance, secondsPerSample);
         }
@@ -117,7 +127,7 @@ public static class WeightsSampling
         }
     }
 
-    /// <summary>The network the weights fit: the teacher, or the student architecture of a trajectory stage.</summary>
+    /// <summary>The network the weights fit: the teacher, its own student, or a trajectory stage's configured student architecture.</summary>
     private static (string Model, TorchSharp.torch.nn.Module Module) Choose(ComponentFactory components, LoadedConfig loaded, IDataSource data,
         ITeacher teacher, string weights, List<IDisposable> built)
     {
@@ -134,32 +144,82 @@ public static class WeightsSampling
                 mismatches.Add($"as the teacher: {e.Message}");
             }
         }
-        foreach (var (key, stage) in loaded.Stages.Where(s => s.Stage is TrajectoryStageConfig))
+        // The teacher's own student (every stage without a configured `student`, and a generator distilled from the teacher),
+        // then each configured student architecture.
+        var students = new List<(string Model, Func<AverageVelocityNetwork> Create)> { ("student", teacher.CreateStudent) };
+        foreach (var (key, _) in loaded.Stages.Where(s => s.Stage is TrajectoryStageConfig && components.Has($"stages:{s.Key}:student")))
+            students.Add(($"student (architecture of stages:{key}:student)", () => TrajectoryStage.CreateStudent(components, key, data, teacher, out _)));
+        foreach (var (model, create) in students)
         {
             AverageVelocityNetwork student;
             try
             {
-                student = TrajectoryStage.CreateStudent(components, key, data, teacher, out _);
+                student = create();
             }
             catch (Exception e) when (e is InvalidOperationException or NotSupportedException or ArgumentException)
             {
-                mismatches.Add($"as the student of stage {key}: {e.Message}");
+                mismatches.Add($"as the {model}: {e.Message}");
                 continue;
             }
             built.Add(student);
             try
             {
                 WeightsFile.CheckFits(student, weights);
-                return ($"student (architecture of stage {key})", student);
+                return (model, student);
             }
             catch (WeightsMismatchException e)
             {
-                mismatches.Add($"as the student of stage {key}: {e.Message}");
+                mismatches.Add($"as the {model}: {e.Message}");
             }
         }
         throw new WeightsMismatchException(
             $"{weights} fits none of the networks of this config; sample with the config (and --set values) of the run that wrote it " +
             $"(its config.resolved.json). {string.Join(" ", mismatches.Select((m, i) => $"({i + 1}) {m}"))}");
+    }
+
+    /// <summary>
+    /// The checks of <c>--out</c> that need no config, run before anything is built or sampled: a .png or .safetensors file, not
+    /// a folder, in a folder that can be written (created if missing); an existing .safetensors is replaced only when it holds
+    /// samples written by <c>sample</c> (x, labels, noise), so that a run's weights are never written over.
+    /// </summary>
+    /// <exception cref="SampleRequestException">For another extension, a folder, or a .safetensors file of other tensors.</exception>
+    /// <exception cref="IOException">When the folder cannot be created or written.</exception>
+    public static void CheckOutput(string path)
+    {
+        string full = Path.GetFullPath(path);
+        string extension = Path.GetExtension(full).ToLowerInvariant();
+        if (extension is not (".png" or ".safetensors"))
+            throw new SampleRequestException($"--out {path}: write .png (a picture) or .safetensors (the samples as tensors).");
+        if (Directory.Exists(full))
+            throw new SampleRequestException($"--out {path} is a folder; name a file in it (e.g. {Path.Combine(path, "samples" + extension)}).");
+        if (extension == ".safetensors" && File.Exists(full))
+        {
+            string[] own = ["labels", "noise", "x"];
+            IReadOnlyList<SafetensorsEntry>? entries = null;
+            try
+            {
+                entries = SafetensorsHeader.Read(full);
+            }
+            catch (WeightsMismatchException)
+            {
+            }
+            if (entries is null || !entries.Select(e => e.Name).Order(StringComparer.Ordinal).SequenceEqual(own))
+                throw new SampleRequestException(
+                    $"--out {path} exists and holds other tensors than samples (x, labels, noise), e.g. a run's weights; sample replaces only " +
+                    "files it wrote. Name another file.");
+        }
+        string folder = Path.GetDirectoryName(full)!;
+        try
+        {
+            Directory.CreateDirectory(folder);
+            string probe = Path.Combine(folder, $".hierdistill-sample-{Environment.ProcessId}.tmp");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"--out {path}: the folder {folder} cannot be written ({e.Message}); choose another file.", e);
+        }
     }
 
     /// <summary>The labels to cycle through: every class in turn by default.</summary>
@@ -187,14 +247,27 @@ public static class WeightsSampling
         }
         else if (spec.SampleShape.Length == 3)
         {
-            ImageGrid.Save(samples, columns, path);
+            // One row per label of the list (as the run's pictures have one row per class), blank where a row is short.
+            int rows = (int)Math.Min(columns, samples.shape[0]);
+            int perRow = (int)((samples.shape[0] + rows - 1) / rows);
+            var blank = ones(spec.SampleShape);
+            var grid = Enumerable.Range(0, rows).SelectMany(r => Enumerable.Range(0, perRow).Select(k => (long)k * rows + r))
+                .Select(i => i < samples.shape[0] ? samples[i] : blank).ToList();
+            ImageGrid.Save(stack(grid), perRow, path);
         }
         else
         {
             // 2-D points (checked before sampling); ScottPlot writes the file itself, so write beside it and rename.
             string temporary = path + ".tmp.png";
-            Plots.Scatter(temporary, [new PlotSamples(title, samples, labels)]);
-            File.Move(temporary, path, overwrite: true);
+            try
+            {
+                Plots.Scatter(temporary, [new PlotSamples(title, samples, labels)]);
+                File.Move(temporary, path, overwrite: true);
+            }
+            finally
+            {
+                File.Delete(temporary);
+            }
         }
     }
 }

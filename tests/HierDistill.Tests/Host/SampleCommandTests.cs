@@ -25,11 +25,11 @@ public class SampleCommandTests
     }
 
     private static (int Code, string Output) Sample(string weights, string output, int count, int? nfe = null, string? labels = null,
-        double? guidance = null, long seed = 0, int batch = 256, string config = "toy2d/hd.json")
+        double? guidance = null, long seed = 0, int? batch = null, string config = "toy2d/hd.json", CancellationToken cancellation = default)
     {
         var writer = new StringWriter();
         int code = new HostApplication(SampleRunTests.TestConsole(writer)).Sample(TestPaths.Sample(config), [],
-            new SampleRequest(weights, output, count, nfe, labels, guidance, seed, batch));
+            new SampleRequest(weights, output, count, nfe, labels, guidance, seed, batch), cancellation);
         return (code, writer.ToString());
     }
 
@@ -48,7 +48,7 @@ public class SampleCommandTests
         // 10 samples in batches of 4 (a partial last batch).
         var (code, output) = Sample(weights, folder.File("x.safetensors"), 10, seed: 3, batch: 4);
         Assert.True(code == ExitCodes.Ok, output);
-        Assert.Contains("10 from the student (architecture of stage structure), mean-1, NFE 1", output);
+        Assert.Contains("10 from the student, mean-1, NFE 1", output);
         var file = Safetensors.LoadStateDict(folder.File("x.safetensors"));
         Assert.Equal([0L, 1, 0, 1, 0, 1, 0, 1, 0, 1], file["labels"].data<long>().ToArray());
         Assert.Equal(randn([10, 2], generator: new Generator(3, CPU)).data<float>().ToArray(), file["noise"].data<float>().ToArray());
@@ -60,10 +60,16 @@ public class SampleCommandTests
             Assert.True(allclose(file["x"], expected, rtol: 1e-5, atol: 1e-6));
         }
 
-        // Guidance is for the teacher; a picture of 2-D points is a scatter plot.
+        // Guidance is for the teacher (1, no guidance, is accepted); a picture of 2-D points is a scatter plot.
         (code, output) = Sample(weights, folder.File("x2.safetensors"), 4, guidance: 2);
         Assert.Equal(ExitCodes.InvalidConfig, code);
         Assert.Contains("--guidance: these are a student's weights; a student trained on guided targets is sampled without guidance", output);
+        (code, output) = Sample(weights, folder.File("x2.safetensors"), 4, guidance: 1);
+        Assert.True(code == ExitCodes.Ok, output);
+        // A generator distilled from the teacher directly (dmd-no-td.json: no trajectory stage) has the teacher's own student.
+        (code, output) = Sample(weights, folder.File("x3.safetensors"), 4, config: "toy2d/dmd-no-td.json");
+        Assert.True(code == ExitCodes.Ok, output);
+        Assert.Contains("4 from the student, mean-1", output);
         (code, output) = Sample(weights, folder.File("points.png"), 50);
         Assert.True(code == ExitCodes.Ok, output);
         Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], File.ReadAllBytes(folder.File("points.png")).Take(4).ToArray());
@@ -115,7 +121,7 @@ public class SampleCommandTests
         Assert.Equal(ExitCodes.Failed, code);
         Assert.Contains("fits none of the networks of this config; sample with the config (and --set values) of the run that wrote it", output);
         Assert.Contains("(1) as the teacher: ", output);
-        Assert.Contains("(2) as the student of stage structure: ", output);
+        Assert.Contains("(2) as the student: ", output);
 
         using (var teacher = ToyTeacher()) WeightsFile.Save(teacher, folder.File("teacher.safetensors"));
         (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("x.jpg"), 4);
@@ -127,6 +133,29 @@ public class SampleCommandTests
         (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("teacher.safetensors"), 4);
         Assert.Equal(ExitCodes.InvalidConfig, code);
         Assert.Contains("is the --weights file; writing the samples there would replace the weights", output);
+
+        // --out is checked before anything is built: a weights file, a folder, a folder that cannot be written.
+        (code, output) = Sample(folder.File("teacher.safetensors"), weights, 4);
+        Assert.Equal(ExitCodes.InvalidConfig, code);
+        Assert.Contains("exists and holds other tensors than samples (x, labels, noise), e.g. a run's weights; sample replaces only files it wrote", output);
+        Directory.CreateDirectory(folder.File("pictures.png"));
+        (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("pictures.png"), 4);
+        Assert.Equal(ExitCodes.InvalidConfig, code);
+        Assert.Contains("is a folder; name a file in it", output);
+        (code, output) = Sample(folder.File("teacher.safetensors"), Path.Combine(folder.File("teacher.safetensors"), "x.png"), 4);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Contains("cannot be written", output);
+        (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("x.png"), 2_000_000_000);
+        Assert.Equal(ExitCodes.InvalidConfig, code);
+        Assert.Contains("--count 2000000000: the samples alone would take", output);
+        // A samples file is replaced; Ctrl-C (a cancelled token) writes nothing and exits 130.
+        Assert.Equal(ExitCodes.Ok, Sample(folder.File("teacher.safetensors"), folder.File("s.safetensors"), 4, nfe: 1).Code);
+        Assert.Equal(ExitCodes.Ok, Sample(folder.File("teacher.safetensors"), folder.File("s.safetensors"), 5, nfe: 1).Code);
+        Assert.Equal([5L, 2L], Safetensors.LoadStateDict(folder.File("s.safetensors"))["x"].shape);
+        (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("stopped.png"), 4, nfe: 1, cancellation: new CancellationToken(true));
+        Assert.Equal(ExitCodes.Cancelled, code);
+        Assert.Contains("Stopped; nothing was written.", output);
+        Assert.False(File.Exists(folder.File("stopped.png")));
     }
 
     [Fact]
@@ -150,14 +179,18 @@ public class SampleCommandTests
         using var network = teacher.Network!;
         WeightsFile.Save(network, folder.File("teacher.safetensors"));
 
+        // 7 samples of labels 0, 7, 9 in turn: rows of 3, 2 and 2 images (the short rows padded blank), one row per label.
         writer = new StringWriter();
         int code = new HostApplication(SampleRunTests.TestConsole(writer)).Sample(TestPaths.Sample("fmnist/hd-cpu.json"), tiny,
-            new SampleRequest(folder.File("teacher.safetensors"), folder.File("grid.png"), 6, 2, "0,7,9", null, 0, 256));
+            new SampleRequest(folder.File("teacher.safetensors"), folder.File("grid.png"), 7, 2, "0,7,9", null, 0, null));
         Assert.True(code == ExitCodes.Ok, writer.ToString());
         Assert.Contains("guidance 1.5", writer.ToString()); // the preset's evaluation scale
         using var bitmap = SkiaSharp.SKBitmap.Decode(folder.File("grid.png"));
-        // make_grid: 3 columns × 2 rows of 28-pixel images with 2-pixel padding, upscaled 2×.
+        // make_grid: 3 columns × 3 rows of 28-pixel images with 2-pixel padding, upscaled 2×.
         Assert.Equal((3 * 30 + 2) * 2, bitmap.Width);
-        Assert.Equal((2 * 30 + 2) * 2, bitmap.Height);
+        Assert.Equal((3 * 30 + 2) * 2, bitmap.Height);
+        // The padding of the second row's third cell is white (+1), unlike a sample.
+        var cell = bitmap.GetPixel((2 + 2 * 30 + 14) * 2, (2 + 1 * 30 + 14) * 2);
+        Assert.Equal((byte)255, cell.Red);
     }
 }

@@ -352,6 +352,14 @@ public class BadInputTests
         Assert.True(code == ExitCodes.InvalidConfig, text);
         Assert.Contains("has shape [64, 2] in the file but [32, 2] in the module", text);
         Assert.False(Directory.Exists(folder.File("new")));
+        // Deleted, it is not needed either.
+        string again = folder.File("again");
+        string[] againOverrides = ResumeTests.Shrunk(again, $"stages:teacher:loadFrom={folder.File("teacher2.safetensors")}");
+        File.Copy(Path.Combine(output, "teacher.safetensors"), folder.File("teacher2.safetensors"));
+        Assert.Equal(ExitCodes.Cancelled, ResumeTests.Run(againOverrides, "structure", 5).Code);
+        File.Delete(folder.File("teacher2.safetensors"));
+        (code, text) = ResumeTests.Run(againOverrides, resume: again);
+        Assert.True(code == ExitCodes.Ok, text);
     }
 
     [Fact]
