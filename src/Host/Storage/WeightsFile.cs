@@ -143,7 +143,10 @@ public static class WeightsFile
     private static void CheckLayout(IReadOnlyDictionary<string, TensorLayout> target, IReadOnlyDictionary<string, TensorLayout> file, string source,
         bool weightsFile)
     {
-        string NotInterchangeable = weightsFile
+        // A student's names are its teacher's plus those of its own inputs: the hint fits when one set holds the other.
+        bool targetInFile = target.Keys.All(file.ContainsKey), fileInTarget = file.Keys.All(target.ContainsKey);
+        bool teacherAndStudent = targetInFile != fileInTarget;
+        string NotInterchangeable = weightsFile && teacherAndStudent
             ? " (teacher.safetensors and student-<stage>.safetensors are not interchangeable: a student network has inputs of its own.)"
             : "";
         foreach (var (name, t) in target)

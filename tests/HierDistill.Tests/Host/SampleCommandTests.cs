@@ -122,6 +122,7 @@ public class SampleCommandTests
         Assert.Contains("fits none of the networks of this config; sample with the config (and --set values) of the run that wrote it", output);
         Assert.Contains("(1) as the teacher: ", output);
         Assert.Contains("(2) as the student: ", output);
+        Assert.DoesNotContain("not interchangeable", output); // another size: the teacher/student hint does not apply
 
         using (var teacher = ToyTeacher()) WeightsFile.Save(teacher, folder.File("teacher.safetensors"));
         (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("x.jpg"), 4);
