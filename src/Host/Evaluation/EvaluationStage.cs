@@ -87,10 +87,7 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         // and the models face the same class proportions: the floor is what a perfect sampler scores.
         var labels = floorSet.Labels;
 
-        var guided = ClassifierFreeGuidance.Guide(teacher.Velocity, config.TeacherGuidanceScale, data.Spec.NullLabel);
-        Sampler TeacherSampler(int nfe) => config.TeacherSolver == "heun"
-            ? Samplers.Heun(guided, Math.Max(1, nfe / 2))
-            : Samplers.Euler(guided, nfe);
+        Sampler TeacherSampler(int nfe) => GuidedTeacherSampler(teacher, config.TeacherGuidanceScale, data.Spec.NullLabel, config.TeacherSolver, nfe);
         int maxNfe = config.EffectiveTeacherNfe.Max();
 
         using IEvaluationSuite suite = images
@@ -141,11 +138,15 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
     }
 
     /// <summary>
-    /// Samples in batches of <c>batchSize</c>; reports wall-clock seconds per sample after a warm-up call: 8 samples on the
-    /// CPU, a whole batch on CUDA (the first call at a new batch shape pays for cuBLAS/cuDNN algorithm selection and the
-    /// caching allocator's first allocations, which would weigh on a one-step sampler far more than on a 32-step one), and
-    /// on CUDA also the last, partial batch's shape when <c>samples</c> is not a multiple of <c>batchSize</c>.
+    /// The teacher's sampler at <paramref name="nfe"/>: its velocity under classifier-free guidance
+    /// <c>v_w = v(∅) + w (v(c) - v(∅))</c>, solved by Euler (NFE steps) or Heun (NFE / 2 steps, at least 1).
     /// </summary>
+    internal static Sampler GuidedTeacherSampler(HierDistill.Abstractions.Contracts.ITeacher teacher, double guidanceScale, int nullLabel, string solver, int nfe)
+    {
+        var guided = ClassifierFreeGuidance.Guide(teacher.Velocity, guidanceScale, nullLabel);
+        return solver == "heun" ? Samplers.Heun(guided, Math.Max(1, nfe / 2)) : Samplers.Euler(guided, nfe);
+    }
+
     /// <summary>Checks that the data's evaluation split holds the stage's <c>samples</c>.</summary>
     /// <exception cref="InvalidOperationException">When it does not.</exception>
     internal static void CheckSamples(string key, EvaluationStageConfig config, IDataSource data)
@@ -155,13 +156,15 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
                 $"stages:{key}:samples = {config.Samples}, but the data's evaluation split has {available} samples; use at most {available}.");
     }
 
+    /// <summary><see cref="TimedSample"/> in batches of the stage's <c>batchSize</c>.</summary>
     private Tensor Sample(Sampler sampler, Tensor noise, Tensor labels, out double secondsPerSample) =>
         TimedSample(sampler, noise, labels, config.BatchSize, out secondsPerSample);
 
     /// <summary>
-    /// Samples <paramref name="noise"/> <c>[N, ...S]</c> (on the sampling device) in batches of <paramref name="batchSize"/>, after
-    /// warm-up passes of the shapes the timed passes use (on a GPU the first call of a shape pays for kernel selection), and
-    /// measures the wall time per sample (device synchronised).
+    /// Samples <paramref name="noise"/> in batches of <paramref name="batchSize"/>; reports wall-clock seconds per sample after a
+    /// warm-up call: 8 samples on the CPU, a whole batch on CUDA (the first call at a new batch shape pays for cuBLAS/cuDNN
+    /// algorithm selection and the caching allocator's first allocations, which would weigh on a one-step sampler far more than
+    /// on a 32-step one), and on CUDA also the last, partial batch's shape when the count is not a multiple of the batch size.
     /// </summary>
     /// <returns>The samples <c>[N, ...S]</c>, on the noise's device.</returns>
     /// <param name="sampler">The sampler.</param>

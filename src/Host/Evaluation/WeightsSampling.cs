@@ -102,8 +102,7 @@ public static class WeightsSampling
             {
                 guidance = request.Guidance ?? evaluation?.TeacherGuidanceScale ?? 1.0;
                 int nfe = request.Nfe ?? evaluation?.EffectiveTeacherNfe.Max() ?? 32;
-                var guided = ClassifierFreeGuidance.Guide(teacher.Velocity, guidance.Value, spec.NullLabel);
-                sampler = evaluation?.TeacherSolver == "heun" ? Samplers.Heun(guided, Math.Max(1, nfe / 2)) : Samplers.Euler(guided, nfe);
+                sampler = EvaluationStage.GuidedTeacherSampler(teacher, guidance.Value, spec.NullLabel, evaluation?.TeacherSolver ?? "euler", nfe);
             }
 
             using var scope = NewDisposeScope();

@@ -63,13 +63,17 @@ public static class WeightsFile
     /// </summary>
     /// <exception cref="FileNotFoundException">When the file does not exist.</exception>
     /// <exception cref="WeightsMismatchException">When one check fails; the message names the fix.</exception>
-    public static void CheckHeader(string path)
+    public static void CheckHeader(string path) => ReadHeader(path);
+
+    /// <summary>The header's entries after the checks of <see cref="CheckHeader"/>.</summary>
+    private static IReadOnlyList<SafetensorsEntry> ReadHeader(string path)
     {
         var entries = SafetensorsHeader.Read(path);
         if (entries.Any(e => e.Name == CheckpointManifestKey))
             throw new WeightsMismatchException(
                 $"{path} is a run checkpoint (the full training state, for --resume), not a weights file; pass the run folder's " +
                 "teacher.safetensors or student-<stage>.safetensors instead.");
+        return entries;
     }
 
     /// <summary>The tensor that marks a run checkpoint (Training.Checkpoints writes it; a weights file never has it).</summary>
@@ -127,8 +131,7 @@ public static class WeightsFile
     /// <exception cref="WeightsMismatchException">As <see cref="Load"/>, except for non-finite values (those need the data).</exception>
     public static void CheckFits(nn.Module module, string path)
     {
-        CheckHeader(path);
-        var file = SafetensorsHeader.Read(path).ToDictionary(e => e.Name, e => new TensorLayout(e.Shape, e.IsFloatingPoint, e.TorchName));
+        var file = ReadHeader(path).ToDictionary(e => e.Name, e => new TensorLayout(e.Shape, e.IsFloatingPoint, e.TorchName));
         using var scope = NewDisposeScope();
         CheckLayout(module.state_dict().ToDictionary(kv => kv.Key, kv => TensorLayout.Of(kv.Value)), file, path, weightsFile: true);
     }
