@@ -20,6 +20,11 @@ public sealed class BaselinesPlugin : IHierDistillPlugin
         services.AddTrajectoryDistiller<ProgressiveOptions>("progressive",
             "Progressive distillation in the average-velocity frame: rounds halving the number of steps, two half-steps of the " +
             "round's teacher (the teacher, then a frozen snapshot of the student) as target.",
-            (ctx, o) => new ProgressiveDistiller(o, ctx.ConfigPath));
+            (ctx, o) =>
+            {
+                var distiller = new ProgressiveDistiller(o, ctx.ConfigPath);
+                if (ctx.StageSteps is long steps) distiller.CheckSteps(steps);
+                return distiller;
+            });
     }
 }

@@ -37,6 +37,22 @@ internal sealed class ProgressiveDistiller(ProgressiveOptions options, string co
     internal ProgressiveSchedule Schedule(long totalSteps) =>
         new(Options.StartSteps, Options.FinalSteps, Options.StepsPerRound, totalSteps);
 
+    /// <summary>
+    /// Checks that a stage of <paramref name="totalSteps"/> training steps reaches the last round (the factory calls it with
+    /// <see cref="HierDistill.Abstractions.Plugins.ComponentContext.StageSteps"/>, so the config fails before anything runs;
+    /// the first step checks again for hosts that do not say).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">When the rounds before the last need all of the stage's steps.</exception>
+    internal void CheckSteps(long totalSteps)
+    {
+        var schedule = Schedule(totalSteps);
+        if (totalSteps > 0 && schedule.StepsToLastRound >= totalSteps)
+            throw new InvalidOperationException(
+                $"{configPath}: {schedule.Rounds.Count} rounds ({string.Join(" → ", schedule.Rounds)} steps) of {schedule.StepsPerRound} " +
+                $"training steps need more than {schedule.StepsToLastRound} steps to reach the last round, but the stage has " +
+                $"{totalSteps}; lower stepsPerRound (0 divides the stage's steps equally) or raise the stage's steps.");
+    }
+
     /// <summary>The frozen snapshot that teaches the current round (null in round one).</summary>
     internal AverageVelocityNetwork? Snapshot => _snapshotRound > 0 ? _snapshot : null;
 
@@ -74,11 +90,7 @@ internal sealed class ProgressiveDistiller(ProgressiveOptions options, string co
         var schedule = Schedule(progress.TotalSteps);
         if (!_checked)
         {
-            if (progress.TotalSteps > 0 && schedule.StepsToLastRound >= progress.TotalSteps)
-                throw new InvalidOperationException(
-                    $"{configPath}: {schedule.Rounds.Count} rounds ({string.Join(" → ", schedule.Rounds)} steps) of {schedule.StepsPerRound} " +
-                    $"training steps need more than {schedule.StepsToLastRound} steps to reach the last round, but the stage has " +
-                    $"{progress.TotalSteps}; lower stepsPerRound (0 divides the stage's steps equally) or raise the stage's steps.");
+            CheckSteps(progress.TotalSteps);
             _checked = true;
         }
         var round = schedule.RoundAt(progress.Step);

@@ -40,6 +40,14 @@ public sealed class ComponentContext
     /// <summary>The run's teacher, where one exists at this point of the pipeline.</summary>
     public ITeacher? Teacher { get; }
 
+    /// <summary>
+    /// Training steps (stage 2: iterations) of the stage the component belongs to, the same number its
+    /// <see cref="TrainingProgress.TotalSteps"/> will carry; null where the host does not train the component's stage (the
+    /// data source, an analytic or loaded teacher, a trajectory stage with <c>loadFrom</c>) or does not say. A factory can
+    /// check a step budget against it before anything runs (e.g. progressive distillation's rounds).
+    /// </summary>
+    public long? StageSteps { get; init; }
+
     /// <summary>The data source.</summary>
     /// <exception cref="InvalidOperationException">When the pipeline has none at this point.</exception>
     public IDataSource RequireData() =>

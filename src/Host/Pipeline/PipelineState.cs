@@ -104,13 +104,32 @@ public sealed class ComponentFactory(LoadedConfig config, IServiceProvider servi
     public T Create<T>(string path, IDataSource? data = null, ITeacher? teacher = null) where T : class
     {
         var (descriptor, options) = config.Component(path);
-        var ctx = new ComponentContext(services, environment, path, data, teacher);
+        var ctx = new ComponentContext(services, environment, path, data, teacher) { StageSteps = StageSteps(path) };
         return descriptor.Create(ctx, options) as T
                ?? throw new InvalidOperationException($"{path}: component '{descriptor.Name}' did not create a {typeof(T).Name}.");
     }
 
     /// <summary>Whether a component is configured at <paramref name="path"/>.</summary>
     public bool Has(string path) => config.Components.ContainsKey(path);
+
+    /// <summary>
+    /// Training steps of the enabled stage that owns <paramref name="path"/> (<c>stages:KEY:…</c>), or null where that stage
+    /// trains nothing: no such stage, an evaluation stage, a teacher without <c>training</c> or with <c>loadFrom</c>, a
+    /// trajectory stage with <c>loadFrom</c> (<see cref="ComponentContext.StageSteps"/>).
+    /// </summary>
+    public long? StageSteps(string path)
+    {
+        var parts = path.Split(':');
+        if (parts.Length < 3 || !parts[0].Equals("stages", StringComparison.OrdinalIgnoreCase)) return null;
+        var stage = config.Stages.FirstOrDefault(s => s.Key.Equals(parts[1], StringComparison.OrdinalIgnoreCase)).Stage;
+        return stage switch
+        {
+            TeacherStageConfig t when t.LoadFrom is null => t.Training?.Steps,
+            TrajectoryStageConfig t when t.LoadFrom is null => t.Training.Steps,
+            DistributionStageConfig d => d.Training.Steps,
+            _ => null,
+        };
+    }
 
     /// <summary>The configured component's name (e.g. <c>dit</c>, <c>awd</c>).</summary>
     /// <exception cref="KeyNotFoundException">When none is configured at <paramref name="path"/>.</exception>

@@ -99,7 +99,7 @@ public class PluginLoadingTests
         string dll = CopyPluginWithAbstractionsVersion(folder.Path, major: 2, minor: 0);
         var error = Assert.Single(Discover(folder.Path).Errors);
         Assert.Equal(dll, error.Path);
-        Assert.Equal("built against HierDistill.Abstractions 2.0.0, but this host has 1.3.0; major versions must match. " +
+        Assert.Equal("built against HierDistill.Abstractions 2.0.0, but this host has 1.4.0; major versions must match. " +
                      "Rebuild the plugin against HierDistill.Abstractions 1.x.", error.Reason);
     }
 
@@ -107,9 +107,9 @@ public class PluginLoadingTests
     public void A_plugin_built_against_a_newer_minor_version_is_refused()
     {
         using var folder = TestPaths.NewTempFolder();
-        CopyPluginWithAbstractionsVersion(folder.Path, major: 1, minor: 4);
+        CopyPluginWithAbstractionsVersion(folder.Path, major: 1, minor: 5);
         var error = Assert.Single(Discover(folder.Path).Errors);
-        Assert.StartsWith("built against HierDistill.Abstractions 1.4.0, newer than this host's 1.3.0;", error.Reason);
+        Assert.StartsWith("built against HierDistill.Abstractions 1.5.0, newer than this host's 1.4.0;", error.Reason);
     }
 
     [Fact]

@@ -1,11 +1,14 @@
 using System.IO.Compression;
 using System.Text;
 using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Plugins;
 using HierDistill.Host;
+using HierDistill.Host.Pipeline;
 using HierDistill.Host.Storage;
 using HierDistill.Host.Training;
 using HierDistill.Tests.Host.Pipeline;
 using HierDistill.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
 using TorchSharp;
 using TorchSharp.PyBridge;
 using Xunit;
@@ -379,6 +382,56 @@ public class BadInputTests
             ["stages:teacher:teacher={\"type\":\"gmm-exact\"}", "stages:teacher:training=null", "stages:detail:enabled=false"]));
         Assert.Contains("stages:structure:student: gmm-exact is analytic", writer.ToString());
         Assert.Contains("set stages:structure:student to a network for a fresh student", writer.ToString());
+    }
+
+    [Fact]
+    public void A_progressive_distiller_whose_rounds_need_more_than_the_stage_has_is_a_config_error()
+    {
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        const string progressive = "stages:structure:distiller={\"type\":\"progressive\",\"options\":{\"stepsPerRound\":100}}";
+        // 64 → 1 is 7 rounds: the last starts at step 6 · 100 = 600.
+        Assert.Equal(ExitCodes.InvalidConfig, app.Validate(TestPaths.Sample("toy2d/hd.json"), [progressive, "stages:structure:training:steps=600"]));
+        Assert.Contains("stages:structure:distiller: 'progressive' cannot be built: 7 rounds (64 → 32 → 16 → 8 → 4 → 2 → 1 steps) of 100 " +
+                        "training steps need more than 600 steps to reach the last round, but the stage has 600;", writer.ToString());
+        writer.GetStringBuilder().Clear();
+        Assert.True(app.Validate(TestPaths.Sample("toy2d/hd.json"), [progressive, "stages:structure:training:steps=601"]) == ExitCodes.Ok,
+            writer.ToString());
+        // As stage 2's regulariser it is held to stage 2's iterations.
+        writer.GetStringBuilder().Clear();
+        Assert.Equal(ExitCodes.InvalidConfig, app.Validate(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:regularizer={\"type\":\"progressive\",\"options\":{\"stepsPerRound\":300}}", "stages:detail:regularizerWeight=1"]));
+        Assert.Contains("stages:detail:regularizer: 'progressive' cannot be built: 7 rounds (64 → 32 → 16 → 8 → 4 → 2 → 1 steps) of 300 " +
+                        "training steps need more than 1800 steps to reach the last round, but the stage has 1500;", writer.ToString());
+    }
+
+    [Fact]
+    public void Components_are_told_the_training_steps_of_their_stage_where_it_trains()
+    {
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        var (loaded, _, _) = app.Load(TestPaths.Sample("toy2d/hd.json"), []);
+        Assert.NotNull(loaded);
+        var factory = new ComponentFactory(loaded!, new ServiceCollection().BuildServiceProvider(), new RunEnvironment(torch.CPU, 0, Path.GetTempPath()));
+        // The numbers of samples/toy2d/hd.json.
+        Assert.Equal(3000, factory.StageSteps("stages:teacher:teacher"));
+        Assert.Equal(2000, factory.StageSteps("stages:structure:distiller"));
+        Assert.Equal(2000, factory.StageSteps("stages:STRUCTURE:student"));
+        Assert.Equal(1500, factory.StageSteps("stages:detail:matcher"));
+        Assert.Equal(1500, factory.StageSteps("stages:detail:discriminator"));
+        Assert.Null(factory.StageSteps("data"));
+        Assert.Null(factory.StageSteps("stages:evaluate:classifier"));
+        Assert.Null(factory.StageSteps("stages:nosuchstage:distiller"));
+        // A loaded teacher or student trains nothing (the config check reads the files' headers alone).
+        using var folder = TestPaths.NewTempFolder();
+        using (var any = torch.nn.Linear(2, 2)) WeightsFile.Save(any, folder.File("w.safetensors"));
+        var (loadedFrom, _, _) = app.Load(TestPaths.Sample("toy2d/hd.json"),
+            [$"stages:teacher:loadFrom={folder.File("w.safetensors")}", $"stages:structure:loadFrom={folder.File("w.safetensors")}"]);
+        Assert.True(loadedFrom is not null, writer.ToString());
+        var fromFiles = new ComponentFactory(loadedFrom!, new ServiceCollection().BuildServiceProvider(), new RunEnvironment(torch.CPU, 0, Path.GetTempPath()));
+        Assert.Null(fromFiles.StageSteps("stages:teacher:teacher"));
+        Assert.Null(fromFiles.StageSteps("stages:structure:distiller"));
+        Assert.Equal(1500, fromFiles.StageSteps("stages:detail:matcher"));
     }
 
     [Fact]
