@@ -67,9 +67,33 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         catch (ConfigException e)
         {
             _errors.ErrorLine($"{configPath}: {e.Errors.Count} configuration error(s):");
-            foreach (var error in e.Errors) _errors.ErrorLine($"  - {error}");
+            foreach (var error in e.Errors) _errors.ErrorLine($"  - {error}{InheritedKeyHint(configPath, overrides, error)}");
             return (null, null, ExitCodes.InvalidConfig);
         }
+    }
+
+    /// <summary>
+    /// For an unknown key the user did not write where the error points: the base config it comes from, or the
+    /// <c>--set …:type</c> that left it under another component, and how to remove it. Objects merge key by key along
+    /// <c>extends</c> and under overrides, also when a component's <c>type</c> changes (so that <c>awd</c> and <c>gap</c>
+    /// share their options), which leaves the old type's options under the new one.
+    /// </summary>
+    private static string InheritedKeyHint(string configPath, IReadOnlyList<string> overrides, ConfigError error)
+    {
+        if (!error.Message.StartsWith("unknown key", StringComparison.Ordinal) || error.Path.Length == 0) return "";
+        if (ConfigDocument.SetBy(configPath, overrides, error.Path) is not { } file) return "";
+        string key = error.Path.Split(':')[^1];
+        if (!string.Equals(file, Path.GetFullPath(configPath), StringComparison.Ordinal))
+            return $" It comes from {file}, which this config extends (objects merge key by key, also under a component whose " +
+                   $"type this config changes); remove it here with \"{key}\": null.";
+        // The component whose options hold the key, and a --set of its type.
+        int options = error.Path.LastIndexOf(":options:", StringComparison.OrdinalIgnoreCase);
+        if (options <= 0) return "";
+        string component = error.Path[..options];
+        var typeKey = (component + ":type").Split(':');
+        if (!ConfigDocument.OverrideKeys(overrides).Any(k => k.SequenceEqual(typeKey, StringComparer.OrdinalIgnoreCase))) return "";
+        return $" It is set in this config for the type that --set {component}:type replaced (options stay when the type changes); remove it with " +
+               $"--set {error.Path}=null, or set the whole component: --set '{component}={{\"type\": …, \"options\": {{…}}}}'.";
     }
 
     /// <summary>

@@ -42,6 +42,53 @@ public static class ConfigDocument
         return merged;
     }
 
+    /// <summary>
+    /// Where <paramref name="keyPath"/>'s value comes from: an override (the key or a level above it), else the file nearest
+    /// to <paramref name="path"/> in its extends-chain that sets it. For messages about keys a user never wrote, such as a
+    /// base config's options left under a swapped component.
+    /// </summary>
+    /// <returns>The file's full path (<paramref name="path"/>'s own or a base config's), or null when an override sets it,
+    /// when no file does, or when the chain cannot be read.</returns>
+    public static string? SetBy(string path, IEnumerable<string>? overrides, string keyPath)
+    {
+        var segments = keyPath.Split(':');
+        if (OverrideKeys(overrides).Any(set => set.Length <= segments.Length &&
+                                               set.Zip(segments).All(p => p.First.Equals(p.Second, StringComparison.OrdinalIgnoreCase))))
+            return null;
+        var chain = new List<(string Path, JsonObject Json)>();
+        try
+        {
+            Collect(path, chain, path);
+        }
+        catch (ConfigException)
+        {
+            return null;
+        }
+        for (int i = chain.Count - 1; i >= 0; i--)
+            if (Has(chain[i].Json, segments)) return chain[i].Path;
+        return null;
+    }
+
+    /// <summary>The keys of <c>key=value</c> overrides, split into levels (malformed ones left out).</summary>
+    public static IEnumerable<string[]> OverrideKeys(IEnumerable<string>? overrides) =>
+        (overrides ?? []).Where(o => o.IndexOf('=') > 0)
+            .Select(o => o[..o.IndexOf('=')].Trim().Replace('.', ':').Split(':', StringSplitOptions.TrimEntries));
+
+    private static bool Has(JsonNode? node, string[] segments)
+    {
+        foreach (var segment in segments)
+        {
+            node = node switch
+            {
+                JsonObject o => o.TryGetPropertyValue(segment, out var child) ? child ?? JsonValue.Create("null") : null,
+                JsonArray a when int.TryParse(segment, out int i) && i >= 0 && i < a.Count => a[i],
+                _ => null,
+            };
+            if (node is null) return false;
+        }
+        return true;
+    }
+
     private static void Collect(string path, List<(string Path, JsonObject Json)> chain, string source)
     {
         string full = Path.GetFullPath(path);

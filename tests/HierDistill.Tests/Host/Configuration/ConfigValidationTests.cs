@@ -1,3 +1,4 @@
+using HierDistill.Host;
 using HierDistill.Host.Configuration;
 using HierDistill.Tests.Support;
 using Xunit;
@@ -175,6 +176,36 @@ public class ConfigValidationTests
         Assert.Equal("cpu", loaded.Config.Run.Device);                       // from the base
         Assert.Equal("gap", loaded.Component("stages:detail:discriminator").Descriptor.Name);
         Assert.Equal("dmd", loaded.Component("stages:detail:matcher").Descriptor.Name);
+    }
+
+    [Fact]
+    public void An_unknown_option_the_user_did_not_write_names_where_it_comes_from_and_how_to_remove_it()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        // The sample's MeanFlow options include ratioRNotEqualT, which progressive distillation does not take.
+        File.WriteAllText(folder.File("swap.json"),
+            $$"""{ "extends": "{{TestPaths.Sample("toy2d/hd.json")}}", "stages": { "structure": { "distiller": { "type": "progressive" } } } }""");
+        string Validate(string config, params string[] overrides)
+        {
+            var writer = new StringWriter();
+            var console = HierDistill.Tests.Host.Pipeline.SampleRunTests.TestConsole(writer);
+            console.Profile.Width = 10_000; // one line per error
+            Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(console).Validate(config, overrides));
+            return writer.ToString();
+        }
+        Assert.Contains("stages:structure:distiller:options:ratioRNotEqualT: unknown key. Allowed here: guidanceScale, labelDropout, startSteps, " +
+                        "finalSteps, stepsPerRound, adaptiveWeightPower, adaptiveWeightEpsilon. It comes from " + TestPaths.Sample("toy2d/hd.json") +
+                        ", which this config extends (objects merge key by key, also under a component whose type this config changes); " +
+                        "remove it here with \"ratioRNotEqualT\": null.", Validate(folder.File("swap.json")));
+        // The same swap on the command line.
+        Assert.Contains("It is set in this config for the type that --set stages:structure:distiller:type replaced (options stay when the type " +
+                        "changes); remove it with --set stages:structure:distiller:options:ratioRNotEqualT=null, or set the whole component",
+            Validate(TestPaths.Sample("toy2d/hd.json"), "stages:structure:distiller:type=progressive"));
+        // A key the user wrote gets no hint.
+        string own = Validate(TestPaths.Sample("toy2d/hd.json"), "stages:structure:distiller:options:ratioRNotEqualTypo=1");
+        Assert.Contains("ratioRNotEqualTypo: unknown key.", own);
+        Assert.DoesNotContain("It comes from", own);
+        Assert.DoesNotContain("It is set in this config", own);
     }
 
     [Fact]
