@@ -94,6 +94,7 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
                 if (folder != DefaultFolder) errors.Add(new PluginLoadError(folder, "plugin folder does not exist."));
                 continue;
             }
+            if (MisplacedPlugin(folder) is { } misplaced) errors.Add(new PluginLoadError(folder, misplaced));
             foreach (var dir in Directory.GetDirectories(folder).Order(StringComparer.Ordinal))
             {
                 string name = System.IO.Path.GetFileName(dir);
@@ -114,6 +115,28 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
             }
         }
         return ComponentCatalog.Create(plugins, errors, folders);
+    }
+
+    /// <summary>
+    /// A plugin's own folder (or its build output) given as a plugin folder: a component assembly (<c>X.dll</c> with its
+    /// <c>X.deps.json</c>) lies directly in it, and no subfolder is named after it.
+    /// </summary>
+    /// <returns>The problem and the fix, or null.</returns>
+    private static string? MisplacedPlugin(string folder)
+    {
+        var names = Directory.GetFiles(folder, "*.deps.json")
+            .Select(f => System.IO.Path.GetFileName(f)[..^".deps.json".Length])
+            .Where(n => File.Exists(System.IO.Path.Combine(folder, n + ".dll")) && !Directory.Exists(System.IO.Path.Combine(folder, n)))
+            .Order(StringComparer.Ordinal).ToList();
+        if (names.Count == 0) return null;
+        string full = System.IO.Path.GetFullPath(folder).TrimEnd(System.IO.Path.DirectorySeparatorChar);
+        string own = System.IO.Path.GetFileName(full);
+        string fix = names.Contains(own, StringComparer.Ordinal)
+            ? $"this looks like the plugin's own folder: name the folder above it, {System.IO.Path.GetDirectoryName(full)}"
+            : $"put the plugin in a folder of its name ({System.IO.Path.Combine(full, names[0])}{System.IO.Path.DirectorySeparatorChar}{names[0]}.dll would do), " +
+              "or name the folder its build publishes to (docs/writing-a-plugin.md)";
+        return $"{string.Join(", ", names.Select(n => n + ".dll"))} lies directly in this folder, but plugins are found one level down, as " +
+               $"<folder>/<Name>/<Name>.dll; {fix}.";
     }
 
     private LoadedPlugin LoadOne(string dll)

@@ -123,6 +123,26 @@ public class PluginLoadingTests
         Assert.EndsWith("missing: plugin folder does not exist.", catalog.Errors[1].ToString());
     }
 
+    [Fact]
+    public void A_plugins_own_folder_given_as_the_plugin_folder_is_reported_with_the_folder_to_name()
+    {
+        const string name = "HierDistill.Plugins.Data";
+        string own = Path.Combine(TestPaths.PluginsFolder, name);
+        var error = Assert.Single(Discover(own).Errors);
+        Assert.Equal(own, error.Path);
+        Assert.Equal($"{name}.dll lies directly in this folder, but plugins are found one level down, as <folder>/<Name>/<Name>.dll; " +
+                     $"this looks like the plugin's own folder: name the folder above it, {Path.GetFullPath(TestPaths.PluginsFolder).TrimEnd('/')}.",
+            error.Reason);
+        // A build output folder (named otherwise) gets the layout to make.
+        using var folder = TestPaths.NewTempFolder();
+        foreach (var f in Directory.GetFiles(own)) File.Copy(f, Path.Combine(folder.Path, Path.GetFileName(f)));
+        error = Assert.Single(Discover(folder.Path).Errors);
+        Assert.StartsWith($"{name}.dll lies directly in this folder, but plugins are found one level down, as <folder>/<Name>/<Name>.dll; " +
+                          $"put the plugin in a folder of its name ({Path.Combine(Path.GetFullPath(folder.Path), name, name + ".dll")} would do)", error.Reason);
+        // The right folder loads it with no error.
+        Assert.Empty(Discover(TestPaths.PluginsFolder).Errors);
+    }
+
     /// <summary>Copies the Data plugin and rewrites its AssemblyRef to HierDistill.Abstractions to the given version.</summary>
     private static string CopyPluginWithAbstractionsVersion(string root, ushort major, ushort minor)
     {
