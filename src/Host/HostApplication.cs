@@ -128,6 +128,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             // On the CPU whatever run.device says: the checks build the networks once and need no GPU.
             TorchRuntime.Initialize("cpu", TorchRuntime.ResolveLibTorchFolder(loaded.Config.Run.Libtorch), loaded.Config.Run.Threads);
             if (!Preflight(configPath, loaded, catalog)) return ExitCodes.InvalidConfig;
+            WarnIfDeviceMissing(loaded);
         }
         catch (TorchRuntimeException e)
         {
@@ -142,6 +143,25 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             console.MarkupLine($"  {Markup.Escape(key)} ({stage.Kind}) {Markup.Escape(string.Join(", ", components))}");
         }
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// <c>validate</c> checks on the CPU; a <c>run.device</c> of <c>cuda</c> this machine cannot give is a warning (the config
+    /// is valid, but <c>run</c> here would stop at once).
+    /// </summary>
+    private void WarnIfDeviceMissing(LoadedConfig loaded)
+    {
+        var run = loaded.Config.Run;
+        if (!run.Device.StartsWith("cuda", StringComparison.OrdinalIgnoreCase)) return;
+        try
+        {
+            TorchRuntime.Initialize(run.Device, TorchRuntime.ResolveLibTorchFolder(run.Libtorch), run.Threads);
+        }
+        catch (TorchRuntimeException e)
+        {
+            _errors.WarningLine($"{e.Message.TrimEnd('.')}. The config is valid, but `run` on this machine would stop at once " +
+                                "(--set run.device=cpu runs it here).");
+        }
     }
 
     /// <summary><c>hierdistill plugins</c>: discovered plugins, their components, option types and defaults.</summary>

@@ -435,6 +435,28 @@ public class BadInputTests
     }
 
     [Fact]
+    public void Validate_warns_when_this_machine_lacks_the_configured_cuda_device()
+    {
+        var writer = new StringWriter();
+        var console = SampleRunTests.TestConsole(writer);
+        console.Profile.Width = 10_000;
+        var app = new HostApplication(console);
+        Assert.Equal(ExitCodes.Ok, app.Validate(TestPaths.Sample("toy2d/hd.json"), ["run.device=cuda"]));
+        if (torch.cuda.is_available())
+        {
+            Assert.DoesNotContain("would stop at once", writer.ToString());
+        }
+        else
+        {
+            Assert.Contains("run.device = cuda, but CUDA is not available: torch.cuda.is_available() is false.", writer.ToString());
+            Assert.Contains("The config is valid, but `run` on this machine would stop at once (--set run.device=cpu runs it here).", writer.ToString());
+        }
+        writer.GetStringBuilder().Clear();
+        Assert.Equal(ExitCodes.Ok, app.Validate(TestPaths.Sample("toy2d/hd.json"), ["run.device=cpu"]));
+        Assert.DoesNotContain("would stop at once", writer.ToString());
+    }
+
+    [Fact]
     public void Building_the_networks_to_check_them_leaves_the_random_stream_as_it_was()
     {
         var writer = new StringWriter();
