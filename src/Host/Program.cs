@@ -89,6 +89,14 @@ namespace HierDistill.Host
         /// </summary>
         public static string Explain(string message, IReadOnlyList<string> args)
         {
+            var missing = MissingValue().Match(message);
+            if (missing.Success)
+            {
+                string name = "--" + missing.Groups["name"].Value;
+                return OptionValueNames.TryGetValue(name, out var valueName)
+                    ? $"{name} needs a value: {name} {valueName}."
+                    : $"{name} needs a value.";
+            }
             var m = ConversionFailure().Match(message);
             if (!m.Success) return message;
             string value = m.Groups["value"].Value;
@@ -113,6 +121,19 @@ namespace HierDistill.Host
             .SelectMany(o => o.Attribute!.LongNames.Select(n => (Name: "--" + n, o.Type)))
             .DistinctBy(o => o.Name)
             .ToDictionary(o => o.Name, o => o.Type);
+
+        /// <summary>The value placeholder of every option that takes one (<c>--resume</c>: <c>&lt;RUN_FOLDER&gt;</c>), read from the settings classes.</summary>
+        private static readonly Dictionary<string, string> OptionValueNames = typeof(ConfigSettings).Assembly.GetTypes()
+            .Where(t => t.IsSubclassOf(typeof(CommandSettings)))
+            .SelectMany(t => t.GetProperties())
+            .Select(p => p.GetCustomAttributes(typeof(CommandOptionAttribute), true).OfType<CommandOptionAttribute>().FirstOrDefault())
+            .Where(a => a?.ValueName is not null)
+            .SelectMany(a => a!.LongNames.Select(n => (Name: "--" + n, Value: $"<{a.ValueName}>")))
+            .DistinctBy(o => o.Name)
+            .ToDictionary(o => o.Name, o => o.Value);
+
+        [System.Text.RegularExpressions.GeneratedRegex(@"^Option '(?<name>[^']+)' is defined but no value has been provided\.$")]
+        private static partial System.Text.RegularExpressions.Regex MissingValue();
 
         [System.Text.RegularExpressions.GeneratedRegex(@"^Failed to convert '(?<value>.*)' to (?<type>[^.]+)\.$")]
         private static partial System.Text.RegularExpressions.Regex ConversionFailure();

@@ -49,11 +49,16 @@ public class CliOutputStreamTests
     public void An_option_without_its_value_is_a_command_line_error()
     {
         // Not taken as the value "__default_command" (what Spectre's strict parsing does in 0.57).
-        foreach (var args in new[] { new[] { "run", TestPaths.Sample("toy2d/hd.json"), "--resume" }, ["validate", TestPaths.Sample("toy2d/hd.json"), "--set"] })
+        foreach (var (args, expected) in new[]
+                 {
+                     (new[] { "run", TestPaths.Sample("toy2d/hd.json"), "--resume" }, "--resume needs a value: --resume <RUN_FOLDER>."),
+                     (["validate", TestPaths.Sample("toy2d/hd.json"), "--set"], "--set needs a value: --set <KEY=VALUE>."),
+                     (["sample", TestPaths.Sample("toy2d/hd.json"), "--weights"], "--weights needs a value: --weights <FILE>."),
+                 })
         {
             var (code, stdout, stderr) = Cli(args);
             Assert.True(code == 2, $"{string.Join(' ', args)}: exit {code}\n{stdout}{stderr}");
-            Assert.Contains("no value has been provided", stderr);
+            Assert.Contains(expected, stderr);
             Assert.DoesNotContain("__default_command", stdout + stderr);
         }
     }
