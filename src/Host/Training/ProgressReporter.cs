@@ -17,6 +17,9 @@ public interface IProgressTask : IDisposable
     /// <summary>The status a training loop reports when a signal stops it (the display then keeps that step).</summary>
     const string Stopped = "stopped";
 
+    /// <summary>The status a training loop reports first when it continues a resumed stage (the display then starts at that step).</summary>
+    const string Resumed = "resumed";
+
     /// <summary>Sets the completed units and a short status (e.g. the latest loss).</summary>
     void Report(long done, string status);
 }
@@ -32,10 +35,12 @@ public sealed class LogProgressReporter(ILogger logger, TimeSpan interval) : IPr
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private TimeSpan _last = TimeSpan.Zero;
         private long _done;
+        private long _resumedAt = -1;
         private string _status = "";
 
         public void Report(long done, string status)
         {
+            if (status == IProgressTask.Resumed && _resumedAt < 0) _resumedAt = done;
             _done = done;
             _status = status;
             if (_clock.Elapsed - _last < interval) return;
@@ -46,10 +51,16 @@ public sealed class LogProgressReporter(ILogger logger, TimeSpan interval) : IPr
 
         public void Dispose()
         {
+            // The last status (a loss) when it says more than the line itself; the time is this process's, so a resumed stage
+            // says where it started.
+            string status = _status is IProgressTask.Stopped or IProgressTask.Resumed ? "" : _status;
+            string since = _resumedAt > 0 ? $" (resumed at {_resumedAt})" : "";
             if (_done >= total)
-                logger.Information("{Task}: done {Done}/{Total} in {Elapsed:0.0}s {Status}", name, _done, total, _clock.Elapsed.TotalSeconds, _status);
+                logger.Information("{Task}: done {Done}/{Total} in {Elapsed:0.0}s{Since:l}{Status:l}", name, _done, total, _clock.Elapsed.TotalSeconds,
+                    since, status.Length > 0 ? " " + status : "");
             else
-                logger.Warning("{Task}: stopped at {Done}/{Total} after {Elapsed:0.0}s {Status}", name, _done, total, _clock.Elapsed.TotalSeconds, _status);
+                logger.Warning("{Task}: stopped at {Done}/{Total} after {Elapsed:0.0}s{Since:l}{Status:l}", name, _done, total, _clock.Elapsed.TotalSeconds,
+                    since, status.Length > 0 ? " " + status : "");
         }
     }
 }

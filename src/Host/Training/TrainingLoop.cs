@@ -91,7 +91,7 @@ public static class TrainingLoop
         double Seconds() => before + clock.Elapsed.TotalSeconds;
         run.DeviceMemory?.ResetPeak();
         using var task = run.Progress.Start(stage, steps);
-        if (start > 0) task.Report(start, "resumed");
+        if (start > 0) task.Report(start, IProgressTask.Resumed);
         using var process = Process.GetCurrentProcess();
         // The consecutive-skip check reads the device: only on logged steps.
         if (state is not null) foreach (var o in state.Optimizers) o.CheckEvery = logEvery;
