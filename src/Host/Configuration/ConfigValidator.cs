@@ -123,7 +123,9 @@ public sealed class ConfigValidator
         if (child.Value is not null && !hasChildren)
         {
             if (child.Value.Length == 0) return; // empty JSON array or object
-            Add(path, $"expected {Describe(underlying)}, got the value '{child.Value}'.");
+            // A single value where a list is expected: show the list it probably meant.
+            string hint = TryGetListElementType(underlying, out _) ? $" Write it as a list: [{child.Value}]." : "";
+            Add(path, $"expected {Describe(underlying)}, got the value '{child.Value}'.{hint}");
             return;
         }
 
@@ -371,7 +373,10 @@ public sealed class ConfigValidator
                 best = c;
             }
         }
-        return best is not null && bestDistance <= Math.Max(2, key.Length / 3) ? best : null;
+        if (best is not null && bestDistance <= Math.Max(2, key.Length / 3)) return best;
+        // A shortened name (guidance for guidanceScale): the one candidate it begins.
+        var longer = candidates.Where(c => key.Length >= 4 && c.StartsWith(key, StringComparison.OrdinalIgnoreCase)).Take(2).ToList();
+        return longer.Count == 1 ? longer[0] : null;
     }
 
     private static int Levenshtein(string a, string b)

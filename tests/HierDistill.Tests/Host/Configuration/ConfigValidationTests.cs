@@ -55,6 +55,10 @@ public class ConfigValidationTests
             ["stages:structure:distiller:options:guidanceScal: unknown key. Did you mean 'guidanceScale'? Allowed here: guidanceScale, timeMean, timeStd, " +
              "ratioRNotEqualT, adaptiveWeightPower, adaptiveWeightEpsilon, labelDropout, jvp, finiteDifferenceEpsilon."],
             errors);
+        // A shortened name: the one key it begins (none when it begins several, or is shorter than 4 letters).
+        Assert.Equal("guidanceScale", ConfigValidator.Suggest("guidance", ["guidanceScale", "labelDropout"]));
+        Assert.Null(ConfigValidator.Suggest("time", ["timeMean", "timeStd", "guidanceScale"]));
+        Assert.Null(ConfigValidator.Suggest("jv", ["jvpMode", "labelDropout"]));
     }
 
     [Fact]
@@ -266,7 +270,7 @@ public class ConfigValidationTests
     [Fact]
     public void A_scalar_for_a_list_and_a_missing_weights_file_are_errors()
     {
-        Assert.Equal(["stages:evaluate:teacherNfe: expected a list of integers, got the value '8'."], Errors(Valid, "stages:evaluate:teacherNfe=8"));
+        Assert.Equal(["stages:evaluate:teacherNfe: expected a list of integers, got the value '8'. Write it as a list: [8]."], Errors(Valid, "stages:evaluate:teacherNfe=8"));
         Assert.Equal(["stages:teacher:loadFrom: weights file not found: /no/teacher.safetensors."], Errors(Valid, "stages:teacher:loadFrom=/no/teacher.safetensors"));
     }
 
