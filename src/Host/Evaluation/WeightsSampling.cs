@@ -130,7 +130,7 @@ public static class WeightsSampling
     private static (string Model, TorchSharp.torch.nn.Module Module) Choose(ComponentFactory components, LoadedConfig loaded, IDataSource data,
         ITeacher teacher, string weights, List<IDisposable> built)
     {
-        var mismatches = new List<string>();
+        var mismatches = new List<(string Model, string Reason)>();
         if (teacher.Network is { } network)
         {
             try
@@ -140,7 +140,7 @@ public static class WeightsSampling
             }
             catch (WeightsMismatchException e)
             {
-                mismatches.Add($"as the teacher: {e.Message}");
+                mismatches.Add(("teacher", e.Message));
             }
         }
         // The teacher's own student (every stage without a configured `student`, and a generator distilled from the teacher),
@@ -157,7 +157,7 @@ public static class WeightsSampling
             }
             catch (Exception e) when (e is InvalidOperationException or NotSupportedException or ArgumentException)
             {
-                mismatches.Add($"as the {model}: {e.Message}");
+                mismatches.Add((model, e.Message));
                 continue;
             }
             built.Add(student);
@@ -168,12 +168,17 @@ public static class WeightsSampling
             }
             catch (WeightsMismatchException e)
             {
-                mismatches.Add($"as the {model}: {e.Message}");
+                mismatches.Add((model, e.Message));
             }
         }
+        // The same reason for several networks (the teacher's and its student's first layer) is given once; the file name once.
+        var reasons = mismatches
+            .Select(m => (m.Model, Reason: m.Reason.StartsWith(weights + ": ", StringComparison.Ordinal) ? m.Reason[(weights.Length + 2)..] : m.Reason))
+            .GroupBy(m => m.Reason)
+            .Select(g => $"as the {string.Join(" and as the ", g.Select(m => m.Model))}: {g.Key}").ToList();
         throw new WeightsMismatchException(
             $"{weights} fits none of the networks of this config; sample with the config (and --set values) of the run that wrote it " +
-            $"(its config.resolved.json). {string.Join(" ", mismatches.Select((m, i) => $"({i + 1}) {m}"))}");
+            $"(its config.resolved.json). {string.Join(" ", reasons.Select((r, i) => reasons.Count > 1 ? $"({i + 1}) {r}" : r))}");
     }
 
     /// <summary>
