@@ -91,7 +91,9 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
         {
             if (!Directory.Exists(folder))
             {
-                if (folder != DefaultFolder) errors.Add(new PluginLoadError(folder, "plugin folder does not exist."));
+                if (folder != DefaultFolder)
+                    errors.Add(new PluginLoadError(folder, "plugin folder does not exist (relative folders, in plugins.folders as on the " +
+                                                           $"command line, are taken from the current directory, {Directory.GetCurrentDirectory()})."));
                 continue;
             }
             if (MisplacedPlugin(folder) is { } misplaced) errors.Add(new PluginLoadError(folder, misplaced));

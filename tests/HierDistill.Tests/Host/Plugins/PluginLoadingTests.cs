@@ -120,7 +120,8 @@ public class PluginLoadingTests
         var catalog = Discover(folder.Path, Path.Combine(folder.Path, "missing"));
         Assert.Equal(2, catalog.Errors.Count);
         Assert.EndsWith("no Empty.dll in the plugin folder (a plugin folder holds <Name>/<Name>.dll).", catalog.Errors[0].ToString());
-        Assert.EndsWith("missing: plugin folder does not exist.", catalog.Errors[1].ToString());
+        Assert.EndsWith("missing: plugin folder does not exist (relative folders, in plugins.folders as on the command line, are taken from " +
+                        $"the current directory, {Directory.GetCurrentDirectory()}).", catalog.Errors[1].ToString());
     }
 
     [Fact]
