@@ -7,34 +7,56 @@ namespace HierDistill.Plugins.Data;
 /// Fashion-MNIST (Xiao et al. 2017): 60,000 training and 10,000 test images, 28×28 grey, 10 classes, read from IDX
 /// files. Samples are <c>[B, 1, 28, 28]</c> scaled to [-1, 1]. Training batches come from the training split only and
 /// evaluation samples from the test split only. Images stay as bytes (on the device of first use) until a batch is drawn.
+/// The files are read on first use (a count or a batch), not when the source is made: <see cref="Spec"/> is fixed, so a
+/// network can be built (to sample from its weights) where the data is not installed. The host's config check touches the
+/// counts, so missing or damaged files are still reported before a run starts.
 /// </summary>
 internal sealed class FashionMnistDataSource : IDataSource, IDisposable
 {
     public static readonly string[] ClassNames =
         ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
-    private Tensor _trainImages;   // [N, 1, 28, 28] uint8
-    private Tensor _trainLabels;   // [N] int64
-    private Tensor _testImages;
-    private Tensor _testLabels;
+    private readonly FashionMnistOptions _options;
+    private Tensor? _trainImages;   // [N, 1, 28, 28] uint8
+    private Tensor? _trainLabels;   // [N] int64
+    private Tensor? _testImages;
+    private Tensor? _testLabels;
 
-    public FashionMnistDataSource(FashionMnistOptions options)
+    public FashionMnistDataSource(FashionMnistOptions options) => _options = options;
+
+    public DataSpec Spec { get; } = new("fashion-mnist", [1, 28, 28], 10) { ClassNames = ClassNames };
+
+    public long TrainCount => Loaded().TrainImages.shape[0];
+
+    public long TestCount => Loaded().TestImages.shape[0];
+
+    /// <summary>The tensors, read from the folder on first use.</summary>
+    /// <exception cref="FileNotFoundException">When the folder or one of its files is missing (the message says how to get the data).</exception>
+    /// <exception cref="IdxFormatException">When a file is not the Fashion-MNIST IDX file it should be.</exception>
+    private (Tensor TrainImages, Tensor TrainLabels, Tensor TestImages, Tensor TestLabels) Loaded()
     {
-        string folder = Path.GetFullPath(options.Folder);
-        if (!Directory.Exists(folder))
-            throw new FileNotFoundException(
-                $"Fashion-MNIST not found: {folder} does not exist. Install it with `apt-get install dataset-fashion-mnist` " +
-                "(Debian/Ubuntu; files in /usr/share/datasets/fashion-mnist) or set data:options:folder to a folder holding the four IDX files.");
-        (_trainImages, _trainLabels) = LoadSplit(folder, "train", 60000, options.TrainSubset);
-        (_testImages, _testLabels) = LoadSplit(folder, "t10k", 10000, 0);
-        Spec = new DataSpec("fashion-mnist", [1, 28, 28], 10) { ClassNames = ClassNames };
+        if (_trainImages is null || _trainLabels is null || _testImages is null || _testLabels is null)
+        {
+            string folder = Path.GetFullPath(_options.Folder);
+            if (!Directory.Exists(folder))
+                throw new FileNotFoundException(
+                    $"Fashion-MNIST not found: {folder} does not exist. Install it with `apt-get install dataset-fashion-mnist` " +
+                    "(Debian/Ubuntu; files in /usr/share/datasets/fashion-mnist) or set data:options:folder to a folder holding the four IDX files.");
+            var (trainImages, trainLabels) = LoadSplit(folder, "train", 60000, _options.TrainSubset);
+            try
+            {
+                (_testImages, _testLabels) = LoadSplit(folder, "t10k", 10000, 0);
+            }
+            catch
+            {
+                trainImages.Dispose();
+                trainLabels.Dispose();
+                throw;
+            }
+            (_trainImages, _trainLabels) = (trainImages, trainLabels);
+        }
+        return (_trainImages, _trainLabels!, _testImages!, _testLabels!);
     }
-
-    public DataSpec Spec { get; }
-
-    public long TrainCount => _trainImages.shape[0];
-
-    public long TestCount => _testImages.shape[0];
 
     public int? EvaluationSize => (int)TestCount;
 
@@ -43,40 +65,43 @@ internal sealed class FashionMnistDataSource : IDataSource, IDisposable
     public Batch SampleTrain(int batchSize, Device device, Generator? generator = null)
     {
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "the batch size must be ≥ 1.");
-        MoveTo(device);
-        var index = randint(0, TrainCount, [batchSize], device: device, generator: generator);
-        return new Batch(ToFloat(_trainImages.index_select(0, index)), _trainLabels.index_select(0, index));
+        var (images, labels, _, _) = MoveTo(device);
+        var index = randint(0, images.shape[0], [batchSize], device: device, generator: generator);
+        return new Batch(ToFloat(images.index_select(0, index)), labels.index_select(0, index));
     }
 
     public Batch SampleEvaluation(int count, Device device, Generator? generator = null)
     {
         if (count < 1 || count > TestCount)
             throw new ArgumentOutOfRangeException(nameof(count), count, $"the test split has {TestCount} images; ask for 1 to {TestCount}.");
-        MoveTo(device);
+        var (_, _, images, labels) = MoveTo(device);
         var index = randperm(TestCount, device: device, generator: generator).narrow(0, 0, count);
-        return new Batch(ToFloat(_testImages.index_select(0, index)), _testLabels.index_select(0, index));
+        return new Batch(ToFloat(images.index_select(0, index)), labels.index_select(0, index));
     }
 
     /// <summary>Frees the images and labels (the host's preflight builds a data source only to check the config).</summary>
     public void Dispose()
     {
-        _trainImages.Dispose();
-        _trainLabels.Dispose();
-        _testImages.Dispose();
-        _testLabels.Dispose();
+        _trainImages?.Dispose();
+        _trainLabels?.Dispose();
+        _testImages?.Dispose();
+        _testLabels?.Dispose();
+        _trainImages = _trainLabels = _testImages = _testLabels = null;
     }
 
     /// <summary>Pixels 0..255 to [-1, 1].</summary>
     private static Tensor ToFloat(Tensor bytes) => bytes.to_type(ScalarType.Float32) / 127.5 - 1;
 
-    private void MoveTo(Device device)
+    private (Tensor TrainImages, Tensor TrainLabels, Tensor TestImages, Tensor TestLabels) MoveTo(Device device)
     {
+        var (trainImages, trainLabels, testImages, testLabels) = Loaded();
         // Device has reference equality: compare type and index, or every batch would re-"move" the dataset.
-        if (_trainImages.device.type == device.type && _trainImages.device.index == device.index) return;
-        _trainImages = Replace(_trainImages, device);
-        _trainLabels = Replace(_trainLabels, device);
-        _testImages = Replace(_testImages, device);
-        _testLabels = Replace(_testLabels, device);
+        if (trainImages.device.type == device.type && trainImages.device.index == device.index) return (trainImages, trainLabels, testImages, testLabels);
+        _trainImages = Replace(trainImages, device);
+        _trainLabels = Replace(trainLabels, device);
+        _testImages = Replace(testImages, device);
+        _testLabels = Replace(testLabels, device);
+        return (_trainImages, _trainLabels, _testImages, _testLabels);
     }
 
     private static Tensor Replace(Tensor t, Device device)

@@ -42,6 +42,8 @@ public sealed class PipelineRunner
         if (run.Config.Config.Run.ComputeDtype is { } dtype)
             run.Logger.Information("Precision: matrix products in {Dtype}; parameters, optimiser state, JVP tangents and losses in float32", dtype);
         var data = run.Create<IDataSource>("data");
+        // A source that reads its files on first use reads them here, not inside the first training step.
+        _ = (data.TrainSize, data.EvaluationSize);
         run.Logger.Information("Data: {Data}", data.Spec);
         var state = new PipelineState { Data = data };
         var checkpoints = run.Checkpoints;

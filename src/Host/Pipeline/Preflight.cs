@@ -66,6 +66,16 @@ public static class Preflight
             try
             {
                 data = Build<IDataSource>("data");
+                // A data source may read its files on first use (Fashion-MNIST does, so that `sample` needs none): make it read
+                // them now, so that missing or damaged data is reported here.
+                try
+                {
+                    _ = (data.TrainSize, data.EvaluationSize);
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    throw new PreflightException($"data: '{components.NameOf("data")}' cannot read its data: {e.Message}", e);
+                }
             }
             catch (PreflightException e)
             {

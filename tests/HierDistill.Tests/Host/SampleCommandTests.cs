@@ -110,6 +110,25 @@ public class SampleCommandTests
     }
 
     [Fact]
+    public void Image_weights_are_sampled_where_the_data_is_not_installed()
+    {
+        // A DiT-XT/4 teacher of the Fashion-MNIST config; the data folder does not exist here: its shape is all sampling needs.
+        using var folder = TestPaths.NewTempFolder();
+        manual_seed(5);
+        using (var teacher = new DiTVelocityNetwork(new DiTOptions { Preset = "DiT-XT/4" }, new DataSpec("fashion-mnist", [1, 28, 28], 10)))
+            WeightsFile.Save(teacher, folder.File("teacher.safetensors"));
+        var writer = new StringWriter();
+        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Sample(TestPaths.Sample("fmnist/hd-cpu.json"),
+            ["data:options:folder=/nonexistent/fmnist", "stages:teacher:teacher:options:preset=DiT-XT/4"],
+            new SampleRequest(folder.File("teacher.safetensors"), folder.File("x.safetensors"), 3, 2, "7", null, 0, null), CancellationToken.None);
+        Assert.True(code == ExitCodes.Ok, writer.ToString());
+        var x = Safetensors.LoadStateDict(folder.File("x.safetensors"));
+        Assert.Equal(new long[] { 3, 1, 28, 28 }, x["x"].shape);
+        Assert.Equal(new long[] { 7, 7, 7 }, x["labels"].data<long>().ToArray());
+        foreach (var t in x.Values) t.Dispose();
+    }
+
+    [Fact]
     public void Requests_that_cannot_be_met_name_the_problem()
     {
         using var folder = TestPaths.NewTempFolder();

@@ -1,4 +1,5 @@
 using System.IO.Compression;
+using HierDistill.Abstractions.Data;
 using HierDistill.Plugins.Data;
 using HierDistill.Tests.Support;
 using Xunit;
@@ -82,11 +83,21 @@ public class FashionMnistDataSourceTests
     }
 
     [Fact]
-    public void A_missing_folder_says_how_to_get_the_data()
+    public void A_missing_folder_says_how_to_get_the_data_when_the_data_is_first_used()
     {
-        var e = Assert.Throws<FileNotFoundException>(() => new FashionMnistDataSource(new FashionMnistOptions { Folder = "/nonexistent/fmnist" }));
+        // Made without the files: the shape is known (a network can be built to sample from its weights).
+        using var data = new FashionMnistDataSource(new FashionMnistOptions { Folder = "/nonexistent/fmnist" });
+        Assert.Equal(new DataSpec("fashion-mnist", [1, 28, 28], 10), data.Spec);
+        var e = Assert.Throws<FileNotFoundException>(() => data.TrainSize);
         Assert.Contains("apt-get install dataset-fashion-mnist", e.Message);
         Assert.Contains("data:options:folder", e.Message);
+        Assert.Throws<FileNotFoundException>(() => data.SampleTrain(4, TorchSharp.torch.CPU));
+        // The config check reads the counts: a missing folder is a config error before anything runs.
+        var writer = new StringWriter();
+        var app = new HierDistill.Host.HostApplication(HierDistill.Tests.Host.Pipeline.SampleRunTests.TestConsole(writer));
+        Assert.Equal(HierDistill.Host.ExitCodes.InvalidConfig, app.Validate(TestPaths.Sample("fmnist/hd-cpu.json"),
+            ["data:options:folder=/nonexistent/fmnist", "stages:teacher:teacher:options:preset=DiT-XT/4"]));
+        Assert.Contains("data: 'fashion-mnist' cannot read its data: Fashion-MNIST not found: /nonexistent/fmnist does not exist.", writer.ToString());
     }
 
     [Fact]
@@ -95,7 +106,8 @@ public class FashionMnistDataSourceTests
         using var folder = TestPaths.NewTempFolder();
         foreach (var f in Directory.GetFiles("/usr/share/datasets/fashion-mnist")) File.Copy(f, folder.File(Path.GetFileName(f)));
         File.WriteAllBytes(folder.File("train-labels-idx1-ubyte.gz"), [1, 2, 3]);
-        var e = Assert.Throws<IdxFormatException>(() => new FashionMnistDataSource(new FashionMnistOptions { Folder = folder.Path }));
+        using var data = new FashionMnistDataSource(new FashionMnistOptions { Folder = folder.Path });
+        var e = Assert.Throws<IdxFormatException>(() => data.EvaluationSize);
         Assert.StartsWith(folder.File("train-labels-idx1-ubyte.gz") + ":", e.Message);
     }
 }
