@@ -15,8 +15,8 @@ warm-up, with CUDA synchronisation around the clock.
         [--jvp double-backward|forward] [--precision float32|bfloat16] [--log-every 50]
         [--data /usr/share/datasets/fashion-mnist] [--json out.json]
 
-Prints one line per measurement and, with --json, writes them. Needs PyTorch (>= 1.13; torch.func for --jvp forward)
-and numpy; safetensors files are read by load_safetensors below (no `safetensors` package needed).
+Prints one line per measurement and, with --json, writes them. Needs PyTorch alone (>= 1.13; torch.func for --jvp
+forward): safetensors and IDX files are read and written below (no numpy, no `safetensors` package).
 
 Weights from PyTorch to HierDistill: save the state dict of this file's Network (or of any module whose state-dict
 names and shapes are HierDistill's) with `safetensors.torch.save_file(module.state_dict(), path)`, or, without the
@@ -31,7 +31,7 @@ import struct
 import sys
 import time
 
-import numpy as np
+import ctypes
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -66,7 +66,7 @@ def save_safetensors(tensors, path):
     header, blobs, offset = {}, [], 0
     for name, t in tensors.items():
         t = t.detach().contiguous().cpu()
-        blob = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
+        blob = ctypes.string_at(t.data_ptr(), t.numel() * t.element_size()) if t.numel() else b""  # the raw little-endian bytes
         header[name] = {"dtype": _CODES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(blob)]}
         blobs.append(blob)
         offset += len(blob)
@@ -86,7 +86,7 @@ def read_idx(path):
         raw = f.read()
     ndim = raw[3]
     dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def fashion_mnist_train(folder):
@@ -98,7 +98,7 @@ def fashion_mnist_train(folder):
         raise FileNotFoundError(f"{stem}(.gz) not in {folder}")
     images = read_idx(find("train-images-idx3-ubyte"))
     labels = read_idx(find("train-labels-idx1-ubyte"))
-    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+    return images, labels.to(torch.int64)
 
 
 # ---------------------------------------------------------------------------------------------- the network (DiT.cs)
