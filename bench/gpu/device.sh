@@ -8,11 +8,11 @@
 #   2. calibrate: the GPU preset (samples/fmnist/hd-gpu.json: DiT-S/2, batch 256, bfloat16) for CAL_STEPS steps of each
 #      training stage, no evaluation: TorchSharp's ms/step per stage (steps 20 .. CAL_STEPS)                   (<= 95 s)
 #   3. the GPU preset end to end (teacher, MeanFlow, DMD + AWD, evaluation) with its step counts scaled so that its
-#      training takes about TRAIN_S seconds (capped at the preset's own); SIGTERM at the limit writes a checkpoint
-#                                                                                                         (<= 340 s)
+#      training takes about TRAIN_S seconds (capped at the preset's own), then its evaluation; SIGTERM at the limit
+#      stops it at the next step boundary (training or evaluation; SIGKILL 20 s later)                      (<= 340 s)
 #   4. hierdistill probe on that teacher, then bench/gpu/reference.py: the same network in PyTorch from the same weights,
 #      forward check in float32 (relative error < 1e-3; timing continues either way), then the teacher step and the
-#      MeanFlow step (double-backward JVP, as HierDistill) timed at the run's precision and batch       (<= 85 s)
+#      MeanFlow step (double-backward JVP, as HierDistill) timed at the run's precision and batch      (<= 130 s)
 #   5. a short table (table.md): TorchSharp/PyTorch step-time ratios, the HD one-step student against the teacher's
 #      best FD-FMNIST, sampling speed per image, peak device memory per stage
 # Known asymmetries: HierDistill's Adam/clip/EMA run on flat buffers (about a dozen kernels), PyTorch's on foreach kernels
@@ -53,7 +53,6 @@ TORCH_LIB=${TORCH_LIB:-$($PYTHON -c 'import torch, os; print(os.path.join(os.pat
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}" HIERDISTILL_LIBTORCH="$TORCH_LIB"
 $PYTHON -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")' | tee "$OUT/env.txt"
 nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv >> "$OUT/env.txt" 2>&1
-hd() { dotnet "$W/app/hierdistill.dll" "$@"; }
 COMMON=(--set "data:options:folder=$W/fashion-mnist" --set run.device="$DEVICE" --set "stages:evaluate:classifier:cacheDir=$W/cache" $EXTRA)
 
 log "calibrate: $CAL_STEPS steps of each training stage"

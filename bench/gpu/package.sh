@@ -18,8 +18,10 @@ trap 'rm -rf "$work"' EXIT
 
 dotnet build src/Host -c Release -p:HierDistillTorchNatives=none -p:ArtifactsPath="$work/artifacts" -v q -nologo >/dev/null
 app="$work/artifacts/bin/HierDistill.Host/release"
-native=$(find "$HOME/.nuget/packages/torchsharp" -path "*/runtimes/linux-x64/native/libLibTorchSharp.so" | sort | tail -1)
-[ -f "$native" ] || { echo "libLibTorchSharp.so not found in the NuGet cache" >&2; exit 1; }
+# The wrapper as shipped, of the TorchSharp version the build pins (Directory.Packages.props), from NuGet's packages folder.
+ts_version=$(sed -n 's/.*PackageVersion Include="TorchSharp" Version="\([^"]*\)".*/\1/p' Directory.Packages.props)
+native="${NUGET_PACKAGES:-$HOME/.nuget/packages}/torchsharp/$ts_version/runtimes/linux-x64/native/libLibTorchSharp.so"
+[ -n "$ts_version" ] && [ -f "$native" ] || { echo "libLibTorchSharp.so of TorchSharp '$ts_version' not found at $native" >&2; exit 1; }
 find "$app" -name libLibTorchSharp.so -exec cp "$native" {} \;
 find "$app" -name 'libhierdistill_glibcxx_compat.so' -delete
 find "$app/runtimes" -mindepth 1 -maxdepth 1 ! -name linux-x64 -exec rm -rf {} +   # other platforms' natives

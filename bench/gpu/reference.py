@@ -398,12 +398,15 @@ def main():
     if structure is None and args.only != "teacher":
         print("the run has no trajectory (MeanFlow) stage: only the teacher step is timed")
         args.only = "teacher"
+    if teacher_stage["teacher"].get("type") != "dit":
+        sys.exit(f"{args.run}: its teacher is '{teacher_stage['teacher'].get('type')}'; this reference ports the DiT teacher "
+                 "(a run of samples/fmnist/*.json).")
     options = teacher_stage["teacher"].get("options") or {}
     weights = load_safetensors(os.path.join(args.run, "teacher.safetensors"))
     precision = args.precision or config.get("run", {}).get("precision", "float32")
     log_every = args.log_every or config.get("run", {}).get("logEvery", 50)
     results = {"device": str(device), "torch": torch.__version__, "steps": args.steps, "jvp": args.jvp, "precision": precision,
-               "log_every": log_every}
+               "log_every": log_every, "run": os.path.abspath(args.run), "preset": options.get("preset", "DiT-T/4")}
 
     teacher = Network(options, student=False).to(device)
     teacher.load_state_dict({k: v.to(device) for k, v in weights.items()}, strict=True)

@@ -14,6 +14,7 @@ TorchSharp's ms/step is measured between the first logged step at or after the w
 stage (`elapsed_s` of metrics.jsonl; the logged steps are the training loop's only host reads).
 """
 import json
+import os
 import re
 import sys
 
@@ -31,6 +32,11 @@ def rows(path):
         except ValueError:
             pass
     return out
+
+
+def na(value):
+    """A figure, or n/a where there is none (no GPU, no reference, a run that did not finish)."""
+    return "n/a" if value is None else value
 
 
 def load(path):
@@ -65,22 +71,26 @@ def table(run_jsonl, reference, run_json, warmup, calibration):
         # the preset run after its warm-up; the calibration run when the preset run has too few logged steps
         return ms_per_step(run, stage, int(warmup)) or ms_per_step(cal, stage, 20)
 
-    print(f"precision {ref.get('precision')}, forward check (float32) relative error {ref.get('forward_relative_error')} "
-          f"({ref.get('forward_check')}, limit 1e-3)\n")
+    print(f"precision {ref.get('precision')}, forward check (float32) relative error {na(ref.get('forward_relative_error'))} "
+          f"({na(ref.get('forward_check'))}, limit 1e-3)\n")
+    run_folder = os.path.abspath(os.path.dirname(run_jsonl))
+    if ref.get("run") and ref["run"] != run_folder:
+        print(f"WARNING: {reference} was measured on the run {ref['run']}, not on {run_folder}: the ratios compare different runs\n")
     try:
         cfg = json.load(open(run_jsonl.replace("metrics.jsonl", "config.resolved.json")))["stages"]
         net = (cfg["teacher"]["teacher"].get("options") or {}).get("preset", "?")
         batch = "/".join(str(cfg[k]["training"]["batchSize"]) for k in ("teacher", "structure", "detail"))
     except Exception:
         net, batch = "?", "?"
-    print(f"| step ({net}, batch {batch}) | TorchSharp ms | PyTorch ms | ratio (target <= 1.10) |")
+    print(f"| step ({net}, batch {batch}) | TorchSharp ms/step (steady: between logged steps from step {warmup}) | "
+          f"PyTorch ms/step | ratio (target <= 1.10) |")
     print("|---|---|---|---|")
     for name, stage, key in (("teacher (flow matching)", "teacher", "teacher_step_ms"),
                              ("MeanFlow, double-backward JVP", "structure", "meanflow_step_ms")):
         a, b = ts_ms(stage), ref.get(key)
-        print(f"| {name} | {a and round(a, 2)} | {b and round(b, 2)} | {f'{a / b:.3f}' if a and b else '-'} |")
+        print(f"| {name} | {na(a and round(a, 2))} | {na(b and round(b, 2))} | {f'{a / b:.3f}' if a and b else '-'} |")
     d = ts_ms("detail")
-    print(f"| DMD + AWD (no reference) | {d and round(d, 2)} | - | - |\n")
+    print(f"| DMD + AWD (no reference) | {na(d and round(d, 2))} | - | - |\n")
 
     models = report.get("models", [])
     metric = report.get("primary_metric", "fd_fmnist")
@@ -100,10 +110,10 @@ def table(run_jsonl, reference, run_json, warmup, calibration):
     else:
         print("(no evaluation in metrics.json: the preset run did not finish; see hierdistill.log)")
     for s in report.get("stages", []) if isinstance(report.get("stages"), list) else []:
-        print(f"stage {s.get('stage')}: {s.get('steps')} steps, {s.get('step_ms')} ms/step, {s.get('samples_per_s')} samples/s, "
-              f"peak device memory {s.get('peak_device_mib')} MiB")
-    print(f"(HierDistill's peak is NVML's whole-device memory in use: CUDA context + PyTorch's cached blocks; not comparable with)\n"
-          f"PyTorch max_memory_allocated over the reference's steps: {ref.get('peak_memory_gib')} GiB")
+        print(f"stage {s.get('stage')}: {s.get('steps')} steps, {na(s.get('step_ms'))} ms/step (whole stage: wall time / steps, "
+              f"first steps included), {na(s.get('samples_per_s'))} samples/s, peak device memory {na(s.get('peak_device_mib'))} MiB")
+    print(f"PyTorch max_memory_allocated over the reference's steps: {na(ref.get('peak_memory_gib'))} GiB (HierDistill's peak above "
+          f"is NVML's whole-device memory in use, CUDA context and cached blocks included: not comparable)")
 
 
 if __name__ == "__main__":
