@@ -85,6 +85,16 @@ public sealed class RunFolder
             if (state == "running" && ReadPid(status) is { } pid && pid != Environment.ProcessId && IsAlive(pid, ReadValue(status, "pidStarted")))
                 throw new RunFolderException(
                     $"run.outputDir {full} is being written by process {pid}, which is still running; stop it first or choose another folder.");
+            // Inputs of this run inside the folder (a loadFrom of the run it holds): --overwrite would delete them.
+            var inside = (inputs ?? new Dictionary<string, string>())
+                .Select(kv => (kv.Key, Full: System.IO.Path.GetFullPath(kv.Value)))
+                .Where(i => i.Full.StartsWith(full + System.IO.Path.DirectorySeparatorChar, StringComparison.Ordinal) || i.Full == full)
+                .ToList();
+            if (!overwrite && inside.Count > 0)
+                throw new RunFolderException(
+                    $"run.outputDir {full} already holds a {state} run, and this run reads {inside[0].Full} ({inside[0].Key}) from it; " +
+                    (state is "cancelled" or "running" ? $"continue that run with --resume {full}, or " : "") +
+                    "choose another folder for this run's output (--set run.outputDir=...).");
             if (!overwrite)
                 throw new RunFolderException(
                     $"run.outputDir {full} already holds a {state} run; " +
@@ -97,13 +107,9 @@ public sealed class RunFolder
                 throw new RunFolderException(
                     $"run.outputDir {full} holds a run and also {string.Join(", ", foreign.Take(5))}{(foreign.Count > 5 ? ", ..." : "")}, which a run " +
                     "does not write; --overwrite deletes only run outputs, so move those away or choose another folder.");
-            foreach (var (key, input) in inputs ?? new Dictionary<string, string>())
-            {
-                string inputFull = System.IO.Path.GetFullPath(input);
-                if (inputFull.StartsWith(full + System.IO.Path.DirectorySeparatorChar, StringComparison.Ordinal) || inputFull == full)
-                    throw new RunFolderException(
-                        $"--overwrite would delete {inputFull}, which this run reads ({key}); copy it out of run.outputDir {full} or choose another folder.");
-            }
+            if (inside.Count > 0)
+                throw new RunFolderException(
+                    $"--overwrite would delete {inside[0].Full}, which this run reads ({inside[0].Key}); copy it out of run.outputDir {full} or choose another folder.");
         }
         return full;
     }

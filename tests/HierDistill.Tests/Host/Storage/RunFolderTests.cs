@@ -50,6 +50,10 @@ public class RunFolderTests
         var e = Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: true, inputs));
         Assert.Contains("which this run reads (stages:teacher:loadFrom)", e.Message);
         Assert.Equal("weights", File.ReadAllText(Path.Combine(run, "teacher.safetensors")));
+        // Without --overwrite the refusal does not suggest it: it could not work.
+        e = Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: false, inputs));
+        Assert.Equal($"run.outputDir {run} already holds a finished run, and this run reads {Path.Combine(run, "teacher.safetensors")} " +
+                     "(stages:teacher:loadFrom) from it; choose another folder for this run's output (--set run.outputDir=...).", e.Message);
     }
 
     [Fact]
