@@ -6,16 +6,23 @@ using Spectre.Console.Cli;
 
 // Ctrl-C / SIGTERM: stop at the next step boundary (a second Ctrl-C terminates at once).
 using var cancellation = new CancellationTokenSource();
+void StopRequested(string signal)
+{
+    if (cancellation.IsCancellationRequested) return;
+    CliConsoles.Errors.WriteLine($"{signal}: stopping at the next step boundary (a training step writes a checkpoint; the evaluation " +
+                                 "stops between batches and runs again on --resume). Ctrl-C again stops at once.");
+    cancellation.Cancel();
+}
 Console.CancelKeyPress += (_, e) =>
 {
     if (cancellation.IsCancellationRequested) return;
     e.Cancel = true;
-    cancellation.Cancel();
+    StopRequested("Ctrl-C");
 };
 using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
 {
     ctx.Cancel = true;
-    cancellation.Cancel();
+    StopRequested("SIGTERM");
 });
 
 // Piped output (CI logs, `| less`): do not wrap tables and messages at 80 columns.

@@ -5,6 +5,7 @@ using HierDistill.Abstractions.Models;
 using HierDistill.Abstractions.Numerics;
 using HierDistill.Host.Configuration;
 using HierDistill.Host.Pipeline;
+using HierDistill.Host.Training;
 using HierDistill.Host.Reporting;
 using static TorchSharp.torch;
 
@@ -91,7 +92,7 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         int maxNfe = config.EffectiveTeacherNfe.Max();
 
         using IEvaluationSuite suite = images
-            ? new ImageSuite(config, data, device, run.Logger, run.Progress, run.OutputDirectory)
+            ? new ImageSuite(config, data, device, run.Logger, run.Progress, run.OutputDirectory, run.Cancellation)
             : new PointCloudSuite(config, (data as IMixtureDataSource)?.Mixture);
         suite.Prepare(new SuiteInputs(reference, floorSet, TeacherSampler, maxNfe, seed), (z, c, sampler) => Sample(sampler, z, c, out _));
 
@@ -103,8 +104,17 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         using var task = run.Progress.Start(key, total);
         int done = 0;
 
+        // Ctrl-C stops the evaluation between batches (a resumed run evaluates again from the start).
+        void StopIfAsked()
+        {
+            if (!run.Cancellation.IsCancellationRequested) return;
+            task.Report(done, IProgressTask.Stopped);
+            run.Cancellation.ThrowIfCancellationRequested();
+        }
+
         foreach (int nfe in config.EffectiveTeacherNfe)
         {
+            StopIfAsked();
             using var step = NewDisposeScope();
             var sampler = TeacherSampler(nfe);
             var samples = Sample(sampler, noise, labels, out double perSample);
@@ -118,6 +128,7 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         {
             foreach (int nfe in config.EffectiveStudentNfe)
             {
+                StopIfAsked();
                 using var step = NewDisposeScope();
                 var sampler = Samplers.AverageVelocity(student.Model.AverageVelocity, nfe);
                 var samples = Sample(sampler, noise, labels, out double perSample);
@@ -158,7 +169,7 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
 
     /// <summary><see cref="TimedSample"/> in batches of the stage's <c>batchSize</c>.</summary>
     private Tensor Sample(Sampler sampler, Tensor noise, Tensor labels, out double secondsPerSample) =>
-        TimedSample(sampler, noise, labels, config.BatchSize, out secondsPerSample);
+        TimedSample(sampler, noise, labels, config.BatchSize, out secondsPerSample, run.Cancellation);
 
     /// <summary>
     /// Samples <paramref name="noise"/> in batches of <paramref name="batchSize"/>; reports wall-clock seconds per sample after a

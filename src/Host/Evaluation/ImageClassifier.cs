@@ -94,12 +94,14 @@ public static class ClassifierCache
     /// same afterwards either way (training reseeds it; the state is restored), so a cache hit or miss cannot change the
     /// stages that follow (nor a resumed run's).
     /// </summary>
-    public static TrainedClassifier LoadOrTrain(IDataSource data, ClassifierOptions options, Device device, ILogger logger, IProgressReporter progress)
+    /// <exception cref="OperationCanceledException">When <paramref name="cancellation"/> is cancelled during training (nothing is cached).</exception>
+    public static TrainedClassifier LoadOrTrain(IDataSource data, ClassifierOptions options, Device device, ILogger logger, IProgressReporter progress,
+        CancellationToken cancellation = default)
     {
         using var saved = random.get_rng_state();
         try
         {
-            return LoadOrTrainCore(data, options, device, logger, progress);
+            return LoadOrTrainCore(data, options, device, logger, progress, cancellation);
         }
         finally
         {
@@ -107,7 +109,8 @@ public static class ClassifierCache
         }
     }
 
-    private static TrainedClassifier LoadOrTrainCore(IDataSource data, ClassifierOptions options, Device device, ILogger logger, IProgressReporter progress)
+    private static TrainedClassifier LoadOrTrainCore(IDataSource data, ClassifierOptions options, Device device, ILogger logger, IProgressReporter progress,
+        CancellationToken cancellation)
     {
         var spec = data.Spec;
         string key = $"{ImageClassifier.Version}|{spec.Name}|{string.Join("x", spec.SampleShape)}|{spec.NumClasses}|e{options.Epochs}|b{options.BatchSize}|" +
@@ -144,6 +147,12 @@ public static class ClassifierCache
             var schedule = optim.lr_scheduler.CosineAnnealingLR(optimizer, steps);
             for (long i = 0; i < steps; i++)
             {
+                // Ctrl-C stops here too (nothing is cached: the weights are written only when training completes).
+                if (cancellation.IsCancellationRequested)
+                {
+                    task.Report(i, IProgressTask.Stopped);
+                    cancellation.ThrowIfCancellationRequested();
+                }
                 using var scope = NewDisposeScope();
                 var batch = data.SampleTrain(options.BatchSize, device);
                 var loss = nn.functional.cross_entropy(model.Logits(batch.X), batch.Labels);

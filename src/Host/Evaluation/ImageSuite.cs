@@ -14,7 +14,8 @@ namespace HierDistill.Host.Evaluation;
 /// the training split (FD-FMNIST for Fashion-MNIST; not Inception FID), class-conditional accuracy of generated
 /// samples (the analogue of the paper's CLIP score), and sample grids with one row per class.
 /// </summary>
-public sealed class ImageSuite(EvaluationStageConfig config, IDataSource data, Device device, ILogger logger, IProgressReporter progress, string folder)
+public sealed class ImageSuite(EvaluationStageConfig config, IDataSource data, Device device, ILogger logger, IProgressReporter progress, string folder,
+    CancellationToken cancellation = default)
     : IEvaluationSuite
 {
     /// <summary>Class-conditional accuracy of generated samples.</summary>
@@ -64,7 +65,7 @@ public sealed class ImageSuite(EvaluationStageConfig config, IDataSource data, D
     public void Prepare(SuiteInputs inputs, Func<Tensor, Tensor, Sampler, Tensor> sample)
     {
         _seed = inputs.Seed;
-        _classifier = ClassifierCache.LoadOrTrain(data, config.Classifier, device, logger, progress);
+        _classifier = ClassifierCache.LoadOrTrain(data, config.Classifier, device, logger, progress, cancellation);
         if (_classifier.TestAccuracy < config.Classifier.MinAccuracy)
             logger.Warning("The evaluation classifier's test accuracy {Accuracy:P2} is below {Min:P0}; FD and class accuracy are unreliable",
                 _classifier.TestAccuracy, config.Classifier.MinAccuracy);

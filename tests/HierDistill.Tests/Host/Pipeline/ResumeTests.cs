@@ -120,6 +120,26 @@ public class ResumeTests
         Assert.Equal(Metrics(straight), Metrics(stopped));
     }
 
+    [Fact]
+    public void A_run_stopped_during_its_evaluation_evaluates_again_on_resume_with_the_same_metrics()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string straight = folder.File("straight"), stopped = folder.File("stopped");
+        var (code, output) = Run(Shrunk(straight));
+        Assert.True(code == 0, output);
+
+        // Stopped after the first evaluated model (the teacher at NFE 1): exit 130, no metrics.json, nothing else evaluated.
+        (code, output) = Run(Shrunk(stopped), "evaluate", 1);
+        Assert.True(code == ExitCodes.Cancelled, output);
+        Assert.Contains("\"cancelled\"", File.ReadAllText(Path.Combine(stopped, "run.json")));
+        Assert.False(File.Exists(Path.Combine(stopped, "metrics.json")));
+        Assert.DoesNotContain("evaluate: done", File.ReadAllText(Path.Combine(stopped, "log.txt")));
+
+        (code, output) = Run(Shrunk(stopped), resume: stopped);
+        Assert.True(code == 0, output + File.ReadAllText(Path.Combine(stopped, "log.txt")));
+        Assert.Equal(Metrics(straight), Metrics(stopped));
+    }
+
     /// <summary>Starts the host in a child process; returns it with its output collected.</summary>
     private static (Process Process, System.Text.StringBuilder Output) Start(string[] overrides)
     {
@@ -201,6 +221,7 @@ public class ResumeTests
         using (var kill = Process.Start("kill", ["-INT", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
         Assert.True(process.WaitForExit(TimeSpan.FromMinutes(1)), "the run did not stop within a minute of SIGINT");
         Assert.True(process.ExitCode == ExitCodes.Cancelled, $"exit {process.ExitCode}:\n{output}");
+        Assert.Contains("Ctrl-C: stopping at the next step boundary", output.ToString());
         string status = File.ReadAllText(Path.Combine(interrupted, "run.json"));
         Assert.Contains("\"cancelled\"", status);
         var atSignal = CheckpointStore.Read(Path.Combine(interrupted, CheckpointStore.FileName));
