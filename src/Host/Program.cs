@@ -152,14 +152,14 @@ namespace HierDistill.Host
     /// <summary>The consoles the CLI commands write to.</summary>
     internal static class CliConsoles
     {
-        /// <summary>Standard error, for errors and warnings, so that `hierdistill run ... &gt; out.txt` still shows them
-        /// (not wrapped at 80 columns when redirected).</summary>
+        /// <summary>Standard error, for errors and warnings, so that `hierdistill run ... &gt; out.txt` still shows them.
+        /// Never wrapped (a terminal wraps long lines itself): a command or path in a message stays one line to copy.</summary>
         public static IAnsiConsole Errors { get; } = StandardError();
 
         private static IAnsiConsole StandardError()
         {
             var errors = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-            if (Console.IsErrorRedirected) errors.Profile.Width = 240;
+            errors.Profile.Width = 100_000; // plain text lines only (ConsoleLines): nothing is padded to this width
             return errors;
         }
 

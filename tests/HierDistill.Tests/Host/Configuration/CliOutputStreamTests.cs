@@ -64,6 +64,18 @@ public class CliOutputStreamTests
     }
 
     [Fact]
+    public void Errors_and_warnings_are_not_wrapped_so_commands_in_them_copy_as_one_line()
+    {
+        // An unknown key whose message (the allowed keys) is longer than any console width.
+        string key = "run." + new string('z', 300);
+        var (code, _, stderr) = Cli("validate", TestPaths.Sample("toy2d/hd.json"), "--set", $"{key}=1");
+        Assert.Equal(2, code);
+        var line = Assert.Single(stderr.Split('\n'), l => l.Contains("unknown key", StringComparison.Ordinal));
+        Assert.Contains($"run:{new string('z', 300)}: unknown key. Allowed here: name, outputDir, device, seed,", line);
+        Assert.EndsWith("maxSkippedSteps.", line.TrimEnd('\r'));
+    }
+
+    [Fact]
     public void A_value_that_is_not_a_number_names_the_option()
     {
         foreach (var (args, expected) in new[]
