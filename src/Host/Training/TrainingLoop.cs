@@ -95,6 +95,7 @@ public static class TrainingLoop
         using var process = Process.GetCurrentProcess();
         // The consecutive-skip check reads the device: only on logged steps.
         if (state is not null) foreach (var o in state.Optimizers) o.CheckEvery = logEvery;
+        string status = "";
         for (long i = start; i < steps; i++)
         {
             if (run.Cancellation.IsCancellationRequested)
@@ -135,7 +136,8 @@ public static class TrainingLoop
                 values["managed_mb"] = GC.GetTotalMemory(forceFullCollection: false) / (1024.0 * 1024.0);
                 if (run.DeviceMemory is { } gpu) values["device_mb"] = gpu.CurrentMiB;
                 run.Metrics.Log(stage, i, values);
-                string status = values.TryGetValue(statusKey, out var v) ? $"{statusKey}={v.ToString("0.0000", CultureInfo.InvariantCulture)}" : "";
+                // A value logged only on some steps (stage 2's generator loss, on generator iterations) keeps showing its last value.
+                if (values.TryGetValue(statusKey, out var v)) status = $"{statusKey}={v.ToString("0.0000", CultureInfo.InvariantCulture)}";
                 task.Report(i + 1, status);
             }
             // Periodic checkpoints only from a healthy state: while steps are being skipped as non-finite the previous
