@@ -82,7 +82,10 @@ public sealed class DiTOptions : IValidatableObject
     {
         if (!DiTPresets.All.ContainsKey(Preset))
         {
-            yield return new ValidationResult($"'{Preset}' is not a DiT preset; use one of {string.Join(", ", DiTPresets.All.Keys)}.", [nameof(Preset)]);
+            // Presets are case-sensitive (as in the DiT paper: DiT-S/2); a case slip gets the one it meant.
+            string? meant = DiTPresets.All.Keys.FirstOrDefault(k => k.Equals(Preset, StringComparison.OrdinalIgnoreCase));
+            yield return new ValidationResult($"'{Preset}' is not a DiT preset" + (meant is null ? "" : $"; did you mean '{meant}'?") +
+                                              $"; use one of {string.Join(", ", DiTPresets.All.Keys)}.", [nameof(Preset)]);
             yield break;
         }
         var s = Size;
