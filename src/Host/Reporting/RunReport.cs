@@ -64,13 +64,38 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
 
     private static object Finite(double v) => double.IsFinite(v) ? v : v.ToString(CultureInfo.InvariantCulture);
 
+    /// <summary>
+    /// How the run was made, from its <c>config.resolved.json</c>: the config the user gave (a resumed run's too, not the
+    /// resolved copy it was resumed with) and the <c>--set</c> overrides; none when the file cannot be read.
+    /// </summary>
+    private (string? Source, IReadOnlyList<string> Overrides) Provenance()
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(run.OutputDirectory, RunFolder.ResolvedConfigFile)));
+            if (!doc.RootElement.TryGetProperty(ConfigLoader.ProvenanceKey, out var p)) return (null, []);
+            string? source = p.TryGetProperty("source", out var s) ? s.GetString() : null;
+            var overrides = p.TryGetProperty("overrides", out var o) && o.ValueKind == JsonValueKind.Array
+                ? o.EnumerateArray().Select(x => x.GetString() ?? "").Where(x => x.Length > 0).ToList()
+                : [];
+            return (source, overrides);
+        }
+        catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException or InvalidOperationException)
+        {
+            return (null, []);
+        }
+    }
+
     /// <summary>The human-readable report.</summary>
     public string Markdown()
     {
         var cfg = run.Config.Config;
         var sb = new StringBuilder();
         sb.AppendLine($"# HierDistill run `{cfg.Run.Name}`").AppendLine();
-        sb.AppendLine($"- config: `{run.Config.SourcePath}` (resolved copy: `config.resolved.json`)");
+        var (source, overrides) = Provenance();
+        sb.AppendLine($"- config: `{source ?? run.Config.SourcePath}`" +
+                      (overrides.Count > 0 ? $" with {string.Join(" ", overrides.Select(o => $"`--set {o}`"))}" : "") +
+                      " (resolved copy, every default included: `config.resolved.json`)");
         sb.AppendLine($"- data: {state.Data.Spec}");
         sb.AppendLine($"- device: {run.Environment.Device}; seed {cfg.Run.Seed}");
         sb.AppendLine($"- evaluation: {config.Samples} samples per model, the same noise and labels for every model; teacher sampled with " +
@@ -83,9 +108,11 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
             [("model", false), ("kind", false), ("sampler", false), ("NFE", true)],
             MarkdownTable.ShownMetrics(entries.SelectMany(e => e.Metrics.Keys).Distinct()),
             ["ms/sample", "train s"],
-            entries.Select(e => ((IReadOnlyList<string>)[e.Name, e.Kind, e.Sampler, e.Nfe.ToString(CultureInfo.InvariantCulture)],
+            // The data row is no sampler: no NFE and no sampling time.
+            entries.Select(e => ((IReadOnlyList<string>)[e.Name, e.Kind, e.Sampler, e.Kind == "data" ? "-" : e.Nfe.ToString(CultureInfo.InvariantCulture)],
                 (Func<string, string?>)(m => e.Metrics.TryGetValue(m, out var v) ? Fmt(v) : null),
-                (IReadOnlyList<string>)[Fmt(e.SecondsPerSample * 1000), e.TrainingSeconds > 0 ? e.TrainingSeconds.ToString("0.0", CultureInfo.InvariantCulture) : ""]))));
+                (IReadOnlyList<string>)[e.Kind == "data" ? "-" : Fmt(e.SecondsPerSample * 1000),
+                    e.TrainingSeconds > 0 ? e.TrainingSeconds.ToString("0.0", CultureInfo.InvariantCulture) : ""]))));
         sb.AppendLine();
 
         sb.AppendLine("## Summary").AppendLine();

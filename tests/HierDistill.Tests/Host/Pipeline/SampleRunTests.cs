@@ -61,7 +61,13 @@ public class SampleRunTests
         foreach (var x in stages)
             Assert.Equal(x.GetProperty("steps").GetInt64() * x.GetProperty("batch_size").GetInt32() / x.GetProperty("seconds").GetDouble(),
                 x.GetProperty("samples_per_s").GetDouble(), 0.02 * x.GetProperty("samples_per_s").GetDouble() + 1);
-        Assert.Contains("ms/step", File.ReadAllText(Path.Combine(output, "report.md")));
+        string report = File.ReadAllText(Path.Combine(output, "report.md"));
+        Assert.Contains("ms/step", report);
+        // How the run was made: the config and every --set, as given.
+        Assert.Contains($"- config: `{TestPaths.Sample("toy2d/hd.json")}` with `--set run:outputDir={output}` `--set run:logEvery=5` " +
+                        "`--set stages:teacher:teacher:options:hidden=32`", report);
+        // The data row samples nothing: no NFE, no time.
+        Assert.Matches(@"\| data \| data \| [^|]+ \| - \|[^\n]*\| - \|", report);
         var models = metrics.RootElement.GetProperty("models").EnumerateArray()
             .Select(m => (Name: m.GetProperty("name").GetString(), Nfe: m.GetProperty("nfe").GetInt32(), Metrics: m.GetProperty("metrics"))).ToList();
         Assert.Equal(
