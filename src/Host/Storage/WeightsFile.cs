@@ -157,12 +157,12 @@ public static class WeightsFile
             if (!file.TryGetValue(name, out var s))
                 throw new WeightsMismatchException(
                     $"{source} has no tensor '{name}' (shape [{string.Join(", ", t.Shape)}]) that the module needs; " +
-                    $"{NameHint(name, file.Keys)}{NotInterchangeable}");
+                    $"{NameHint(name, file.Keys)}{NotInterchangeable} {Sizes(file)}");
             if (!s.Shape.SequenceEqual(t.Shape))
                 throw new WeightsMismatchException(
                     $"{source}: tensor '{name}' has shape [{string.Join(", ", s.Shape)}] in the file but [{string.Join(", ", t.Shape)}] in " +
                     "the module; it was saved from another architecture or size: set the network's options (the teacher's preset or " +
-                    "width, or the stage's student) to those of the run that saved it (its config.resolved.json).");
+                    $"width, or the stage's student) to those of the run that saved it (its config.resolved.json). {Sizes(file)}");
             if (t.FloatingPoint && !s.FloatingPoint)
                 throw new WeightsMismatchException(
                     $"{source}: tensor '{name}' is {s.DType} in the file where the module's is {t.DType}; weights must be floating point " +
@@ -172,7 +172,25 @@ public static class WeightsFile
         if (extra is not null)
             throw new WeightsMismatchException(
                 $"{source} has a tensor '{extra}' that the module lacks ({file.Keys.Except(target.Keys).Count()} such in all); it was " +
-                $"saved from another architecture.{NotInterchangeable}");
+                $"saved from another architecture.{NotInterchangeable} {Sizes(file)}");
+    }
+
+    /// <summary>
+    /// The file's size and first tensor, so that the network it was saved from can be recognised (a 2-D MLP's first layer
+    /// takes 2 inputs; a DiT-S/2 has about 33 M parameters). Only the file's: the same file checked against a teacher and
+    /// its student gets the same words.
+    /// </summary>
+    private static string Sizes(IReadOnlyDictionary<string, TensorLayout> file)
+    {
+        static string Count(IEnumerable<TensorLayout> tensors)
+        {
+            double n = tensors.Sum(t => t.Shape.Aggregate(1.0, (p, d) => p * d));
+            var c = System.Globalization.CultureInfo.InvariantCulture;
+            return n >= 1e6 ? (n / 1e6).ToString("0.0 M", c) : n >= 1e3 ? (n / 1e3).ToString("0.0 k", c) : n.ToString("0", c);
+        }
+        var first = file.FirstOrDefault();
+        string example = first.Key is null ? "" : $", the first '{first.Key}' [{string.Join(", ", first.Value.Shape)}]";
+        return $"(The file holds {file.Count} tensors, {Count(file.Values)} values{example}.)";
     }
 
     /// <summary>"it was saved from another architecture", or what the names in the file suggest instead (a prefix added or missing).</summary>

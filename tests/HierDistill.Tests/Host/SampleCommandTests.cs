@@ -134,9 +134,17 @@ public class SampleCommandTests
         using var folder = TestPaths.NewTempFolder();
         manual_seed(13);
         string weights = folder.File("small.safetensors");
+        int tensors;
+        double values;
         using (var small = new MlpVelocityNetwork(new MlpOptions { Hidden = 64, Depth = 3, TokenChannels = 16 }, new DataSpec("ring8", [2], 2)))
+        {
             WeightsFile.Save(small, weights);
+            (tensors, values) = (small.state_dict().Count, small.state_dict().Values.Sum(t => (double)t.numel()));
+        }
         var (code, output) = Sample(weights, folder.File("x.png"), 4);
+        // What the file holds, to recognise the network it came from.
+        Assert.Contains($"(The file holds {tensors} tensors, {(values / 1e3).ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)} k values, the first '",
+            output.ReplaceLineEndings(""));
         Assert.Equal(ExitCodes.Failed, code);
         Assert.Contains("fits none of the networks of this config; sample with the config (and --set values) of the run that wrote it", output);
         // The teacher and its student fail for the same first tensor: one reason, said once, and the file named once.
