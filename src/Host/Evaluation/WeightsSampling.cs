@@ -30,7 +30,7 @@ public sealed record SampleRequest(string Weights, string Out, int Count, int? N
 /// <param name="Model">"teacher", "student" (the teacher's own student architecture) or "student (architecture of stages:KEY:student)".</param>
 /// <param name="Sampler">The sampler's name (<c>mean-1</c>, <c>euler-16</c>, …).</param>
 /// <param name="Nfe">Network evaluations per sample.</param>
-/// <param name="Guidance">The CFG scale used (null for a student: sampled unguided).</param>
+/// <param name="Guidance">The CFG scale used (null for a student, sampled unguided, and for unconditional samples, every label ∅, on which guidance has no effect).</param>
 /// <param name="SecondsPerSample">Wall time of the sampling per sample, after a warm-up pass (as report.md's <c>ms/sample</c>).</param>
 public sealed record SampleOutcome(string Model, string Sampler, int Nfe, double? Guidance, double SecondsPerSample);
 
@@ -117,6 +117,8 @@ public static class WeightsSampling
                     .to_type(ScalarType.Float32).cpu();
             cancellation.ThrowIfCancellationRequested();
             Write(request.Out, samples, labels, noise, spec, labelList.Length, $"{Path.GetFileName(request.Weights)}, {sampler.Name}");
+            // Unconditional samples (every label ∅): guidance has nothing to act on, v(∅) + w (v(∅) - v(∅)) = v(∅).
+            if (labelList.All(l => l == spec.NullLabel)) guidance = null;
             return new SampleOutcome(model, sampler.Name, sampler.Nfe, guidance, secondsPerSample);
         }
         finally
