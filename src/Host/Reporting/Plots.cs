@@ -124,15 +124,25 @@ public static class Plots
         {
             var plot = multiplot.AddPlot();
             var series = history.Where(p => p.Stage == stage && IsLoss(p.Name)).GroupBy(p => p.Name).Take(6);
+            bool right = false;
             foreach (var s in series)
             {
                 var pts = s.Where(p => double.IsFinite(p.Value)).ToList();
                 if (pts.Count == 0) continue;
                 var line = plot.Add.ScatterLine(pts.Select(p => (double)p.Step).ToArray(), pts.Select(p => p.Value).ToArray());
                 line.LegendText = s.Key;
+                // The unweighted loss of an adaptively weighted objective is orders of magnitude larger: its own axis, so that
+                // the weighted loss is not a flat line at the bottom.
+                if (s.Key.EndsWith("raw_loss", StringComparison.Ordinal))
+                {
+                    line.Axes.YAxis = plot.Axes.Right;
+                    right = true;
+                }
             }
             plot.Title($"{stage}");
             plot.XLabel("step");
+            plot.YLabel("loss");
+            if (right) plot.Axes.Right.Label.Text = "raw_loss (unweighted)";
             plot.ShowLegend(Edge.Right);
         }
         multiplot.SavePng(path, 1100, 300 * stages.Count);
