@@ -47,10 +47,13 @@ internal sealed class ProgressiveDistiller(ProgressiveOptions options, string co
     {
         var schedule = Schedule(totalSteps);
         if (totalSteps > 0 && schedule.StepsToLastRound >= totalSteps)
-            throw new InvalidOperationException(
-                $"{configPath}: {schedule.Rounds.Count} rounds ({string.Join(" → ", schedule.Rounds)} steps) of {schedule.StepsPerRound} " +
-                $"training steps need more than {schedule.StepsToLastRound} steps to reach the last round, but the stage has " +
-                $"{totalSteps}; lower stepsPerRound (0 divides the stage's steps equally) or raise the stage's steps.");
+            throw new InvalidOperationException(Options.StepsPerRound > 0
+                ? $"{configPath}: {schedule.Rounds.Count} rounds ({string.Join(" → ", schedule.Rounds)} steps) of {schedule.StepsPerRound} " +
+                  $"training steps need more than {schedule.StepsToLastRound} steps to reach the last round, but the stage has " +
+                  $"{totalSteps}; lower stepsPerRound (0 divides the stage's steps equally) or raise the stage's steps."
+                : $"{configPath}: {schedule.Rounds.Count} rounds ({string.Join(" → ", schedule.Rounds)} steps) share the stage's steps, one " +
+                  $"step at least each, but the stage has {totalSteps}; raise the stage's steps to {schedule.Rounds.Count} or more, or " +
+                  "lower startSteps / raise finalSteps for fewer rounds.");
     }
 
     /// <summary>The frozen snapshot that teaches the current round (null in round one).</summary>

@@ -83,17 +83,19 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         if (!error.Message.StartsWith("unknown key", StringComparison.Ordinal) || error.Path.Length == 0) return "";
         if (ConfigDocument.SetBy(configPath, overrides, error.Path) is not { } file) return "";
         string key = error.Path.Split(':')[^1];
-        if (!string.Equals(file, Path.GetFullPath(configPath), StringComparison.Ordinal))
-            return $" It comes from {file}, which this config extends (objects merge key by key, also under a component whose " +
-                   $"type this config changes); remove it here with \"{key}\": null.";
-        // The component whose options hold the key, and a --set of its type.
+        bool ownFile = string.Equals(file, Path.GetFullPath(configPath), StringComparison.Ordinal);
+        string where = ownFile ? "this config" : $"{file}, which this config extends";
+        // An override (--set, --vary or a comparison variant) that changed the type of the component holding the key.
         int options = error.Path.LastIndexOf(":options:", StringComparison.OrdinalIgnoreCase);
-        if (options <= 0) return "";
-        string component = error.Path[..options];
+        string component = options > 0 ? error.Path[..options] : "";
         var typeKey = (component + ":type").Split(':');
-        if (!ConfigDocument.OverrideKeys(overrides).Any(k => k.SequenceEqual(typeKey, StringComparer.OrdinalIgnoreCase))) return "";
-        return $" It is set in this config for the type that --set {component}:type replaced (options stay when the type changes); remove it with " +
-               $"--set {error.Path}=null, or set the whole component: --set '{component}={{\"type\": …, \"options\": {{…}}}}'.";
+        if (options > 0 && ConfigDocument.OverrideKeys(overrides).Any(k => k.SequenceEqual(typeKey, StringComparer.OrdinalIgnoreCase)))
+            return $" It is set in {(ownFile ? where : where + ",")} for the type that the override {component}:type=… replaced (options stay when the type " +
+                   $"changes); remove it with the override {error.Path}=null beside that one (in a comparison, in the same variant), " +
+                   $"or override the whole component: {component}={{\"type\": …, \"options\": {{…}}}}.";
+        if (ownFile) return "";
+        return $" It comes from {where} (objects merge key by key, also under a component whose type this config changes); " +
+               $"remove it here with \"{key}\": null.";
     }
 
     /// <summary>
@@ -303,7 +305,12 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         bool live = HostLogging.Interactive;
         using var logger = HostLogging.Create(loaded.Configuration, Path.Combine(folder.Path, "log.txt"), live);
         // A resume keeps the run's config.resolved.json unless a learning rate, gradClip or maxSkippedSteps was changed.
-        if (resume is null || changedOnResume.Count > 0) AtomicFile.WriteAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile), resolved);
+        if (resume is null)
+            AtomicFile.WriteAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile), resolved);
+        else if (changedOnResume.Count > 0)
+            AtomicFile.WriteAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile),
+                PipelineRunner.KeepProvenance(File.ReadAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)), resolved,
+                    loaded.SourcePath, overrides.Take(overrides.Count - 1).ToList(), changedOnResume));
         foreach (var change in changedOnResume)
             logger.Warning("Resumed with a changed setting (the result will differ from the uninterrupted run's): {Change}", change);
         logger.Information("HierDistill {Version}: {Config} -> {Folder}", PipelineRunner.HostVersion, loaded.SourcePath, folder.Path);

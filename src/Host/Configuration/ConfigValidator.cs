@@ -124,7 +124,9 @@ public sealed class ConfigValidator
         {
             if (child.Value.Length == 0) return; // empty JSON array or object
             // A single value where a list is expected: show the list it probably meant.
-            string hint = TryGetListElementType(underlying, out _) ? $" Write it as a list: [{child.Value}]." : "";
+            string hint = TryGetListElementType(underlying, out var element)
+                ? $" Write it as a list: [{(element == typeof(string) ? System.Text.Json.JsonSerializer.Serialize(child.Value) : child.Value)}]."
+                : "";
             Add(path, $"expected {Describe(underlying)}, got the value '{child.Value}'.{hint}");
             return;
         }

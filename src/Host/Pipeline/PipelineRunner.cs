@@ -166,6 +166,34 @@ public sealed class PipelineRunner
         return root.ToJsonString(json);
     }
 
+    /// <summary>
+    /// The resolved config of a run resumed with changed settings (<paramref name="current"/>), keeping how the run was first made
+    /// from <paramref name="started"/> (its <c>source</c> and <c>overrides</c>, which report.md shows) and recording the resume
+    /// as <c>provenance.resumedWith</c> (<paramref name="resumeSource"/>, <paramref name="resumeOverrides"/> and the settings it
+    /// changed, <paramref name="changes"/>).
+    /// </summary>
+    public static string KeepProvenance(string started, string current, string resumeSource, IReadOnlyList<string> resumeOverrides,
+        IReadOnlyList<string> changes)
+    {
+        var json = new JsonSerializerOptions { WriteIndented = true };
+        var now = JsonNode.Parse(current)!.AsObject();
+        if (JsonNode.Parse(started) is JsonObject before && before[ConfigLoader.ProvenanceKey] is JsonObject first
+            && now[ConfigLoader.ProvenanceKey] is JsonObject provenance)
+        {
+            foreach (var key in new[] { "source", "overrides" })
+                if (first[key] is { } value) provenance[key] = value.DeepClone();
+            var resumes = first["resumedWith"] is JsonArray earlier ? (JsonArray)earlier.DeepClone() : new JsonArray();
+            resumes.Add(new JsonObject
+            {
+                ["source"] = resumeSource,
+                ["overrides"] = new JsonArray(resumeOverrides.Select(o => (JsonNode?)JsonValue.Create(o)).ToArray()),
+                ["changes"] = new JsonArray(changes.Select(c => (JsonNode?)JsonValue.Create(c)).ToArray()),
+            });
+            provenance["resumedWith"] = resumes;
+        }
+        return now.ToJsonString(json);
+    }
+
     /// <summary>A configuration section as nested dictionaries (values as strings), for pass-through sections.</summary>
     private static object? SectionToTree(IConfigurationSection section)
     {

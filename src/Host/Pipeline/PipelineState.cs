@@ -124,8 +124,9 @@ public sealed class ComponentFactory(LoadedConfig config, IServiceProvider servi
         var stage = config.Stages.FirstOrDefault(s => s.Key.Equals(parts[1], StringComparison.OrdinalIgnoreCase)).Stage;
         return stage switch
         {
-            TeacherStageConfig t when t.LoadFrom is null => t.Training?.Steps,
-            TrajectoryStageConfig t when t.LoadFrom is null => t.Training.Steps,
+            // A blank loadFrom trains, as the stages read it.
+            TeacherStageConfig t when string.IsNullOrWhiteSpace(t.LoadFrom) => t.Training?.Steps,
+            TrajectoryStageConfig t when string.IsNullOrWhiteSpace(t.LoadFrom) => t.Training.Steps,
             DistributionStageConfig d => d.Training.Steps,
             _ => null,
         };

@@ -68,22 +68,41 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
     /// How the run was made, from its <c>config.resolved.json</c>: the config the user gave (a resumed run's too, not the
     /// resolved copy it was resumed with) and the <c>--set</c> overrides; none when the file cannot be read.
     /// </summary>
-    private (string? Source, IReadOnlyList<string> Overrides) Provenance()
+    private (string? Source, IReadOnlyList<string> Overrides, IReadOnlyList<IReadOnlyList<string>> Resumes) Provenance()
     {
+        static List<string> Strings(JsonElement parent, string name) =>
+            parent.TryGetProperty(name, out var o) && o.ValueKind == JsonValueKind.Array
+                ? o.EnumerateArray().Select(x => x.ValueKind == JsonValueKind.String ? x.GetString() ?? "" : "").Where(x => x.Length > 0).ToList()
+                : [];
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(run.OutputDirectory, RunFolder.ResolvedConfigFile)));
-            if (!doc.RootElement.TryGetProperty(ConfigLoader.ProvenanceKey, out var p)) return (null, []);
-            string? source = p.TryGetProperty("source", out var s) ? s.GetString() : null;
-            var overrides = p.TryGetProperty("overrides", out var o) && o.ValueKind == JsonValueKind.Array
-                ? o.EnumerateArray().Select(x => x.GetString() ?? "").Where(x => x.Length > 0).ToList()
+            if (!doc.RootElement.TryGetProperty(ConfigLoader.ProvenanceKey, out var p)) return (null, [], []);
+            string? source = p.TryGetProperty("source", out var s) && s.ValueKind == JsonValueKind.String ? s.GetString() : null;
+            // The settings each resume changed (a learning rate, gradClip, maxSkippedSteps).
+            var resumes = p.TryGetProperty("resumedWith", out var r) && r.ValueKind == JsonValueKind.Array
+                ? r.EnumerateArray().Select(x => (IReadOnlyList<string>)Strings(x, "changes")).ToList()
                 : [];
-            return (source, overrides);
+            return (source, Strings(p, "overrides"), resumes);
         }
         catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException or InvalidOperationException)
         {
-            return (null, []);
+            return (null, [], []);
         }
+    }
+
+    /// <summary><paramref name="text"/> as Markdown inline code, fenced with more backticks than it holds in a row.</summary>
+    private static string Code(string text)
+    {
+        int run = 0, longest = 0;
+        foreach (char c in text)
+        {
+            run = c == '`' ? run + 1 : 0;
+            longest = Math.Max(longest, run);
+        }
+        string fence = new('`', longest + 1);
+        string pad = longest > 0 ? " " : "";
+        return $"{fence}{pad}{text}{pad}{fence}";
     }
 
     /// <summary>The human-readable report.</summary>
@@ -92,10 +111,12 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
         var cfg = run.Config.Config;
         var sb = new StringBuilder();
         sb.AppendLine($"# HierDistill run `{cfg.Run.Name}`").AppendLine();
-        var (source, overrides) = Provenance();
-        sb.AppendLine($"- config: `{source ?? run.Config.SourcePath}`" +
-                      (overrides.Count > 0 ? $" with {string.Join(" ", overrides.Select(o => $"`--set {o}`"))}" : "") +
+        var (source, overrides, resumes) = Provenance();
+        sb.AppendLine($"- config: {Code(source ?? run.Config.SourcePath)}" +
+                      (overrides.Count > 0 ? $" with {string.Join(" ", overrides.Select(o => Code($"--set {o}")))}" : "") +
                       " (resolved copy, every default included: `config.resolved.json`)");
+        foreach (var r in resumes.Where(r => r.Count > 0))
+            sb.AppendLine($"- resumed with changed settings: {string.Join("; ", r.Select(Code))}");
         sb.AppendLine($"- data: {state.Data.Spec}");
         sb.AppendLine($"- device: {run.Environment.Device}; seed {cfg.Run.Seed}");
         sb.AppendLine($"- evaluation: {config.Samples} samples per model, the same noise and labels for every model; teacher sampled with " +

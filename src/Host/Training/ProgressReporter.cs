@@ -42,6 +42,8 @@ public sealed class LogProgressReporter(ILogger logger, TimeSpan interval) : IPr
         {
             if (status == IProgressTask.Resumed && _resumedAt < 0) _resumedAt = done;
             _done = done;
+            // Stopped and resumed are said by the closing line (and the loop's own log line), not by a periodic one.
+            if (status is IProgressTask.Stopped or IProgressTask.Resumed) return;
             _status = status;
             if (_clock.Elapsed - _last < interval) return;
             _last = _clock.Elapsed;
@@ -53,7 +55,7 @@ public sealed class LogProgressReporter(ILogger logger, TimeSpan interval) : IPr
         {
             // The last status (a loss) when it says more than the line itself; the time is this process's, so a resumed stage
             // says where it started.
-            string status = _status is IProgressTask.Stopped or IProgressTask.Resumed ? "" : _status;
+            string status = _status;
             string since = _resumedAt > 0 ? $" (resumed at {_resumedAt})" : "";
             if (_done >= total)
                 logger.Information("{Task}: done {Done}/{Total} in {Elapsed:0.0}s{Since:l}{Status:l}", name, _done, total, _clock.Elapsed.TotalSeconds,

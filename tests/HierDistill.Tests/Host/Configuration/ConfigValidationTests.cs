@@ -202,9 +202,13 @@ public class ConfigValidationTests
                         ", which this config extends (objects merge key by key, also under a component whose type this config changes); " +
                         "remove it here with \"ratioRNotEqualT\": null.", Validate(folder.File("swap.json")));
         // The same swap on the command line.
-        Assert.Contains("It is set in this config for the type that --set stages:structure:distiller:type replaced (options stay when the type " +
-                        "changes); remove it with --set stages:structure:distiller:options:ratioRNotEqualT=null, or set the whole component",
+        Assert.Contains("It is set in this config for the type that the override stages:structure:distiller:type=… replaced (options stay when " +
+                        "the type changes); remove it with the override stages:structure:distiller:options:ratioRNotEqualT=null beside that one",
             Validate(TestPaths.Sample("toy2d/hd.json"), "stages:structure:distiller:type=progressive"));
+        // A config that extends the one holding the key, with the type changed on the command line: the override is named.
+        File.WriteAllText(folder.File("mid.json"), $$"""{ "extends": "{{TestPaths.Sample("toy2d/hd.json")}}" }""");
+        Assert.Contains($"It is set in {TestPaths.Sample("toy2d/hd.json")}, which this config extends, for the type that the override " +
+                        "stages:structure:distiller:type=… replaced", Validate(folder.File("mid.json"), "stages:structure:distiller:type=progressive"));
         // A key the user wrote gets no hint.
         string own = Validate(TestPaths.Sample("toy2d/hd.json"), "stages:structure:distiller:options:ratioRNotEqualTypo=1");
         Assert.Contains("ratioRNotEqualTypo: unknown key.", own);
@@ -271,6 +275,8 @@ public class ConfigValidationTests
     public void A_scalar_for_a_list_and_a_missing_weights_file_are_errors()
     {
         Assert.Equal(["stages:evaluate:teacherNfe: expected a list of integers, got the value '8'. Write it as a list: [8]."], Errors(Valid, "stages:evaluate:teacherNfe=8"));
+        // A list of strings: the hint is valid JSON, quoted.
+        Assert.Contains(Errors(Valid, "plugins:folders=/tmp/x"), e => e.EndsWith("Write it as a list: [\"/tmp/x\"].", StringComparison.Ordinal));
         Assert.Equal(["stages:teacher:loadFrom: weights file not found: /no/teacher.safetensors."], Errors(Valid, "stages:teacher:loadFrom=/no/teacher.safetensors"));
     }
 

@@ -126,6 +126,11 @@ public class BadInputTests
         Assert.Contains("Resumed with a changed setting (the result will differ from the uninterrupted run's): stages:structure:training:learningRate: '0.0003' → '0.0001'",
             File.ReadAllText(Path.Combine(output, "log.txt")));
         Assert.Contains("\"learningRate\": 0.0001", File.ReadAllText(Path.Combine(output, "config.resolved.json")));
+        // report.md still says how the run was made (the first start's --set values, not the resume's), and what the resume changed.
+        string report = File.ReadAllText(Path.Combine(output, "report.md"));
+        Assert.Contains($"- config: `{TestPaths.Sample("toy2d/hd.json")}` with `--set run:outputDir={output}`", report);
+        Assert.DoesNotContain("--set stages:structure:training:learningRate=1e-4", report);
+        Assert.Contains("- resumed with changed settings: `stages:structure:training:learningRate: '0.0003' → '0.0001'`", report);
         (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
         Assert.Equal(ExitCodes.Failed, code);
         Assert.Contains("holds a finished run; nothing to resume", text);
@@ -394,6 +399,17 @@ public class BadInputTests
         Assert.Equal(ExitCodes.InvalidConfig, app.Validate(TestPaths.Sample("toy2d/hd.json"), [progressive, "stages:structure:training:steps=600"]));
         Assert.Contains("stages:structure:distiller: 'progressive' cannot be built: 7 rounds (64 → 32 → 16 → 8 → 4 → 2 → 1 steps) of 100 " +
                         "training steps need more than 600 steps to reach the last round, but the stage has 600;", writer.ToString());
+        // A blank loadFrom trains, so it is checked too.
+        writer.GetStringBuilder().Clear();
+        Assert.Equal(ExitCodes.InvalidConfig, app.Validate(TestPaths.Sample("toy2d/hd.json"),
+            [progressive, "stages:structure:training:steps=600", "stages:structure:loadFrom="]));
+        Assert.Contains("but the stage has 600;", writer.ToString());
+        // Rounds sharing the stage's steps (stepsPerRound 0) need one step each.
+        writer.GetStringBuilder().Clear();
+        Assert.Equal(ExitCodes.InvalidConfig, app.Validate(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:structure:distiller={\"type\":\"progressive\",\"options\":{\"startSteps\":16,\"finalSteps\":1}}", "stages:structure:training:steps=3"]));
+        Assert.Contains("stages:structure:distiller: 'progressive' cannot be built: 5 rounds (16 → 8 → 4 → 2 → 1 steps) share the stage's steps, one " +
+                        "step at least each, but the stage has 3; raise the stage's steps to 5 or more", writer.ToString());
         writer.GetStringBuilder().Clear();
         Assert.True(app.Validate(TestPaths.Sample("toy2d/hd.json"), [progressive, "stages:structure:training:steps=601"]) == ExitCodes.Ok,
             writer.ToString());

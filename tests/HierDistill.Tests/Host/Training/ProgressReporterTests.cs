@@ -19,7 +19,8 @@ public class ProgressReporterTests
     {
         var lines = new Lines();
         var logger = new LoggerConfiguration().WriteTo.Sink(lines).CreateLogger();
-        return (new LogProgressReporter(logger, TimeSpan.FromHours(1)), lines);
+        // Interval zero: every report may print a periodic line (as when a logged step takes longer than the interval).
+        return (new LogProgressReporter(logger, TimeSpan.Zero), lines);
     }
 
     [Fact]
@@ -38,11 +39,13 @@ public class ProgressReporterTests
             task.Report(10, "");
         }
         using (var task = reporter.Start("detail", 10)) task.Report(6, IProgressTask.Resumed);
-        // The first Report of each task is logged at once (interval one hour): drop those, keep the closing lines.
         var closing = lines.Messages.Where(m => m.Contains(" done ") || m.Contains(" stopped at ")).ToList();
         Assert.Equal(4, closing.Count);
         Assert.Matches(@"^""?teacher""?: done 10/10 in \d+\.\ds ""?loss 0\.5""?$", closing[0]);
-        Assert.Matches(@"^""?structure""?: stopped at 3/10 after \d+\.\ds$", closing[1]);
+        Assert.Matches(@"^""?structure""?: stopped at 3/10 after \d+\.\ds ""?loss 0\.7""?$", closing[1]);
+        // "stopped" and "resumed" appear in no periodic line: the closing lines say them.
+        Assert.Equal(2, lines.Messages.Count(m => m.Contains("stopped")));
+        Assert.Equal(0, lines.Messages.Count(m => m.Contains("resumed") && !m.Contains("(resumed at")));
         Assert.Matches(@"^""?detail""?: done 10/10 in \d+\.\ds \(resumed at 4\)$", closing[2]);
         Assert.Matches(@"^""?detail""?: stopped at 6/10 after \d+\.\ds \(resumed at 6\)$", closing[3]);
     }
