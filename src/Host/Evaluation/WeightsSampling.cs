@@ -174,10 +174,14 @@ public static class WeightsSampling
             }
         }
         // The same reason for several networks (the teacher's and its student's first layer) is given once; the file name once.
+        static string WithoutFile(string reason, string file) =>
+            reason.StartsWith(file + ": ", StringComparison.Ordinal) ? reason[(file.Length + 2)..]
+            : reason.StartsWith(file + " ", StringComparison.Ordinal) ? "the file " + reason[(file.Length + 1)..]
+            : reason;
         var reasons = mismatches
-            .Select(m => (m.Model, Reason: m.Reason.StartsWith(weights + ": ", StringComparison.Ordinal) ? m.Reason[(weights.Length + 2)..] : m.Reason))
+            .Select(m => (m.Model, Reason: WithoutFile(m.Reason, weights)))
             .GroupBy(m => m.Reason)
-            .Select(g => $"as the {string.Join(" and as the ", g.Select(m => m.Model))}: {g.Key}").ToList();
+            .Select(g => $"As the {string.Join(" and as the ", g.Select(m => m.Model))}: {g.Key}").ToList();
         throw new WeightsMismatchException(
             $"{weights} fits none of the networks of this config; sample with the config (and --set values) of the run that wrote it " +
             $"(its config.resolved.json). {string.Join(" ", reasons.Select((r, i) => reasons.Count > 1 ? $"({i + 1}) {r}" : r))}");

@@ -96,7 +96,7 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
                                                            $"command line, are taken from the current directory, {Directory.GetCurrentDirectory()})."));
                 continue;
             }
-            if (MisplacedPlugin(folder) is { } misplaced) errors.Add(new PluginLoadError(folder, misplaced));
+            int pluginsBefore = plugins.Count;
             foreach (var dir in Directory.GetDirectories(folder).Order(StringComparer.Ordinal))
             {
                 string name = System.IO.Path.GetFileName(dir);
@@ -115,20 +115,45 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
                     errors.Add(new PluginLoadError(dll, e.Message));
                 }
             }
+            // A folder that gave no plugin but holds one directly was meant one level up (or is a build output).
+            if (plugins.Count == pluginsBefore && MisplacedPlugin(folder) is { } misplaced) errors.Add(new PluginLoadError(folder, misplaced));
         }
         return ComponentCatalog.Create(plugins, errors, folders);
     }
 
     /// <summary>
-    /// A plugin's own folder (or its build output) given as a plugin folder: a component assembly (<c>X.dll</c> with its
-    /// <c>X.deps.json</c>) lies directly in it, and no subfolder is named after it.
+    /// A plugin's own folder (or its build output) given as a plugin folder: a plugin assembly (<c>X.dll</c> with its
+    /// <c>X.deps.json</c>, a class library referencing HierDistill.Abstractions) lies directly in it, and no subfolder is named
+    /// after it. Asked only of a folder that gave no plugin.
     /// </summary>
     /// <returns>The problem and the fix, or null.</returns>
     private static string? MisplacedPlugin(string folder)
     {
+        // A plugin: a library (no entry point, which an application such as the host has) built against Abstractions.
+        bool IsPlugin(string name)
+        {
+            string dll = System.IO.Path.Combine(folder, name + ".dll");
+            if (!File.Exists(dll)) return false;
+            try
+            {
+                using (var stream = File.OpenRead(dll))
+                using (var pe = new PEReader(stream))
+                    if (pe.PEHeaders.CorHeader is not { } cor || cor.EntryPointTokenOrRelativeVirtualAddress != 0) return false;
+                CheckAbstractionsReference(dll);
+                return true;
+            }
+            catch (BadImageFormatException)
+            {
+                return false;
+            }
+            catch (PluginLoadException e)
+            {
+                return e.Message.StartsWith("built against", StringComparison.Ordinal); // a plugin, of another contract version
+            }
+        }
         var names = Directory.GetFiles(folder, "*.deps.json")
             .Select(f => System.IO.Path.GetFileName(f)[..^".deps.json".Length])
-            .Where(n => File.Exists(System.IO.Path.Combine(folder, n + ".dll")) && !Directory.Exists(System.IO.Path.Combine(folder, n)))
+            .Where(n => !Directory.Exists(System.IO.Path.Combine(folder, n)) && IsPlugin(n))
             .Order(StringComparer.Ordinal).ToList();
         if (names.Count == 0) return null;
         string full = System.IO.Path.GetFullPath(folder).TrimEnd(System.IO.Path.DirectorySeparatorChar);

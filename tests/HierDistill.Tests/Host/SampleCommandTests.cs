@@ -148,11 +148,18 @@ public class SampleCommandTests
         Assert.Equal(ExitCodes.Failed, code);
         Assert.Contains("fits none of the networks of this config; sample with the config (and --set values) of the run that wrote it", output);
         // The teacher and its student fail for the same first tensor: one reason, said once, and the file named once.
-        Assert.Contains("(its config.resolved.json). as the teacher and as the student: tensor 'net.x_embedder.weight' has shape [64, 2] in the file " +
+        Assert.Contains("(its config.resolved.json). As the teacher and as the student: tensor 'net.x_embedder.weight' has shape [64, 2] in the file " +
                         "but [128, 2] in the module;", output.ReplaceLineEndings(""));
         Assert.DoesNotContain("(1)", output);
         Assert.Single(System.Text.RegularExpressions.Regex.Matches(output.ReplaceLineEndings(""), "small.safetensors"));
         Assert.DoesNotContain("not interchangeable", output); // another size: the teacher/student hint does not apply
+        // Weights of another kind of network (a student's names): "the file has no tensor …", the file still named once.
+        using (var student = new MlpAverageVelocityNetwork(new MlpOptions { Hidden = 64, Depth = 3, TokenChannels = 16 }, new DataSpec("ring8", [2], 2)))
+            WeightsFile.Save(student, folder.File("student64.safetensors"));
+        (code, output) = Sample(folder.File("student64.safetensors"), folder.File("x.png"), 4);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(output.ReplaceLineEndings(""), "student64.safetensors"));
+        Assert.DoesNotContain(". as the", output.ReplaceLineEndings(""));
 
         using (var teacher = ToyTeacher()) WeightsFile.Save(teacher, folder.File("teacher.safetensors"));
         (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("x.jpg"), 4);

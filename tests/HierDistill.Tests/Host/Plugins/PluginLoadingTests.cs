@@ -140,8 +140,21 @@ public class PluginLoadingTests
         error = Assert.Single(Discover(folder.Path).Errors);
         Assert.StartsWith($"{name}.dll lies directly in this folder, but plugins are found one level down, as <folder>/<Name>/<Name>.dll; " +
                           $"put the plugin in a folder of its name ({Path.Combine(Path.GetFullPath(folder.Path), name, name + ".dll")} would do)", error.Reason);
-        // The right folder loads it with no error.
+        // The right folder loads it with no error, also with a plugin's files lying beside the plugin folders.
         Assert.Empty(Discover(TestPaths.PluginsFolder).Errors);
+        using var mixed = TestPaths.NewTempFolder();
+        CopyDirectory(own, Path.Combine(mixed.Path, name));
+        File.Copy(Path.Combine(own, name + ".dll"), Path.Combine(mixed.Path, "Stray.dll"));
+        File.Copy(Path.Combine(own, name + ".deps.json"), Path.Combine(mixed.Path, "Stray.deps.json"));
+        Assert.DoesNotContain(Discover(mixed.Path).Errors, e => e.Reason.Contains("lies directly", StringComparison.Ordinal));
+        // An application's folder (the host: hierdistill.dll has an entry point) is no plugin's folder.
+        Assert.DoesNotContain(Discover(AppContext.BaseDirectory).Errors, e => e.Reason.Contains("lies directly", StringComparison.Ordinal));
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
     }
 
     /// <summary>Copies the Data plugin and rewrites its AssemblyRef to HierDistill.Abstractions to the given version.</summary>
