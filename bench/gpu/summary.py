@@ -71,7 +71,7 @@ def table(run_jsonl, reference, run_json, warmup, calibration):
         # the preset run after its warm-up; the calibration run when the preset run has too few logged steps
         return ms_per_step(run, stage, int(warmup)) or ms_per_step(cal, stage, 20)
 
-    print(f"precision {ref.get('precision')}, forward check (float32) relative error {na(ref.get('forward_relative_error'))} "
+    print(f"precision {na(ref.get('precision'))}, forward check (float32) relative error {na(ref.get('forward_relative_error'))} "
           f"({na(ref.get('forward_check'))}, limit 1e-3)\n")
     run_folder = os.path.abspath(os.path.dirname(run_jsonl))
     if ref.get("run") and ref["run"] != run_folder:

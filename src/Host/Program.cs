@@ -9,8 +9,8 @@ using var cancellation = new CancellationTokenSource();
 void StopRequested(string signal)
 {
     if (cancellation.IsCancellationRequested) return;
-    CliConsoles.Errors.WriteLine($"{signal}: stopping at the next step boundary (a training step writes a checkpoint; the evaluation " +
-                                 "stops between batches and runs again on --resume). Ctrl-C again stops at once.");
+    CliConsoles.Errors.WriteLine($"{signal}: stopping at the next step or batch (a run writes a checkpoint there and continues with " +
+                                 "--resume). Ctrl-C again stops at once.");
     cancellation.Cancel();
 }
 Console.CancelKeyPress += (_, e) =>

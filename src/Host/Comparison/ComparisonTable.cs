@@ -168,9 +168,11 @@ public sealed class ComparisonTable
             [("variant", false), ("model", false), ("sampler", false), ("NFE", true), ("runs", true)],
             Reporting.MarkdownTable.ShownMetrics(MetricNames),
             ["ms/sample", "train s", "distill s", "params"],
-            Rows.Select(r => ((IReadOnlyList<string>)[Cell(r.Variant), Cell(r.Model), r.Sampler, r.Nfe.ToString(CultureInfo.InvariantCulture), r.Runs.ToString(CultureInfo.InvariantCulture)],
+            // The data row is no sampler: no NFE and no sampling time (as in report.md).
+            Rows.Select(r => ((IReadOnlyList<string>)[Cell(r.Variant), Cell(r.Model), r.Sampler,
+                    r.Kind == "data" ? "-" : r.Nfe.ToString(CultureInfo.InvariantCulture), r.Runs.ToString(CultureInfo.InvariantCulture)],
                 (Func<string, string?>)(m => r.Metrics.TryGetValue(m, out var s) ? Format(s) : null),
-                (IReadOnlyList<string>)[Format(Scale(r.SecondsPerSample, 1000)),
+                (IReadOnlyList<string>)[r.Kind == "data" ? "-" : Format(Scale(r.SecondsPerSample, 1000)),
                     r.TrainingSeconds.Mean > 0 ? Format(r.TrainingSeconds, "0.0") : "",
                     r.DistillationSeconds.Mean > 0 ? Format(r.DistillationSeconds, "0.0") : "",
                     r.Parameters > 0 ? r.Parameters.ToString("N0", CultureInfo.InvariantCulture) : ""])));

@@ -96,6 +96,7 @@ public class CompareTests
         string md = File.ReadAllText(Path.Combine(output, "comparison.md"));
         Assert.Contains("| variant | model | sampler | NFE | runs | sw2_data |", md);
         Assert.Contains("| detail.discriminator.type=gap | detail | mean-1 | 1 | 2 |", md);
+        Assert.Matches(@"\| shared \| data \| [^|]+ \| - \| 1 \|[^\n]*\| - \|", md); // the data floor samples nothing
         Assert.Contains(" ± ", md);
         Assert.Contains("## Summary", md);
         Assert.Contains("](comparison.png)", md);

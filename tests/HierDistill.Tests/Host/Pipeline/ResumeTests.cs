@@ -221,7 +221,7 @@ public class ResumeTests
         using (var kill = Process.Start("kill", ["-INT", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
         Assert.True(process.WaitForExit(TimeSpan.FromMinutes(1)), "the run did not stop within a minute of SIGINT");
         Assert.True(process.ExitCode == ExitCodes.Cancelled, $"exit {process.ExitCode}:\n{output}");
-        Assert.Contains("Ctrl-C: stopping at the next step boundary", output.ToString());
+        Assert.Contains("Ctrl-C: stopping at the next step or batch", output.ToString());
         string status = File.ReadAllText(Path.Combine(interrupted, "run.json"));
         Assert.Contains("\"cancelled\"", status);
         var atSignal = CheckpointStore.Read(Path.Combine(interrupted, CheckpointStore.FileName));
