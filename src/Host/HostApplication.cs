@@ -310,7 +310,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         else if (changedOnResume.Count > 0)
             AtomicFile.WriteAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile),
                 PipelineRunner.KeepProvenance(File.ReadAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)), resolved,
-                    loaded.SourcePath, overrides.Take(overrides.Count - 1).ToList(), changedOnResume));
+                    loaded.SourcePath, overrides.Take(overrides.Count - 1).ToList(), changedOnResume)); // less the run:outputDir --resume added
         foreach (var change in changedOnResume)
             logger.Warning("Resumed with a changed setting (the result will differ from the uninterrupted run's): {Change}", change);
         logger.Information("HierDistill {Version}: {Config} -> {Folder}", PipelineRunner.HostVersion, loaded.SourcePath, folder.Path);
