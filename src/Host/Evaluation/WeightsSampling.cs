@@ -248,6 +248,9 @@ public static class WeightsSampling
         return [.. labels];
     }
 
+    /// <summary>The most images side by side in a grid row of <c>sample</c>'s pictures.</summary>
+    private const int MaxColumns = 32;
+
     private static void Write(string path, Tensor samples, Tensor labels, Tensor noise, DataSpec spec, int columns, string title)
     {
         if (Path.GetExtension(path).Equals(".safetensors", StringComparison.OrdinalIgnoreCase))
@@ -257,13 +260,16 @@ public static class WeightsSampling
         }
         else if (spec.SampleShape.Length == 3)
         {
-            // One row per label of the list (as the run's pictures have one row per class), blank where a row is short.
-            int rows = (int)Math.Min(columns, samples.shape[0]);
-            int perRow = (int)((samples.shape[0] + rows - 1) / rows);
+            // One row per label of the list (as the run's pictures have one row per class), blank where a row is short; a
+            // label with more than MaxColumns samples takes several rows, so that many samples stay a picture one can look at.
+            int labelCount = (int)Math.Min(columns, samples.shape[0]);
+            int perLabel = (int)((samples.shape[0] + labelCount - 1) / labelCount);
+            int width = Math.Min(perLabel, MaxColumns), rowsPerLabel = (perLabel + width - 1) / width;
             var blank = ones(spec.SampleShape);
-            var grid = Enumerable.Range(0, rows).SelectMany(r => Enumerable.Range(0, perRow).Select(k => (long)k * rows + r))
+            var grid = Enumerable.Range(0, labelCount)
+                .SelectMany(r => Enumerable.Range(0, rowsPerLabel * width).Select(k => k < perLabel ? (long)k * labelCount + r : long.MaxValue))
                 .Select(i => i < samples.shape[0] ? samples[i] : blank).ToList();
-            ImageGrid.Save(stack(grid), perRow, path);
+            ImageGrid.Save(stack(grid), width, path);
         }
         else
         {

@@ -230,5 +230,16 @@ public class SampleCommandTests
         // The padding of the second row's third cell is white (+1), unlike a sample.
         var cell = bitmap.GetPixel((2 + 2 * 30 + 14) * 2, (2 + 1 * 30 + 14) * 2);
         Assert.Equal((byte)255, cell.Red);
+
+        // 70 samples of two labels: 35 per label, wrapped at 32 images a row into two rows each (the second holding 3, the
+        // rest blank): 32 columns × 4 rows.
+        code = new HostApplication(SampleRunTests.TestConsole(writer)).Sample(TestPaths.Sample("fmnist/hd-cpu.json"), tiny,
+            new SampleRequest(folder.File("teacher.safetensors"), folder.File("wide.png"), 70, 1, "0,7", null, 0, null));
+        Assert.True(code == ExitCodes.Ok, writer.ToString());
+        using var wide = SkiaSharp.SKBitmap.Decode(folder.File("wide.png"));
+        Assert.Equal(((32 * 30 + 2) * 2, (4 * 30 + 2) * 2), (wide.Width, wide.Height));
+        // Label 0's second row: cell 3 is blank (its 3 samples fill cells 0-2); so is cell 31 of label 7's second row.
+        Assert.Equal((byte)255, wide.GetPixel((2 + 3 * 30 + 14) * 2, (2 + 1 * 30 + 14) * 2).Red);
+        Assert.Equal((byte)255, wide.GetPixel((2 + 31 * 30 + 14) * 2, (2 + 3 * 30 + 14) * 2).Red);
     }
 }
