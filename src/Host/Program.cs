@@ -118,26 +118,27 @@ namespace HierDistill.Host
             return $"{option}: '{value}' is not {expected}.";
         }
 
-        /// <summary>Every numeric option of the commands (<c>--seeds</c>, <c>--batch</c>, …) with its type, read from the settings classes.</summary>
-        private static readonly Dictionary<string, Type> NumericOptions = typeof(ConfigSettings).Assembly.GetTypes()
+        /// <summary>Every option of the commands by long name (<c>--seeds</c>), with its attribute and value type, read from the settings classes.</summary>
+        private static readonly (string Name, CommandOptionAttribute Attribute, Type Type)[] Options = typeof(ConfigSettings).Assembly.GetTypes()
             .Where(t => t.IsSubclassOf(typeof(CommandSettings)))
             .SelectMany(t => t.GetProperties())
             .Select(p => (Attribute: p.GetCustomAttributes(typeof(CommandOptionAttribute), true).OfType<CommandOptionAttribute>().FirstOrDefault(),
                 Type: Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType))
-            .Where(o => o.Attribute is not null && (o.Type == typeof(int) || o.Type == typeof(long) || o.Type == typeof(double)))
-            .SelectMany(o => o.Attribute!.LongNames.Select(n => (Name: "--" + n, o.Type)))
+            .Where(o => o.Attribute is not null)
+            .SelectMany(o => o.Attribute!.LongNames.Select(n => (Name: "--" + n, o.Attribute!, o.Type)))
+            .ToArray();
+
+        /// <summary>Every numeric option (<c>--seeds</c>, <c>--batch</c>, …) with its type.</summary>
+        private static readonly Dictionary<string, Type> NumericOptions = Options
+            .Where(o => o.Type == typeof(int) || o.Type == typeof(long) || o.Type == typeof(double))
             .DistinctBy(o => o.Name)
             .ToDictionary(o => o.Name, o => o.Type);
 
-        /// <summary>The value placeholder of every option that takes one (<c>--resume</c>: <c>&lt;RUN_FOLDER&gt;</c>), read from the settings classes.</summary>
-        private static readonly Dictionary<string, string> OptionValueNames = typeof(ConfigSettings).Assembly.GetTypes()
-            .Where(t => t.IsSubclassOf(typeof(CommandSettings)))
-            .SelectMany(t => t.GetProperties())
-            .Select(p => p.GetCustomAttributes(typeof(CommandOptionAttribute), true).OfType<CommandOptionAttribute>().FirstOrDefault())
-            .Where(a => a?.ValueName is not null)
-            .SelectMany(a => a!.LongNames.Select(n => (Name: "--" + n, Value: $"<{a.ValueName}>")))
+        /// <summary>The value placeholder of every option that takes one (<c>--resume</c>: <c>&lt;RUN_FOLDER&gt;</c>).</summary>
+        private static readonly Dictionary<string, string> OptionValueNames = Options
+            .Where(o => o.Attribute.ValueName is not null)
             .DistinctBy(o => o.Name)
-            .ToDictionary(o => o.Name, o => o.Value);
+            .ToDictionary(o => o.Name, o => $"<{o.Attribute.ValueName}>");
 
         [System.Text.RegularExpressions.GeneratedRegex(@"^Option '(?<name>[^']+)' is defined but no value has been provided\.$")]
         private static partial System.Text.RegularExpressions.Regex MissingValue();

@@ -29,13 +29,12 @@ public static class ConfigDocument
         var errors = new List<ConfigError>();
         foreach (var o in overrides ?? [])
         {
-            int eq = o.IndexOf('=');
-            if (eq <= 0)
+            if (OverrideKey(o) is not { } key)
             {
                 errors.Add(new ConfigError("--set", $"'{o}' is not key=value (e.g. stages:detail:enabled=false)."));
                 continue;
             }
-            string key = o[..eq].Trim().Replace('.', ':');
+            int eq = o.IndexOf('=');
             if (Apply(merged, key, o[(eq + 1)..]) is { } problem) errors.Add(new ConfigError(key, problem));
         }
         if (errors.Count > 0) throw new ConfigException(path, errors);
@@ -71,8 +70,14 @@ public static class ConfigDocument
 
     /// <summary>The keys of <c>key=value</c> overrides, split into levels (malformed ones left out).</summary>
     public static IEnumerable<string[]> OverrideKeys(IEnumerable<string>? overrides) =>
-        (overrides ?? []).Where(o => o.IndexOf('=') > 0)
-            .Select(o => o[..o.IndexOf('=')].Trim().Replace('.', ':').Split(':', StringSplitOptions.TrimEntries));
+        (overrides ?? []).Select(OverrideKey).OfType<string>().Select(k => k.Split(':', StringSplitOptions.TrimEntries));
+
+    /// <summary>The key of a <c>key=value</c> override with <c>.</c> read as <c>:</c>, or null when it is not key=value.</summary>
+    private static string? OverrideKey(string o)
+    {
+        int eq = o.IndexOf('=');
+        return eq <= 0 ? null : o[..eq].Trim().Replace('.', ':');
+    }
 
     private static bool Has(JsonNode? node, string[] segments)
     {

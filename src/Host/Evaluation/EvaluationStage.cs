@@ -105,16 +105,9 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         int done = 0;
 
         // Ctrl-C stops the evaluation between batches (a resumed run evaluates again from the start).
-        void StopIfAsked()
-        {
-            if (!run.Cancellation.IsCancellationRequested) return;
-            task.Report(done, IProgressTask.Stopped);
-            run.Cancellation.ThrowIfCancellationRequested();
-        }
-
         foreach (int nfe in config.EffectiveTeacherNfe)
         {
-            StopIfAsked();
+            task.StopIfCancelled(done, run.Cancellation);
             using var step = NewDisposeScope();
             var sampler = TeacherSampler(nfe);
             var samples = Sample(sampler, noise, labels, out double perSample);
@@ -128,7 +121,7 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         {
             foreach (int nfe in config.EffectiveStudentNfe)
             {
-                StopIfAsked();
+                task.StopIfCancelled(done, run.Cancellation);
                 using var step = NewDisposeScope();
                 var sampler = Samplers.AverageVelocity(student.Model.AverageVelocity, nfe);
                 var samples = Sample(sampler, noise, labels, out double perSample);

@@ -148,11 +148,7 @@ public static class ClassifierCache
             for (long i = 0; i < steps; i++)
             {
                 // Ctrl-C stops here too (nothing is cached: the weights are written only when training completes).
-                if (cancellation.IsCancellationRequested)
-                {
-                    task.Report(i, IProgressTask.Stopped);
-                    cancellation.ThrowIfCancellationRequested();
-                }
+                task.StopIfCancelled(i, cancellation);
                 using var scope = NewDisposeScope();
                 var batch = data.SampleTrain(options.BatchSize, device);
                 var loss = nn.functional.cross_entropy(model.Logits(batch.X), batch.Labels);

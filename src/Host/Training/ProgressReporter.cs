@@ -24,6 +24,22 @@ public interface IProgressTask : IDisposable
     void Report(long done, string status);
 }
 
+/// <summary>Helpers of <see cref="IProgressTask"/>.</summary>
+public static class ProgressTaskExtensions
+{
+    /// <summary>
+    /// When <paramref name="cancellation"/> is cancelled (Ctrl-C, SIGTERM): shows the task stopped at <paramref name="done"/>
+    /// and throws; otherwise nothing. For loops with nothing to save at the stop (the evaluation, the classifier).
+    /// </summary>
+    /// <exception cref="OperationCanceledException">When cancelled.</exception>
+    public static void StopIfCancelled(this IProgressTask task, long done, CancellationToken cancellation)
+    {
+        if (!cancellation.IsCancellationRequested) return;
+        task.Report(done, IProgressTask.Stopped);
+        cancellation.ThrowIfCancellationRequested();
+    }
+}
+
 /// <summary>Periodic log lines (for CI and redirected output): at most one every <c>interval</c>, plus start and end.</summary>
 public sealed class LogProgressReporter(ILogger logger, TimeSpan interval) : IProgressReporter
 {
