@@ -35,7 +35,7 @@ app.Configure(config =>
     config.SetApplicationVersion(HierDistill.Host.Pipeline.PipelineRunner.HostVersion);
     // An unknown option (a typo such as --sett or --resum) is an error, not silently ignored. (Not Spectre's
     // UseStrictParsing: in 0.57 it turns an option given without its value into the value "__default_command".)
-    config.SetInterceptor(new RejectUnknownOptions());
+    config.SetInterceptor(new CheckParsedOptions());
     // Usage errors (unknown command or option, missing value) exit 2 like configuration errors.
     config.SetExceptionHandler((e, _) =>
     {
@@ -75,14 +75,22 @@ return app.Run(args, cancellation.Token);
 
 namespace HierDistill.Host
 {
-    /// <summary>Refuses options no command defines (Spectre.Console.Cli collects them in <c>Remaining</c> otherwise).</summary>
-    internal sealed class RejectUnknownOptions : ICommandInterceptor
+    /// <summary>Refuses options no command defines (Spectre.Console.Cli collects them in <c>Remaining</c> otherwise) and options given an empty value.</summary>
+    internal sealed class CheckParsedOptions : ICommandInterceptor
     {
         /// <inheritdoc/>
         public void Intercept(CommandContext context, CommandSettings settings)
         {
             var unknown = context.Remaining.Parsed.Select(g => g.Key).FirstOrDefault();
-            if (unknown is not null) throw new UnknownOptionException($"Unknown option '--{unknown.TrimStart('-')}'.");
+            if (unknown is not null) throw new CommandLineException($"Unknown option '--{unknown.TrimStart('-')}'.");
+            // `--resume ''` or `--weights ""` (an unset shell variable): the option's value is empty.
+            foreach (var property in settings.GetType().GetProperties())
+            {
+                if (property.PropertyType != typeof(string) || property.GetValue(settings) is not "") continue;
+                var option = property.GetCustomAttributes(typeof(CommandOptionAttribute), true).OfType<CommandOptionAttribute>().FirstOrDefault();
+                if (option?.LongNames.FirstOrDefault() is { } name)
+                    throw new CommandLineException($"{UsageErrors.NeedsValue("--" + name)} It was given an empty one ('').");
+            }
         }
     }
 
@@ -97,12 +105,23 @@ namespace HierDistill.Host
         public static string Explain(string message, IReadOnlyList<string> args)
         {
             var missing = MissingValue().Match(message);
-            if (missing.Success)
+            if (missing.Success) return NeedsValue("--" + missing.Groups["name"].Value);
+            // `--resume=`: an option with '=' and nothing after it.
+            if (message == "Expected an option value." && args.FirstOrDefault(a => a.StartsWith("--") && a.EndsWith('=')) is { } empty)
+                return NeedsValue(empty[..^1]);
+            // `--overwrite=yes`: a flag given a value.
+            if (message == "Flags cannot be assigned a value." && args.FirstOrDefault(a => a.StartsWith("--") && a.Contains('=')) is { } assigned)
+                return $"{assigned[..assigned.IndexOf('=')]} is a flag and takes no value: write {assigned[..assigned.IndexOf('=')]} alone.";
+            var extra = ExtraArgument().Match(message);
+            if (extra.Success)
             {
-                string name = "--" + missing.Groups["name"].Value;
-                return OptionValueNames.TryGetValue(name, out var valueName)
-                    ? $"{name} needs a value: {name} {valueName}."
-                    : $"{name} needs a value.";
+                // `compare x.json --resume runs/x` (compare's --resume is a flag) or a second config file.
+                string leftover = extra.Groups["value"].Value;
+                int at = Enumerable.Range(1, Math.Max(0, args.Count - 1)).FirstOrDefault(i => args[i] == leftover, -1);
+                string command = args.Count > 0 ? args[0] : "the command";
+                if (at > 0 && Flags.Contains(args[at - 1]))
+                    return $"{args[at - 1]} is a flag of {command} and takes no value; '{leftover}' is left over.";
+                return $"Unexpected argument '{leftover}': {command} takes one config file; every other value belongs to an option (--set, --weights, …).";
             }
             var m = ConversionFailure().Match(message);
             if (!m.Success) return message;
@@ -117,6 +136,10 @@ namespace HierDistill.Host
                 : $"a {m.Groups["type"].Value} value";
             return $"{option}: '{value}' is not {expected}.";
         }
+
+        /// <summary>"--resume needs a value: --resume &lt;RUN_FOLDER&gt;." for an option given without its value (or an empty one).</summary>
+        public static string NeedsValue(string name) =>
+            OptionValueNames.TryGetValue(name, out var valueName) ? $"{name} needs a value: {name} {valueName}." : $"{name} needs a value.";
 
         /// <summary>Every option of the commands by long name (<c>--seeds</c>), with its attribute and value type, read from the settings classes.</summary>
         private static readonly (string Name, CommandOptionAttribute Attribute, Type Type)[] Options = typeof(ConfigSettings).Assembly.GetTypes()
@@ -143,12 +166,18 @@ namespace HierDistill.Host
         [System.Text.RegularExpressions.GeneratedRegex(@"^Option '(?<name>[^']+)' is defined but no value has been provided\.$")]
         private static partial System.Text.RegularExpressions.Regex MissingValue();
 
+        /// <summary>The options that take no value (<c>--overwrite</c>, compare's <c>--resume</c>).</summary>
+        private static readonly HashSet<string> Flags = Options.Where(o => o.Type == typeof(bool)).Select(o => o.Name).ToHashSet();
+
+        [System.Text.RegularExpressions.GeneratedRegex(@"^Could not match '(?<value>.*)' with an argument\.$")]
+        private static partial System.Text.RegularExpressions.Regex ExtraArgument();
+
         [System.Text.RegularExpressions.GeneratedRegex(@"^Failed to convert '(?<value>.*)' to (?<type>[^.]+)\.$")]
         private static partial System.Text.RegularExpressions.Regex ConversionFailure();
     }
 
-    /// <summary>A command-line option no command defines (exit 2, like other usage errors).</summary>
-    internal sealed class UnknownOptionException(string message) : Exception(message);
+    /// <summary>A usage error found once the command line is parsed: an option no command defines, or an option given an empty value (exit 2, like other usage errors).</summary>
+    internal sealed class CommandLineException(string message) : Exception(message);
 
     /// <summary>The consoles the CLI commands write to.</summary>
     internal static class CliConsoles

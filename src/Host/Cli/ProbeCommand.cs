@@ -10,7 +10,7 @@ public sealed class ProbeSettings : ConfigSettings
     /// <summary>The teacher's weights.</summary>
     [CommandOption("--weights <FILE>")]
     [Description("Teacher weights (teacher.safetensors of a run) to load into the config's teacher.")]
-    public string Weights { get; init; } = "";
+    public string? Weights { get; init; }
 
     /// <summary>Where to write the probe.</summary>
     [CommandOption("--out <FILE>")]
@@ -24,7 +24,8 @@ public sealed class ProbeSettings : ConfigSettings
 
     /// <inheritdoc/>
     public override ValidationResult Validate() =>
-        string.IsNullOrWhiteSpace(Weights) ? ValidationResult.Error("--weights is required.")
+        Weights is null ? ValidationResult.Error("--weights is required: --weights <FILE>, the .safetensors file to read.")
+        : string.IsNullOrWhiteSpace(Weights) ? ValidationResult.Error($"{UsageErrors.NeedsValue("--weights")} It was given an empty one ('{Weights}').")
         : Batch < 1 ? ValidationResult.Error("--batch must be ≥ 1.")
         : ValidationResult.Success();
 }
@@ -34,5 +35,5 @@ public sealed class ProbeCommand : Command<ProbeSettings>
 {
     /// <inheritdoc/>
     public override int Execute(CommandContext context, ProbeSettings settings, CancellationToken cancellationToken) =>
-        CliConsoles.Application().Probe(settings.Config, settings.Set, settings.Weights, settings.Out, settings.Batch, cancellationToken);
+        CliConsoles.Application().Probe(settings.Config, settings.Set, settings.Weights!, settings.Out, settings.Batch, cancellationToken);
 }

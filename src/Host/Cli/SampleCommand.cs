@@ -12,7 +12,7 @@ public sealed class SampleSettings : ConfigSettings
     [CommandOption("--weights <FILE>")]
     [Description("Weights of a run: a student (student-<stage>.safetensors: one- or few-step sampling) or the teacher " +
                  "(teacher.safetensors: Euler/Heun with classifier-free guidance); which one is told from the file.")]
-    public string Weights { get; init; } = "";
+    public string? Weights { get; init; }
 
     /// <summary>Where to write the samples.</summary>
     [CommandOption("--out <FILE>")]
@@ -56,7 +56,8 @@ public sealed class SampleSettings : ConfigSettings
 
     /// <inheritdoc/>
     public override ValidationResult Validate() =>
-        string.IsNullOrWhiteSpace(Weights) ? ValidationResult.Error("--weights is required.")
+        Weights is null ? ValidationResult.Error("--weights is required: --weights <FILE>, the .safetensors file to read.")
+        : string.IsNullOrWhiteSpace(Weights) ? ValidationResult.Error($"{UsageErrors.NeedsValue("--weights")} It was given an empty one ('{Weights}').")
         : Count < 1 ? ValidationResult.Error("--count must be ≥ 1.")
         : Nfe is < 1 ? ValidationResult.Error("--nfe must be ≥ 1.")
         : Batch is < 1 ? ValidationResult.Error("--batch must be ≥ 1.")
@@ -69,6 +70,6 @@ public sealed class SampleCommand : Command<SampleSettings>
 {
     /// <inheritdoc/>
     public override int Execute(CommandContext context, SampleSettings settings, CancellationToken cancellationToken) =>
-        CliConsoles.Application().Sample(settings.Config, settings.Set, new SampleRequest(settings.Weights, settings.Out, settings.Count,
+        CliConsoles.Application().Sample(settings.Config, settings.Set, new SampleRequest(settings.Weights!, settings.Out, settings.Count,
             settings.Nfe, settings.Labels, settings.Guidance, settings.Seed, settings.Batch), cancellationToken);
 }

@@ -46,7 +46,7 @@ public class CliOutputStreamTests
     }
 
     [Fact]
-    public void An_option_without_its_value_is_a_command_line_error()
+    public void An_option_without_its_value_or_a_value_without_its_option_is_a_command_line_error()
     {
         // Not taken as the value "__default_command" (what Spectre's strict parsing does in 0.57).
         foreach (var (args, expected) in new[]
@@ -54,6 +54,19 @@ public class CliOutputStreamTests
                      (new[] { "run", TestPaths.Sample("toy2d/hd.json"), "--resume" }, "--resume needs a value: --resume <RUN_FOLDER>."),
                      (["validate", TestPaths.Sample("toy2d/hd.json"), "--set"], "--set needs a value: --set <KEY=VALUE>."),
                      (["sample", TestPaths.Sample("toy2d/hd.json"), "--weights"], "--weights needs a value: --weights <FILE>."),
+                     // '=' with nothing after it; an empty value (an unset shell variable).
+                     (["run", TestPaths.Sample("toy2d/hd.json"), "--resume="], "--resume needs a value: --resume <RUN_FOLDER>."),
+                     (["run", TestPaths.Sample("toy2d/hd.json"), "--resume", ""],
+                         "--resume needs a value: --resume <RUN_FOLDER>. It was given an empty one ('')."),
+                     (["sample", TestPaths.Sample("toy2d/hd.json"), "--weights", "", "--out", "x.png"],
+                         "--weights needs a value: --weights <FILE>. It was given an empty one ('')."),
+                     (["probe", TestPaths.Sample("toy2d/hd.json"), "--out", "x.safetensors"], "--weights is required: --weights <FILE>, the .safetensors file to read."),
+                     // A value after a flag, a flag given a value, a second config file.
+                     (["compare", TestPaths.Sample("toy2d/compare.json"), "--resume", "runs/x"],
+                         "--resume is a flag of compare and takes no value; 'runs/x' is left over."),
+                     (["run", TestPaths.Sample("toy2d/hd.json"), "--overwrite=yes"], "--overwrite is a flag and takes no value: write --overwrite alone."),
+                     (["validate", TestPaths.Sample("toy2d/hd.json"), "other.json"],
+                         "Unexpected argument 'other.json': validate takes one config file; every other value belongs to an option"),
                  })
         {
             var (code, stdout, stderr) = Cli(args);
