@@ -95,6 +95,7 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
             ? new ImageSuite(config, data, device, run.Logger, run.Progress, run.OutputDirectory, run.Cancellation)
             : new PointCloudSuite(config, (data as IMixtureDataSource)?.Mixture);
         suite.Prepare(new SuiteInputs(reference, floorSet, TeacherSampler, maxNfe, seed), (z, c, sampler) => Sample(sampler, z, c, out _));
+        run.Cancellation.ThrowIfCancellationRequested();
 
         var entries = new List<EvaluationEntry>
         {

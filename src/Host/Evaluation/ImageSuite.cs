@@ -66,6 +66,8 @@ public sealed class ImageSuite(EvaluationStageConfig config, IDataSource data, D
     {
         _seed = inputs.Seed;
         _classifier = ClassifierCache.LoadOrTrain(data, config.Classifier, device, logger, progress, cancellation);
+        // A signal during the classifier's last steps or its test pass: the classifier is cached, the rest is not started.
+        cancellation.ThrowIfCancellationRequested();
         if (_classifier.TestAccuracy < config.Classifier.MinAccuracy)
             logger.Warning("The evaluation classifier's test accuracy {Accuracy:P2} is below {Min:P0}; FD and class accuracy are unreliable",
                 _classifier.TestAccuracy, config.Classifier.MinAccuracy);

@@ -54,6 +54,40 @@ public class ClassifierCacheTests
         }
     }
 
+    /// <summary>Calls <paramref name="onReport"/> with every task's name and status.</summary>
+    private sealed class WatchProgress(Action<string, long, long> onReport) : IProgressReporter
+    {
+        public IProgressTask Start(string name, long total) => new Task(name, total, onReport);
+
+        private sealed class Task(string name, long total, Action<string, long, long> onReport) : IProgressTask
+        {
+            public void Report(long done, string status) => onReport(name, done, total);
+
+            public void Dispose() { }
+        }
+    }
+
+    [Fact]
+    public void A_signal_during_the_classifiers_last_step_caches_the_classifier_and_stops_before_the_reference_statistics()
+    {
+        // The signal arrives once the last training step has begun, after the loop's last stop check: the classifier
+        // completes and is cached (a resumed run loads it), and nothing after it runs (no samples-data.png).
+        using var folder = TestPaths.NewTempFolder();
+        using var scope = NewDisposeScope();
+        var data = new QuadrantImages();
+        var options = new ClassifierOptions { CacheDir = folder.File("cache"), Epochs = 0.1, BatchSize = 64 };
+        using var signal = new CancellationTokenSource();
+        var progress = new WatchProgress((name, done, total) => { if (name == "classifier" && done == total) signal.Cancel(); });
+        var config = new EvaluationStageConfig { Samples = 64, Classifier = options };
+        using var suite = new ImageSuite(config, data, CPU, new LoggerConfiguration().CreateLogger(), progress, folder.Path, signal.Token);
+        var inputs = new SuiteInputs(data.SampleEvaluation(64, CPU), data.SampleEvaluation(64, CPU), _ => throw new InvalidOperationException(), 1, 0);
+
+        Assert.Throws<OperationCanceledException>(() => suite.Prepare(inputs, (_, _, _) => throw new InvalidOperationException()));
+        Assert.True(signal.IsCancellationRequested);
+        Assert.Single(Directory.GetFiles(options.CacheDir, "classifier-quadrants-*.safetensors"));
+        Assert.False(File.Exists(Path.Combine(folder.Path, "samples-data.png")));
+    }
+
     [Fact]
     public void A_trained_classifier_is_accurate_and_its_cached_copy_reproduces_it_bit_for_bit()
     {
