@@ -103,7 +103,13 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
                 string dll = System.IO.Path.Combine(dir, name + ".dll");
                 if (!File.Exists(dll))
                 {
-                    errors.Add(new PluginLoadError(dir, $"no {name}.dll in the plugin folder (a plugin folder holds <Name>/<Name>.dll)."));
+                    // The folder above the plugin folder (e.g. the host's own folder, which holds plugins/ and runtimes/).
+                    var inside = Directory.GetDirectories(dir).Select(System.IO.Path.GetFileName).Order(StringComparer.Ordinal)
+                        .Where(sub => File.Exists(System.IO.Path.Combine(dir, sub!, sub + ".dll"))).ToList();
+                    errors.Add(new PluginLoadError(dir, inside.Count > 0
+                        ? $"no {name}.dll here, but it holds plugins ({string.Join(", ", inside)}): it is itself a plugin folder; name it, " +
+                          $"{System.IO.Path.GetFullPath(dir)}, instead of {System.IO.Path.GetFullPath(folder).TrimEnd('/')}."
+                        : $"no {name}.dll in the plugin folder (a plugin folder holds <Name>/<Name>.dll)."));
                     continue;
                 }
                 try

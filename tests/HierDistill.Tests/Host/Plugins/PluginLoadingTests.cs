@@ -125,6 +125,18 @@ public class PluginLoadingTests
     }
 
     [Fact]
+    public void The_folder_above_a_plugin_folder_given_as_the_plugin_folder_is_reported_with_the_folder_to_name()
+    {
+        // The test's output folder holds plugins/ (the built plugins) as the host's folder does.
+        string above = Path.GetDirectoryName(Path.GetFullPath(TestPaths.PluginsFolder).TrimEnd('/'))!;
+        var catalog = Discover(above);
+        Assert.Empty(catalog.Plugins);
+        var error = Assert.Single(catalog.Errors, e => e.Path == Path.Combine(above, "plugins"));
+        Assert.StartsWith("no plugins.dll here, but it holds plugins (HierDistill.Plugins.Awd, HierDistill.Plugins.Baselines, ", error.Reason);
+        Assert.EndsWith($"): it is itself a plugin folder; name it, {Path.Combine(above, "plugins")}, instead of {above}.", error.Reason);
+    }
+
+    [Fact]
     public void A_plugins_own_folder_given_as_the_plugin_folder_is_reported_with_the_folder_to_name()
     {
         const string name = "HierDistill.Plugins.Data";
