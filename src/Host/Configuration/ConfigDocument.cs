@@ -170,7 +170,8 @@ public static class ConfigDocument
         if (segments.Any(s => s.Length == 0)) return "the key has an empty level.";
         JsonNode? value;
         string trimmed = text.Trim();
-        if (trimmed.StartsWith('[') || trimmed.StartsWith('{'))
+        // A JSON list or object, or a JSON string in double quotes ("null" is the text null, not a removal).
+        if (trimmed.StartsWith('[') || trimmed.StartsWith('{') || (trimmed.Length >= 2 && trimmed.StartsWith('"') && trimmed.EndsWith('"')))
         {
             try
             {

@@ -125,7 +125,7 @@ public sealed class ConfigValidator
             if (child.Value.Length == 0) return; // empty JSON array or object
             // A single value where a list is expected: show the list it probably meant.
             string hint = TryGetListElementType(underlying, out var element)
-                ? $" Write it as a list: [{(element == typeof(string) ? System.Text.Json.JsonSerializer.Serialize(child.Value) : child.Value)}]."
+                ? $" Write it as a list: [{(element == typeof(string) ? System.Text.Json.JsonSerializer.Serialize(child.Value, ReadableJson) : child.Value)}]."
                 : "";
             Add(path, $"expected {Describe(underlying)}, got the value '{child.Value}'.{hint}");
             return;
@@ -246,6 +246,10 @@ public sealed class ConfigValidator
         var options = ValidateComponentOptions(section, descriptor.OptionsType, path);
         return options is null ? null : (descriptor, options);
     }
+
+    /// <summary>JSON as a user writes it in a config file (quotes as \", not \u0022).</summary>
+    private static readonly System.Text.Json.JsonSerializerOptions ReadableJson =
+        new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private static string DescribeFailure(ValidationAttribute attr, object? value, ValidationResult failure) => attr switch
     {

@@ -269,6 +269,9 @@ public class ConfigValidationTests
         var indexed = ConfigLoader.Validate(ConfigLoader.Read(folder.File("base.json"), ["stages:evaluate:teacherNfe:1=64"]),
             folder.File("base.json"), Catalogs.BuiltIn());
         Assert.Equal([1, 64, 4, 8], ((EvaluationStageConfig)indexed.Config.Stages["evaluate"]).TeacherNfe);
+        // A JSON string: "null" in quotes is the text, not a removal.
+        var named = ConfigLoader.Validate(ConfigLoader.Read(folder.File("base.json"), ["run:name=\"null\""]), folder.File("base.json"), Catalogs.BuiltIn());
+        Assert.Equal("null", named.Config.Run.Name);
     }
 
     [Fact]
@@ -277,6 +280,9 @@ public class ConfigValidationTests
         Assert.Equal(["stages:evaluate:teacherNfe: expected a list of integers, got the value '8'. Write it as a list: [8]."], Errors(Valid, "stages:evaluate:teacherNfe=8"));
         // A list of strings: the hint is valid JSON, quoted.
         Assert.Contains(Errors(Valid, "plugins:folders=/tmp/x"), e => e.EndsWith("Write it as a list: [\"/tmp/x\"].", StringComparison.Ordinal));
+        // A value in double quotes is a JSON string (the quotes are not part of it); quotes inside are escaped as in a config file.
+        Assert.Contains(Errors(Valid, "plugins:folders=\"/tmp/my plugins\""), e => e.EndsWith("Write it as a list: [\"/tmp/my plugins\"].", StringComparison.Ordinal));
+        Assert.Contains(Errors(Valid, "plugins:folders=\"a\\\"b\""), e => e.EndsWith("Write it as a list: [\"a\\\"b\"].", StringComparison.Ordinal));
         Assert.Equal(["stages:teacher:loadFrom: weights file not found: /no/teacher.safetensors."], Errors(Valid, "stages:teacher:loadFrom=/no/teacher.safetensors"));
     }
 
