@@ -169,9 +169,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// <summary><c>hierdistill plugins</c>: discovered plugins, their components, option types and defaults.</summary>
     public int ListPlugins(IReadOnlyList<string> folders, bool includeDefault)
     {
-        var all = folders.Select(Path.GetFullPath).ToList();
-        if (includeDefault) all.Add(PluginDiscovery.DefaultFolder);
-        var catalog = new PluginDiscovery(_loader).Discover(all.Distinct().ToList());
+        var catalog = new PluginDiscovery(_loader).Discover(PluginDiscovery.Folders(folders, includeDefault));
         console.MarkupLine($"Plugin folders searched: {Markup.Escape(catalog.SearchedFoldersText)}");
         foreach (var plugin in catalog.Plugins)
         {

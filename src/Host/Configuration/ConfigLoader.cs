@@ -72,13 +72,12 @@ public static class ConfigLoader
         return plugins;
     }
 
-    /// <summary>Plugin folders of a config: the configured ones (relative to the current directory) and the host's default.</summary>
-    public static IReadOnlyList<string> PluginFolders(PluginsOptions plugins)
-    {
-        var folders = plugins.Folders.Select(Path.GetFullPath).ToList();
-        if (plugins.IncludeDefaultFolder) folders.Add(PluginDiscovery.DefaultFolder);
-        return folders.Distinct().ToList();
-    }
+    /// <summary>
+    /// Plugin folders of a config: the host's default first (so a built-in component's name cannot be taken over by another
+    /// plugin), then the configured ones (relative to the current directory).
+    /// </summary>
+    public static IReadOnlyList<string> PluginFolders(PluginsOptions plugins) =>
+        PluginDiscovery.Folders(plugins.Folders, plugins.IncludeDefaultFolder);
 
     /// <summary>Validates the whole config against the catalog and binds it.</summary>
     /// <param name="root">The config.</param>

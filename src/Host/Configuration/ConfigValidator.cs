@@ -240,7 +240,9 @@ public sealed class ConfigValidator
             string? guess = Suggest(name, known);
             Add(Join(path, "type"),
                 $"unknown {ComponentCatalog.Describe(contract)} '{name}'." + (guess is null ? "" : $" Did you mean '{guess}'?") +
-                $" Known: {_catalog.KnownNames(contract)}. Plugin folders searched: {_catalog.SearchedFoldersText}.");
+                $" Known: {_catalog.KnownNames(contract)}. Plugin folders searched: {_catalog.SearchedFoldersText}." +
+                // It may belong to a plugin that failed to load.
+                (_catalog.Errors.Count == 0 ? "" : $" Not loaded ({_catalog.Errors.Count}): {string.Join("; ", _catalog.Errors)}"));
             return null;
         }
         var options = ValidateComponentOptions(section, descriptor.OptionsType, path);

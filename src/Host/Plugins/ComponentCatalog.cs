@@ -39,22 +39,35 @@ public sealed class ComponentCatalog
         (typeof(IDiscriminator), "discriminator"),
     ];
 
-    /// <summary>Builds a catalog; a name registered twice for one contract becomes a load error of the second plugin.</summary>
+    /// <summary>
+    /// Builds a catalog. Names are unique per contract: a plugin that registers one name twice, or a name an earlier plugin
+    /// registered (the built-in plugins come first), is not loaded, with a load error.
+    /// </summary>
     public static ComponentCatalog Create(IReadOnlyList<LoadedPlugin> plugins, IEnumerable<PluginLoadError> errors, IReadOnlyList<string> folders)
     {
         var errorList = errors.ToList();
         var seen = new Dictionary<(Type, string), LoadedPlugin>();
         var kept = new List<LoadedPlugin>();
+        static (Type, string) Key(ComponentDescriptor c) => (c.Contract, c.Name);
         foreach (var plugin in plugins)
         {
-            var clash = plugin.Components.Select(c => (c.Contract, c.Name)).FirstOrDefault(k => seen.ContainsKey(k));
-            if (clash != default)
+            if (plugin.Components.GroupBy(Key).FirstOrDefault(g => g.Count() > 1) is { } twice)
             {
                 errorList.Add(new PluginLoadError(plugin.Path,
-                    $"registers {Describe(clash.Contract)} '{clash.Name}', which {seen[clash].Name} ({seen[clash].Path}) already registered."));
+                    $"registers {Describe(twice.First().Contract)} '{twice.First().Name}' {twice.Count()} times; names are unique per contract: " +
+                    "register it once."));
                 continue;
             }
-            foreach (var c in plugin.Components) seen[(c.Contract, c.Name)] = plugin;
+            if (plugin.Components.FirstOrDefault(c => seen.ContainsKey(Key(c))) is { } clash)
+            {
+                var owner = seen[Key(clash)];
+                errorList.Add(new PluginLoadError(plugin.Path,
+                    $"registers {Describe(clash.Contract)} '{clash.Name}', which {owner.Name} ({owner.Path}) already registered; names are unique " +
+                    "per contract and the plugin found first keeps its name (the host's own plugins come first): give the " +
+                    "component another name."));
+                continue;
+            }
+            foreach (var c in plugin.Components) seen[Key(c)] = plugin;
             kept.Add(plugin);
         }
         return new ComponentCatalog(kept, errorList, folders);

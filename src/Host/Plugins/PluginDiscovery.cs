@@ -79,6 +79,13 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
     /// <summary>The <c>plugins</c> folder beside the host.</summary>
     public static string DefaultFolder => Path.Combine(AppContext.BaseDirectory, "plugins");
 
+    /// <summary>
+    /// The folders to search, in order: the default folder first (when included), so that the built-in plugins keep their
+    /// names, then <paramref name="folders"/> as full paths (relative ones from the current directory), each once.
+    /// </summary>
+    public static IReadOnlyList<string> Folders(IEnumerable<string> folders, bool includeDefault) =>
+        (includeDefault ? [DefaultFolder] : Array.Empty<string>()).Concat(folders.Select(Path.GetFullPath)).Distinct().ToList();
+
     /// <summary>The Abstractions version of this host.</summary>
     public static Version HostAbstractionsVersion => typeof(IHierDistillPlugin).Assembly.GetName().Version!;
 
@@ -197,7 +204,16 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
         {
             if (entry.GetConstructor(Type.EmptyTypes) is null)
                 throw new PluginLoadException($"entry point {entry.FullName} has no public parameterless constructor.");
-            components.AddRange(Register((IHierDistillPlugin)Activator.CreateInstance(entry)!, entry.FullName!));
+            IHierDistillPlugin plugin;
+            try
+            {
+                plugin = (IHierDistillPlugin)Activator.CreateInstance(entry)!;
+            }
+            catch (TargetInvocationException e) when (e.InnerException is { } inner)
+            {
+                throw new PluginLoadException($"the constructor of {entry.FullName} failed: {inner.GetType().Name}: {inner.Message}", inner);
+            }
+            components.AddRange(Register(plugin, entry.FullName!));
         }
         var name = assembly.GetName();
         string version = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]

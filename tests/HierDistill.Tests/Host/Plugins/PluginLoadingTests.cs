@@ -93,6 +93,63 @@ public class PluginLoadingTests
     }
 
     [Fact]
+    public void A_plugin_whose_constructor_throws_is_reported_and_the_other_plugins_still_load()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        var dir = Directory.CreateDirectory(Path.Combine(folder.Path, "Thrower")).FullName;
+        // public class Thrower.Plugin : IHierDistillPlugin { public Plugin() => throw new InvalidOperationException("no licence file"); public void Register(IServiceCollection s) { } }
+        var builder = new PersistedAssemblyBuilder(new AssemblyName("Thrower"), typeof(object).Assembly);
+        var type = builder.DefineDynamicModule("Thrower").DefineType("Thrower.Plugin", TypeAttributes.Public | TypeAttributes.Class,
+            typeof(object), [typeof(HierDistill.Abstractions.Plugins.IHierDistillPlugin)]);
+        var il = type.DefineConstructor(MethodAttributes.Public, CallingConventions.Standard, Type.EmptyTypes).GetILGenerator();
+        il.Emit(OpCodes.Ldstr, "no licence file");
+        il.Emit(OpCodes.Newobj, typeof(InvalidOperationException).GetConstructor([typeof(string)])!);
+        il.Emit(OpCodes.Throw);
+        var register = type.DefineMethod("Register", MethodAttributes.Public | MethodAttributes.Virtual | MethodAttributes.HideBySig | MethodAttributes.NewSlot | MethodAttributes.Final,
+            typeof(void), [typeof(IServiceCollection)]);
+        register.GetILGenerator().Emit(OpCodes.Ret);
+        type.CreateType();
+        builder.Save(Path.Combine(dir, "Thrower.dll"));
+
+        var catalog = Discover(TestPaths.PluginsFolder, folder.Path);
+        Assert.Equal(6, catalog.Plugins.Count);
+        var error = Assert.Single(catalog.Errors);
+        Assert.Equal(Path.Combine(dir, "Thrower.dll"), error.Path);
+        Assert.Equal("the constructor of Thrower.Plugin failed: InvalidOperationException: no licence file", error.Reason);
+    }
+
+    private sealed class Registers(params string[] discriminators) : HierDistill.Abstractions.Plugins.IHierDistillPlugin
+    {
+        public void Register(IServiceCollection services)
+        {
+            foreach (var name in discriminators)
+                HierDistill.Abstractions.Plugins.ComponentRegistration.AddDiscriminator<object>(services, name, "test", (_, _) => throw new NotSupportedException());
+        }
+    }
+
+    [Fact]
+    public void A_name_registered_twice_or_taken_from_a_built_in_plugin_refuses_the_later_plugin_and_built_ins_are_searched_first()
+    {
+        var builtIn = Discover(TestPaths.PluginsFolder);
+        LoadedPlugin Plugin(string name, params string[] discriminators) =>
+            new(name, "1.0.0", $"/p/{name}/{name}.dll", "1.4.0", PluginDiscovery.Register(new Registers(discriminators), name));
+        var catalog = ComponentCatalog.Create([.. builtIn.Plugins, Plugin("Impostor", "maxpool", "awd"), Plugin("Twice", "maxpool2", "maxpool2"), Plugin("Good", "maxpool")],
+            [], []);
+        Assert.Equal([.. BuiltIn, "Good"], catalog.Plugins.Select(p => p.Name));
+        Assert.Contains("HierDistill.Plugins.Awd", catalog.Find(typeof(HierDistill.Abstractions.Contracts.IDiscriminator), "awd")!.Assembly);
+        Assert.Equal(
+        [
+            $"/p/Impostor/Impostor.dll: registers discriminator 'awd', which HierDistill.Plugins.Awd ({builtIn.Plugins.Single(p => p.Name == "HierDistill.Plugins.Awd").Path}) " +
+            "already registered; names are unique per contract and the plugin found first keeps its name (the host's own plugins come first): give the component another name.",
+            "/p/Twice/Twice.dll: registers discriminator 'maxpool2' 2 times; names are unique per contract: register it once.",
+        ], catalog.Errors.Select(e => e.ToString()));
+        // The host's folder is searched first, whatever the order given; each folder once.
+        Assert.Equal([PluginDiscovery.DefaultFolder, Path.GetFullPath("extra"), "/abs"],
+            PluginDiscovery.Folders(["extra", "/abs", PluginDiscovery.DefaultFolder, "extra"], includeDefault: true));
+        Assert.Equal(["/abs"], PluginDiscovery.Folders(["/abs"], includeDefault: false));
+    }
+
+    [Fact]
     public void A_plugin_built_against_another_major_version_is_refused_naming_both_versions()
     {
         using var folder = TestPaths.NewTempFolder();
