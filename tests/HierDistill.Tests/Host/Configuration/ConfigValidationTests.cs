@@ -1,5 +1,6 @@
 using HierDistill.Host;
 using HierDistill.Host.Configuration;
+using HierDistill.Host.Plugins;
 using HierDistill.Tests.Support;
 using Xunit;
 
@@ -82,6 +83,14 @@ public class ConfigValidationTests
     {
         var errors = Errors(Valid, "stages:detail:discriminator:type=patchgan");
         Assert.Equal(["stages:detail:discriminator:type: unknown discriminator 'patchgan'. Known: awd, gap. Plugin folders searched: /test/plugins."], errors);
+
+        // A plugin that failed to load may be the one that has it: the reasons follow.
+        var builtIn = Catalogs.BuiltIn();
+        var withFailure = ComponentCatalog.Create(builtIn.Plugins, [new PluginLoadError("/p/PatchGan/PatchGan.dll", "no entry point: …")], ["/test/plugins"]);
+        using var file = new ConfigFile(Valid);
+        var e = Assert.Throws<ConfigException>(() =>
+            ConfigLoader.Validate(ConfigLoader.Read(file.Path, ["stages:detail:discriminator:type=patchgan"]), file.Path, withFailure));
+        Assert.EndsWith("Plugin folders searched: /test/plugins. Not loaded (1): /p/PatchGan/PatchGan.dll: no entry point: …", Assert.Single(e.Errors).ToString());
     }
 
     [Fact]
