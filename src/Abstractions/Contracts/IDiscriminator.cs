@@ -4,7 +4,8 @@ using static TorchSharp.torch;
 namespace HierDistill.Abstractions.Contracts;
 
 /// <summary>Logits of a discriminator with diagnostics (e.g. attention entropy).</summary>
-/// <param name="Logits">Logits <c>[B, H]</c>, one column per head (per tapped block); higher means "real".</param>
+/// <param name="Logits">Logits <c>[B, H]</c>, one row per sample and one column per head (usually one head per tapped block,
+/// <c>H = FeatureBlocks.Count</c>); higher means "real".</param>
 /// <param name="Diagnostics">Named scalar diagnostics, never backpropagated.</param>
 public sealed record DiscriminatorOutput(Tensor Logits, IReadOnlyDictionary<string, Tensor> Diagnostics);
 
@@ -22,10 +23,17 @@ public interface IDiscriminator
     /// <summary>Teacher blocks whose token features the heads read (one head per block).</summary>
     IReadOnlyList<int> FeatureBlocks { get; }
 
-    /// <summary>Noise levels <c>s_D ∈ [0, 1]</c> for a batch, <c>[B]</c>.</summary>
+    /// <summary>Noise levels <c>s_D ∈ [0, 1]</c> for a batch, a floating-point <c>[B]</c> (the host checks the shape).</summary>
     Tensor SampleTimes(long batchSize, Device device);
 
     /// <summary>Logits from token features <c>[B, N, C]</c> (one per block of <see cref="FeatureBlocks"/>).</summary>
+    /// <remarks>
+    /// In the discriminator's step the host passes real and generated samples in one batch (<c>B = 2 × batch</c>, the real
+    /// half first; features computed without gradient), so batch statistics see both; in the generator's step, generated
+    /// samples alone (<c>B = batch</c>; features differentiable in the samples). The host checks that
+    /// <see cref="DiscriminatorOutput.Logits"/> is <c>[B, H]</c>, and runs this once on a trial batch of 4 random samples
+    /// before anything trains (<c>validate</c>, <c>run</c>, <c>compare</c>), so a wrong shape is a configuration error.
+    /// </remarks>
     /// <param name="features">Token features, in the order of <see cref="FeatureBlocks"/>.</param>
     /// <param name="labels">Class labels <c>[B]</c> (heads may ignore them).</param>
     /// <exception cref="ArgumentException">When the number or shapes of the features do not match the heads.</exception>

@@ -13,7 +13,10 @@ public sealed record OptimizerSettings(
     double LearningRate, double Beta1 = 0.9, double Beta2 = 0.999, double WeightDecay = 0, double? GradClipNorm = null);
 
 /// <summary>A module a component wants trained by the host's loop, with its optimiser settings.</summary>
-/// <param name="Name">Name used in logs and checkpoints, e.g. <c>"fake_score"</c>.</param>
+/// <param name="Name">Name that keys the module's state in checkpoints and names it in its optimiser's messages (skipped
+/// steps), e.g. <c>"fake_score"</c>; a distribution matcher's auxiliary modules also log under it (<c>fake_score/loss</c>), a
+/// discriminator's heads log under <c>discriminator/</c>. Unique among the modules one stage trains; <c>"generator"</c> is the
+/// host's. The host checks this before anything runs.</param>
 /// <param name="Module">The module; its parameters with <c>requires_grad</c> are optimised.</param>
 /// <param name="Optimizer">Optimiser settings.</param>
 public sealed record TrainableModule(string Name, nn.Module Module, OptimizerSettings Optimizer);

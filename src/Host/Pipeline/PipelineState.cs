@@ -135,6 +135,14 @@ public sealed class ComponentFactory(LoadedConfig config, IServiceProvider servi
     /// <summary>The configured component's name (e.g. <c>dit</c>, <c>awd</c>).</summary>
     /// <exception cref="KeyNotFoundException">When none is configured at <paramref name="path"/>.</exception>
     public string NameOf(string path) => config.Component(path).Descriptor.Name;
+
+    /// <summary>The configured component for messages: its name and the plugin assembly it comes from, e.g. <c>'awd' (HierDistill.Plugins.Awd)</c>.</summary>
+    /// <exception cref="KeyNotFoundException">When none is configured at <paramref name="path"/>.</exception>
+    public string Describe(string path)
+    {
+        var descriptor = config.Component(path).Descriptor;
+        return string.IsNullOrEmpty(descriptor.Assembly) ? $"'{descriptor.Name}'" : $"'{descriptor.Name}' ({descriptor.Assembly})";
+    }
 }
 
 /// <summary>What the stages produced so far; each stage reads its predecessors' results from here.</summary>

@@ -12,7 +12,8 @@ namespace HierDistill.Host.Pipeline;
 /// Builds once, from the config alone and on the CPU, what the stages will build: the data source, the teacher's architecture
 /// (untrained), each trajectory stage's distiller and student, each distribution stage's matcher (with its fake score),
 /// discriminator and regularizer. Checks that they fit together (the teacher models the data, the discriminator's blocks are
-/// teacher feature blocks, a configured student models the teacher's data) and that every <c>loadFrom</c> file's names, shapes
+/// teacher feature blocks and it keeps its contract on a trial batch, the modules a stage trains have distinct names, a
+/// configured student models the teacher's data) and that every <c>loadFrom</c> file's names, shapes
 /// and dtype kinds fit the network it will be loaded into (from the file's header: no tensor is read); then discards them.
 /// So a discriminator block the teacher lacks, a student for other data or a weights file of another architecture is a
 /// configuration error before the run folder is created or overwritten, not a failure after hours of teacher training.
@@ -109,12 +110,16 @@ public static class Preflight
                         case DistributionStageConfig d when teacher is not null:
                             var matcher = Build<IDistributionMatcher>($"stages:{key}:matcher", data, teacher);
                             foreach (var m in matcher.AuxiliaryModules) Own(m.Module);
+                            IDiscriminator? discriminator = null;
                             if (components.Has($"stages:{key}:discriminator"))
                             {
-                                var discriminator = Build<IDiscriminator>($"stages:{key}:discriminator", data, teacher);
+                                discriminator = Build<IDiscriminator>($"stages:{key}:discriminator", data, teacher);
                                 Own(discriminator.Heads.Module);
                                 DistributionStage.CheckFeatures(key, teacher, discriminator);
+                                DistributionStage.TryDiscriminator($"stages:{key}:discriminator", components.Describe($"stages:{key}:discriminator"),
+                                    teacher, discriminator, data.Spec);
                             }
+                            DistributionStage.CheckModuleNames(key, components, matcher, discriminator);
                             if (components.Has($"stages:{key}:regularizer") && d.RegularizerWeight > 0)
                                 Build<ITrajectoryDistiller>($"stages:{key}:regularizer", data, teacher);
                             break;

@@ -1,5 +1,6 @@
 using TorchSharp;
 using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Data;
 using HierDistill.Abstractions.Conventions;
 using HierDistill.Abstractions.Losses;
 using HierDistill.Abstractions.Models;
@@ -64,6 +65,9 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
             : null;
         using var ownedRegularizer = regularizer as IDisposable;
         if (discriminator is not null) CheckFeatures(key, teacher, discriminator);
+        CheckModuleNames(key, run.Components, matcher, discriminator);
+        string discriminatorPath = $"stages:{key}:discriminator";
+        string discriminatorName = discriminator is null ? "" : run.Components.Describe(discriminatorPath);
 
         var training = config.Training;
         int maxSkipped = run.Config.Config.Run.MaxSkippedSteps;
@@ -88,9 +92,6 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         trained.Optimizers.Add(generatorOptimizer);
         trained.Optimizers.AddRange(auxiliary);
         if (discriminatorOptimizer is not null) trained.Optimizers.Add(discriminatorOptimizer);
-        var names = trained.Optimizers.GroupBy(o => o.Name).FirstOrDefault(g => g.Count() > 1);
-        if (names is not null)
-            throw new InvalidOperationException($"stages:{key}: two trained modules are both named '{names.Key}'; the matcher's and discriminator's module names must differ.");
 
         int interval = matcher.GeneratorUpdateInterval;
         if (interval < 1) throw new InvalidOperationException($"stages:{key}:matcher: the generator update interval must be ≥ 1, got {interval}.");
@@ -113,9 +114,10 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                     var loss = matcher.GeneratorLoss(x, labels, progress);
                     if (discriminator is not null && config.AdversarialWeight > 0)
                     {
-                        var s = discriminator.SampleTimes(x.shape[0], device);
+                        var s = CheckTimes(discriminatorPath, discriminatorName, discriminator.SampleTimes(x.shape[0], device), x.shape[0]);
                         var features = teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
                         var output = discriminator.Forward(features, labels);
+                        CheckLogits(discriminatorPath, discriminatorName, output.Logits, x.shape[0]);
                         loss = loss.Plus(discriminator.GeneratorLoss(output.Logits), config.AdversarialWeight, "adv");
                     }
                     if (regularizer is not null)
@@ -143,11 +145,12 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                     // Real and generated samples in one batch: one forward, one power iteration of the heads' spectral norms.
                     var both = cat([batch.X, fake]);
                     var bothLabels = cat([labels, labels]);
-                    var s = discriminator.SampleTimes(both.shape[0], device);
+                    var s = CheckTimes(discriminatorPath, discriminatorName, discriminator.SampleTimes(both.shape[0], device), both.shape[0]);
                     IReadOnlyList<Tensor> features;
                     using (no_grad())
                         features = teacher.TokenFeatures(Noised(both, s), s, bothLabels, discriminator.FeatureBlocks);
                     var output = discriminator.Forward(features, bothLabels);
+                    CheckLogits(discriminatorPath, discriminatorName, output.Logits, both.shape[0]);
                     long b = batch.Size;
                     var dLoss = discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, b), output.Logits.narrow(0, b, b));
                     log.Add("discriminator", new LossBreakdown(dLoss.Total, dLoss.Terms, dLoss.Diagnostics.Concat(output.Diagnostics).ToDictionary()));
@@ -192,6 +195,75 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         if (source is null)
             throw new InvalidOperationException($"stages:{key}:generator: no student '{g}' was produced before this stage.");
         return (source.Model.Clone(), source.StageKey, source);
+    }
+
+    /// <summary>
+    /// Checks that the modules stage <paramref name="key"/> trains have distinct names (they key the checkpoint's state and
+    /// the optimisers' messages): the generator's, the matcher's auxiliary modules' and the discriminator's heads'.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">When two share a name, naming both owners.</exception>
+    internal static void CheckModuleNames(string key, ComponentFactory components, IDistributionMatcher matcher, IDiscriminator? discriminator)
+    {
+        var owners = new List<(string Name, string Owner)> { ("generator", "the host's generator") };
+        string matcherName = components.Describe($"stages:{key}:matcher");
+        owners.AddRange(matcher.AuxiliaryModules.Select(m => (m.Name, $"the matcher {matcherName}")));
+        if (discriminator is not null) owners.Add((discriminator.Heads.Name, $"the discriminator {components.Describe($"stages:{key}:discriminator")}"));
+        var clash = owners.GroupBy(o => o.Name).FirstOrDefault(g => g.Count() > 1);
+        if (clash is null) return;
+        var who = clash.ToList();
+        throw new InvalidOperationException(
+            $"stages:{key}: {who[0].Owner} and {who[1].Owner} both train a module named '{clash.Key}'; the names of a stage's trained modules " +
+            $"key its checkpoint and must differ ('generator' is the host's): give {who[^1].Owner} another TrainableModule.Name.");
+    }
+
+    /// <summary>Checks that a discriminator's <see cref="IDiscriminator.SampleTimes"/> returned <c>[B]</c> for <paramref name="samples"/> samples (shape only: no device read).</summary>
+    /// <returns><paramref name="times"/>.</returns>
+    /// <exception cref="InvalidOperationException">Otherwise, naming the component and the contract.</exception>
+    internal static Tensor CheckTimes(string path, string component, Tensor times, long samples)
+    {
+        if (times.dim() == 1 && times.shape[0] == samples && times.is_floating_point()) return times;
+        throw new InvalidOperationException(
+            $"{path}: {component} SampleTimes({samples}) returned a {times.dtype} tensor of shape [{string.Join(", ", times.shape)}]; the contract is " +
+            $"one noise level s_D in [0, 1] per sample, a floating-point [{samples}] (IDiscriminator.SampleTimes).");
+    }
+
+    /// <summary>Checks that a discriminator's logits are <c>[B, H]</c> for <paramref name="samples"/> samples (shape only: no device read).</summary>
+    /// <exception cref="InvalidOperationException">Otherwise, naming the component and the contract.</exception>
+    internal static void CheckLogits(string path, string component, Tensor logits, long samples)
+    {
+        if (logits.dim() == 2 && logits.shape[0] == samples && logits.shape[1] >= 1) return;
+        throw new InvalidOperationException(
+            $"{path}: {component} Forward returned logits of shape [{string.Join(", ", logits.shape)}] for {samples} samples; the contract is " +
+            $"[B, H] = [{samples}, H], one row per sample and one column per head (IDiscriminator.Forward, DiscriminatorOutput.Logits).");
+    }
+
+    /// <summary>
+    /// Runs a discriminator once as stage 2 does, on <c>2 × 2</c> random samples of <paramref name="spec"/>'s shape (real and
+    /// generated halves, label 0) noised to its own times, through <paramref name="teacher"/>'s token features: its times,
+    /// logits and both losses, with the checks of <see cref="CheckTimes"/> and <see cref="CheckLogits"/>. For the preflight (on
+    /// the CPU, an untrained teacher), so that a discriminator that breaks its contract fails before anything trains.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">When a check fails or the discriminator throws, naming the component.</exception>
+    internal static void TryDiscriminator(string path, string component, ITeacher teacher, IDiscriminator discriminator, DataSpec spec)
+    {
+        using var scope = NewDisposeScope();
+        const long half = 2;
+        var x = randn([2 * half, .. spec.SampleShape]);
+        var labels = zeros(2 * half, dtype: ScalarType.Int64);
+        DiscriminatorOutput output;
+        try
+        {
+            var s = CheckTimes(path, component, discriminator.SampleTimes(2 * half, CPU), 2 * half);
+            var features = teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
+            output = discriminator.Forward(features, labels);
+            CheckLogits(path, component, output.Logits, 2 * half);
+            discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, half), output.Logits.narrow(0, half, half));
+            discriminator.GeneratorLoss(output.Logits.narrow(0, half, half));
+        }
+        catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith(path, StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"{path}: {component} failed on a trial batch of {2 * half} random samples: {e.Message}", e);
+        }
     }
 
     /// <summary>Checks that the teacher exposes token features and every block the discriminator of stage <paramref name="key"/> reads.</summary>

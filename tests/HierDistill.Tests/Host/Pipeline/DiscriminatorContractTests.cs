@@ -1,0 +1,114 @@
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Losses;
+using HierDistill.Abstractions.Plugins;
+using HierDistill.Host;
+using HierDistill.Host.Configuration;
+using HierDistill.Host.Pipeline;
+using HierDistill.Host.Training;
+using HierDistill.Plugins.Awd;
+using HierDistill.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace HierDistill.Tests.Host.Pipeline;
+
+/// <summary>The built-in AWD discriminator with one contract fault, chosen by <see cref="Fault"/> (for the host's checks).</summary>
+public sealed class FaultyDiscriminatorOptions : GapOptions
+{
+    /// <summary>none, flat (logits [B·H]), transposed ([H, B]), times ([B, 1] noise levels), throws (Forward throws), fake-score (heads named as DMD's fake score).</summary>
+    public string Fault { get; set; } = "none";
+}
+
+internal sealed class FaultyDiscriminator(IDiscriminator inner, string fault) : IDiscriminator
+{
+    public TrainableModule Heads => fault == "fake-score" ? inner.Heads with { Name = "fake_score" } : inner.Heads;
+
+    public IReadOnlyList<int> FeatureBlocks => inner.FeatureBlocks;
+
+    public Tensor SampleTimes(long batchSize, Device device) =>
+        fault == "times" ? inner.SampleTimes(batchSize, device).unsqueeze(1) : inner.SampleTimes(batchSize, device);
+
+    public DiscriminatorOutput Forward(IReadOnlyList<Tensor> features, Tensor labels)
+    {
+        if (fault == "throws") throw new InvalidOperationException("my head broke");
+        var output = inner.Forward(features, labels);
+        return fault switch
+        {
+            "flat" => output with { Logits = output.Logits.reshape(-1) },
+            "transposed" => output with { Logits = output.Logits.t() },
+            _ => output,
+        };
+    }
+
+    public LossBreakdown DiscriminatorLoss(Tensor realLogits, Tensor fakeLogits) => inner.DiscriminatorLoss(realLogits, fakeLogits);
+
+    public LossBreakdown GeneratorLoss(Tensor fakeLogits) => inner.GeneratorLoss(fakeLogits);
+}
+
+internal sealed class FaultyDiscriminatorPlugin : IHierDistillPlugin
+{
+    public void Register(IServiceCollection services) =>
+        services.AddDiscriminator<FaultyDiscriminatorOptions>("faulty", "AWD with one contract fault (tests).",
+            (ctx, o) => new FaultyDiscriminator(new TokenDiscriminator(o, ctx.RequireTeacher(), attention: true), o.Fault));
+}
+
+public class DiscriminatorContractTests
+{
+    private static readonly string[] Short =
+    [
+        "stages:teacher:training:steps=5", "stages:structure:training:steps=2", "stages:detail:training:steps=4",
+        "stages:detail:training:batchSize=8", "stages:evaluate:enabled=false", "run:logEvery=1", "stages:detail:discriminator:type=faulty",
+    ];
+
+    private const string Path = "stages:detail:discriminator";
+    private const string Component = "'faulty' (HierDistill.Tests)";
+
+    public static TheoryData<string, string> Faults => new()
+    {
+        { "flat", $"{Path}: {Component} Forward returned logits of shape [12] for 4 samples; the contract is [B, H] = [4, H], one row per sample and one column per head (IDiscriminator.Forward, DiscriminatorOutput.Logits)." },
+        { "transposed", $"{Path}: {Component} Forward returned logits of shape [3, 4] for 4 samples;" },
+        { "times", $"{Path}: {Component} SampleTimes(4) returned a Float32 tensor of shape [4, 1]; the contract is one noise level s_D in [0, 1] per sample, a floating-point [4] (IDiscriminator.SampleTimes)." },
+        { "throws", $"{Path}: {Component} failed on a trial batch of 4 random samples: my head broke" },
+        { "fake-score", $"stages:detail: the matcher 'dmd' (HierDistill.Plugins.Dmd) and the discriminator {Component} both train a module named 'fake_score'; the names of a stage's trained modules key its checkpoint and must differ ('generator' is the host's): give the discriminator {Component} another TrainableModule.Name." },
+    };
+
+    private static LoadedConfig Load(string fault) =>
+        ConfigLoader.Validate(ConfigLoader.Read(TestPaths.Sample("toy2d/hd.json"), [.. Short, $"{Path}:options:fault={fault}"]),
+            TestPaths.Sample("toy2d/hd.json"), Catalogs.BuiltIn(new FaultyDiscriminatorPlugin()));
+
+    [Theory]
+    [MemberData(nameof(Faults))]
+    public void A_discriminator_that_breaks_its_contract_is_a_config_error_before_anything_runs(string fault, string expected)
+    {
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        Assert.False(app.Preflight("hd.json", Load(fault), Catalogs.BuiltIn(new FaultyDiscriminatorPlugin())), writer.ToString());
+        Assert.Contains(expected, writer.ToString());
+        Assert.Contains("1 configuration error(s) found by building the networks", writer.ToString());
+    }
+
+    [Fact]
+    public void The_same_discriminator_without_a_fault_passes_the_check()
+    {
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        Assert.True(app.Preflight("hd.json", Load("none"), Catalogs.BuiltIn(new FaultyDiscriminatorPlugin())), writer.ToString());
+    }
+
+    [Theory]
+    [InlineData("flat", "Forward returned logits of shape [24] for 8 samples; the contract is [B, H] = [8, H]")]
+    [InlineData("times", "SampleTimes(8) returned a Float32 tensor of shape [8, 1]")]
+    public void Logits_or_times_of_the_wrong_shape_stop_the_training_step_that_gets_them(string fault, string expected)
+    {
+        // Three heads (the sample teacher's three blocks); the generator's step comes first (8 generated samples).
+        // Without the check, flat logits [2B·H] were cut into a "real" and a "fake" half that both came from the real samples,
+        // and the run trained to its end on that. Here the pipeline runs without the preflight.
+        using var folder = TestPaths.NewTempFolder();
+        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
+        var run = TestRuns.Context(Load(fault), folder.Path, metrics);
+        var e = Assert.Throws<InvalidOperationException>(() => new PipelineRunner().Run(run));
+        Assert.StartsWith($"{Path}: {Component} ", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+}
