@@ -239,8 +239,11 @@ public sealed class ModuleOptimizer : IDisposable
         if (consecutive >= _maxConsecutiveSkips)
             throw new NonFiniteLossException(
                 $"{last.Context}: {consecutive} consecutive steps of '{Name}' skipped for a non-finite loss or gradient, the last at step {last.Step} " +
-                $"({Culprit(last.Breakdown, last.Norm)}); parameters and optimiser state are those of the last finite step. " +
-                "Lower the learning rate, set or lower gradClip, or check the data.");
+                $"({Culprit(last.Breakdown, last.Norm)}); " + (Updates == 0
+                    // Never finite: not a divergence, which a learning rate would cure, but a NaN from the start.
+                    ? "none of its steps has been finite, so its parameters are still the initial ones: the loss is non-finite from the start, " +
+                      "which points to a component's output (a NaN in a plugin's forward pass or loss) or the data, not to the learning rate."
+                    : "parameters and optimiser state are those of the last finite step. Lower the learning rate, set or lower gradClip, or check the data."));
     }
 
     /// <summary>

@@ -119,6 +119,11 @@ public static class TrainingLoop
                 // own steps), so a stage cannot finish with the limit reached in its tail.
                 if (i == steps - 1 && state is not null) foreach (var o in state.Optimizers) o.CheckSkips();
             }
+            // Any failure: the progress line shows the step that failed, not the last logged one (the filter only reports).
+            catch (Exception) when (StoppedAt(task, i))
+            {
+                throw;
+            }
             catch (NonFiniteLossException e) when (checkpoints is not null)
             {
                 throw new NonFiniteLossException(checkpoints.Last is null
@@ -151,5 +156,12 @@ public static class TrainingLoop
         }
         run.Metrics.Flush();
         return Seconds();
+    }
+
+    /// <summary>Reports <paramref name="step"/> as the step the stage stopped at; returns false (for an exception filter).</summary>
+    private static bool StoppedAt(IProgressTask task, long step)
+    {
+        task.Report(step, IProgressTask.Stopped);
+        return false;
     }
 }

@@ -90,6 +90,48 @@ public class NonFiniteStepTests
         var e = Assert.Throws<NonFiniteLossException>(() => optimizer.Step(Loss(module, double.NaN), 5, "stages:detail step 5 (generator)"));
         Assert.StartsWith("stages:detail step 5 (generator): 3 consecutive steps of 'student' skipped", e.Message);
         Assert.Contains("loss term 'dm' = NaN", e.Message);
+        Assert.EndsWith("parameters and optimiser state are those of the last finite step. Lower the learning rate, set or lower gradClip, or check the data.", e.Message);
+    }
+
+    private sealed class RecordingProgress : IProgressReporter
+    {
+        public readonly List<(long Done, string Status)> Reports = [];
+
+        public IProgressTask Start(string name, long total) => new Task(Reports);
+
+        private sealed class Task(List<(long, string)> reports) : IProgressTask
+        {
+            public void Report(long done, string status) => reports.Add((done, status));
+
+            public void Dispose() { }
+        }
+    }
+
+    [Fact]
+    public void A_loss_non_finite_from_the_first_step_points_to_the_component_not_the_learning_rate_and_the_progress_stops_at_that_step()
+    {
+        var loaded = RunConfig("""{ "name": "nan-from-start", "logEvery": 5, "checkpointEvery": 0, "maxSkippedSteps": 3 }""");
+        using var folder = TestPaths.NewTempFolder();
+        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
+        var progress = new RecordingProgress();
+        var context = TestRuns.Context(loaded, folder.Path, metrics);
+        var run = new RunContext { Config = context.Config, Services = context.Services, Environment = context.Environment, Logger = context.Logger, Metrics = metrics, Progress = progress };
+        var (module, optimizer) = Linear(loaded.Config.Run.MaxSkippedSteps);
+        using var _ = optimizer;
+        var state = new TrainingState();
+        state.Optimizers.Add(optimizer);
+        var e = Assert.Throws<NonFiniteLossException>(() => TrainingLoop.Run(run, "detail", 20, p =>
+        {
+            var log = new StepLog();
+            log.Add("", optimizer.Step(Loss(module, double.NaN), p.Step, $"stages:detail step {p.Step} (discriminator)"));
+            return log;
+        }, "loss", state));
+        // The skip count is read every logEvery (5) of the optimiser's steps: at step 4.
+        Assert.StartsWith("stages:detail step 4 (discriminator): 5 consecutive steps of 'student' skipped", e.Message);
+        Assert.Contains("none of its steps has been finite, so its parameters are still the initial ones: the loss is non-finite from the start, " +
+                        "which points to a component's output (a NaN in a plugin's forward pass or loss) or the data, not to the learning rate.", e.Message);
+        Assert.DoesNotContain("Lower the learning rate", e.Message);
+        Assert.Equal((4L, IProgressTask.Stopped), progress.Reports[^1]); // not the last logged step (1 done)
     }
 
     [Theory]
