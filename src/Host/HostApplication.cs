@@ -166,6 +166,23 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
     }
 
+    /// <summary>
+    /// What a failed run reports: the exception's message, prefixed with <c>stages:KEY:</c> of the stage that was running when the
+    /// message does not name a config path itself; and, when a plugin's code threw (the method that threw is in a loaded
+    /// plugin's assembly), the plugin, the method and the exception's type, so that a third-party bug is told from a host one.
+    /// </summary>
+    internal static string FailureMessage(Exception e, string? stage, ComponentCatalog catalog)
+    {
+        string message = e.Message.TrimEnd();
+        if (stage is not null && !message.StartsWith("stages:", StringComparison.Ordinal) && !message.StartsWith("data", StringComparison.Ordinal))
+            message = $"stages:{stage}: {message}";
+        var thrower = e.TargetSite?.DeclaringType;
+        var plugin = thrower is null ? null : catalog.Plugins.FirstOrDefault(p => p.Name == thrower.Assembly.GetName().Name);
+        if (plugin is not null)
+            message += $" ({e.GetType().Name} thrown by {thrower!.FullName}.{e.TargetSite!.Name} in the plugin {plugin.Name} {plugin.Version})";
+        return message;
+    }
+
     /// <summary><c>hierdistill plugins</c>: discovered plugins, their components, option types and defaults.</summary>
     public int ListPlugins(IReadOnlyList<string> folders, bool includeDefault)
     {
@@ -361,9 +378,10 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 Cancellation = stopper.Token,
                 DeviceMemory = deviceMemory,
             };
+            var runner = new PipelineRunner();
             try
             {
-                new PipelineRunner().Run(context);
+                runner.Run(context);
                 folder.SetStatus("finished");
                 logger.Information("Run finished: {Folder}", folder.Path);
                 return ExitCodes.Ok;
@@ -379,8 +397,9 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                folder.SetStatus("failed", e.Message);
-                logger.Error("Run failed: {Message}", e.Message);
+                string message = FailureMessage(e, runner.CurrentStage, catalog);
+                folder.SetStatus("failed", message);
+                logger.Error("Run failed: {Message} (stack trace in {Log})", message, Path.Combine(folder.Path, "log.txt"));
                 logger.Debug(e, "Where it failed (stack trace)");
                 return ExitCodes.Failed;
             }

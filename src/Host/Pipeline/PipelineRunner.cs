@@ -30,6 +30,9 @@ public sealed class PipelineRunner
         _ => throw new InvalidOperationException($"stages:{key}: no implementation for stage kind '{config.Kind}'."),
     };
 
+    /// <summary>The key of the stage being run or restored, while it runs and after it threw; null between stages and at the end.</summary>
+    public string? CurrentStage { get; private set; }
+
     /// <summary>Creates the data source and runs every enabled stage in order.</summary>
     /// <param name="run">The run context.</param>
     /// <param name="stageFactory">Creates stage implementations (tests substitute it); default <see cref="CreateStage"/>.</param>
@@ -54,6 +57,7 @@ public sealed class PipelineRunner
             foreach (var (key, stage) in run.Config.Stages)
             {
                 run.Cancellation.ThrowIfCancellationRequested();
+                CurrentStage = key;
                 var implementation = stageFactory(key, stage, run);
                 if (checkpoints is not null)
                 {
@@ -88,6 +92,7 @@ public sealed class PipelineRunner
                     checkpoints.StageCompleted(new Training.CompletedStage(key, seconds));
                 }
             }
+            CurrentStage = null;
         }
         finally
         {

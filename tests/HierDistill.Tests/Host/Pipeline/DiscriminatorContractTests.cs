@@ -111,4 +111,16 @@ public class DiscriminatorContractTests
         Assert.StartsWith($"{Path}: {Component} ", e.Message);
         Assert.Contains(expected, e.Message);
     }
+
+    [Fact]
+    public void A_run_that_fails_in_a_plugins_code_names_the_stage_the_plugin_and_the_method()
+    {
+        var catalog = Catalogs.BuiltIn(new FaultyDiscriminatorPlugin());
+        var e = Assert.Throws<InvalidOperationException>(() => new FaultyDiscriminator(null!, "throws").Forward([], zeros(1)));
+        Assert.Equal("stages:detail: my head broke (InvalidOperationException thrown by HierDistill.Tests.Host.Pipeline.FaultyDiscriminator.Forward " +
+                     "in the plugin HierDistill.Tests test)", HostApplication.FailureMessage(e, "detail", catalog));
+        // A message that names its config path keeps it; an exception the host made names no plugin.
+        Assert.Equal("stages:detail:matcher: y", HostApplication.FailureMessage(new InvalidOperationException("stages:detail:matcher: y"), "detail", catalog));
+        Assert.Equal("z", HostApplication.FailureMessage(new InvalidOperationException("z"), null, catalog));
+    }
 }
