@@ -98,6 +98,11 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         string description = Describe(source);
         run.Logger.Information("Stage {Stage}: {Description}, generator of {Parameters:N0} parameters, {Steps} iterations, generator every {Interval}",
             key, description, generator.ParameterCount(), training.Steps, interval);
+        foreach (var m in matcher.AuxiliaryModules)
+            run.Logger.Information("Stage {Stage}: the matcher's {Module} of {Parameters:N0} parameters", key, m.Name, m.Module.ParameterCount());
+        if (discriminator is not null)
+            run.Logger.Information("Stage {Stage}: discriminator {Discriminator}: heads of {Parameters:N0} parameters on teacher blocks {Blocks}",
+                key, discriminatorName, discriminator.Heads.Module.ParameterCount(), string.Join(", ", discriminator.FeatureBlocks));
 
         try
         {
