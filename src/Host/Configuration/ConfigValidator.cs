@@ -51,7 +51,11 @@ public sealed class ConfigValidator
         int before = _errors.Count, componentBefore = _componentErrors;
         CheckStructure(section, type, path, ignoredKeys);
         // Errors inside component options do not stop this section's own checks (every error is reported at once).
-        if (_errors.Count - before > _componentErrors - componentBefore) return null;
+        if (_errors.Count - before > _componentErrors - componentBefore)
+        {
+            CheckReadableValues(section, type, path, before);
+            return null;
+        }
         object? bound;
         try
         {
@@ -64,6 +68,36 @@ public sealed class ConfigValidator
         }
         if (bound is not null) CheckAnnotations(bound, path);
         return bound;
+    }
+
+    /// <summary>
+    /// After errors in some keys of <paramref name="section"/> (an unknown key, a value of the wrong type): binds the keys that
+    /// read and checks their own rules (ranges, patterns, nested sections), so that one pass reports those errors too. Rules
+    /// across fields (<see cref="IValidatableObject"/>) are left for the next pass: they would see defaults in place of the
+    /// values in error.
+    /// </summary>
+    private void CheckReadableValues(IConfiguration section, Type type, string path, int firstError)
+    {
+        string prefix = path + ":";
+        // The keys in error (relative to the section, e.g. training:foo), left out with everything below them.
+        var bad = _errors.Skip(firstError).Select(e => e.Path).Where(p => p.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
+            .Select(p => p[prefix.Length..]).ToList();
+        bool Kept(string key) => !bad.Any(b => key.Equals(b, StringComparison.OrdinalIgnoreCase) || key.StartsWith(b + ":", StringComparison.OrdinalIgnoreCase));
+        var values = section.AsEnumerable(makePathsRelative: true).Where(kv => kv.Value is not null && Kept(kv.Key)).ToList();
+        if (values.Count == 0) return;
+        object? partial;
+        try
+        {
+            partial = new ConfigurationBuilder().AddInMemoryCollection(values).Build().Get(type, o => o.BindNonPublicProperties = false)
+                      ?? Activator.CreateInstance(type);
+        }
+        catch (InvalidOperationException)
+        {
+            return;
+        }
+        // Only what the section sets (a default is not the user's), and no rule across fields.
+        bool Present(string key) => values.Any(kv => kv.Key.Equals(key, StringComparison.OrdinalIgnoreCase) || kv.Key.StartsWith(key + ":", StringComparison.OrdinalIgnoreCase));
+        if (partial is not null) CheckAnnotations(partial, path, crossField: false, present: Present);
     }
 
     /// <summary>Binds a component's <c>options</c> section to its options type and validates it.</summary>
@@ -156,11 +190,19 @@ public sealed class ConfigValidator
     }
 
     /// <summary>Runs data annotations and IValidatableObject on <paramref name="obj"/> and its nested option objects.</summary>
-    public void CheckAnnotations(object obj, string path)
+    /// <param name="obj">The bound object.</param>
+    /// <param name="path">Its config path, for messages.</param>
+    /// <param name="crossField">Whether to run <see cref="IValidatableObject.Validate"/> (rules across fields).</param>
+    /// <param name="present">Only the properties whose key (relative to <paramref name="obj"/>'s section, e.g. <c>training:steps</c>)
+    /// this returns true for; null: all.</param>
+    /// <param name="relative">The key of <paramref name="obj"/> relative to the section <paramref name="present"/> reads (for recursion).</param>
+    public void CheckAnnotations(object obj, string path, bool crossField = true, Func<string, bool>? present = null, string relative = "")
     {
         var type = obj.GetType();
         foreach (var prop in SettableProperties(type))
         {
+            string key = relative.Length == 0 ? prop.Name : $"{relative}:{prop.Name}";
+            if (present is not null && !present(key)) continue;
             var value = prop.GetValue(obj);
             var ctx = new ValidationContext(obj) { MemberName = prop.Name, DisplayName = CamelCase(prop.Name) };
             foreach (var attr in prop.GetCustomAttributes<ValidationAttribute>())
@@ -171,9 +213,9 @@ public sealed class ConfigValidator
                 }
             }
             if (value is not null && IsNestedOptions(prop.PropertyType) && prop.PropertyType != typeof(ComponentConfig))
-                CheckAnnotations(value, Join(path, CamelCase(prop.Name)));
+                CheckAnnotations(value, Join(path, CamelCase(prop.Name)), crossField, present, key);
         }
-        if (obj is IValidatableObject validatable)
+        if (crossField && obj is IValidatableObject validatable)
         {
             foreach (var result in validatable.Validate(new ValidationContext(obj)))
             {

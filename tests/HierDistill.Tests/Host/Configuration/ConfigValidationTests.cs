@@ -76,6 +76,22 @@ public class ConfigValidationTests
             "stages:evaluate:teacherSolver: 'rk4' is not allowed: must be euler or heun.",
             "stages:structure:training:batchSize: 0 is out of range; allowed 1 .. 1000000.",
         ], errors.Order(StringComparer.Ordinal));
+
+        // A range error beside a value of the wrong type or an unknown key in the same section (or one below it) is reported
+        // in the same pass; the values in error are left out, so they raise nothing more.
+        errors = Errors(Valid, "run:seed=abc", "run:logEvery=0", "stages:detail:discriminator:options:timeMean=abc",
+            "stages:detail:discriminator:options:headDim=0", "stages:detail:discriminator:options:optimizer:learningRate=-1",
+            "stages:detail:training:foo=1", "stages:detail:training:batchSize=0");
+        Assert.Equal(
+        [
+            "run:logEvery: 0 is out of range; allowed 1 .. 1000000.",
+            "run:seed: 'abc' is not an integer.",
+            "stages:detail:discriminator:options:headDim: 0 is out of range; allowed 1 .. 65536.",
+            "stages:detail:discriminator:options:optimizer:learningRate: -1 is out of range; allowed 0 .. 10.",
+            "stages:detail:discriminator:options:timeMean: 'abc' is not a number.",
+            "stages:detail:training:batchSize: 0 is out of range; allowed 1 .. 1000000.",
+            "stages:detail:training:foo: unknown key. Allowed here: steps, batchSize, learningRate, beta1, beta2, weightDecay, gradClip, emaDecay, warmupSteps.",
+        ], errors.Order(StringComparer.Ordinal));
     }
 
     [Fact]
