@@ -180,7 +180,8 @@ public sealed class ComparisonTable
     /// <summary>
     /// Summary lines in markdown: the teacher's best score, every one-step model ranked by the primary metric with its ratio
     /// to the best of <em>its own</em> teacher (the variant's when the variant trained or evaluated one of its own, else the
-    /// shared one), the noise floor. Variants with teachers of their own get one teacher and floor line each.
+    /// shared one), the noise floor. Variants with teachers of their own get one teacher and floor line each. A rank whose mean
+    /// lies within the sum of its and the previous rank's standard deviations over seeds says so.
     /// </summary>
     public IReadOnlyList<string> Summary()
     {
@@ -202,7 +203,12 @@ public sealed class ComparisonTable
             var teacher = Own(teachers, r.Variant);
             string ratio = teacher is null ? ""
                 : $" = {(Score(r) / Score(teacher)).ToString("0.00", CultureInfo.InvariantCulture)}× {(several ? $"its teacher's (`{teacher.Variant}`)" : "the teacher's")} best";
-            lines.Add($"{i + 1}. `{r.Variant}` / {r.Model} ({r.Description}), 1 step: {PrimaryMetric} {Format(r.Metrics[PrimaryMetric])}{ratio}.");
+            // Two ranks whose means lie within the sum of their seeds' standard deviations are not told apart by these seeds.
+            string overlap = "";
+            if (i > 0 && r.Metrics[PrimaryMetric] is { Std: { } sd } && oneStep[i - 1].Metrics[PrimaryMetric] is { Std: { } previous }
+                && Math.Abs(Score(r) - Score(oneStep[i - 1])) <= sd + previous)
+                overlap = $" Within the spread of rank {i} (the means differ by no more than their standard deviations added): these seeds do not tell the two apart.";
+            lines.Add($"{i + 1}. `{r.Variant}` / {r.Model} ({r.Description}), 1 step: {PrimaryMetric} {Format(r.Metrics[PrimaryMetric])}{ratio}.{overlap}");
         }
         foreach (var (variant, floor) in floors)
             lines.Add($"- data vs data (the noise floor{(floors.Count > 1 ? $", `{variant}`" : "")}): {PrimaryMetric} {Format(floor.Metrics[PrimaryMetric])}.");

@@ -165,4 +165,21 @@ public class ComparisonSummaryTests
         Assert.Contains("1. `a` / s (s), 1 step: sw2 3 = 1.50× the teacher's best.", shared.Summary());
         Assert.Contains("- data vs data (the noise floor): sw2 0.5000.", shared.Summary());
     }
+
+    [Fact]
+    public void Ranks_whose_means_lie_within_their_seeds_spread_say_so()
+    {
+        // Over two seeds: x 1.0, 1.2 (mean 1.1, std 0.1414); y 1.3, 1.5 (1.4, 0.1414): 0.3 apart > 0.2828, told apart.
+        // z 1.5, 1.6 (1.55, 0.0707): 0.15 from y, within 0.1414 + 0.0707.
+        ComparisonTable Table(params (string Variant, double A, double B)[] variants) => ComparisonTable.Build(
+            [.. variants.Select(v => (v.Variant, (IReadOnlyList<IReadOnlyList<ModelMetrics>>)[[Model("s", "distribution", 1, v.A)], [Model("s", "distribution", 1, v.B)]],
+                (Func<ModelMetrics, bool>)(_ => true)))], "sw2");
+        var lines = Table(("x", 1.0, 1.2), ("y", 1.3, 1.5), ("z", 1.5, 1.6)).Summary();
+        Assert.Equal(
+        [
+            "1. `x` / s (s), 1 step: sw2 1.1000 ± 0.1414.",
+            "2. `y` / s (s), 1 step: sw2 1.4000 ± 0.1414.",
+            "3. `z` / s (s), 1 step: sw2 1.5500 ± 0.0707. Within the spread of rank 2 (the means differ by no more than their standard deviations added): these seeds do not tell the two apart.",
+        ], lines);
+    }
 }
