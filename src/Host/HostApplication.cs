@@ -45,7 +45,10 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// <param name="configPath">The config file.</param>
     /// <param name="overrides">--set overrides.</param>
     /// <param name="resuming">For <c>run --resume</c>: the teacher's <c>loadFrom</c> is not checked (the teacher is restored from the run folder).</param>
-    public (LoadedConfig? Config, ComponentCatalog? Catalog, int ExitCode) Load(string configPath, IReadOnlyList<string> overrides, bool resuming = false)
+    /// <param name="samplingOnly">For <c>sample</c> and <c>probe</c>: a distiller, matcher or discriminator no loaded plugin registers is
+    /// a warning (they are not built).</param>
+    public (LoadedConfig? Config, ComponentCatalog? Catalog, int ExitCode) Load(string configPath, IReadOnlyList<string> overrides, bool resuming = false,
+        bool samplingOnly = false)
     {
         if (File.Exists(configPath) && Comparison.ComparisonPlan.IsComparisonFile(configPath))
         {
@@ -59,7 +62,10 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             var plugins = ConfigLoader.ReadPlugins(root, configPath);
             var catalog = new PluginDiscovery(_loader).Discover(ConfigLoader.PluginFolders(plugins));
             ReportPluginErrors(catalog);
-            var loaded = ConfigLoader.Validate(root, configPath, catalog, resuming);
+            // sample and probe build the data's shape, the teacher and students only: a training component whose plugin is not
+            // installed here (weights sampled on another machine) does not stop them.
+            var loaded = ConfigLoader.Validate(root, configPath, catalog, resuming, samplingOnly ? TrainingOnlyContracts : null);
+            foreach (var warning in loaded.Warnings) _errors.WarningLine(warning);
             if (HostLogging.Check(root) is { } serilogProblem)
                 throw new ConfigException(configPath, [new ConfigError("Serilog", serilogProblem)]);
             return (loaded, catalog, ExitCodes.Ok);
@@ -71,6 +77,12 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             return (null, null, ExitCodes.InvalidConfig);
         }
     }
+
+    /// <summary>The contracts that only training builds (not <c>sample</c> or <c>probe</c>).</summary>
+    private static readonly IReadOnlySet<Type> TrainingOnlyContracts = new HashSet<Type>
+    {
+        typeof(Abstractions.Contracts.ITrajectoryDistiller), typeof(Abstractions.Contracts.IDistributionMatcher), typeof(Abstractions.Contracts.IDiscriminator),
+    };
 
     /// <summary>
     /// For an unknown key the user did not write where the error points: the base config it comes from, or the
@@ -506,7 +518,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     public int Probe(string configPath, IReadOnlyList<string> overrides, string weights, string output, int batch, CancellationToken cancellation = default)
     {
         if (CheckWeightsAndOutput(weights, output, "the probe") is { } refused) return refused;
-        var (loaded, catalog, code) = Load(configPath, overrides);
+        var (loaded, catalog, code) = Load(configPath, overrides, samplingOnly: true);
         if (loaded is null || catalog is null) return code;
         var teacherStage = loaded.Stages.FirstOrDefault(s => s.Stage is TeacherStageConfig);
         if (teacherStage.Key is null)
@@ -609,7 +621,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             _errors.ErrorLine(e.Message);
             return ExitCodes.Failed;
         }
-        var (loaded, catalog, code) = Load(configPath, overrides);
+        var (loaded, catalog, code) = Load(configPath, overrides, samplingOnly: true);
         if (loaded is null || catalog is null) return code;
         try
         {

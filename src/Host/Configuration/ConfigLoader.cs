@@ -24,6 +24,9 @@ public sealed class LoadedConfig
     /// <summary>Every component reference with its descriptor and bound options, by key path (e.g. <c>stages:structure:distiller</c>).</summary>
     public required IReadOnlyDictionary<string, (ComponentDescriptor Descriptor, object Options)> Components { get; init; }
 
+    /// <summary>Warnings of the validation (components the command does not build and no plugin registers).</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
+
     /// <summary>The component at <paramref name="path"/>.</summary>
     /// <exception cref="KeyNotFoundException">When the path holds no component.</exception>
     public (ComponentDescriptor Descriptor, object Options) Component(string path) =>
@@ -84,10 +87,13 @@ public static class ConfigLoader
     /// <param name="source">Its file, for messages.</param>
     /// <param name="catalog">The discovered components.</param>
     /// <param name="resuming">For <c>run --resume</c>: the teacher's <c>loadFrom</c> is not checked (the teacher is restored from the run folder).</param>
+    /// <param name="notBuilt">Contracts the command does not build (<see cref="ConfigValidator.NotBuilt"/>): an unknown name of one is
+    /// a warning in <see cref="LoadedConfig.Warnings"/>.</param>
     /// <exception cref="ConfigException">With every error found.</exception>
-    public static LoadedConfig Validate(IConfigurationRoot root, string source, ComponentCatalog catalog, bool resuming = false)
+    public static LoadedConfig Validate(IConfigurationRoot root, string source, ComponentCatalog catalog, bool resuming = false,
+        IReadOnlySet<Type>? notBuilt = null)
     {
-        var v = new ConfigValidator(catalog);
+        var v = new ConfigValidator(catalog) { NotBuilt = notBuilt ?? new HashSet<Type>() };
         string[] sections = ["run", "plugins", "data", "stages"];
         foreach (var child in root.GetChildren())
         {
@@ -182,6 +188,7 @@ public static class ConfigLoader
             Config = config,
             Stages = ordered,
             Components = v.Components,
+            Warnings = v.Warnings,
         };
     }
 

@@ -42,6 +42,16 @@ public sealed class ConfigValidator
     /// <summary>Errors found so far.</summary>
     public IReadOnlyList<ConfigError> Errors => _errors;
 
+    /// <summary>
+    /// Contracts the command at hand does not build (<c>sample</c> and <c>probe</c> build no distiller, matcher or
+    /// discriminator): a component of one of them that no loaded plugin registers is a warning, not an error, and its options
+    /// are not checked.
+    /// </summary>
+    public IReadOnlySet<Type> NotBuilt { get; init; } = new HashSet<Type>();
+
+    /// <summary>Warnings found so far (components of <see cref="NotBuilt"/> contracts that are not loaded).</summary>
+    public List<string> Warnings { get; } = [];
+
     /// <summary>Adds an error.</summary>
     public void Add(string path, string message) => _errors.Add(new ConfigError(path, message));
 
@@ -276,6 +286,12 @@ public sealed class ConfigValidator
             return null;
         }
         var descriptor = _catalog.Find(contract, name);
+        if (descriptor is null && NotBuilt.Contains(contract))
+        {
+            Warnings.Add($"{Join(path, "type")}: no loaded plugin registers the {ComponentCatalog.Describe(contract)} '{name}'; this command does " +
+                         "not build it, so it goes on without it.");
+            return null;
+        }
         if (descriptor is null)
         {
             var known = _catalog.Of(contract).Select(d => d.Name).ToList();

@@ -110,6 +110,35 @@ public class SampleCommandTests
     }
 
     [Fact]
+    public void Weights_are_sampled_where_a_training_components_plugin_is_not_installed()
+    {
+        // A run made with a third-party discriminator and matcher, sampled on a machine without their plugins: sample builds
+        // neither, so it warns and goes on; a teacher it must build still has to be known.
+        using var scope = NewDisposeScope();
+        using var folder = TestPaths.NewTempFolder();
+        using var teacher = ToyTeacher();
+        using var student = teacher.CreateStudent();
+        WeightsFile.Save(student, folder.File("student-detail.safetensors"));
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        int code = app.Sample(TestPaths.Sample("toy2d/hd.json"), ["stages:detail:discriminator:type=maxpool", "stages:detail:matcher:type=my-dmd"],
+            new SampleRequest(folder.File("student-detail.safetensors"), folder.File("x.safetensors"), 4, null, null, null, 0, null));
+        Assert.True(code == ExitCodes.Ok, writer.ToString());
+        Assert.Contains("stages:detail:discriminator:type: no loaded plugin registers the discriminator 'maxpool'; this command does not build it, " +
+                        "so it goes on without it.", writer.ToString());
+        Assert.Contains("stages:detail:matcher:type: no loaded plugin registers the distribution matcher 'my-dmd';", writer.ToString());
+        writer.GetStringBuilder().Clear();
+        code = app.Sample(TestPaths.Sample("toy2d/hd.json"), ["stages:teacher:teacher:type=my-mlp"],
+            new SampleRequest(folder.File("student-detail.safetensors"), folder.File("y.safetensors"), 4, null, null, null, 0, null));
+        Assert.Equal(ExitCodes.InvalidConfig, code);
+        Assert.Contains("stages:teacher:teacher:type: unknown teacher 'my-mlp'.", writer.ToString());
+        // validate and run build them: there it is an error.
+        writer.GetStringBuilder().Clear();
+        Assert.Equal(ExitCodes.InvalidConfig, app.Validate(TestPaths.Sample("toy2d/hd.json"), ["stages:detail:discriminator:type=maxpool"]));
+        Assert.Contains("unknown discriminator 'maxpool'", writer.ToString());
+    }
+
+    [Fact]
     public void Image_weights_are_sampled_where_the_data_is_not_installed()
     {
         // A DiT-XT/4 teacher of the Fashion-MNIST config; the data folder does not exist here: its shape is all sampling needs.
