@@ -42,31 +42,6 @@ public class ClassifierCacheTests
         }
     }
 
-    private sealed class NoProgress : IProgressReporter
-    {
-        public IProgressTask Start(string name, long total) => new Task();
-
-        private sealed class Task : IProgressTask
-        {
-            public void Report(long done, string status) { }
-
-            public void Dispose() { }
-        }
-    }
-
-    /// <summary>Calls <paramref name="onReport"/> with every task's name and status.</summary>
-    private sealed class WatchProgress(Action<string, long, long> onReport) : IProgressReporter
-    {
-        public IProgressTask Start(string name, long total) => new Task(name, total, onReport);
-
-        private sealed class Task(string name, long total, Action<string, long, long> onReport) : IProgressTask
-        {
-            public void Report(long done, string status) => onReport(name, done, total);
-
-            public void Dispose() { }
-        }
-    }
-
     [Fact]
     public void A_signal_during_the_classifiers_last_step_caches_the_classifier_and_stops_before_the_reference_statistics()
     {
@@ -77,7 +52,7 @@ public class ClassifierCacheTests
         var data = new QuadrantImages();
         var options = new ClassifierOptions { CacheDir = folder.File("cache"), Epochs = 0.1, BatchSize = 64 };
         using var signal = new CancellationTokenSource();
-        var progress = new WatchProgress((name, done, total) => { if (name == "classifier" && done == total) signal.Cancel(); });
+        var progress = new RecordingProgress((name, done, total) => { if (name == "classifier" && done == total) signal.Cancel(); });
         var config = new EvaluationStageConfig { Samples = 64, Classifier = options };
         using var suite = new ImageSuite(config, data, CPU, new LoggerConfiguration().CreateLogger(), progress, folder.Path, signal.Token);
         var inputs = new SuiteInputs(data.SampleEvaluation(64, CPU), data.SampleEvaluation(64, CPU), _ => throw new InvalidOperationException(), 1, 0);
@@ -97,12 +72,12 @@ public class ClassifierCacheTests
         var options = new ClassifierOptions { CacheDir = folder.File("cache"), Epochs = 2, BatchSize = 64, LearningRate = 3e-3 };
         var logger = new LoggerConfiguration().CreateLogger();
 
-        var trained = ClassifierCache.LoadOrTrain(data, options, CPU, logger, new NoProgress());
+        var trained = ClassifierCache.LoadOrTrain(data, options, CPU, logger, new RecordingProgress());
         Assert.False(trained.FromCache);
         Assert.Equal(512, trained.TestSamples);
         Assert.True(trained.TestAccuracy > 0.97, $"test accuracy {trained.TestAccuracy}");
 
-        var loaded = ClassifierCache.LoadOrTrain(data, options, CPU, logger, new NoProgress());
+        var loaded = ClassifierCache.LoadOrTrain(data, options, CPU, logger, new RecordingProgress());
         Assert.True(loaded.FromCache);
         Assert.Equal(trained.TestAccuracy, loaded.TestAccuracy);
 
@@ -113,7 +88,7 @@ public class ClassifierCacheTests
         Assert.True((a == b).all().item<bool>(), "features of the cached classifier differ from the trained one");
 
         // Other settings are another cache entry, not a silent reuse.
-        var other = ClassifierCache.LoadOrTrain(data, new ClassifierOptions { CacheDir = options.CacheDir, Epochs = 0.05, BatchSize = 64 }, CPU, logger, new NoProgress());
+        var other = ClassifierCache.LoadOrTrain(data, new ClassifierOptions { CacheDir = options.CacheDir, Epochs = 0.05, BatchSize = 64 }, CPU, logger, new RecordingProgress());
         Assert.False(other.FromCache);
         Assert.Equal(2, Directory.GetFiles(options.CacheDir, "classifier-quadrants-*.safetensors").Length);
     }

@@ -93,20 +93,6 @@ public class NonFiniteStepTests
         Assert.EndsWith("parameters and optimiser state are those of the last finite step. Lower the learning rate, set or lower gradClip, or check the data.", e.Message);
     }
 
-    private sealed class RecordingProgress : IProgressReporter
-    {
-        public readonly List<(long Done, string Status)> Reports = [];
-
-        public IProgressTask Start(string name, long total) => new Task(Reports);
-
-        private sealed class Task(List<(long, string)> reports) : IProgressTask
-        {
-            public void Report(long done, string status) => reports.Add((done, status));
-
-            public void Dispose() { }
-        }
-    }
-
     [Fact]
     public void A_loss_non_finite_from_the_first_step_points_to_the_component_not_the_learning_rate_and_the_progress_stops_at_that_step()
     {
@@ -131,7 +117,7 @@ public class NonFiniteStepTests
         Assert.Contains("none of its steps has been finite, so its parameters are still the initial ones: the loss is non-finite from the start, " +
                         "which points to a component's output (a NaN in a plugin's forward pass or loss) or the data, not to the learning rate.", e.Message);
         Assert.DoesNotContain("Lower the learning rate", e.Message);
-        Assert.Equal((4L, IProgressTask.Stopped), progress.Reports[^1]); // not the last logged step (1 done)
+        Assert.Equal((4L, IProgressTask.Stopped), (progress.Reports[^1].Done, progress.Reports[^1].Status)); // not the last logged step (1 done)
     }
 
     [Theory]
