@@ -1,4 +1,5 @@
 using System.ComponentModel;
+using System.Reflection;
 using System.Runtime.InteropServices;
 using HierDistill.Host;
 using Spectre.Console;
@@ -83,91 +84,101 @@ namespace HierDistill.Host
         {
             var unknown = context.Remaining.Parsed.Select(g => g.Key).FirstOrDefault();
             if (unknown is not null) throw new CommandLineException($"Unknown option '--{unknown.TrimStart('-')}'.");
-            // `--resume ''` or `--weights ""` (an unset shell variable): the option's value is empty.
+            // `--resume ''` or `--weights "$W"` with W unset: an option's (or the config argument's) value is empty or blank.
             foreach (var property in settings.GetType().GetProperties())
             {
-                if (property.PropertyType != typeof(string) || property.GetValue(settings) is not "") continue;
-                var option = property.GetCustomAttributes(typeof(CommandOptionAttribute), true).OfType<CommandOptionAttribute>().FirstOrDefault();
-                if (option?.LongNames.FirstOrDefault() is { } name)
-                    throw new CommandLineException($"{UsageErrors.NeedsValue("--" + name)} It was given an empty one ('').");
+                if (property.GetCustomAttribute<EmptyMeansDefaultAttribute>() is not null) continue;
+                string? blank = property.GetValue(settings) switch
+                {
+                    string text when string.IsNullOrWhiteSpace(text) => text,
+                    string[] list => list.FirstOrDefault(string.IsNullOrWhiteSpace),
+                    _ => null,
+                };
+                if (blank is null) continue;
+                if (property.GetCustomAttribute<CommandOptionAttribute>()?.LongNames.FirstOrDefault() is { } name)
+                    throw new CommandLineException($"{UsageErrors.NeedsValue("--" + name, context.Name)} It was given an empty one ('{blank}').");
+                if (property.GetCustomAttribute<CommandArgumentAttribute>() is { } argument)
+                    throw new CommandLineException($"The {argument.ValueName} argument is empty ('{blank}'): name the file, e.g. hierdistill {context.Name} samples/toy2d/hd.json.");
             }
         }
     }
+
+    /// <summary>An option for which an empty value means its default (<c>sample --labels ''</c>: every class), not a usage error.</summary>
+    [AttributeUsage(AttributeTargets.Property)]
+    internal sealed class EmptyMeansDefaultAttribute : Attribute;
 
     /// <summary>Usage errors of Spectre.Console.Cli in the user's terms.</summary>
     internal static partial class UsageErrors
     {
         /// <summary>
-        /// "Failed to convert 'abc' to Nullable`1." (a value that is not a number for a numeric option) becomes
-        /// "--seeds: 'abc' is not a whole number from 1 to 2147483647." (the option found before that value in <paramref name="args"/>); any
-        /// other message is returned as it is.
+        /// Spectre's usage errors for the command <c>args[0]</c> in the user's terms: an option without its value
+        /// (<c>--resume</c> at the end, <c>--resume=</c>), a flag given a value (<c>--overwrite=yes</c>), a value nothing takes
+        /// (after a flag, or a second config file), and "Failed to convert 'abc' to Nullable`1." (a value that is not a number
+        /// for a numeric option) as "--seeds: 'abc' is not a whole number from 1 to 2147483647."; any other message is returned
+        /// as it is.
         /// </summary>
         public static string Explain(string message, IReadOnlyList<string> args)
         {
+            string command = args.Count > 0 ? args[0] : "";
+            var options = OptionsOf(command);
+            bool IsFlag(string name) => options.TryGetValue(name, out var o) && o.Type == typeof(bool);
+            // `--name=…` arguments of this command's options.
+            var assigned = args.Skip(1).Where(a => a.StartsWith("--", StringComparison.Ordinal) && a.Contains('='))
+                .Select(a => (Name: a[..a.IndexOf('=')], Value: a[(a.IndexOf('=') + 1)..])).Where(a => options.ContainsKey(a.Name)).ToList();
             var missing = MissingValue().Match(message);
-            if (missing.Success) return NeedsValue("--" + missing.Groups["name"].Value);
-            // `--resume=`: an option with '=' and nothing after it.
-            if (message == "Expected an option value." && args.FirstOrDefault(a => a.StartsWith("--") && a.EndsWith('=')) is { } empty)
-                return NeedsValue(empty[..^1]);
-            // `--overwrite=yes`: a flag given a value.
-            if (message == "Flags cannot be assigned a value." && args.FirstOrDefault(a => a.StartsWith("--") && a.Contains('=')) is { } assigned)
-                return $"{assigned[..assigned.IndexOf('=')]} is a flag and takes no value: write {assigned[..assigned.IndexOf('=')]} alone.";
+            if (missing.Success) return NeedsValue("--" + missing.Groups["name"].Value, command);
+            if (message == "Expected an option value." && assigned.FirstOrDefault(a => a.Value.Length == 0) is { Name: not null } empty)
+                return IsFlag(empty.Name) ? FlagTakesNoValue(empty.Name) : NeedsValue(empty.Name, command);
+            if (message == "Flags cannot be assigned a value." && assigned.FirstOrDefault(a => IsFlag(a.Name)) is { Name: not null } flag)
+                return FlagTakesNoValue(flag.Name);
             var extra = ExtraArgument().Match(message);
             if (extra.Success)
             {
-                // `compare x.json --resume runs/x` (compare's --resume is a flag) or a second config file.
+                // `compare x.json --resume runs/x` (compare's --resume is a flag) or a second config file; the leftover is the last
+                // argument with that text (the first may be the config itself).
                 string leftover = extra.Groups["value"].Value;
-                int at = Enumerable.Range(1, Math.Max(0, args.Count - 1)).FirstOrDefault(i => args[i] == leftover, -1);
-                string command = args.Count > 0 ? args[0] : "the command";
-                if (at > 0 && Flags.Contains(args[at - 1]))
+                int at = Enumerable.Range(1, Math.Max(0, args.Count - 1)).LastOrDefault(i => args[i] == leftover, -1);
+                if (at > 1 && IsFlag(args[at - 1]))
                     return $"{args[at - 1]} is a flag of {command} and takes no value; '{leftover}' is left over.";
-                return $"Unexpected argument '{leftover}': {command} takes one config file; every other value belongs to an option (--set, --weights, …).";
+                return $"Unexpected argument '{leftover}': {(command.Length == 0 ? "the command" : command)} takes one config file; every other " +
+                       "value belongs to an option (--set, --weights, …).";
             }
             var m = ConversionFailure().Match(message);
             if (!m.Success) return message;
             string value = m.Groups["value"].Value;
             // Options given this value (`--batch 1.5` or `--batch=1.5`), the numeric ones first: another option may carry the same
             // text, e.g. --weights 7x --batch 7x.
+            static bool Numeric(Type t) => t == typeof(int) || t == typeof(long) || t == typeof(double);
             var given = Enumerable.Range(1, Math.Max(0, args.Count - 1)).Where(i => args[i] == value && args[i - 1].StartsWith('-')).Select(i => args[i - 1])
-                .Concat(args.Where(a => a.StartsWith('-') && a.EndsWith("=" + value, StringComparison.Ordinal)).Select(a => a[..a.IndexOf('=')]));
-            string option = given.OrderBy(o => NumericOptions.ContainsKey(o) ? 0 : 1).FirstOrDefault("an option");
-            string expected = NumericOptions.TryGetValue(option, out var type)
-                ? type == typeof(int) ? "a whole number from 1 to 2147483647" : type == typeof(long) ? "a whole number" : "a number"
+                .Concat(assigned.Where(a => a.Value == value).Select(a => a.Name));
+            string option = given.OrderBy(o => options.TryGetValue(o, out var t) && Numeric(t.Type) ? 0 : 1).FirstOrDefault("an option");
+            string expected = options.TryGetValue(option, out var type) && Numeric(type.Type)
+                ? type.Type == typeof(int) ? "a whole number from 1 to 2147483647" : type.Type == typeof(long) ? "a whole number" : "a number"
                 : $"a {m.Groups["type"].Value} value";
             return $"{option}: '{value}' is not {expected}.";
         }
 
-        /// <summary>"--resume needs a value: --resume &lt;RUN_FOLDER&gt;." for an option given without its value (or an empty one).</summary>
-        public static string NeedsValue(string name) =>
-            OptionValueNames.TryGetValue(name, out var valueName) ? $"{name} needs a value: {name} {valueName}." : $"{name} needs a value.";
+        private static string FlagTakesNoValue(string name) => $"{name} is a flag and takes no value: write {name} alone.";
 
-        /// <summary>Every option of the commands by long name (<c>--seeds</c>), with its attribute and value type, read from the settings classes.</summary>
-        private static readonly (string Name, CommandOptionAttribute Attribute, Type Type)[] Options = typeof(ConfigSettings).Assembly.GetTypes()
-            .Where(t => t.IsSubclassOf(typeof(CommandSettings)))
-            .SelectMany(t => t.GetProperties())
-            .Select(p => (Attribute: p.GetCustomAttributes(typeof(CommandOptionAttribute), true).OfType<CommandOptionAttribute>().FirstOrDefault(),
-                Type: Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType))
-            .Where(o => o.Attribute is not null)
-            .SelectMany(o => o.Attribute!.LongNames.Select(n => (Name: "--" + n, o.Attribute!, o.Type)))
-            .ToArray();
+        /// <summary>"--resume needs a value: --resume &lt;RUN_FOLDER&gt;." for an option of <paramref name="command"/> given without its value (or an empty one).</summary>
+        public static string NeedsValue(string name, string command) =>
+            OptionsOf(command).TryGetValue(name, out var o) && o.ValueName is { } valueName ? $"{name} needs a value: {name} <{valueName}>." : $"{name} needs a value.";
 
-        /// <summary>Every numeric option (<c>--seeds</c>, <c>--batch</c>, …) with its type.</summary>
-        private static readonly Dictionary<string, Type> NumericOptions = Options
-            .Where(o => o.Type == typeof(int) || o.Type == typeof(long) || o.Type == typeof(double))
-            .DistinctBy(o => o.Name)
-            .ToDictionary(o => o.Name, o => o.Type);
+        /// <summary>The options of <paramref name="command"/> (<c>run</c>, <c>sample</c>, …) by long name (<c>--seeds</c>), with value type and value name; empty for an unknown command.</summary>
+        private static IReadOnlyDictionary<string, (Type Type, string? ValueName)> OptionsOf(string command) =>
+            Commands.TryGetValue(command, out var options) ? options : new Dictionary<string, (Type, string?)>();
 
-        /// <summary>The value placeholder of every option that takes one (<c>--resume</c>: <c>&lt;RUN_FOLDER&gt;</c>).</summary>
-        private static readonly Dictionary<string, string> OptionValueNames = Options
-            .Where(o => o.Attribute.ValueName is not null)
-            .DistinctBy(o => o.Name)
-            .ToDictionary(o => o.Name, o => $"<{o.Attribute.ValueName}>");
+        /// <summary>Every command's options, read from its settings class (<c>RunCommand : Command&lt;RunSettings&gt;</c> is <c>run</c>).</summary>
+        private static readonly Dictionary<string, Dictionary<string, (Type Type, string? ValueName)>> Commands = typeof(ConfigSettings).Assembly.GetTypes()
+            .Where(t => t is { IsAbstract: false, BaseType.IsGenericType: true } && t.BaseType.GetGenericTypeDefinition() == typeof(Command<>) && t.Name.EndsWith("Command"))
+            .ToDictionary(t => t.Name[..^"Command".Length].ToLowerInvariant(), t => t.BaseType!.GetGenericArguments()[0].GetProperties()
+                .Select(p => (Attribute: p.GetCustomAttribute<CommandOptionAttribute>(), Type: Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType))
+                .Where(o => o.Attribute is not null)
+                .SelectMany(o => o.Attribute!.LongNames.Select(n => (Name: "--" + n, o.Type, o.Attribute!.ValueName)))
+                .ToDictionary(o => o.Name, o => (o.Type, o.ValueName)));
 
         [System.Text.RegularExpressions.GeneratedRegex(@"^Option '(?<name>[^']+)' is defined but no value has been provided\.$")]
         private static partial System.Text.RegularExpressions.Regex MissingValue();
-
-        /// <summary>The options that take no value (<c>--overwrite</c>, compare's <c>--resume</c>).</summary>
-        private static readonly HashSet<string> Flags = Options.Where(o => o.Type == typeof(bool)).Select(o => o.Name).ToHashSet();
 
         [System.Text.RegularExpressions.GeneratedRegex(@"^Could not match '(?<value>.*)' with an argument\.$")]
         private static partial System.Text.RegularExpressions.Regex ExtraArgument();

@@ -25,7 +25,7 @@ public sealed class ProbeSettings : ConfigSettings
     /// <inheritdoc/>
     public override ValidationResult Validate() =>
         Weights is null ? ValidationResult.Error("--weights is required: --weights <FILE>, the .safetensors file to read.")
-        : string.IsNullOrWhiteSpace(Weights) ? ValidationResult.Error($"{UsageErrors.NeedsValue("--weights")} It was given an empty one ('{Weights}').")
+        : string.IsNullOrWhiteSpace(Weights) ? ValidationResult.Error($"{UsageErrors.NeedsValue("--weights", "probe")} It was given an empty one ('{Weights}').")
         : Batch < 1 ? ValidationResult.Error("--batch must be ≥ 1.")
         : ValidationResult.Success();
 }

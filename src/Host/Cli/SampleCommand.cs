@@ -35,6 +35,7 @@ public sealed class SampleSettings : ConfigSettings
     [CommandOption("--labels <LIST>")]
     [Description("Comma-separated class labels the samples cycle through (default: every class in turn); the data's class count " +
                  "is the null label ∅ (unconditional).")]
+    [EmptyMeansDefault]
     public string? Labels { get; init; }
 
     /// <summary>Guidance scale for teacher weights.</summary>
@@ -57,7 +58,7 @@ public sealed class SampleSettings : ConfigSettings
     /// <inheritdoc/>
     public override ValidationResult Validate() =>
         Weights is null ? ValidationResult.Error("--weights is required: --weights <FILE>, the .safetensors file to read.")
-        : string.IsNullOrWhiteSpace(Weights) ? ValidationResult.Error($"{UsageErrors.NeedsValue("--weights")} It was given an empty one ('{Weights}').")
+        : string.IsNullOrWhiteSpace(Weights) ? ValidationResult.Error($"{UsageErrors.NeedsValue("--weights", "sample")} It was given an empty one ('{Weights}').")
         : Count < 1 ? ValidationResult.Error("--count must be ≥ 1.")
         : Nfe is < 1 ? ValidationResult.Error("--nfe must be ≥ 1.")
         : Batch is < 1 ? ValidationResult.Error("--batch must be ≥ 1.")

@@ -35,6 +35,16 @@ public class CliOutputStreamTests
     }
 
     [Fact]
+    public void An_empty_labels_list_means_every_class()
+    {
+        // `--labels "$L"` with L unset samples every class in turn, as without --labels: it gets to the weights file.
+        var (code, _, stderr) = Cli("sample", TestPaths.Sample("toy2d/hd.json"), "--weights", "/no/such/student.safetensors", "--labels", "", "--out", "x.png");
+        Assert.NotEqual(0, code);
+        Assert.DoesNotContain("--labels", stderr);
+        Assert.Contains("/no/such/student.safetensors", stderr);
+    }
+
+    [Fact]
     public void An_unknown_option_is_a_command_line_error_on_standard_error_with_exit_2()
     {
         // Not ignored: a misspelt --set or --resume would otherwise run something else than asked.
@@ -67,6 +77,15 @@ public class CliOutputStreamTests
                      (["run", TestPaths.Sample("toy2d/hd.json"), "--overwrite=yes"], "--overwrite is a flag and takes no value: write --overwrite alone."),
                      (["validate", TestPaths.Sample("toy2d/hd.json"), "other.json"],
                          "Unexpected argument 'other.json': validate takes one config file; every other value belongs to an option"),
+                     // Per command: compare's --resume is a flag, run's takes a folder; the flag named is the one given a value.
+                     (["compare", TestPaths.Sample("toy2d/compare.json"), "--resume="], "--resume is a flag and takes no value: write --resume alone."),
+                     (["run", TestPaths.Sample("toy2d/hd.json"), "--set=run.seed=3", "--overwrite=yes"], "--overwrite is a flag and takes no value: write --overwrite alone."),
+                     (["compare", TestPaths.Sample("toy2d/compare.json"), "--resume", TestPaths.Sample("toy2d/compare.json")],
+                         $"--resume is a flag of compare and takes no value; '{TestPaths.Sample("toy2d/compare.json")}' is left over."),
+                     // Blank values, the config argument and list options too.
+                     (["compare", TestPaths.Sample("toy2d/compare.json"), "--output", " "], "--output needs a value: --output <DIR>. It was given an empty one (' ')."),
+                     (["plugins", "--folder", ""], "--folder needs a value: --folder <DIR>. It was given an empty one ('')."),
+                     (["run", ""], "The config argument is empty (''): name the file, e.g. hierdistill run samples/toy2d/hd.json."),
                  })
         {
             var (code, stdout, stderr) = Cli(args);
