@@ -84,7 +84,8 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
     /// names, then <paramref name="folders"/> as full paths (relative ones from the current directory), each once.
     /// </summary>
     public static IReadOnlyList<string> Folders(IEnumerable<string> folders, bool includeDefault) =>
-        (includeDefault ? [DefaultFolder] : Array.Empty<string>()).Concat(folders.Select(Path.GetFullPath)).Distinct().ToList();
+        (includeDefault ? [DefaultFolder] : Array.Empty<string>()).Concat(folders.Select(Path.GetFullPath))
+            .Select(f => Path.TrimEndingDirectorySeparator(f)).Distinct().ToList();
 
     /// <summary>The Abstractions version of this host.</summary>
     public static Version HostAbstractionsVersion => typeof(IHierDistillPlugin).Assembly.GetName().Version!;
@@ -104,18 +105,29 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
                 continue;
             }
             int pluginsBefore = plugins.Count;
-            foreach (var dir in Directory.GetDirectories(folder).Order(StringComparer.Ordinal))
+            string[] dirs;
+            try
+            {
+                dirs = Directory.GetDirectories(folder);
+            }
+            catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+            {
+                errors.Add(new PluginLoadError(folder, $"the plugin folder cannot be read ({e.Message.TrimEnd('.')})."));
+                continue;
+            }
+            foreach (var dir in dirs.Order(StringComparer.Ordinal))
             {
                 string name = System.IO.Path.GetFileName(dir);
                 string dll = System.IO.Path.Combine(dir, name + ".dll");
                 if (!File.Exists(dll))
                 {
-                    // The folder above the plugin folder (e.g. the host's own folder, which holds plugins/ and runtimes/).
-                    var inside = Directory.GetDirectories(dir).Select(System.IO.Path.GetFileName).Order(StringComparer.Ordinal)
-                        .Where(sub => File.Exists(System.IO.Path.Combine(dir, sub!, sub + ".dll"))).ToList();
-                    errors.Add(new PluginLoadError(dir, inside.Count > 0
-                        ? $"no {name}.dll here, but it holds plugins ({string.Join(", ", inside)}): it is itself a plugin folder; name it, " +
-                          $"{System.IO.Path.GetFullPath(dir)}, instead of {System.IO.Path.GetFullPath(folder).TrimEnd('/')}."
+                    errors.Add(new PluginLoadError(dir, PluginsInside(dir) is { Count: > 0 } inside
+                        // The folder above the plugin folder (e.g. the host's own folder, which holds plugins/ and runtimes/).
+                        ? $"no {name}.dll here, but it holds plugins ({string.Join(", ", inside)}): it is itself a plugin folder; " +
+                          (SameFolder(dir, DefaultFolder)
+                              ? "it is the host's own plugin folder, searched anyway (unless --no-default or plugins.includeDefaultFolder = false): " +
+                                $"drop {System.IO.Path.GetFullPath(folder).TrimEnd('/')} from the plugin folders."
+                              : $"name it, {System.IO.Path.GetFullPath(dir)}, instead of {System.IO.Path.GetFullPath(folder).TrimEnd('/')}.")
                         : $"no {name}.dll in the plugin folder (a plugin folder holds <Name>/<Name>.dll)."));
                     continue;
                 }
@@ -133,6 +145,23 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
         }
         return ComponentCatalog.Create(plugins, errors, folders);
     }
+
+    /// <summary>The sub-folders of <paramref name="dir"/> that hold a plugin (<c>&lt;Name&gt;/&lt;Name&gt;.dll</c>); none when it cannot be read.</summary>
+    private static List<string> PluginsInside(string dir)
+    {
+        try
+        {
+            return Directory.GetDirectories(dir).Select(d => System.IO.Path.GetFileName(d)!)
+                .Where(sub => File.Exists(System.IO.Path.Combine(dir, sub, sub + ".dll"))).Order(StringComparer.Ordinal).ToList();
+        }
+        catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+        {
+            return []; // an unreadable folder (lost+found on a mounted volume) is reported as holding no plugin
+        }
+    }
+
+    private static bool SameFolder(string a, string b) =>
+        string.Equals(Path.TrimEndingDirectorySeparator(Path.GetFullPath(a)), Path.TrimEndingDirectorySeparator(Path.GetFullPath(b)), StringComparison.Ordinal);
 
     /// <summary>
     /// A plugin's own folder (or its build output) given as a plugin folder: a plugin assembly (<c>X.dll</c> with its

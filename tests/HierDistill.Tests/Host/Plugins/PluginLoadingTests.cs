@@ -184,13 +184,22 @@ public class PluginLoadingTests
     [Fact]
     public void The_folder_above_a_plugin_folder_given_as_the_plugin_folder_is_reported_with_the_folder_to_name()
     {
-        // The test's output folder holds plugins/ (the built plugins) as the host's folder does.
+        // The test's output folder holds plugins/ (the built plugins), the default plugin folder, as the host's folder does.
         string above = Path.GetDirectoryName(Path.GetFullPath(TestPaths.PluginsFolder).TrimEnd('/'))!;
         var catalog = Discover(above);
         Assert.Empty(catalog.Plugins);
         var error = Assert.Single(catalog.Errors, e => e.Path == Path.Combine(above, "plugins"));
         Assert.StartsWith("no plugins.dll here, but it holds plugins (HierDistill.Plugins.Awd, HierDistill.Plugins.Baselines, ", error.Reason);
-        Assert.EndsWith($"): it is itself a plugin folder; name it, {Path.Combine(above, "plugins")}, instead of {above}.", error.Reason);
+        Assert.EndsWith("): it is itself a plugin folder; it is the host's own plugin folder, searched anyway (unless --no-default or " +
+                        $"plugins.includeDefaultFolder = false): drop {above} from the plugin folders.", error.Reason);
+        // Another folder of plugins, one level too high: the folder to name.
+        using var folder = TestPaths.NewTempFolder();
+        CopyDirectory(Path.Combine(TestPaths.PluginsFolder, "HierDistill.Plugins.Data"), Path.Combine(folder.Path, "mine", "HierDistill.Plugins.Data"));
+        error = Assert.Single(Discover(folder.Path).Errors);
+        Assert.Equal($"no mine.dll here, but it holds plugins (HierDistill.Plugins.Data): it is itself a plugin folder; name it, " +
+                     $"{Path.Combine(folder.Path, "mine")}, instead of {Path.GetFullPath(folder.Path).TrimEnd('/')}.", error.Reason);
+        // The same folder given twice (a trailing separator) is searched once.
+        Assert.Equal([folder.Path.TrimEnd('/')], PluginDiscovery.Folders([folder.Path, folder.Path.TrimEnd('/') + "/"], includeDefault: false));
     }
 
     [Fact]
