@@ -5,7 +5,7 @@ namespace HierDistill.Abstractions.Contracts;
 
 /// <summary>Logits of a discriminator with diagnostics (e.g. attention entropy).</summary>
 /// <param name="Logits">Logits <c>[B, H]</c>, one row per sample and one column per head (usually one head per tapped block,
-/// <c>H = FeatureBlocks.Count</c>); higher means "real".</param>
+/// <c>H = FeatureBlocks.Count</c>), or <c>[B]</c> for a single head; higher means "real".</param>
 /// <param name="Diagnostics">Named scalar diagnostics, never backpropagated.</param>
 public sealed record DiscriminatorOutput(Tensor Logits, IReadOnlyDictionary<string, Tensor> Diagnostics);
 
@@ -31,8 +31,8 @@ public interface IDiscriminator
     /// In the discriminator's step the host passes real and generated samples in one batch (<c>B = 2 × batch</c>, the real
     /// half first; features computed without gradient), so batch statistics see both; in the generator's step, generated
     /// samples alone (<c>B = batch</c>; features differentiable in the samples). The host checks that
-    /// <see cref="DiscriminatorOutput.Logits"/> is <c>[B, H]</c>, and runs this once on a trial batch of 4 random samples
-    /// before anything trains (<c>validate</c>, <c>run</c>, <c>compare</c>), so a wrong shape is a configuration error.
+    /// <see cref="DiscriminatorOutput.Logits"/> is <c>[B, H]</c> (or <c>[B]</c>), and runs this on trial batches of 4 and 6 random
+    /// samples before anything trains (<c>validate</c>, <c>run</c>, <c>compare</c>), so a wrong shape is a configuration error.
     /// </remarks>
     /// <param name="features">Token features, in the order of <see cref="FeatureBlocks"/>.</param>
     /// <param name="labels">Class labels <c>[B]</c> (heads may ignore them).</param>

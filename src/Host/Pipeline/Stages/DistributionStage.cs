@@ -232,42 +232,48 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
             $"one noise level s_D in [0, 1] per sample, a floating-point [{samples}] (IDiscriminator.SampleTimes).");
     }
 
-    /// <summary>Checks that a discriminator's logits are <c>[B, H]</c> for <paramref name="samples"/> samples (shape only: no device read).</summary>
+    /// <summary>
+    /// Checks that a discriminator's logits are <c>[B, H]</c> for <paramref name="samples"/> samples, or <c>[B]</c> (one head)
+    /// (shape only: no device read).
+    /// </summary>
     /// <exception cref="InvalidOperationException">Otherwise, naming the component and the contract.</exception>
     internal static void CheckLogits(string path, string component, Tensor logits, long samples)
     {
-        if (logits.dim() == 2 && logits.shape[0] == samples && logits.shape[1] >= 1) return;
+        if (logits.dim() is 1 or 2 && logits.shape[0] == samples && (logits.dim() == 1 || logits.shape[1] >= 1)) return;
         throw new InvalidOperationException(
             $"{path}: {component} Forward returned logits of shape [{string.Join(", ", logits.shape)}] for {samples} samples; the contract is " +
-            $"[B, H] = [{samples}, H], one row per sample and one column per head (IDiscriminator.Forward, DiscriminatorOutput.Logits).");
+            $"[B, H] = [{samples}, H], one row per sample and one column per head, or [{samples}] for one head (IDiscriminator.Forward, " +
+            "DiscriminatorOutput.Logits).");
     }
 
     /// <summary>
-    /// Runs a discriminator once as stage 2 does, on <c>2 × 2</c> random samples of <paramref name="spec"/>'s shape (real and
-    /// generated halves, label 0) noised to its own times, through <paramref name="teacher"/>'s token features: its times,
-    /// logits and both losses, with the checks of <see cref="CheckTimes"/> and <see cref="CheckLogits"/>. For the preflight (on
-    /// the CPU, an untrained teacher), so that a discriminator that breaks its contract fails before anything trains.
+    /// Runs a discriminator as stage 2 does, on two trial batches of random samples of <paramref name="spec"/>'s shape (4 and 6:
+    /// real and generated halves, label 0; two sizes, so that logits <c>[H, B]</c> cannot pass for <c>[B, H]</c> when H is
+    /// one of them) noised to its own times, through <paramref name="teacher"/>'s token features: its times, logits and both
+    /// losses, with the checks of <see cref="CheckTimes"/> and <see cref="CheckLogits"/>. For the preflight (on the CPU, an
+    /// untrained teacher), so that a discriminator that breaks its contract fails before anything trains.
     /// </summary>
     /// <exception cref="InvalidOperationException">When a check fails or the discriminator throws, naming the component.</exception>
     internal static void TryDiscriminator(string path, string component, ITeacher teacher, IDiscriminator discriminator, DataSpec spec)
     {
-        using var scope = NewDisposeScope();
-        const long half = 2;
-        var x = randn([2 * half, .. spec.SampleShape]);
-        var labels = zeros(2 * half, dtype: ScalarType.Int64);
-        DiscriminatorOutput output;
-        try
+        foreach (long half in new long[] { 2, 3 })
         {
-            var s = CheckTimes(path, component, discriminator.SampleTimes(2 * half, CPU), 2 * half);
-            var features = teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
-            output = discriminator.Forward(features, labels);
-            CheckLogits(path, component, output.Logits, 2 * half);
-            discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, half), output.Logits.narrow(0, half, half));
-            discriminator.GeneratorLoss(output.Logits.narrow(0, half, half));
-        }
-        catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith(path, StringComparison.Ordinal))
-        {
-            throw new InvalidOperationException($"{path}: {component} failed on a trial batch of {2 * half} random samples: {e.Message}", e);
+            using var scope = NewDisposeScope();
+            var x = randn([2 * half, .. spec.SampleShape]);
+            var labels = zeros(2 * half, dtype: ScalarType.Int64);
+            try
+            {
+                var s = CheckTimes(path, component, discriminator.SampleTimes(2 * half, CPU), 2 * half);
+                var features = teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
+                var output = discriminator.Forward(features, labels);
+                CheckLogits(path, component, output.Logits, 2 * half);
+                discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, half), output.Logits.narrow(0, half, half));
+                discriminator.GeneratorLoss(output.Logits.narrow(0, half, half));
+            }
+            catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith(path, StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException($"{path}: {component} failed on a trial batch of {2 * half} random samples: {e.Message}", e);
+            }
         }
     }
 

@@ -16,7 +16,7 @@ namespace HierDistill.Tests.Host.Pipeline;
 /// <summary>The built-in AWD discriminator with one contract fault, chosen by <see cref="Fault"/> (for the host's checks).</summary>
 public sealed class FaultyDiscriminatorOptions : GapOptions
 {
-    /// <summary>none, flat (logits [B·H]), transposed ([H, B]), times ([B, 1] noise levels), throws (Forward throws), fake-score (heads named as DMD's fake score).</summary>
+    /// <summary>none, flat (logits [B·H]), transposed ([H, B]), single ([B], valid with one block), times ([B, 1] noise levels), throws (Forward throws), fake-score (heads named as DMD's fake score).</summary>
     public string Fault { get; set; } = "none";
 }
 
@@ -37,6 +37,7 @@ internal sealed class FaultyDiscriminator(IDiscriminator inner, string fault) : 
         {
             "flat" => output with { Logits = output.Logits.reshape(-1) },
             "transposed" => output with { Logits = output.Logits.t() },
+            "single" => output with { Logits = output.Logits.squeeze(1) },
             _ => output,
         };
     }
@@ -66,15 +67,15 @@ public class DiscriminatorContractTests
 
     public static TheoryData<string, string> Faults => new()
     {
-        { "flat", $"{Path}: {Component} Forward returned logits of shape [12] for 4 samples; the contract is [B, H] = [4, H], one row per sample and one column per head (IDiscriminator.Forward, DiscriminatorOutput.Logits)." },
+        { "flat", $"{Path}: {Component} Forward returned logits of shape [12] for 4 samples; the contract is [B, H] = [4, H], one row per sample and one column per head, or [4] for one head (IDiscriminator.Forward, DiscriminatorOutput.Logits)." },
         { "transposed", $"{Path}: {Component} Forward returned logits of shape [3, 4] for 4 samples;" },
         { "times", $"{Path}: {Component} SampleTimes(4) returned a Float32 tensor of shape [4, 1]; the contract is one noise level s_D in [0, 1] per sample, a floating-point [4] (IDiscriminator.SampleTimes)." },
         { "throws", $"{Path}: {Component} failed on a trial batch of 4 random samples: my head broke" },
         { "fake-score", $"stages:detail: the matcher 'dmd' (HierDistill.Plugins.Dmd) and the discriminator {Component} both train a module named 'fake_score'; the names of a stage's trained modules key its checkpoint and must differ ('generator' is the host's): give the discriminator {Component} another TrainableModule.Name." },
     };
 
-    private static LoadedConfig Load(string fault) =>
-        ConfigLoader.Validate(ConfigLoader.Read(TestPaths.Sample("toy2d/hd.json"), [.. Short, $"{Path}:options:fault={fault}"]),
+    private static LoadedConfig Load(string fault, params string[] more) =>
+        ConfigLoader.Validate(ConfigLoader.Read(TestPaths.Sample("toy2d/hd.json"), [.. Short, $"{Path}:options:fault={fault}", .. more]),
             TestPaths.Sample("toy2d/hd.json"), Catalogs.BuiltIn(new FaultyDiscriminatorPlugin()));
 
     [Theory]
@@ -89,11 +90,22 @@ public class DiscriminatorContractTests
     }
 
     [Fact]
-    public void The_same_discriminator_without_a_fault_passes_the_check()
+    public void The_same_discriminator_without_a_fault_passes_the_check_and_one_head_may_return_logits_of_shape_B()
     {
         var writer = new StringWriter();
         var app = new HostApplication(SampleRunTests.TestConsole(writer));
         Assert.True(app.Preflight("hd.json", Load("none"), Catalogs.BuiltIn(new FaultyDiscriminatorPlugin())), writer.ToString());
+        Assert.True(app.Preflight("hd.json", Load("single", $"{Path}:options:blocks=[0]"), Catalogs.BuiltIn(new FaultyDiscriminatorPlugin())), writer.ToString());
+    }
+
+    [Fact]
+    public void Transposed_logits_are_caught_also_when_the_heads_number_the_first_trial_batch()
+    {
+        // Four heads: [H, B] = [4, 4] passes for [B, H] on a trial batch of 4; the second trial batch, of 6, tells them apart.
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        Assert.False(app.Preflight("hd.json", Load("transposed", $"{Path}:options:blocks=[0, 1, 2, 2]"), Catalogs.BuiltIn(new FaultyDiscriminatorPlugin())));
+        Assert.Contains($"{Path}: {Component} Forward returned logits of shape [4, 6] for 6 samples;", writer.ToString());
     }
 
     [Theory]
