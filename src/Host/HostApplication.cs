@@ -180,18 +180,26 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
 
     /// <summary>
     /// What a failed run reports: the exception's message, prefixed with <c>stages:KEY:</c> of the stage that was running when the
-    /// message does not name a config path itself; and, when a plugin's code threw (the method that threw is in a loaded
-    /// plugin's assembly), the plugin, the method and the exception's type, so that a third-party bug is told from a host one.
+    /// message does not name a config path itself; and, when a plugin's code is on the exception's stack (it threw, or it called
+    /// the library that did), the plugin, its innermost method there and the exception's type, so that a third-party bug is
+    /// told from a host one.
     /// </summary>
     internal static string FailureMessage(Exception e, string? stage, ComponentCatalog catalog)
     {
         string message = e.Message.TrimEnd();
-        if (stage is not null && !message.StartsWith("stages:", StringComparison.Ordinal) && !message.StartsWith("data", StringComparison.Ordinal))
+        if (stage is not null && !message.StartsWith("stages:", StringComparison.Ordinal) && !message.StartsWith("data:", StringComparison.Ordinal))
             message = $"stages:{stage}: {message}";
-        var thrower = e.TargetSite?.DeclaringType;
-        var plugin = thrower is null ? null : catalog.Plugins.FirstOrDefault(p => p.Name == thrower.Assembly.GetName().Name);
-        if (plugin is not null)
-            message += $" ({e.GetType().Name} thrown by {thrower!.FullName}.{e.TargetSite!.Name} in the plugin {plugin.Name} {plugin.Version})";
+        // The innermost frame in a plugin's code: the method that threw, or the one that called the library that did (a
+        // TorchSharp shape error in a plugin's Forward).
+        var plugins = catalog.Plugins.ToDictionary(p => p.Name, StringComparer.Ordinal);
+        foreach (var frame in new System.Diagnostics.StackTrace(e, fNeedFileInfo: false).GetFrames())
+        {
+            if (frame.GetMethod() is not { DeclaringType: { } type } method) continue;
+            if (type.Assembly.GetName().Name is not { } assembly || !plugins.TryGetValue(assembly, out var plugin)) continue;
+            string where = type.FullName?.Split('+')[0] ?? type.Name; // a lambda's or iterator's compiler-made class: its outer class
+            return $"{message} ({e.GetType().Name} {(ReferenceEquals(method, e.TargetSite) ? "thrown by" : "raised under")} {where}.{method.Name} " +
+                   $"in the plugin {plugin.Name} {plugin.Version})";
+        }
         return message;
     }
 

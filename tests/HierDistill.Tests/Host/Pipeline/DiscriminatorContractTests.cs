@@ -32,6 +32,7 @@ internal sealed class FaultyDiscriminator(IDiscriminator inner, string fault) : 
     public DiscriminatorOutput Forward(IReadOnlyList<Tensor> features, Tensor labels)
     {
         if (fault == "throws") throw new InvalidOperationException("my head broke");
+        if (fault == "torch") return new DiscriminatorOutput(zeros(2, 3).mm(zeros(2, 3)), new Dictionary<string, Tensor>()); // libtorch throws
         var output = inner.Forward(features, labels);
         return fault switch
         {
@@ -134,5 +135,10 @@ public class DiscriminatorContractTests
         // A message that names its config path keeps it; an exception the host made names no plugin.
         Assert.Equal("stages:detail:matcher: y", HostApplication.FailureMessage(new InvalidOperationException("stages:detail:matcher: y"), "detail", catalog));
         Assert.Equal("z", HostApplication.FailureMessage(new InvalidOperationException("z"), null, catalog));
+        // A library call in the plugin's code that throws (a TorchSharp shape error): the plugin's method is named too.
+        var torch = Assert.ThrowsAny<Exception>(() => new FaultyDiscriminator(null!, "torch").Forward([], zeros(1)));
+        string message = HostApplication.FailureMessage(torch, "detail", catalog);
+        Assert.StartsWith("stages:detail: mat1 and mat2 shapes cannot be multiplied", message);
+        Assert.EndsWith($" raised under HierDistill.Tests.Host.Pipeline.FaultyDiscriminator.Forward in the plugin HierDistill.Tests test)", message);
     }
 }
