@@ -61,6 +61,14 @@ public sealed class ComponentCatalog
             if (plugin.Components.FirstOrDefault(c => seen.ContainsKey(Key(c))) is { } clash)
             {
                 var owner = seen[Key(clash)];
+                if (owner.Name == plugin.Name)
+                {
+                    // One plugin in two plugin folders (a copy, or one folder named twice by two paths).
+                    errorList.Add(new PluginLoadError(plugin.Path,
+                        $"{plugin.Name} was already loaded from {owner.Path}; the first copy found is used. Remove one of the two copies " +
+                        "(or one of the two plugin folders that hold them)."));
+                    continue;
+                }
                 errorList.Add(new PluginLoadError(plugin.Path,
                     $"registers {Describe(clash.Contract)} '{clash.Name}', which {owner.Name} ({owner.Path}) already registered; names are unique " +
                     "per contract and the plugin found first keeps its name (the host's own plugins come first): give the " +
