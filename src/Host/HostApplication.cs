@@ -186,9 +186,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// </summary>
     internal static string FailureMessage(Exception e, string? stage, ComponentCatalog catalog)
     {
-        string message = e.Message.TrimEnd();
-        if (stage is not null && !message.StartsWith("stages:", StringComparison.Ordinal) && !message.StartsWith("data:", StringComparison.Ordinal))
-            message = $"stages:{stage}: {message}";
+        string message = stage is null ? e.Message.TrimEnd() : ConfigError.InStage(stage, e.Message.TrimEnd());
         // The innermost frame in a plugin's code: the method that threw, or the one that called the library that did (a
         // TorchSharp shape error in a plugin's Forward).
         var plugins = catalog.Plugins.ToDictionary(p => p.Name, StringComparer.Ordinal);

@@ -23,9 +23,9 @@ public sealed class ProbeSettings : ConfigSettings
     public int Batch { get; init; } = 8;
 
     /// <inheritdoc/>
+    /// <remarks>A blank <c>--weights</c> is refused with the other blank values (CheckParsedOptions).</remarks>
     public override ValidationResult Validate() =>
         Weights is null ? ValidationResult.Error("--weights is required: --weights <FILE>, the .safetensors file to read.")
-        : string.IsNullOrWhiteSpace(Weights) ? ValidationResult.Error($"{UsageErrors.NeedsValue("--weights", "probe")} It was given an empty one ('{Weights}').")
         : Batch < 1 ? ValidationResult.Error("--batch must be ≥ 1.")
         : ValidationResult.Success();
 }

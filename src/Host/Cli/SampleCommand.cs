@@ -56,9 +56,9 @@ public sealed class SampleSettings : ConfigSettings
     public int? Batch { get; init; }
 
     /// <inheritdoc/>
+    /// <remarks>A blank <c>--weights</c> is refused with the other blank values (CheckParsedOptions).</remarks>
     public override ValidationResult Validate() =>
         Weights is null ? ValidationResult.Error("--weights is required: --weights <FILE>, the .safetensors file to read.")
-        : string.IsNullOrWhiteSpace(Weights) ? ValidationResult.Error($"{UsageErrors.NeedsValue("--weights", "sample")} It was given an empty one ('{Weights}').")
         : Count < 1 ? ValidationResult.Error("--count must be ≥ 1.")
         : Nfe is < 1 ? ValidationResult.Error("--nfe must be ≥ 1.")
         : Batch is < 1 ? ValidationResult.Error("--batch must be ≥ 1.")

@@ -15,6 +15,13 @@ public sealed record ConfigError(string Path, string Message)
 {
     /// <inheritdoc/>
     public override string ToString() => string.IsNullOrEmpty(Path) ? Message : $"{Path}: {Message}";
+
+    /// <summary>
+    /// <paramref name="message"/> as it stands when it names its config path (the host's messages start with <c>stages:</c> or
+    /// <c>data:</c>), else prefixed with <c>stages:KEY:</c> of the stage it arose in.
+    /// </summary>
+    public static string InStage(string key, string message) =>
+        message.StartsWith("stages:", StringComparison.Ordinal) || message.StartsWith("data:", StringComparison.Ordinal) ? message : $"stages:{key}: {message}";
 }
 
 /// <summary>Thrown when a config has errors; carries all of them.</summary>

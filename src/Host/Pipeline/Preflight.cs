@@ -131,9 +131,7 @@ public static class Preflight
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
                     // Host checks name their config path; anything else is named here.
-                    errors.Add(new ConfigError("", e is PreflightException || e.Message.StartsWith("stages:", StringComparison.Ordinal)
-                        ? e.Message
-                        : $"stages:{key}: {e.Message}"));
+                    errors.Add(new ConfigError("", e is PreflightException ? e.Message : ConfigError.InStage(key, e.Message)));
                     if (teacher is null) break;   // the teacher could not be built: nothing after it can be
                 }
             }

@@ -25,10 +25,11 @@ public class SampleCommandTests
     }
 
     private static (int Code, string Output) Sample(string weights, string output, int count, int? nfe = null, string? labels = null,
-        double? guidance = null, long seed = 0, int? batch = null, string config = "toy2d/hd.json", CancellationToken cancellation = default)
+        double? guidance = null, long seed = 0, int? batch = null, string config = "toy2d/hd.json", CancellationToken cancellation = default,
+        IReadOnlyList<string>? overrides = null)
     {
         var writer = new StringWriter();
-        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Sample(TestPaths.Sample(config), [],
+        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Sample(TestPaths.Sample(config), overrides ?? [],
             new SampleRequest(weights, output, count, nfe, labels, guidance, seed, batch), cancellation);
         return (code, writer.ToString());
     }
@@ -119,22 +120,20 @@ public class SampleCommandTests
         using var teacher = ToyTeacher();
         using var student = teacher.CreateStudent();
         WeightsFile.Save(student, folder.File("student-detail.safetensors"));
-        var writer = new StringWriter();
-        var app = new HostApplication(SampleRunTests.TestConsole(writer));
-        int code = app.Sample(TestPaths.Sample("toy2d/hd.json"), ["stages:detail:discriminator:type=maxpool", "stages:detail:matcher:type=my-dmd"],
-            new SampleRequest(folder.File("student-detail.safetensors"), folder.File("x.safetensors"), 4, null, null, null, 0, null));
-        Assert.True(code == ExitCodes.Ok, writer.ToString());
+        string weights = folder.File("student-detail.safetensors");
+        var (code, output) = Sample(weights, folder.File("x.safetensors"), 4,
+            overrides: ["stages:detail:discriminator:type=maxpool", "stages:detail:matcher:type=my-dmd"]);
+        Assert.True(code == ExitCodes.Ok, output);
         Assert.Contains("stages:detail:discriminator:type: no loaded plugin registers the discriminator 'maxpool'; this command does not build it, " +
-                        "so it goes on without it.", writer.ToString());
-        Assert.Contains("stages:detail:matcher:type: no loaded plugin registers the distribution matcher 'my-dmd';", writer.ToString());
-        writer.GetStringBuilder().Clear();
-        code = app.Sample(TestPaths.Sample("toy2d/hd.json"), ["stages:teacher:teacher:type=my-mlp"],
-            new SampleRequest(folder.File("student-detail.safetensors"), folder.File("y.safetensors"), 4, null, null, null, 0, null));
+                        "so it goes on without it.", output);
+        Assert.Contains("stages:detail:matcher:type: no loaded plugin registers the distribution matcher 'my-dmd';", output);
+        (code, output) = Sample(weights, folder.File("y.safetensors"), 4, overrides: ["stages:teacher:teacher:type=my-mlp"]);
         Assert.Equal(ExitCodes.InvalidConfig, code);
-        Assert.Contains("stages:teacher:teacher:type: unknown teacher 'my-mlp'.", writer.ToString());
+        Assert.Contains("stages:teacher:teacher:type: unknown teacher 'my-mlp'.", output);
         // validate and run build them: there it is an error.
-        writer.GetStringBuilder().Clear();
-        Assert.Equal(ExitCodes.InvalidConfig, app.Validate(TestPaths.Sample("toy2d/hd.json"), ["stages:detail:discriminator:type=maxpool"]));
+        var writer = new StringWriter();
+        Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(SampleRunTests.TestConsole(writer)).Validate(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:discriminator:type=maxpool"]));
         Assert.Contains("unknown discriminator 'maxpool'", writer.ToString());
     }
 
@@ -146,11 +145,9 @@ public class SampleCommandTests
         manual_seed(5);
         using (var teacher = new DiTVelocityNetwork(new DiTOptions { Preset = "DiT-XT/4" }, new DataSpec("fashion-mnist", [1, 28, 28], 10)))
             WeightsFile.Save(teacher, folder.File("teacher.safetensors"));
-        var writer = new StringWriter();
-        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Sample(TestPaths.Sample("fmnist/hd-cpu.json"),
-            ["data:options:folder=/nonexistent/fmnist", "stages:teacher:teacher:options:preset=DiT-XT/4"],
-            new SampleRequest(folder.File("teacher.safetensors"), folder.File("x.safetensors"), 3, 2, "7", null, 0, null), CancellationToken.None);
-        Assert.True(code == ExitCodes.Ok, writer.ToString());
+        var (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("x.safetensors"), 3, nfe: 2, labels: "7", config: "fmnist/hd-cpu.json",
+            overrides: ["data:options:folder=/nonexistent/fmnist", "stages:teacher:teacher:options:preset=DiT-XT/4"]);
+        Assert.True(code == ExitCodes.Ok, output);
         var x = Safetensors.LoadStateDict(folder.File("x.safetensors"));
         Assert.Equal(new long[] { 3, 1, 28, 28 }, x["x"].shape);
         Assert.Equal(new long[] { 7, 7, 7 }, x["labels"].data<long>().ToArray());

@@ -119,10 +119,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                     var loss = matcher.GeneratorLoss(x, labels, progress);
                     if (discriminator is not null && config.AdversarialWeight > 0)
                     {
-                        var s = CheckTimes(discriminatorPath, discriminatorName, discriminator.SampleTimes(x.shape[0], device), x.shape[0]);
-                        var features = teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
-                        var output = discriminator.Forward(features, labels);
-                        CheckLogits(discriminatorPath, discriminatorName, output.Logits, x.shape[0]);
+                        var output = Discriminate(discriminatorPath, discriminatorName, teacher, discriminator, x, labels, device, featureGradients: true);
                         loss = loss.Plus(discriminator.GeneratorLoss(output.Logits), config.AdversarialWeight, "adv");
                     }
                     if (regularizer is not null)
@@ -150,12 +147,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                     // Real and generated samples in one batch: one forward, one power iteration of the heads' spectral norms.
                     var both = cat([batch.X, fake]);
                     var bothLabels = cat([labels, labels]);
-                    var s = CheckTimes(discriminatorPath, discriminatorName, discriminator.SampleTimes(both.shape[0], device), both.shape[0]);
-                    IReadOnlyList<Tensor> features;
-                    using (no_grad())
-                        features = teacher.TokenFeatures(Noised(both, s), s, bothLabels, discriminator.FeatureBlocks);
-                    var output = discriminator.Forward(features, bothLabels);
-                    CheckLogits(discriminatorPath, discriminatorName, output.Logits, both.shape[0]);
+                    var output = Discriminate(discriminatorPath, discriminatorName, teacher, discriminator, both, bothLabels, device, featureGradients: false);
                     long b = batch.Size;
                     var dLoss = discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, b), output.Logits.narrow(0, b, b));
                     log.Add("discriminator", new LossBreakdown(dLoss.Total, dLoss.Terms, dLoss.Diagnostics.Concat(output.Diagnostics).ToDictionary()));
@@ -221,10 +213,29 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
             $"key its checkpoint and must differ ('generator' is the host's): give {who[^1].Owner} another TrainableModule.Name.");
     }
 
+    /// <summary>
+    /// The discriminator's output for samples <paramref name="x"/> <c>[B, ...]</c>: noise levels from its
+    /// <see cref="IDiscriminator.SampleTimes"/>, <paramref name="x"/> noised to them, the teacher's token features of its blocks
+    /// (differentiable in <paramref name="x"/> only with <paramref name="featureGradients"/>), then <see cref="IDiscriminator.Forward"/>;
+    /// with the shape checks of <see cref="CheckTimes"/> and <see cref="CheckLogits"/>.
+    /// </summary>
+    private static DiscriminatorOutput Discriminate(string path, string component, ITeacher teacher, IDiscriminator discriminator, Tensor x,
+        Tensor labels, Device device, bool featureGradients)
+    {
+        long samples = x.shape[0];
+        var s = CheckTimes(path, component, discriminator.SampleTimes(samples, device), samples);
+        IReadOnlyList<Tensor> features;
+        using (featureGradients ? null : no_grad())
+            features = teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
+        var output = discriminator.Forward(features, labels);
+        CheckLogits(path, component, output.Logits, samples);
+        return output;
+    }
+
     /// <summary>Checks that a discriminator's <see cref="IDiscriminator.SampleTimes"/> returned <c>[B]</c> for <paramref name="samples"/> samples (shape only: no device read).</summary>
     /// <returns><paramref name="times"/>.</returns>
     /// <exception cref="InvalidOperationException">Otherwise, naming the component and the contract.</exception>
-    internal static Tensor CheckTimes(string path, string component, Tensor times, long samples)
+    private static Tensor CheckTimes(string path, string component, Tensor times, long samples)
     {
         if (times.dim() == 1 && times.shape[0] == samples && times.is_floating_point()) return times;
         throw new InvalidOperationException(
@@ -237,7 +248,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
     /// (shape only: no device read).
     /// </summary>
     /// <exception cref="InvalidOperationException">Otherwise, naming the component and the contract.</exception>
-    internal static void CheckLogits(string path, string component, Tensor logits, long samples)
+    private static void CheckLogits(string path, string component, Tensor logits, long samples)
     {
         if (logits.dim() is 1 or 2 && logits.shape[0] == samples && (logits.dim() == 1 || logits.shape[1] >= 1)) return;
         throw new InvalidOperationException(
@@ -263,10 +274,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
             var labels = zeros(2 * half, dtype: ScalarType.Int64);
             try
             {
-                var s = CheckTimes(path, component, discriminator.SampleTimes(2 * half, CPU), 2 * half);
-                var features = teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
-                var output = discriminator.Forward(features, labels);
-                CheckLogits(path, component, output.Logits, 2 * half);
+                var output = Discriminate(path, component, teacher, discriminator, x, labels, CPU, featureGradients: true);
                 discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, half), output.Logits.narrow(0, half, half));
                 discriminator.GeneratorLoss(output.Logits.narrow(0, half, half));
             }
