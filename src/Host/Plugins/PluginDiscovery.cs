@@ -84,8 +84,10 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
     /// names, then <paramref name="folders"/> as full paths (relative ones from the current directory), each once.
     /// </summary>
     public static IReadOnlyList<string> Folders(IEnumerable<string> folders, bool includeDefault) =>
-        (includeDefault ? [DefaultFolder] : Array.Empty<string>()).Concat(folders.Select(Path.GetFullPath))
-            .Select(f => Path.TrimEndingDirectorySeparator(f)).Distinct().ToList();
+        (includeDefault ? [DefaultFolder] : Array.Empty<string>()).Concat(folders).Select(Normal).Distinct().ToList();
+
+    /// <summary>A folder as a full path without a trailing separator (relative ones from the current directory).</summary>
+    private static string Normal(string folder) => Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
 
     /// <summary>The Abstractions version of this host.</summary>
     public static Version HostAbstractionsVersion => typeof(IHierDistillPlugin).Assembly.GetName().Version!;
@@ -124,10 +126,10 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
                     errors.Add(new PluginLoadError(dir, PluginsInside(dir) is { Count: > 0 } inside
                         // The folder above the plugin folder (e.g. the host's own folder, which holds plugins/ and runtimes/).
                         ? $"no {name}.dll here, but it holds plugins ({string.Join(", ", inside)}): it is itself a plugin folder; " +
-                          (SameFolder(dir, DefaultFolder)
+                          (Normal(dir) == Normal(DefaultFolder)
                               ? "it is the host's own plugin folder, searched anyway (unless --no-default or plugins.includeDefaultFolder = false): " +
-                                $"drop {System.IO.Path.GetFullPath(folder).TrimEnd('/')} from the plugin folders."
-                              : $"name it, {System.IO.Path.GetFullPath(dir)}, instead of {System.IO.Path.GetFullPath(folder).TrimEnd('/')}.")
+                                $"drop {Normal(folder)} from the plugin folders."
+                              : $"name it, {Normal(dir)}, instead of {Normal(folder)}.")
                         : $"no {name}.dll in the plugin folder (a plugin folder holds <Name>/<Name>.dll)."));
                     continue;
                 }
@@ -159,9 +161,6 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
             return []; // an unreadable folder (lost+found on a mounted volume) is reported as holding no plugin
         }
     }
-
-    private static bool SameFolder(string a, string b) =>
-        string.Equals(Path.TrimEndingDirectorySeparator(Path.GetFullPath(a)), Path.TrimEndingDirectorySeparator(Path.GetFullPath(b)), StringComparison.Ordinal);
 
     /// <summary>
     /// A plugin's own folder (or its build output) given as a plugin folder: a plugin assembly (<c>X.dll</c> with its
