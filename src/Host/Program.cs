@@ -26,8 +26,19 @@ using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
     StopRequested("SIGTERM");
 });
 
-// Piped output (CI logs, `| less`): do not wrap tables and messages at 80 columns.
-if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = 240;
+// Piped output (CI logs, `| less`, `> file`): do not wrap tables and messages at 80 columns, and drop the blanks Spectre pads
+// every help and table line with to that width. No colours or live display, as before.
+if (Console.IsOutputRedirected)
+{
+    AnsiConsole.Console = AnsiConsole.Create(new AnsiConsoleSettings
+    {
+        Out = new AnsiConsoleOutput(new TrailingSpaceTrimmer(Console.Out)),
+        Ansi = AnsiSupport.No,
+        ColorSystem = ColorSystemSupport.NoColors,
+        Interactive = InteractionSupport.No,
+    });
+    AnsiConsole.Profile.Width = 240;
+}
 
 var app = new CommandApp();
 app.Configure(config =>

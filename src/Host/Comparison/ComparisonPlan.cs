@@ -229,7 +229,7 @@ public sealed class ComparisonPlan
         {
             string shortKey = ShortKey(key);
             combos = combos.SelectMany(c => values.Select(value =>
-                (new List<string>(c.Names) { $"{shortKey}={value}" },
+                (new List<string>(c.Names) { $"{shortKey}={Label(value)}" },
                  new List<string>(c.Folders) { Sanitize($"{shortKey}-{value}") },
                  new List<string>(c.Overrides) { $"{key}={value}" }))).ToList();
         }
@@ -326,6 +326,22 @@ public sealed class ComparisonPlan
     {
         string k = key.Trim().Replace(':', '.');
         return k.StartsWith("stages.", StringComparison.OrdinalIgnoreCase) ? k["stages.".Length..] : k;
+    }
+
+    /// <summary>A varied value as it appears in a variant's name: a JSON string literal (<c>"awd"</c>, the quoted form
+    /// <c>--vary</c> also accepts) without its quotes, anything else as given.</summary>
+    private static string Label(string value)
+    {
+        string v = value.Trim();
+        if (v.Length < 2 || v[0] != '"' || v[^1] != '"') return value;
+        try
+        {
+            return JsonSerializer.Deserialize<string>(v) ?? value;
+        }
+        catch (JsonException)
+        {
+            return value;
+        }
     }
 
     /// <summary>A folder name: letters, digits, '.', '_' and '-'; anything else becomes '-'.</summary>

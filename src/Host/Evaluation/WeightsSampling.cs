@@ -132,6 +132,8 @@ public static class WeightsSampling
     private static (string Model, TorchSharp.torch.nn.Module Module) Choose(ComponentFactory components, LoadedConfig loaded, IDataSource data,
         ITeacher teacher, string weights, List<IDisposable> built)
     {
+        // A file that is not readable safetensors (damaged, a folder) fails alike for every network: said once, as it is.
+        WeightsFile.CheckHeader(weights);
         var mismatches = new List<(string Model, string Reason)>();
         if (teacher.Network is { } network)
         {
@@ -142,7 +144,7 @@ public static class WeightsSampling
             }
             catch (WeightsMismatchException e)
             {
-                mismatches.Add(("teacher", e.Message));
+                mismatches.Add(("teacher", e.WithoutSource ?? e.Message));
             }
         }
         // The teacher's own student (every stage without a configured `student`, and a generator distilled from the teacher),
@@ -170,16 +172,11 @@ public static class WeightsSampling
             }
             catch (WeightsMismatchException e)
             {
-                mismatches.Add((model, e.Message));
+                mismatches.Add((model, e.WithoutSource ?? e.Message));
             }
         }
         // The same reason for several networks (the teacher's and its student's first layer) is given once; the file name once.
-        static string WithoutFile(string reason, string file) =>
-            reason.StartsWith(file + ": ", StringComparison.Ordinal) ? reason[(file.Length + 2)..]
-            : reason.StartsWith(file + " ", StringComparison.Ordinal) ? "the file " + reason[(file.Length + 1)..]
-            : reason;
         var reasons = mismatches
-            .Select(m => (m.Model, Reason: WithoutFile(m.Reason, weights)))
             .GroupBy(m => m.Reason)
             .Select(g => $"As the {string.Join(" and as the ", g.Select(m => m.Model))}: {g.Key}").ToList();
         throw new WeightsMismatchException(

@@ -5,7 +5,19 @@ using static TorchSharp.torch;
 namespace HierDistill.Host.Storage;
 
 /// <summary>A weights file that does not fit the module it is loaded into, or cannot be read.</summary>
-public sealed class WeightsMismatchException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class WeightsMismatchException(string message, Exception? inner = null) : Exception(message, inner)
+{
+    /// <summary>The message without the file's name that starts it ("the file has no tensor …", "tensor '…' has shape …"), for a
+    /// message that names the file once itself (sampling, which tries the file on several networks); null when the message
+    /// does not start with the file's name.</summary>
+    public string? WithoutSource { get; private init; }
+
+    /// <summary>"<paramref name="source"/> has …": <paramref name="has"/> starts with "has".</summary>
+    internal static WeightsMismatchException FileHas(string source, string has) => new($"{source} {has}") { WithoutSource = $"the file {has}" };
+
+    /// <summary>"<paramref name="source"/>: <paramref name="detail"/>".</summary>
+    internal static WeightsMismatchException InFile(string source, string detail) => new($"{source}: {detail}") { WithoutSource = detail };
+}
 
 /// <summary>
 /// Module weights as safetensors (state-dict names as keys), via TorchSharp.PyBridge: readable by
@@ -112,8 +124,8 @@ public static class WeightsFile
             long bad;
             using (var finite = isfinite(s)) bad = finite.numel() - finite.count_nonzero().item<long>();
             if (bad > 0)
-                throw new WeightsMismatchException(
-                    $"{source}: tensor '{name}' holds {bad} non-finite value(s) (NaN or infinity): the weights come from a run that " +
+                throw WeightsMismatchException.InFile(source,
+                    $"tensor '{name}' holds {bad} non-finite value(s) (NaN or infinity): the weights come from a run that " +
                     "diverged or the file is damaged. Use weights saved before the divergence (an earlier run's file), or train again.");
         }
         using (no_grad())
@@ -155,23 +167,23 @@ public static class WeightsFile
         foreach (var (name, t) in target)
         {
             if (!file.TryGetValue(name, out var s))
-                throw new WeightsMismatchException(
-                    $"{source} has no tensor '{name}' (shape [{string.Join(", ", t.Shape)}]) that the module needs; " +
+                throw WeightsMismatchException.FileHas(source,
+                    $"has no tensor '{name}' (shape [{string.Join(", ", t.Shape)}]) that the module needs; " +
                     $"{NameHint(name, file.Keys)}{NotInterchangeable} {Sizes(file)}");
             if (!s.Shape.SequenceEqual(t.Shape))
-                throw new WeightsMismatchException(
-                    $"{source}: tensor '{name}' has shape [{string.Join(", ", s.Shape)}] in the file but [{string.Join(", ", t.Shape)}] in " +
+                throw WeightsMismatchException.InFile(source,
+                    $"tensor '{name}' has shape [{string.Join(", ", s.Shape)}] in the file but [{string.Join(", ", t.Shape)}] in " +
                     "the module; it was saved from another architecture or size: set the network's options (the teacher's preset or " +
                     $"width, or the stage's student) to those of the run that saved it (its config.resolved.json). {Sizes(file)}");
             if (t.FloatingPoint && !s.FloatingPoint)
-                throw new WeightsMismatchException(
-                    $"{source}: tensor '{name}' is {s.DType} in the file where the module's is {t.DType}; weights must be floating point " +
+                throw WeightsMismatchException.InFile(source,
+                    $"tensor '{name}' is {s.DType} in the file where the module's is {t.DType}; weights must be floating point " +
                     "(float32, float16, bfloat16 or float64). Save the module's state_dict() as it is, without converting it.");
         }
         var extra = file.Keys.Except(target.Keys).FirstOrDefault();
         if (extra is not null)
-            throw new WeightsMismatchException(
-                $"{source} has a tensor '{extra}' that the module lacks ({file.Keys.Except(target.Keys).Count()} such in all); it was " +
+            throw WeightsMismatchException.FileHas(source,
+                $"has a tensor '{extra}' that the module lacks ({file.Keys.Except(target.Keys).Count()} such in all); it was " +
                 $"saved from another architecture.{NotInterchangeable} {Sizes(file)}");
     }
 

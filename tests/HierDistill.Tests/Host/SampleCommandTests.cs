@@ -186,6 +186,19 @@ public class SampleCommandTests
         Assert.Equal(ExitCodes.Failed, code);
         Assert.Single(System.Text.RegularExpressions.Regex.Matches(output.ReplaceLineEndings(""), "student64.safetensors"));
         Assert.DoesNotContain(". as the", output.ReplaceLineEndings(""));
+        // Names the networks lack: "the file has no tensor …" for both, the file named once.
+        using (var linear = TorchSharp.torch.nn.Linear(2, 3)) WeightsFile.Save(linear, folder.File("linear.safetensors"));
+        (code, output) = Sample(folder.File("linear.safetensors"), folder.File("x.png"), 4);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.Contains("As the teacher and as the student: the file has no tensor 'net.x_embedder.weight' (shape [128, 2]) that the module needs;",
+            output.ReplaceLineEndings(""));
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(output.ReplaceLineEndings(""), "linear.safetensors"));
+        // A file that is no safetensors at all fails alike for every network: its own message, not "fits none of the networks".
+        File.WriteAllBytes(folder.File("broken.safetensors"), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        (code, output) = Sample(folder.File("broken.safetensors"), folder.File("x.png"), 4);
+        Assert.Equal(ExitCodes.Failed, code);
+        Assert.DoesNotContain("fits none", output);
+        Assert.Contains("broken.safetensors", output);
 
         using (var teacher = ToyTeacher()) WeightsFile.Save(teacher, folder.File("teacher.safetensors"));
         (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("x.jpg"), 4);

@@ -35,6 +35,19 @@ public class ComparisonPlanTests
     }
 
     [Fact]
+    public void Quoted_string_values_are_named_without_their_quotes_and_passed_on_as_given()
+    {
+        // `--vary 'key="awd","gap"'` (JSON strings, as --set takes them) names the variants as the unquoted form does.
+        var plan = ComparisonPlan.Create(TestPaths.Sample("toy2d/hd.json"), ["stages:detail:discriminator:type=\"awd\",\"gap\""], [], 1, null);
+        Assert.Equal(["detail.discriminator.type=awd", "detail.discriminator.type=gap"], plan.Variants.Select(v => v.Name));
+        Assert.Equal(["detail.discriminator.type-awd", "detail.discriminator.type-gap"], plan.Variants.Select(v => v.Folder));
+        Assert.Equal(["stages:detail:discriminator:type=\"gap\""], plan.Variants[1].Overrides);
+        // A JSON list keeps its brackets and inner quotes.
+        plan = ComparisonPlan.Create(TestPaths.Sample("toy2d/hd.json"), ["stages:detail:discriminator:options:blocks=[1,2],[3]"], [], 1, null);
+        Assert.Equal(["detail.discriminator.options.blocks=[1,2]", "detail.discriminator.options.blocks=[3]"], plan.Variants.Select(v => v.Name));
+    }
+
+    [Fact]
     public void Keys_compare_sets_per_run_cannot_be_varied_and_a_varied_key_cannot_also_be_set()
     {
         var e = Assert.Throws<ComparisonException>(() => ComparisonPlan.Create(TestPaths.Sample("toy2d/hd.json"),

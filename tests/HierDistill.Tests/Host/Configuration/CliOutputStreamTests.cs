@@ -35,6 +35,22 @@ public class CliOutputStreamTests
     }
 
     [Fact]
+    public void Piped_help_and_tables_carry_no_trailing_blanks()
+    {
+        // Spectre pads help and table cells to the console width (240 when piped); a file of `hierdistill plugins` was
+        // mostly blanks. The text itself is kept: the commands of the help, the components and option rows of the listing.
+        foreach (var (args, expected) in new[] { (new[] { "--help" }, "compare <config>"), (["plugins"], "awd (discriminator)"), (["run", "--help"], "--resume") })
+        {
+            var (code, stdout, _) = Cli(args);
+            Assert.Equal(0, code);
+            Assert.Contains(expected, stdout);
+            var lines = stdout.Split('\n');
+            Assert.DoesNotContain(lines, l => l.TrimEnd('\r').EndsWith(' '));
+            Assert.Contains(lines, l => l.Length > 80); // still not wrapped at 80 columns
+        }
+    }
+
+    [Fact]
     public void An_empty_labels_list_means_every_class()
     {
         // `--labels "$L"` with L unset samples every class in turn, as without --labels: it gets to the weights file.
