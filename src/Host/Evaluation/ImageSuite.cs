@@ -57,6 +57,15 @@ public sealed class ImageSuite(EvaluationStageConfig config, IDataSource data, D
                     notes.Add($"**warning**: the classifier's test accuracy is below {config.Classifier.MinAccuracy.ToString("P0", CultureInfo.InvariantCulture)}; " +
                               "FD and class accuracy are unreliable (train it longer: stages:<evaluation>:classifier:epochs).");
             }
+            if (_pictures.Count > 0)
+            {
+                var names = data.Spec.ClassNames;
+                string rows = string.Join(", ", Enumerable.Range(0, data.Spec.NumClasses)
+                    .Select(k => names is not null && k < names.Count ? $"{k} {names[k]}" : $"{k}"));
+                notes.Add($"sample grids (`samples-*.png`): one row per class, top to bottom {rows}; {config.GridColumns} images per row. " +
+                          "Every model's grid starts from the same noise, so a column shows the models on the same noise (`samples-data.png`: " +
+                          "test images).");
+            }
             return notes;
         }
     }

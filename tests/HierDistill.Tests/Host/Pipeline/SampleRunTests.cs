@@ -255,6 +255,12 @@ public class SampleRunTests
         Assert.Contains("FD-FMNIST", report);
         Assert.Contains("not Inception FID", report);
         Assert.Contains("warning", report); // a 0.01-epoch classifier is below 90% test accuracy, and the report says so
+        // The grids' caption names the rows; each grid has one row of gridColumns = 2 images per class: 10 rows and 2 columns of
+        // 28-pixel images with 2-pixel padding (make_grid), upscaled 2×.
+        Assert.Contains("one row per class, top to bottom 0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress, 4 Coat, 5 Sandal, 6 Shirt, 7 Sneaker, 8 Bag, " +
+                        "9 Ankle boot; 2 images per row.", report);
+        using (var grid = SkiaSharp.SKBitmap.Decode(Path.Combine(output, "samples-detail-nfe1.png")))
+            Assert.Equal((2 * (2 + 2 * 30), 2 * (2 + 10 * 30)), (grid.Width, grid.Height));
         using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "metrics.json")));
         var models = metrics.RootElement.GetProperty("models").EnumerateArray().ToList();
         Assert.Equal("fd_fmnist", metrics.RootElement.GetProperty("primary_metric").GetString());
