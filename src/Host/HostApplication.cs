@@ -186,7 +186,8 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// </summary>
     internal static string FailureMessage(Exception e, string? stage, ComponentCatalog catalog)
     {
-        string message = stage is null ? e.Message.TrimEnd() : ConfigError.InStage(stage, e.Message.TrimEnd());
+        string text = HierDistill.Host.Pipeline.NativeErrors.WithoutBacktrace(e.Message);
+        string message = stage is null ? text : ConfigError.InStage(stage, text);
         // The innermost frame in a plugin's code: the method that threw, or the one that called the library that did (a
         // TorchSharp shape error in a plugin's Forward).
         var plugins = catalog.Plugins.ToDictionary(p => p.Name, StringComparer.Ordinal);

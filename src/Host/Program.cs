@@ -61,8 +61,9 @@ app.Configure(config =>
         .WithExample("run", "samples/toy2d/hd.json", "--set", "stages:detail:enabled=false", "--set", "run.outputDir=runs/td-only")
         .WithExample("run", "samples/toy2d/hd.json", "--resume", "runs/toy2d-hd");
     config.AddCommand<ValidateCommand>("validate")
-        .WithDescription("Validate a config (keys, types, ranges, component names and options; then its networks, built once on the CPU: " +
-                         "discriminator blocks, students, loadFrom names and shapes) without running it; prints every error.")
+        .WithDescription("Validate a config (keys, types, ranges, component names and options; then its networks, built once on the CPU and " +
+                         "tried on random inputs: the teacher's and discriminator's contracts, students, discriminator blocks, loadFrom names and " +
+                         "shapes) without running it; prints every error.")
         .WithExample("validate", "samples/toy2d/hd.json");
     config.AddCommand<CompareCommand>("compare")
         .WithDescription("Run variants of a config (--vary values, or the named variants of a comparison file) for several seeds, sharing one " +

@@ -18,12 +18,15 @@ public static class FlowMatchingLoss
     /// <param name="noise">Noise e, same shape as x.</param>
     /// <param name="t">Times <c>[B]</c> in [0, 1].</param>
     /// <returns>Total = the mean squared error; term <c>mse</c>.</returns>
+    /// <exception cref="ArgumentException">When the velocity's shape is not z's.</exception>
     public static LossBreakdown Compute(VelocityField velocity, Tensor x, Tensor labels, Tensor noise, Tensor t)
     {
         var xd = x.detach();
         var z = FlowConventions.Interpolate(xd, noise, t);
         var target = FlowConventions.ConditionalVelocity(xd, noise);
-        var err = (velocity(z, t, labels) - target).square();
+        var v = velocity(z, t, labels);
+        Shapes.RequireSame(v, z, "the velocity", "z"); // broadcast, [B, 1] against [B, 2] would train on a wrong loss
+        var err = (v - target).square();
         var perSample = err.flatten(1).mean([1]); // [B]
         var loss = perSample.mean();
         return new LossBreakdown(loss, new Dictionary<string, Tensor> { ["mse"] = loss });

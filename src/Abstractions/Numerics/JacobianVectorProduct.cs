@@ -1,3 +1,4 @@
+using HierDistill.Abstractions.Conventions;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -25,8 +26,11 @@ public static class JacobianVectorProduct
     /// <c>Output</c>: f(z, t) with its graph kept (it can be reused as the primal output of a loss);
     /// <c>Jvp</c>: the product, detached, same shape as the output.
     /// </returns>
+    /// <exception cref="ArgumentException">When <paramref name="tangentZ"/> is not z's shape or <paramref name="tangentT"/> not t's
+    /// (libtorch's backward pass would terminate the process on such a tangent instead of throwing).</exception>
     public static (Tensor Output, Tensor Jvp) DoubleBackward(Func<Tensor, Tensor, Tensor> f, Tensor z, Tensor t, Tensor tangentZ, Tensor tangentT)
     {
+        RequireTangents(z, t, tangentZ, tangentT);
         using var grad = enable_grad();
         var zz = z.detach().requires_grad_(true);
         var tt = t.detach().requires_grad_(true);
@@ -56,10 +60,13 @@ public static class JacobianVectorProduct
     /// <param name="tMin">Per-sample lower bound for t (e.g. r), <c>[B]</c>, or null for none.</param>
     /// <param name="tMax">Upper bound for t (1).</param>
     /// <exception cref="ArgumentOutOfRangeException">For a non-positive epsilon.</exception>
+    /// <exception cref="ArgumentException">When <paramref name="tangentZ"/> is not z's shape or <paramref name="tangentT"/> not t's
+    /// (it would be broadcast).</exception>
     public static Tensor FiniteDifference(Func<Tensor, Tensor, Tensor> f, Tensor z, Tensor t, Tensor tangentZ, Tensor tangentT,
         double epsilon, Tensor? tMin = null, double tMax = 1.0)
     {
         if (!(epsilon > 0)) throw new ArgumentOutOfRangeException(nameof(epsilon), epsilon, "epsilon must be > 0.");
+        RequireTangents(z, t, tangentZ, tangentT);
         using var _ = no_grad();
         var tPlus = t + epsilon * tangentT;
         var tMinus = t - epsilon * tangentT;
@@ -121,4 +128,12 @@ public static class JacobianVectorProduct
     }
 
     private static bool IsDefined(Tensor? t) => t is not null && t.Handle != IntPtr.Zero;
+
+    /// <summary>The tangent has the point's shape: ż like z (e.g. a teacher's velocity <c>[B, ...S]</c>), ṫ like t <c>[B]</c>.</summary>
+    /// <exception cref="ArgumentException">Otherwise, naming both shapes.</exception>
+    private static void RequireTangents(Tensor z, Tensor t, Tensor tangentZ, Tensor tangentT)
+    {
+        Shapes.RequireSame(tangentZ, z, "the tangent ż", "the point z");
+        Shapes.RequireSame(tangentT, t, "the tangent ṫ", "the time t");
+    }
 }

@@ -12,7 +12,8 @@ namespace HierDistill.Host.Pipeline;
 /// Builds once, from the config alone and on the CPU, what the stages will build: the data source, the teacher's architecture
 /// (untrained), each trajectory stage's distiller and student, each distribution stage's matcher (with its fake score),
 /// discriminator and regularizer. Checks that they fit together (the teacher models the data, the discriminator's blocks are
-/// teacher feature blocks and it keeps its contract on a trial batch, the modules a stage trains have distinct names, a
+/// teacher feature blocks and it keeps its contract on a trial batch, the teacher, its trainable copy, its students and its token
+/// features keep theirs (<see cref="TeacherContract"/>), the modules a stage trains have distinct names, a
 /// configured student models the teacher's data) and that every <c>loadFrom</c> file's names, shapes
 /// and dtype kinds fit the network it will be loaded into (from the file's header: no tensor is read); then discards them.
 /// So a discriminator block the teacher lacks, a student for other data or a weights file of another architecture is a
@@ -52,7 +53,8 @@ public static class Preflight
             catch (Exception e) when (e is not OutOfMemoryException and not PreflightException)
             {
                 // Plugins are asked to name their config path in messages: do not repeat it.
-                string what = e.Message.StartsWith(path, StringComparison.Ordinal) ? e.Message[path.Length..].TrimStart(':', ' ') : e.Message;
+                string message = NativeErrors.WithoutBacktrace(e.Message);
+                string what = message.StartsWith(path, StringComparison.Ordinal) ? message[path.Length..].TrimStart(':', ' ') : message;
                 throw new PreflightException($"{path}: '{components.NameOf(path)}' cannot be built: {what}", e);
             }
         }
@@ -93,6 +95,8 @@ public static class Preflight
                             var candidate = Build<ITeacher>($"stages:{key}:teacher", data);
                             if (candidate is not IDisposable) Own(candidate.Network);
                             TeacherStage.CheckSpec(key, candidate, data.Spec);
+                            string teacherPath = $"stages:{key}:teacher", teacherComponent = components.Describe(teacherPath);
+                            TeacherContract.Try(teacherPath, teacherComponent, candidate, data.Spec);
                             teacher = candidate;
                             if (teacher.Network is { } network)
                             {
@@ -103,8 +107,11 @@ public static class Preflight
                             break;
                         case TrajectoryStageConfig s when teacher is not null:
                             Build<ITrajectoryDistiller>($"stages:{key}:distiller", data, teacher);
-                            var student = TrajectoryStage.CreateStudent(components, key, data, teacher, out _);
+                            var student = TrajectoryStage.CreateStudent(components, key, data, teacher, out bool fresh);
                             Own(student);
+                            string studentPath = fresh ? $"stages:{key}:student" : TeacherPath(loaded);
+                            TeacherContract.TryStudent(studentPath, components.Describe(studentPath), student, teacher, data.Spec,
+                                fresh ? "the student network" : "CreateStudent");
                             CheckLoadFrom(student, s.LoadFrom, key);
                             break;
                         case DistributionStageConfig d when teacher is not null:
@@ -117,7 +124,7 @@ public static class Preflight
                                 Own(discriminator.Heads.Module);
                                 DistributionStage.CheckFeatures(key, teacher, discriminator);
                                 DistributionStage.TryDiscriminator($"stages:{key}:discriminator", components.Describe($"stages:{key}:discriminator"),
-                                    teacher, discriminator, data.Spec);
+                                    teacher, (TeacherPath(loaded), components.Describe(TeacherPath(loaded))), discriminator, data.Spec);
                             }
                             DistributionStage.CheckModuleNames(key, components, matcher, discriminator);
                             if (components.Has($"stages:{key}:regularizer") && d.RegularizerWeight > 0)
@@ -143,6 +150,9 @@ public static class Preflight
             torch.random.set_rng_state(rng);
         }
     }
+
+    /// <summary>The config path of the teacher component, e.g. <c>stages:teacher:teacher</c>.</summary>
+    internal static string TeacherPath(LoadedConfig loaded) => $"stages:{loaded.Stages.First(s => s.Stage is TeacherStageConfig).Key}:teacher";
 
     /// <summary>A <c>loadFrom</c> file (when set and present: a missing one is a validation error already) against the network it fills.</summary>
     private static void CheckLoadFrom(torch.nn.Module network, string? loadFrom, string key)

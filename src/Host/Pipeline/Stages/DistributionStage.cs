@@ -68,6 +68,8 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         CheckModuleNames(key, run.Components, matcher, discriminator);
         string discriminatorPath = $"stages:{key}:discriminator";
         string discriminatorName = discriminator is null ? "" : run.Components.Describe(discriminatorPath);
+        string teacherPath = Preflight.TeacherPath(run.Config);
+        var teacherName = (teacherPath, run.Components.Describe(teacherPath));
 
         var training = config.Training;
         int maxSkipped = run.Config.Config.Run.MaxSkippedSteps;
@@ -119,7 +121,8 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                     var loss = matcher.GeneratorLoss(x, labels, progress);
                     if (discriminator is not null && config.AdversarialWeight > 0)
                     {
-                        var output = Discriminate(discriminatorPath, discriminatorName, teacher, discriminator, x, labels, device, featureGradients: true);
+                        var output = Discriminate(discriminatorPath, discriminatorName, teacher, teacherName, discriminator, x, labels, device,
+                            featureGradients: true);
                         loss = loss.Plus(discriminator.GeneratorLoss(output.Logits), config.AdversarialWeight, "adv");
                     }
                     if (regularizer is not null)
@@ -147,7 +150,8 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                     // Real and generated samples in one batch: one forward, one power iteration of the heads' spectral norms.
                     var both = cat([batch.X, fake]);
                     var bothLabels = cat([labels, labels]);
-                    var output = Discriminate(discriminatorPath, discriminatorName, teacher, discriminator, both, bothLabels, device, featureGradients: false);
+                    var output = Discriminate(discriminatorPath, discriminatorName, teacher, teacherName, discriminator, both, bothLabels, device,
+                        featureGradients: false);
                     long b = batch.Size;
                     var dLoss = discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, b), output.Logits.narrow(0, b, b));
                     log.Add("discriminator", new LossBreakdown(dLoss.Total, dLoss.Terms, dLoss.Diagnostics.Concat(output.Diagnostics).ToDictionary()));
@@ -219,14 +223,17 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
     /// (differentiable in <paramref name="x"/> only with <paramref name="featureGradients"/>), then <see cref="IDiscriminator.Forward"/>;
     /// with the shape checks of <see cref="CheckTimes"/> and <see cref="CheckLogits"/>.
     /// </summary>
-    private static DiscriminatorOutput Discriminate(string path, string component, ITeacher teacher, IDiscriminator discriminator, Tensor x,
-        Tensor labels, Device device, bool featureGradients)
+    private static DiscriminatorOutput Discriminate(string path, string component, ITeacher teacher, (string Path, string Component) teacherName,
+        IDiscriminator discriminator, Tensor x, Tensor labels, Device device, bool featureGradients)
     {
         long samples = x.shape[0];
         var s = CheckTimes(path, component, discriminator.SampleTimes(samples, device), samples);
         IReadOnlyList<Tensor> features;
         using (featureGradients ? null : no_grad())
             features = teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
+        TeacherContract.CheckFeatures(teacherName.Path, teacherName.Component, features, discriminator.FeatureBlocks, teacher.FeatureBlocks, samples);
+        if (featureGradients && x.requires_grad)
+            TeacherContract.CheckFeatureGradients(teacherName.Path, teacherName.Component, features, discriminator.FeatureBlocks);
         var output = discriminator.Forward(features, labels);
         CheckLogits(path, component, output.Logits, samples);
         return output;
@@ -261,26 +268,30 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
     /// Runs a discriminator as stage 2 does, on two trial batches of random samples of <paramref name="spec"/>'s shape (4 and 6:
     /// real and generated halves, label 0; two sizes, so that logits <c>[H, B]</c> cannot pass for <c>[B, H]</c> when H is
     /// one of them) noised to its own times, through <paramref name="teacher"/>'s token features: its times, logits and both
-    /// losses, with the checks of <see cref="CheckTimes"/> and <see cref="CheckLogits"/>. For the preflight (on the CPU, an
-    /// untrained teacher), so that a discriminator that breaks its contract fails before anything trains.
+    /// losses, with the checks of <see cref="CheckTimes"/> and <see cref="CheckLogits"/>, and the teacher's features checked
+    /// first (shapes, gradient to the samples; a fault there names the teacher). For the preflight (on the CPU, an untrained
+    /// teacher), so that a discriminator or teacher that breaks its contract fails before anything trains.
     /// </summary>
     /// <exception cref="InvalidOperationException">When a check fails or the discriminator throws, naming the component.</exception>
-    internal static void TryDiscriminator(string path, string component, ITeacher teacher, IDiscriminator discriminator, DataSpec spec)
+    internal static void TryDiscriminator(string path, string component, ITeacher teacher, (string Path, string Component) teacherName,
+        IDiscriminator discriminator, DataSpec spec)
     {
         foreach (long half in new long[] { 2, 3 })
         {
             using var scope = NewDisposeScope();
-            var x = randn([2 * half, .. spec.SampleShape]);
+            var x = randn([2 * half, .. spec.SampleShape]).requires_grad_(true); // as generated samples are: the features must carry it
             var labels = zeros(2 * half, dtype: ScalarType.Int64);
             try
             {
-                var output = Discriminate(path, component, teacher, discriminator, x, labels, CPU, featureGradients: true);
+                var output = Discriminate(path, component, teacher, teacherName, discriminator, x, labels, CPU, featureGradients: true);
                 discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, half), output.Logits.narrow(0, half, half));
                 discriminator.GeneratorLoss(output.Logits.narrow(0, half, half));
             }
-            catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith(path, StringComparison.Ordinal))
+            catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith(path, StringComparison.Ordinal) &&
+                                      !e.Message.StartsWith(teacherName.Path, StringComparison.Ordinal))
             {
-                throw new InvalidOperationException($"{path}: {component} failed on a trial batch of {2 * half} random samples: {e.Message}", e);
+                throw new InvalidOperationException(
+                    $"{path}: {component} failed on a trial batch of {2 * half} random samples: {NativeErrors.WithoutBacktrace(e.Message)}", e);
             }
         }
     }

@@ -57,7 +57,11 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
             else if (!string.IsNullOrWhiteSpace(config.LoadFrom))
             {
                 WeightsFile.Load(network, config.LoadFrom);
-                run.Logger.Information("Teacher weights loaded from {Path}", Path.GetFullPath(config.LoadFrom));
+                if (config.Training is null)
+                    run.Logger.Information("Teacher weights loaded from {Path}", Path.GetFullPath(config.LoadFrom));
+                else
+                    run.Logger.Information("Teacher weights loaded from {Path}; stages:{Key}:training is not used (loadFrom replaces training; " +
+                                           "remove loadFrom to train)", Path.GetFullPath(config.LoadFrom), key);
             }
             else if (config.Training is { } training)
             {
@@ -101,6 +105,10 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
     private double Train(VelocityNetwork network, PipelineState state, TeacherTrainingOptions training)
     {
         network.train();
+        // The velocity's shape checked at every step (shape only), naming the teacher: broadcast in the loss, a wrong shape would
+        // train silently here and abort the process in stage 1's backward pass.
+        string path = $"stages:{key}:teacher", component = run.Components.Describe(path);
+        VelocityField velocity = (z, t, c) => TeacherContract.CheckVelocity(path, component, network.Velocity(z, t, c), z, "Network.Velocity");
         var settings = new OptimizerSettings(training.LearningRate, 0.9, 0.999, 0, training.GradClip > 0 ? training.GradClip : null);
         using var optimizer = new ModuleOptimizer("teacher", network, settings, training.EmaDecay,
             LearningRateSchedules.Cosine(training.Steps, training.FinalLearningRateFraction), run.Config.Config.Run.MaxSkippedSteps);
@@ -116,7 +124,7 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
             var t = training.TimeSampling == TeacherTimeLaw.LogitNormal
                 ? TimeSampling.LogitNormal(batch.Size, training.TimeMean, training.TimeStd, device)
                 : TimeSampling.Uniform(batch.Size, 0, 1, device);
-            var loss = FlowMatchingLoss.Compute(network.Velocity, batch.X, labels, noise, t);
+            var loss = FlowMatchingLoss.Compute(velocity, batch.X, labels, noise, t);
             var log = new StepLog();
             log.Add("", loss);
             log.Add("", optimizer.Step(loss, progress.Step, $"stages:{key} step {progress.Step}"));

@@ -26,6 +26,20 @@ public class JacobianVectorProductTests
     }
 
     [Fact]
+    public void A_tangent_of_another_shape_than_the_point_is_refused_not_a_process_abort()
+    {
+        // A teacher velocity [B, 1] for z [B, 2] as the tangent: libtorch's double backward terminated the process on it.
+        using var scope = NewDisposeScope();
+        var l = nn.Linear(2, 2);
+        Tensor F(Tensor z, Tensor t) => l.forward(z) * t.unsqueeze(1);
+        var z = randn(4, 2);
+        var t = rand(4);
+        var e = Assert.Throws<ArgumentException>(() => JacobianVectorProduct.DoubleBackward(F, z, t, randn(4, 1), ones(4)));
+        Assert.Equal("the tangent ż [4, 1] and the point z [4, 2] must have the same shape.", e.Message);
+        Assert.Throws<ArgumentException>(() => JacobianVectorProduct.FiniteDifference(F, z, t, randn(4, 2), ones(4, 1), 1e-3));
+    }
+
+    [Fact]
     public void Linear_function_gives_its_exact_directional_derivative()
     {
         using var scope = NewDisposeScope();

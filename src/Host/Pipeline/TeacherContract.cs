@@ -1,0 +1,257 @@
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Data;
+using HierDistill.Abstractions.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace HierDistill.Host.Pipeline;
+
+/// <summary>
+/// The host's checks of a teacher plugin against <see cref="ITeacher"/>'s contract, so that a teacher that breaks it is named
+/// as the cause: a trial in the preflight (<see cref="Try"/>, <see cref="TryStudent"/>; the token features in the discriminator's
+/// trial), and the checks of the calls the host makes itself during a run (the teacher stage's velocity, stage 2's token
+/// features).
+/// Those read shapes and dtypes only (no device reads, no synchronisation). The teacher is handed to the other components as
+/// the plugin made it (a component may rely on its type).
+/// </summary>
+internal static class TeacherContract
+{
+    /// <summary>Checks that a velocity is <c>[B, ...S]</c> like <paramref name="z"/> and floating point.</summary>
+    /// <returns><paramref name="velocity"/>.</returns>
+    /// <exception cref="InvalidOperationException">Otherwise, naming the component and the contract.</exception>
+    internal static Tensor CheckVelocity(string path, string component, Tensor velocity, Tensor z, string method = "Velocity")
+    {
+        if (velocity.shape.SequenceEqual(z.shape) && velocity.is_floating_point()) return velocity;
+        throw new InvalidOperationException(
+            $"{path}: {component} {method} returned a {velocity.dtype} tensor of shape {Shape(velocity)} for z of shape {Shape(z)}; the contract is " +
+            $"a floating-point velocity of z's shape [B, ...S] ({(method.StartsWith("Average", StringComparison.Ordinal) ? "AverageVelocityNetwork.AverageVelocity" : "ITeacher.Velocity")}).");
+    }
+
+    /// <summary>
+    /// Checks that token features are one floating-point <c>[B, N, C]</c> per block asked for, with <c>B</c> =
+    /// <paramref name="samples"/> and the <c>N</c>, <c>C</c> the teacher's <see cref="ITeacher.FeatureBlocks"/> declare.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Otherwise, naming the component and the contract.</exception>
+    internal static void CheckFeatures(string path, string component, IReadOnlyList<Tensor> features, IReadOnlyList<int> blocks,
+        IReadOnlyList<TokenFeatureSpec> declared, long samples)
+    {
+        if (features.Count != blocks.Count)
+            throw new InvalidOperationException(
+                $"{path}: {component} TokenFeatures returned {features.Count} tensor(s) for the {blocks.Count} block(s) {string.Join(", ", blocks)}; the " +
+                "contract is one [B, N, C] per block asked for, in the order asked (ITeacher.TokenFeatures).");
+        for (int i = 0; i < blocks.Count; i++)
+        {
+            var f = features[i];
+            var spec = declared.FirstOrDefault(s => s.Block == blocks[i]);
+            bool fits = f.dim() == 3 && f.shape[0] == samples && f.is_floating_point() &&
+                        (spec is null || (f.shape[1] == spec.Tokens && f.shape[2] == spec.Channels));
+            if (fits) continue;
+            string expected = spec is null ? $"[{samples}, N, C]" : $"[{samples}, {spec.Tokens}, {spec.Channels}]";
+            throw new InvalidOperationException(
+                $"{path}: {component} TokenFeatures returned a {f.dtype} tensor of shape {Shape(f)} for block {blocks[i]} and {samples} samples; the " +
+                $"contract is a floating-point [B, N, C] = {expected}, the tokens and channels its FeatureBlocks declare (ITeacher.TokenFeatures).");
+        }
+    }
+
+    /// <summary>
+    /// Checks that token features computed from samples that require gradient carry it (<see cref="ITeacher.TokenFeatures"/> is
+    /// differentiable in z; the generator's adversarial term flows through the features). Reads flags only.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">For features without gradient, naming the component.</exception>
+    internal static void CheckFeatureGradients(string path, string component, IReadOnlyList<Tensor> features, IReadOnlyList<int> blocks)
+    {
+        for (int i = 0; i < features.Count; i++)
+            if (!features[i].requires_grad)
+                throw new InvalidOperationException(
+                    $"{path}: {component} TokenFeatures returned features of block {blocks[i]} without gradient with respect to z; the contract " +
+                    "is features differentiable in z (ITeacher.TokenFeatures): the generator's adversarial term flows through them. Do not " +
+                    "detach them or compute them under no_grad.");
+    }
+
+    /// <summary>
+    /// Runs an untrained teacher (on the CPU, in the preflight) the way the stages will: its velocity in training mode (the
+    /// teacher stage) on a trial batch of 3 random inputs; for a network teacher, that <see cref="ITeacher.Velocity"/>
+    /// is its <see cref="ITeacher.Network"/>'s (what the host trains, saves and moves), that its parameters are finite
+    /// float32, and that its trainable copy (DMD's fake score) is a separate network with the same tensor names that starts
+    /// as the teacher. For a throwaway teacher only: its network's weights are perturbed, and it is left in evaluation mode.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">When a check fails or the teacher throws, naming the component and the fix.</exception>
+    internal static void Try(string path, string component, ITeacher teacher, DataSpec spec)
+    {
+        var network = teacher.Network;
+        if (network is not null) CheckParameters(path, component, network, "its network (ITeacher.Network)");
+        network?.train();
+        using (var scope = NewDisposeScope())
+        {
+            var (z, t, labels) = TrialInputs(TrialBatch, spec);
+            var v = Attempt(path, component, $"Velocity on a trial batch of {TrialBatch} random inputs", () => teacher.Velocity(z, t, labels));
+            CheckVelocity(path, component, v, z);
+        }
+        if (network is null) return;
+        network.eval();
+        // An untrained network with a zero-initialised output layer (adaLN-Zero; the mlp teacher's final layer) has velocity 0,
+        // which any other network's 0 would match: the throwaway network's weights get noise before the comparisons.
+        using (no_grad())
+            foreach (var p in network.parameters()) p.add_(randn_like(p).mul_(0.05));
+        var copy = Attempt(path, component, "CreateTrainableCopy", teacher.CreateTrainableCopy);
+        try
+        {
+            if (ReferenceEquals(copy, network))
+                throw new InvalidOperationException(
+                    $"{path}: {component} CreateTrainableCopy returned the teacher's own network; DMD's fake score trains the copy, which " +
+                    "would change the frozen teacher (the real score): return a deep copy (VelocityNetwork.Clone).");
+            CheckNotShared(path, component, copy, network, "CreateTrainableCopy returned a network that", "DMD's fake score trains it, which would change the frozen teacher (the real score)");
+            CheckSameNames(path, component, copy, network);
+            CheckParameters(path, component, copy, "its trainable copy (CreateTrainableCopy)");
+            copy.eval();
+            using var scope = NewDisposeScope();
+            using var _ = no_grad();
+            var (z, t, labels) = TrialInputs(1, spec);
+            var own = CheckVelocity(path, component, network.Velocity(z, t, labels), z, "Network.Velocity");
+            // NetworkTeacher returns Network.Velocity by construction: one forward pass less for the built-in teachers.
+            if (teacher is not NetworkTeacher && Difference(teacher.Velocity(z, t, labels), own) is { } gap)
+                throw new InvalidOperationException(
+                    $"{path}: {component} Velocity differs from its Network.Velocity on a trial batch ({gap}); the host trains, saves, loads and " +
+                    "moves ITeacher.Network, and distils and evaluates through ITeacher.Velocity, so Velocity must return Network.Velocity " +
+                    "(as NetworkTeacher does): keep every computation of the velocity inside the network.");
+            var copied = CheckVelocity(path, component, Attempt(path, component, "the trainable copy's Velocity", () => copy.Velocity(z, t, labels)), z,
+                "CreateTrainableCopy().Velocity");
+            if (Difference(copied, own) is { } differs)
+                throw new InvalidOperationException(
+                    $"{path}: {component} CreateTrainableCopy returned a network whose velocity differs from the teacher's on a trial batch " +
+                    $"({differs}); the contract is a copy of the teacher's weights (DMD's fake score starts as the teacher).");
+        }
+        finally
+        {
+            if (!ReferenceEquals(copy, network)) copy.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Runs a student the way the stages will, on the CPU in the preflight: finite float32 parameters, none shared with the
+    /// teacher's network (stage 1 would train the teacher), and <c>u(z, r, t)</c> of z's shape on a trial batch of 2.
+    /// </summary>
+    /// <param name="path">The config path that made the student (the teacher's, or a stage's <c>student</c>).</param>
+    /// <param name="component">The component for messages.</param>
+    /// <param name="student">The student.</param>
+    /// <param name="teacher">The teacher whose network it must not share.</param>
+    /// <param name="spec">The data.</param>
+    /// <param name="maker">What made it, e.g. <c>CreateStudent</c>.</param>
+    /// <exception cref="InvalidOperationException">When a check fails or the student throws, naming the component.</exception>
+    internal static void TryStudent(string path, string component, AverageVelocityNetwork student, ITeacher teacher, DataSpec spec, string maker)
+    {
+        if (teacher.Network is { } network)
+        {
+            if (ReferenceEquals(student, network))
+                throw new InvalidOperationException($"{path}: {component} {maker} returned the teacher's own network.");
+            CheckNotShared(path, component, student, network, $"{maker} returned a student that", "stage 1 would train the teacher with it");
+        }
+        CheckParameters(path, component, student, $"its student ({maker})");
+        using var scope = NewDisposeScope();
+        var (z, t, labels) = TrialInputs(2, spec);
+        var r = t * rand(2);
+        var u = Attempt(path, component, "the student's AverageVelocity on a trial batch of 2 random inputs",
+            () => student.AverageVelocity(z, r, t, labels));
+        CheckVelocity(path, component, u, z, "AverageVelocity");
+    }
+
+    /// <summary>
+    /// The trial batch size of the velocity: small, because a DiT-S/2 forward pass on a CPU core takes most of a second per
+    /// image (the comparisons use one input), and odd, so that it differs from the sample dimension of 2-D points.
+    /// </summary>
+    private const long TrialBatch = 3;
+
+    /// <summary>Random inputs of the data's shape: z ~ N(0, I), t ~ U(0.05, 0.95), labels cycling through the classes and ∅.</summary>
+    private static (Tensor Z, Tensor T, Tensor Labels) TrialInputs(long samples, DataSpec spec) =>
+        (randn([samples, .. spec.SampleShape]), rand(samples) * 0.9 + 0.05,
+         arange(samples, dtype: ScalarType.Int64) % (spec.NumClasses + 1));
+
+    /// <summary>Runs <paramref name="action"/>; an exception becomes one naming the component and what it was asked.</summary>
+    private static T Attempt<T>(string path, string component, string what, Func<T> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith(path, StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"{path}: {component} failed in {what}: {NativeErrors.WithoutBacktrace(e.Message)}", e);
+        }
+    }
+
+    /// <summary>Null when <paramref name="a"/> and <paramref name="b"/> agree to float32 rounding, else the largest difference in words.</summary>
+    private static string? Difference(Tensor a, Tensor b)
+    {
+        double gap = (a - b).abs().max().item<float>(), scale = b.abs().max().item<float>();
+        return gap <= 1e-5 * (1 + scale) ? null : $"largest difference {gap:g3}, largest |v| {scale:g3}";
+    }
+
+    /// <summary>Every parameter of <paramref name="module"/> is float32 and finite.</summary>
+    private static void CheckParameters(string path, string component, nn.Module module, string what)
+    {
+        foreach (var (name, p) in module.named_parameters())
+        {
+            if (p.dtype != ScalarType.Float32)
+                throw new InvalidOperationException(
+                    $"{path}: {component}: {what} has parameter '{name}' of type {p.dtype}; HierDistill keeps float32 weights (run.precision = " +
+                    "bfloat16 casts the matrix products, not the weights): create the parameters as float32.");
+            using var finite = isfinite(p.detach());
+            if (!finite.all().item<bool>())
+                throw new InvalidOperationException(
+                    $"{path}: {component}: {what} has parameter '{name}' holding NaN or infinite values right after it was built; initialise " +
+                    "every parameter (some TorchSharp modules leave weights uninitialised: docs/writing-a-plugin.md, \"A teacher\").");
+        }
+    }
+
+    /// <summary>No parameter object of <paramref name="module"/> is one of <paramref name="network"/>'s.</summary>
+    private static void CheckNotShared(string path, string component, nn.Module module, nn.Module network, string subject, string consequence)
+    {
+        var teachers = network.named_parameters().ToDictionary(p => p.parameter.Handle, p => p.name);
+        foreach (var (name, p) in module.named_parameters())
+            if (teachers.TryGetValue(p.Handle, out var teacherName))
+                throw new InvalidOperationException(
+                    $"{path}: {component} {subject} shares the parameter '{name}' with the teacher's network ('{teacherName}'); {consequence}. " +
+                    "Give it its own parameters holding copies of the teacher's weights.");
+    }
+
+    /// <summary>The trainable copy's tensor names and shapes are the teacher network's.</summary>
+    private static void CheckSameNames(string path, string component, nn.Module copy, nn.Module network)
+    {
+        using var scope = NewDisposeScope();
+        var own = network.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
+        var copied = copy.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
+        var missing = own.Keys.Except(copied.Keys).ToList();
+        var extra = copied.Keys.Except(own.Keys).ToList();
+        if (missing.Count > 0 || extra.Count > 0)
+            throw new InvalidOperationException(
+                $"{path}: {component} CreateTrainableCopy returned a network whose tensor names differ from the teacher network's " +
+                $"({missing.Count} of the teacher's missing, e.g. '{missing.FirstOrDefault()}'; {extra.Count} new, e.g. '{extra.FirstOrDefault()}'). " +
+                "Module and parameter names must not depend on the instance (no random or counted names): checkpoints and weights files " +
+                "are keyed by them, and a network built again must read them.");
+        var reshaped = own.FirstOrDefault(kv => !kv.Value.SequenceEqual(copied[kv.Key]));
+        if (reshaped.Key is not null)
+            throw new InvalidOperationException(
+                $"{path}: {component} CreateTrainableCopy returned a network whose tensor '{reshaped.Key}' has shape {Shape(copied[reshaped.Key])} " +
+                $"where the teacher's has {Shape(reshaped.Value)}; the contract is a copy of the teacher's architecture and weights.");
+    }
+
+    private static string Shape(Tensor t) => Shape(t.shape);
+
+    private static string Shape(long[] shape) => $"[{string.Join(", ", shape)}]";
+}
+
+/// <summary>Messages of libtorch errors without their C++ backtrace.</summary>
+internal static class NativeErrors
+{
+    /// <summary>
+    /// <paramref name="message"/> up to libtorch's "Exception raised from …" and without "frame #N: …" lines: the first lines
+    /// say what went wrong; the backtrace of the C++ library helps no user of a message (the managed stack trace is in log.txt).
+    /// </summary>
+    internal static string WithoutBacktrace(string message)
+    {
+        int cut = message.IndexOf("Exception raised from ", StringComparison.Ordinal);
+        if (cut >= 0) message = message[..cut];
+        var lines = message.Split('\n').Where(l => !l.TrimStart().StartsWith("frame #", StringComparison.Ordinal));
+        return string.Join('\n', lines).TrimEnd();
+    }
+}
