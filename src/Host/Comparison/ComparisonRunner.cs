@@ -235,7 +235,8 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
 
         try
         {
-            WriteReport(plan, output, variants, results, trainTeacher ? teacherFolder : null, runs.Count);
+            // The teacher folder exists only when a variant shares it; with none sharing, every run trained its own.
+            WriteReport(plan, output, variants, results, trainTeacher && variants.Any(v => v.SharesTeacher) ? teacherFolder : null, runs.Count);
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
         {
@@ -294,10 +295,12 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
                       "(`runs`); one run shows the value alone.");
         if (plan.SharedOverrides.Count > 0) sb.AppendLine($"- every run: {string.Join(" ", plan.SharedOverrides.Select(o => $"`--set {o}`"))}");
         foreach (var v in plan.Varied) sb.AppendLine($"- varied: `{v}`");
-        sb.AppendLine(teacherFolder is null
-            ? "- teacher: as the base config makes it (analytic, or loaded from its loadFrom); the `shared` rows aggregate every run that shares it."
-            : $"- teacher: trained once in `{Path.GetFileName(teacherFolder)}/` and loaded by every variant that does not change it " +
-              "(`stages:<teacher>:loadFrom`); the `shared` rows (teacher at each NFE, data floor) come from that run.");
+        sb.AppendLine(teacherFolder is not null
+            ? $"- teacher: trained once in `{Path.GetFileName(teacherFolder)}/` and loaded by every variant that does not change it " +
+              "(`stages:<teacher>:loadFrom`); the `shared` rows (teacher at each NFE, data floor) come from that run."
+            : variants.All(v => !v.SharesTeacher)
+                ? "- teacher: every variant changes the data or the teacher, so each run trained its own (no teacher run is shared)."
+                : "- teacher: as the base config makes it (analytic, or loaded from its loadFrom); the `shared` rows aggregate every run that shares it.");
         sb.AppendLine("- `ms/sample`: sampling wall time per sample; `train s`: wall time of the model's own stage (for the teacher: its training in " +
                       "the teacher run, or its loading when loaded); `distill s`: wall time of every student stage the model went through (TD + DMD for HD); `params`: parameters.");
         sb.AppendLine();

@@ -243,6 +243,10 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
             }
             components.AddRange(Register(plugin, entry.FullName!));
         }
+        if (components.Count == 0)
+            throw new PluginLoadException(
+                $"no components: {string.Join(" and ", entryPoints.Select(e => e.FullName))}.Register added none. Register each component " +
+                "with services.AddTeacher, AddTrajectoryDistiller, AddDistributionMatcher, AddDiscriminator or AddDataSource.");
         var name = assembly.GetName();
         string version = assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]
                          ?? name.Version?.ToString() ?? "?";

@@ -159,8 +159,10 @@ public static class WeightsFile
         bool weightsFile)
     {
         // A student's names are its teacher's plus those of its own inputs: the hint fits when one set holds the other.
+        // (Two or more tensors apart: a student's own inputs are an embedder's weights and biases; one tensor missing or extra
+        // is another slip.)
         bool targetInFile = target.Keys.All(file.ContainsKey), fileInTarget = file.Keys.All(target.ContainsKey);
-        bool teacherAndStudent = targetInFile != fileInTarget;
+        bool teacherAndStudent = targetInFile != fileInTarget && Math.Abs(target.Count - file.Count) >= 2;
         string NotInterchangeable = weightsFile && teacherAndStudent
             ? " (teacher.safetensors and student-<stage>.safetensors are not interchangeable: a student network has inputs of its own.)"
             : "";
@@ -169,7 +171,7 @@ public static class WeightsFile
             if (!file.TryGetValue(name, out var s))
                 throw WeightsMismatchException.FileHas(source,
                     $"has no tensor '{name}' (shape [{string.Join(", ", t.Shape)}]) that the module needs; " +
-                    $"{NameHint(name, file.Keys)}{NotInterchangeable} {Sizes(file)}");
+                    $"{NameHint(name, t.Shape, target, file)}{NotInterchangeable} {Sizes(file)}");
             if (!s.Shape.SequenceEqual(t.Shape))
                 throw WeightsMismatchException.InFile(source,
                     $"tensor '{name}' has shape [{string.Join(", ", s.Shape)}] in the file but [{string.Join(", ", t.Shape)}] in " +
@@ -205,10 +207,12 @@ public static class WeightsFile
         return $"(The file holds {file.Count} tensors, {Count(file.Values)} values{example}.)";
     }
 
-    /// <summary>"it was saved from another architecture", or what the names in the file suggest instead (a prefix added or missing).</summary>
-    private static string NameHint(string name, IEnumerable<string> fileNames)
+    /// <summary>"it was saved from another architecture", or what the names in the file suggest instead (a prefix added or
+    /// missing, or one tensor of the same shape under another name).</summary>
+    private static string NameHint(string name, long[] shape, IReadOnlyDictionary<string, TensorLayout> target,
+        IReadOnlyDictionary<string, TensorLayout> file)
     {
-        foreach (var other in fileNames)
+        foreach (var other in file.Keys)
         {
             if (other.EndsWith("." + name, StringComparison.Ordinal))
                 return $"the file has '{other}': its names carry the prefix '{other[..^name.Length]}' that the module's lack; save the " +
@@ -217,6 +221,10 @@ public static class WeightsFile
                 return $"the file has '{other}': its names lack the prefix '{name[..^other.Length]}' that the module's carry; save the " +
                        "state dict of the same module (or add the prefix).";
         }
+        var sameShape = file.Where(kv => !target.ContainsKey(kv.Key) && kv.Value.Shape.SequenceEqual(shape)).Select(kv => kv.Key).ToList();
+        if (sameShape.Count == 1 && target.Keys.Count(k => !file.ContainsKey(k)) == 1)
+            return $"the file has '{sameShape[0]}' of that shape, which the module lacks: the tensor was renamed. Save the state dict of " +
+                   $"the same module, or rename '{sameShape[0]}' to '{name}' in the file.";
         return "it was saved from another architecture.";
     }
 }

@@ -21,6 +21,22 @@ public class CompareTests
     ];
 
     [Fact]
+    public void Variants_that_all_change_the_teacher_train_their_own_and_the_report_says_so()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string output = folder.File("cmp");
+        var writer = new StringWriter();
+        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:teacher:training:learningRate=1e-3,2e-3"], [.. Shrink, "stages:detail:enabled=false"], 1, output, overwrite: false, resume: false,
+            CancellationToken.None);
+        Assert.True(code == 0, writer.ToString());
+        Assert.False(Directory.Exists(Path.Combine(output, "teacher")));
+        string report = File.ReadAllText(Path.Combine(output, "comparison.md"));
+        Assert.Contains("- teacher: every variant changes the data or the teacher, so each run trained its own (no teacher run is shared).", report);
+        Assert.DoesNotContain("trained once in", report);
+    }
+
+    [Fact]
     public void Two_variants_by_two_seeds_share_one_teacher_and_tabulate_mean_and_std_over_seeds()
     {
         using var folder = TestPaths.NewTempFolder();

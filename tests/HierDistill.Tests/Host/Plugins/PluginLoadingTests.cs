@@ -118,6 +118,32 @@ public class PluginLoadingTests
         Assert.Equal("the constructor of Thrower.Plugin failed: InvalidOperationException: no licence file", error.Reason);
     }
 
+    [Fact]
+    public void A_plugin_that_registers_no_component_is_reported_with_the_fix()
+    {
+        // A forgotten registration: `plugins` listed the plugin with nothing under it, and a config naming its component got
+        // only "unknown teacher".
+        using var folder = TestPaths.NewTempFolder();
+        var dir = Directory.CreateDirectory(Path.Combine(folder.Path, "Forgot")).FullName;
+        // public class Forgot.Plugin : IHierDistillPlugin { public void Register(IServiceCollection s) { } }
+        var builder = new PersistedAssemblyBuilder(new AssemblyName("Forgot"), typeof(object).Assembly);
+        var type = builder.DefineDynamicModule("Forgot").DefineType("Forgot.Plugin", TypeAttributes.Public | TypeAttributes.Class,
+            typeof(object), [typeof(HierDistill.Abstractions.Plugins.IHierDistillPlugin)]);
+        type.DefineDefaultConstructor(MethodAttributes.Public);
+        var register = type.DefineMethod("Register", MethodAttributes.Public | MethodAttributes.Virtual | MethodAttributes.HideBySig | MethodAttributes.NewSlot | MethodAttributes.Final,
+            typeof(void), [typeof(IServiceCollection)]);
+        register.GetILGenerator().Emit(OpCodes.Ret);
+        type.CreateType();
+        builder.Save(Path.Combine(dir, "Forgot.dll"));
+
+        var catalog = Discover(TestPaths.PluginsFolder, folder.Path);
+        Assert.Equal(6, catalog.Plugins.Count);
+        var error = Assert.Single(catalog.Errors);
+        Assert.Equal(Path.Combine(dir, "Forgot.dll"), error.Path);
+        Assert.Equal("no components: Forgot.Plugin.Register added none. Register each component with services.AddTeacher, AddTrajectoryDistiller, " +
+                     "AddDistributionMatcher, AddDiscriminator or AddDataSource.", error.Reason);
+    }
+
     private sealed class Registers(params string[] discriminators) : HierDistill.Abstractions.Plugins.IHierDistillPlugin
     {
         public void Register(IServiceCollection services)

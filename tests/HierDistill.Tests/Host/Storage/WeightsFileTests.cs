@@ -165,6 +165,31 @@ public class WeightsFileTests
     }
 
     [Fact]
+    public void One_renamed_tensor_is_matched_to_the_file_tensor_of_its_shape_and_one_missing_tensor_is_no_teacher_student_mix_up()
+    {
+        using var scope = NewDisposeScope();
+        using var folder = TestPaths.NewTempFolder();
+        var tensors = Tensors(Network(32));
+        string renamed = tensors.Keys.Last();
+        var shape = tensors[renamed].shape;
+        tensors["net.renamed_by_hand"] = tensors[renamed];
+        tensors.Remove(renamed);
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(folder.File("renamed.safetensors"), tensors);
+        var e = Assert.Throws<WeightsMismatchException>(() => WeightsFile.Load(Network(32), folder.File("renamed.safetensors")));
+        Assert.Contains($"has no tensor '{renamed}' (shape [{string.Join(", ", shape)}]) that the module needs; the file has 'net.renamed_by_hand' " +
+                        $"of that shape, which the module lacks: the tensor was renamed. Save the state dict of the same module, or rename " +
+                        $"'net.renamed_by_hand' to '{renamed}' in the file.", e.Message);
+        // One tensor missing (none renamed): another architecture, and not the teacher/student note (a student differs by an
+        // embedder's weights and biases).
+        tensors.Remove("net.renamed_by_hand");
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(folder.File("missing.safetensors"), tensors);
+        e = Assert.Throws<WeightsMismatchException>(() => WeightsFile.Load(Network(32), folder.File("missing.safetensors")));
+        Assert.Contains($"has no tensor '{renamed}'", e.Message);
+        Assert.Contains("it was saved from another architecture.", e.Message);
+        Assert.DoesNotContain("not interchangeable", e.Message);
+    }
+
+    [Fact]
     public void A_folder_or_a_text_file_given_as_weights_is_named_as_such_with_the_fix()
     {
         using var folder = TestPaths.NewTempFolder();
