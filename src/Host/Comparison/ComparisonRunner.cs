@@ -236,7 +236,8 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         try
         {
             // The teacher folder exists only when a variant shares it; with none sharing, every run trained its own.
-            WriteReport(plan, output, variants, results, trainTeacher && variants.Any(v => v.SharesTeacher) ? teacherFolder : null, runs.Count);
+            WriteReport(plan, output, variants, results, trainTeacher && variants.Any(v => v.SharesTeacher) ? teacherFolder : null, runs.Count,
+                trainTeacher);
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
         {
@@ -255,7 +256,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
     }
 
     private void WriteReport(ComparisonPlan plan, string output, IReadOnlyList<VariantPlan> variants, IReadOnlyList<ComparisonRun> results,
-        string? teacherFolder, int planned)
+        string? teacherFolder, int planned, bool trainsTeacher)
     {
         var finished = results.Where(r => r.ExitCode == ExitCodes.Ok).ToList();
         var read = finished.ToDictionary(r => r, r => ModelMetrics.Read(Path.Combine(r.Folder, "metrics.json")));
@@ -277,11 +278,11 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         var table = ComparisonTable.Build(groups, primary);
         Reporting.Plots.Comparison(Path.Combine(output, "comparison.png"), table, variants.Select(v => v.Variant.Name).ToList());
         AtomicFile.WriteAllText(Path.Combine(output, "comparison.csv"), table.Csv());
-        AtomicFile.WriteAllText(Path.Combine(output, "comparison.md"), Markdown(plan, output, variants, results, teacherFolder, table, planned));
+        AtomicFile.WriteAllText(Path.Combine(output, "comparison.md"), Markdown(plan, output, variants, results, teacherFolder, table, planned, trainsTeacher));
     }
 
     private static string Markdown(ComparisonPlan plan, string output, IReadOnlyList<VariantPlan> variants, IReadOnlyList<ComparisonRun> results,
-        string? teacherFolder, ComparisonTable table, int planned)
+        string? teacherFolder, ComparisonTable table, int planned, bool trainsTeacher)
     {
         var sb = new StringBuilder();
         sb.AppendLine($"# Comparison of {variants.Count} variant(s) of `{plan.BaseConfig}`").AppendLine();
@@ -298,7 +299,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         sb.AppendLine(teacherFolder is not null
             ? $"- teacher: trained once in `{Path.GetFileName(teacherFolder)}/` and loaded by every variant that does not change it " +
               "(`stages:<teacher>:loadFrom`); the `shared` rows (teacher at each NFE, data floor) come from that run."
-            : variants.All(v => !v.SharesTeacher)
+            : trainsTeacher && variants.All(v => !v.SharesTeacher)
                 ? "- teacher: every variant changes the data or the teacher, so each run trained its own (no teacher run is shared)."
                 : "- teacher: as the base config makes it (analytic, or loaded from its loadFrom); the `shared` rows aggregate every run that shares it.");
         sb.AppendLine("- `ms/sample`: sampling wall time per sample; `train s`: wall time of the model's own stage (for the teacher: its training in " +

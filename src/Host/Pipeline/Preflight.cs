@@ -1,5 +1,6 @@
 using HierDistill.Abstractions.Contracts;
 using HierDistill.Abstractions.Data;
+using HierDistill.Abstractions.Models;
 using HierDistill.Abstractions.Plugins;
 using HierDistill.Host.Configuration;
 using HierDistill.Host.Pipeline.Stages;
@@ -97,6 +98,8 @@ public static class Preflight
                             TeacherStage.CheckSpec(key, candidate, data.Spec);
                             string teacherPath = $"stages:{key}:teacher", teacherComponent = components.Describe(teacherPath);
                             TeacherContract.Try(teacherPath, teacherComponent, candidate, data.Spec);
+                            // Frozen, as the stages after the teacher stage get it (so that the trials below see what they will).
+                            candidate.Network?.Freeze();
                             teacher = candidate;
                             if (teacher.Network is { } network)
                             {
@@ -107,9 +110,19 @@ public static class Preflight
                             break;
                         case TrajectoryStageConfig s when teacher is not null:
                             Build<ITrajectoryDistiller>($"stages:{key}:distiller", data, teacher);
-                            var student = TrajectoryStage.CreateStudent(components, key, data, teacher, out bool fresh);
-                            Own(student);
+                            bool fresh = components.Has($"stages:{key}:student");
                             string studentPath = fresh ? $"stages:{key}:student" : TeacherPath(loaded);
+                            AverageVelocityNetwork student;
+                            try
+                            {
+                                student = TrajectoryStage.CreateStudent(components, key, data, teacher, out _);
+                            }
+                            catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith("stages:", StringComparison.Ordinal))
+                            {
+                                throw new PreflightException($"{studentPath}: {components.Describe(studentPath)} failed in " +
+                                    $"{(fresh ? "building the student network" : "CreateStudent")}: {NativeErrors.WithoutBacktrace(e.Message)}", e);
+                            }
+                            Own(student);
                             TeacherContract.TryStudent(studentPath, components.Describe(studentPath), student, teacher, data.Spec,
                                 fresh ? "the student network" : "CreateStudent");
                             CheckLoadFrom(student, s.LoadFrom, key);
@@ -138,7 +151,7 @@ public static class Preflight
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
                     // Host checks name their config path; anything else is named here.
-                    errors.Add(new ConfigError("", e is PreflightException ? e.Message : ConfigError.InStage(key, e.Message)));
+                    errors.Add(new ConfigError("", e is PreflightException ? e.Message : ConfigError.InStage(key, NativeErrors.WithoutBacktrace(e.Message))));
                     if (teacher is null) break;   // the teacher could not be built: nothing after it can be
                 }
             }

@@ -106,8 +106,16 @@ internal static class TeacherContract
             copy.eval();
             using var scope = NewDisposeScope();
             using var _ = no_grad();
-            var (z, t, labels) = TrialInputs(1, spec);
+            // At least 64 output values (one image; 32 points of 2-D data), so that a random perturbation, such as a dropout
+            // left on, cannot pass for determinism by chance.
+            long elements = spec.SampleShape.Aggregate(1L, (p, d) => p * d);
+            var (z, t, labels) = TrialInputs(Math.Max(1, (64 + elements - 1) / elements), spec);
             var own = CheckVelocity(path, component, network.Velocity(z, t, labels), z, "Network.Velocity");
+            if (Difference(network.Velocity(z, t, labels), own) is { } random)
+                throw new InvalidOperationException(
+                    $"{path}: {component} Network.Velocity gives different values for the same inputs in evaluation mode ({random}); the " +
+                    "frozen teacher must be deterministic. A dropout left on is the usual cause: nn.functional.dropout defaults to " +
+                    "training: true, so pass the module's training flag (or use an nn.Dropout module); no random draws in the forward pass.");
             // NetworkTeacher returns Network.Velocity by construction: one forward pass less for the built-in teachers.
             if (teacher is not NetworkTeacher && Difference(teacher.Velocity(z, t, labels), own) is { } gap)
                 throw new InvalidOperationException(
@@ -183,8 +191,11 @@ internal static class TeacherContract
     /// words. Non-finite entries are left out (a network that overflows on the perturbed weights is not a contract fault).</summary>
     private static string? Difference(Tensor a, Tensor b)
     {
+        // In float64: a velocity may be bfloat16 or float64 (the contract asks for floating point).
+        a = a.to_type(ScalarType.Float64);
+        b = b.to_type(ScalarType.Float64);
         var finite = isfinite(a).logical_and(isfinite(b));
-        double gap = where(finite, a - b, 0).abs().max().item<float>(), scale = where(finite, b, 0).abs().max().item<float>();
+        double gap = where(finite, a - b, 0).abs().max().item<double>(), scale = where(finite, b, 0).abs().max().item<double>();
         return gap <= 1e-5 * (1 + scale) ? null : $"largest difference {gap:g3}, largest |v| {scale:g3}";
     }
 

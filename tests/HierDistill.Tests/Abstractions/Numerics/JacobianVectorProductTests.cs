@@ -36,7 +36,11 @@ public class JacobianVectorProductTests
         var t = rand(4);
         var e = Assert.Throws<ArgumentException>(() => JacobianVectorProduct.DoubleBackward(F, z, t, randn(4, 1), ones(4)));
         Assert.Equal("the tangent ż [4, 1] and the point z [4, 2] must have the same shape.", e.Message);
-        Assert.Throws<ArgumentException>(() => JacobianVectorProduct.FiniteDifference(F, z, t, randn(4, 2), ones(4, 1), 1e-3));
+        Assert.Throws<ArgumentException>(() => JacobianVectorProduct.FiniteDifference(F, z, t, randn(4, 1), ones(4), 1e-3));
+        // A ṫ that broadcasts against t keeps working in the finite difference (as before the check).
+        var dz = randn(4, 2);
+        var broadcast = JacobianVectorProduct.FiniteDifference(F, z, t, dz, ones(1), 1e-3);
+        Assert.True(broadcast.allclose(JacobianVectorProduct.FiniteDifference(F, z, t, dz, ones(4), 1e-3)));
     }
 
     [Fact]

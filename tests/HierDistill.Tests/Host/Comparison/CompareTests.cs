@@ -34,6 +34,16 @@ public class CompareTests
         string report = File.ReadAllText(Path.Combine(output, "comparison.md"));
         Assert.Contains("- teacher: every variant changes the data or the teacher, so each run trained its own (no teacher run is shared).", report);
         Assert.DoesNotContain("trained once in", report);
+
+        // An analytic teacher is trained by no run: the report says the base config makes it.
+        output = folder.File("cmp-gmm");
+        code = new HostApplication(SampleRunTests.TestConsole(writer)).Compare(TestPaths.Sample("toy2d/td-only.json"), ["data:options:radius=3,4"],
+            ["stages:teacher:teacher={\"type\":\"gmm-exact\"}", "stages:teacher:training=null", "stages:structure:student={\"type\":\"mlp\"}",
+             "stages:structure:training:steps=5", "stages:evaluate:samples=128", "stages:evaluate:teacherNfe=[1]", "stages:evaluate:plots=false"],
+            1, output, overwrite: false, resume: false, CancellationToken.None);
+        Assert.True(code == 0, writer.ToString());
+        report = File.ReadAllText(Path.Combine(output, "comparison.md"));
+        Assert.Contains("- teacher: as the base config makes it (analytic, or loaded from its loadFrom)", report);
     }
 
     [Fact]

@@ -34,6 +34,7 @@ internal sealed class FaultyTeacher : ITeacher, IDisposable
         _fault = fault;
         _network = new MlpVelocityNetwork(new MlpOptions { Hidden = 64, Depth = 3, TokenChannels = 16 }, spec);
         if (fault == "network-shape") _network = new NarrowNetwork(_network);
+        if (fault is "network-bfloat16" or "network-dropout") _network = new OutputNetwork(_network, fault);
         if (fault == "float64") _network.to(ScalarType.Float64);
         if (fault == "nan")
             using (no_grad())
@@ -60,6 +61,8 @@ internal sealed class FaultyTeacher : ITeacher, IDisposable
             "features-detached" => features.Select(f => f.detach()).ToList(),
             "features-batch" => features.Select(f => f.narrow(0, 0, 1)).ToList(),
             "features-flat" => features.Select(f => f.flatten(1)).ToList(),
+            // A function of the weights only: it requires gradient while the weights do, but not of z.
+            "features-constant" => features.Select(f => f.detach() * _network.parameters().First().mean()).ToList(),
             _ => features,
         };
     }
@@ -77,10 +80,18 @@ internal sealed class FaultyTeacher : ITeacher, IDisposable
     {
         "student-shares" => new SharingStudent(_network),
         "student-shape" => new NarrowStudent(_inner.CreateStudent()),
+        "student-native" => LibtorchFailure(),
         _ => _inner.CreateStudent(),
     };
 
     public void Dispose() => _network.Dispose();
+
+    /// <summary>A libtorch error (its message carries a C++ backtrace).</summary>
+    private static AverageVelocityNetwork LibtorchFailure()
+    {
+        zeros(3).add(zeros(2));
+        throw new System.Diagnostics.UnreachableException();
+    }
 
     /// <summary>A copy under a name drawn per instance: its tensor names differ from the teacher's.</summary>
     private sealed class RenamedNetwork : VelocityNetwork
@@ -114,6 +125,35 @@ internal sealed class FaultyTeacher : ITeacher, IDisposable
         public override Tensor Velocity(Tensor z, Tensor t, Tensor labels) => _inner.Velocity(z, t, labels).narrow(1, 0, 1);
 
         public override VelocityNetwork Clone() => new NarrowNetwork(_inner.Clone());
+
+        public override AverageVelocityNetwork CreateStudent() => _inner.CreateStudent();
+    }
+
+    /// <summary>A network whose velocity is cast to bfloat16 (valid) or passed through dropout in every mode (not deterministic).</summary>
+    private sealed class OutputNetwork : VelocityNetwork
+    {
+        private readonly VelocityNetwork _inner;
+        private readonly string _fault;
+
+        public OutputNetwork(VelocityNetwork inner, string fault) : base("output")
+        {
+            _inner = inner;
+            _fault = fault;
+            register_module("inner", inner);
+        }
+
+        public override Tensor Velocity(Tensor z, Tensor t, Tensor labels)
+        {
+            var v = _inner.Velocity(z, t, labels);
+            return _fault == "network-bfloat16" ? v.to_type(ScalarType.BFloat16) : nn.functional.dropout(v, 0.1);
+        }
+
+        public override IReadOnlyList<TokenFeatureSpec> FeatureBlocks => _inner.FeatureBlocks;
+
+        public override IReadOnlyList<Tensor> TokenFeatures(Tensor z, Tensor t, Tensor labels, IReadOnlyList<int> blocks) =>
+            _inner.TokenFeatures(z, t, labels, blocks);
+
+        public override VelocityNetwork Clone() => new OutputNetwork(_inner.Clone(), _fault);
 
         public override AverageVelocityNetwork CreateStudent() => _inner.CreateStudent();
     }
@@ -190,6 +230,9 @@ public class TeacherContractTests
         { "copy-renamed", $"{Path}: {Component} CreateTrainableCopy returned a network whose tensor names differ from the teacher network's (27 of the teacher's missing, e.g. 'net.x_embedder.weight'; 27 new, e.g. 'blk_" },
         { "student-shares", $"{Path}: {Component} CreateStudent returned a student that shares the parameter 'net.net.x_embedder.weight' with the teacher's network ('net.x_embedder.weight'); stage 1 would train the teacher with it." },
         { "student-shape", $"{Path}: {Component} AverageVelocity returned a Float32 tensor of shape [2, 1] for z of shape [2, 2]; the contract is a floating-point velocity of z's shape [B, ...S] (AverageVelocityNetwork.AverageVelocity)." },
+        { "network-dropout", $"{Path}: {Component} Network.Velocity gives different values for the same inputs in evaluation mode (" },
+        { "features-constant", $"{Path}: {Component} TokenFeatures returned features of block 0 without gradient with respect to z;" },
+        { "student-native", $"{Path}: {Component} failed in CreateStudent: The size of tensor a (3) must match the size of tensor b (2) at non-singleton dimension 0" },
         { "features-detached", $"{Path}: {Component} TokenFeatures returned features of block 0 without gradient with respect to z;" },
         { "features-batch", $"{Path}: {Component} TokenFeatures returned a Float32 tensor of shape [1, 4, 16] for block 0 and 4 samples; the contract is a floating-point [B, N, C] = [4, 4, 16]" },
         { "features-flat", $"{Path}: {Component} TokenFeatures returned a Float32 tensor of shape [4, 64] for block 0 and 4 samples;" },
@@ -205,6 +248,7 @@ public class TeacherContractTests
         string output = writer.ToString().ReplaceLineEndings("");
         Assert.Contains(expected, output);
         Assert.Contains("1 configuration error(s) found by building the networks", output);
+        Assert.DoesNotContain("frame #", output);
         Assert.DoesNotContain("'awd'", output); // the discriminator is not blamed for the teacher's features
     }
 
@@ -214,6 +258,8 @@ public class TeacherContractTests
         var writer = new StringWriter();
         var app = new HostApplication(SampleRunTests.TestConsole(writer));
         Assert.True(app.Preflight("hd.json", Load("none"), Catalogs.BuiltIn(new FaultyTeacherPlugin())), writer.ToString());
+        // A velocity in another floating-point type (bfloat16) keeps the contract.
+        Assert.True(app.Preflight("hd.json", Load("network-bfloat16"), Catalogs.BuiltIn(new FaultyTeacherPlugin())), writer.ToString());
         foreach (var sample in new[] { "toy2d/hd.json", "fmnist/hd-cpu.json", "fmnist/hd-gpu.json" })
         {
             var loaded = ConfigLoader.Validate(ConfigLoader.Read(TestPaths.Sample(sample), ["run:device=cpu"]), TestPaths.Sample(sample), Catalogs.BuiltIn());
