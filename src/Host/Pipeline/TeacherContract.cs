@@ -110,7 +110,8 @@ internal static class TeacherContract
             // left on, cannot pass for determinism by chance.
             long elements = spec.SampleShape.Aggregate(1L, (p, d) => p * d);
             var (z, t, labels) = TrialInputs(Math.Max(1, (64 + elements - 1) / elements), spec);
-            var own = CheckVelocity(path, component, network.Velocity(z, t, labels), z, "Network.Velocity");
+            var own = CheckVelocity(path, component,
+                Attempt(path, component, "Network.Velocity in evaluation mode", () => network.Velocity(z, t, labels)), z, "Network.Velocity");
             if (Difference(network.Velocity(z, t, labels), own) is { } random)
                 throw new InvalidOperationException(
                     $"{path}: {component} Network.Velocity gives different values for the same inputs in evaluation mode ({random}); the " +
@@ -165,7 +166,8 @@ internal static class TeacherContract
 
     /// <summary>
     /// The trial batch size of the velocity: small, because a DiT-S/2 forward pass on a CPU core takes most of a second per
-    /// image (the comparisons use one input), and odd, so that it differs from the sample dimension of 2-D points.
+    /// image (the comparisons use one image, or enough 2-D points for 64 values), and odd, so that it differs from the sample
+    /// dimension of 2-D points.
     /// </summary>
     private const long TrialBatch = 3;
 

@@ -229,8 +229,17 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         long samples = x.shape[0];
         var s = CheckTimes(path, component, discriminator.SampleTimes(samples, device), samples);
         IReadOnlyList<Tensor> features;
-        using (featureGradients ? null : no_grad())
-            features = teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
+        try
+        {
+            using (featureGradients ? null : no_grad())
+                features = teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith("stages:", StringComparison.Ordinal))
+        {
+            // The teacher's failure, not the discriminator's (which only chose the blocks).
+            throw new InvalidOperationException($"{teacherName.Path}: {teacherName.Component} failed in TokenFeatures for blocks " +
+                                                $"{string.Join(", ", discriminator.FeatureBlocks)}: {NativeErrors.WithoutBacktrace(e.Message)}", e);
+        }
         TeacherContract.CheckFeatures(teacherName.Path, teacherName.Component, features, discriminator.FeatureBlocks, teacher.FeatureBlocks, samples);
         if (featureGradients && x.requires_grad)
             TeacherContract.CheckFeatureGradients(teacherName.Path, teacherName.Component, features, discriminator.FeatureBlocks);

@@ -61,6 +61,7 @@ internal sealed class FaultyTeacher : ITeacher, IDisposable
             "features-detached" => features.Select(f => f.detach()).ToList(),
             "features-batch" => features.Select(f => f.narrow(0, 0, 1)).ToList(),
             "features-flat" => features.Select(f => f.flatten(1)).ToList(),
+            "features-throw" => throw new ArgumentOutOfRangeException(nameof(blocks), "block 7 is not tapped"),
             // A function of the weights only: it requires gradient while the weights do, but not of z.
             "features-constant" => features.Select(f => f.detach() * _network.parameters().First().mean()).ToList(),
             _ => features,
@@ -233,6 +234,7 @@ public class TeacherContractTests
         { "network-dropout", $"{Path}: {Component} Network.Velocity gives different values for the same inputs in evaluation mode (" },
         { "features-constant", $"{Path}: {Component} TokenFeatures returned features of block 0 without gradient with respect to z;" },
         { "student-native", $"{Path}: {Component} failed in CreateStudent: The size of tensor a (3) must match the size of tensor b (2) at non-singleton dimension 0" },
+        { "features-throw", $"{Path}: {Component} failed in TokenFeatures for blocks 0, 1, 2: block 7 is not tapped" },
         { "features-detached", $"{Path}: {Component} TokenFeatures returned features of block 0 without gradient with respect to z;" },
         { "features-batch", $"{Path}: {Component} TokenFeatures returned a Float32 tensor of shape [1, 4, 16] for block 0 and 4 samples; the contract is a floating-point [B, N, C] = [4, 4, 16]" },
         { "features-flat", $"{Path}: {Component} TokenFeatures returned a Float32 tensor of shape [4, 64] for block 0 and 4 samples;" },
