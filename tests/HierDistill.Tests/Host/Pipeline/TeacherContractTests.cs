@@ -33,8 +33,7 @@ internal sealed class FaultyTeacher : ITeacher, IDisposable
     {
         _fault = fault;
         _network = new MlpVelocityNetwork(new MlpOptions { Hidden = 64, Depth = 3, TokenChannels = 16 }, spec);
-        if (fault == "network-shape") _network = new NarrowNetwork(_network);
-        if (fault is "network-bfloat16" or "network-dropout") _network = new OutputNetwork(_network, fault);
+        if (fault is "network-shape" or "network-bfloat16" or "network-dropout") _network = new OutputNetwork(_network, fault);
         if (fault == "float64") _network.to(ScalarType.Float64);
         if (fault == "nan")
             using (no_grad())
@@ -112,25 +111,8 @@ internal sealed class FaultyTeacher : ITeacher, IDisposable
         public override AverageVelocityNetwork CreateStudent() => _inner.CreateStudent();
     }
 
-    /// <summary>A network whose velocity has one column for two-dimensional samples.</summary>
-    private sealed class NarrowNetwork : VelocityNetwork
-    {
-        private readonly VelocityNetwork _inner;
-
-        public NarrowNetwork(VelocityNetwork inner) : base("narrow")
-        {
-            _inner = inner;
-            register_module("inner", inner);
-        }
-
-        public override Tensor Velocity(Tensor z, Tensor t, Tensor labels) => _inner.Velocity(z, t, labels).narrow(1, 0, 1);
-
-        public override VelocityNetwork Clone() => new NarrowNetwork(_inner.Clone());
-
-        public override AverageVelocityNetwork CreateStudent() => _inner.CreateStudent();
-    }
-
-    /// <summary>A network whose velocity is cast to bfloat16 (valid) or passed through dropout in every mode (not deterministic).</summary>
+    /// <summary>A network whose velocity has one column for two-dimensional samples (network-shape), is cast to bfloat16 (valid), or
+    /// passes through dropout in every mode (not deterministic).</summary>
     private sealed class OutputNetwork : VelocityNetwork
     {
         private readonly VelocityNetwork _inner;
@@ -146,7 +128,12 @@ internal sealed class FaultyTeacher : ITeacher, IDisposable
         public override Tensor Velocity(Tensor z, Tensor t, Tensor labels)
         {
             var v = _inner.Velocity(z, t, labels);
-            return _fault == "network-bfloat16" ? v.to_type(ScalarType.BFloat16) : nn.functional.dropout(v, 0.1);
+            return _fault switch
+            {
+                "network-shape" => v.narrow(1, 0, 1),
+                "network-bfloat16" => v.to_type(ScalarType.BFloat16),
+                _ => nn.functional.dropout(v, 0.1),
+            };
         }
 
         public override IReadOnlyList<TokenFeatureSpec> FeatureBlocks => _inner.FeatureBlocks;

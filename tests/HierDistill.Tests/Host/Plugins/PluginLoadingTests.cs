@@ -96,20 +96,13 @@ public class PluginLoadingTests
     public void A_plugin_whose_constructor_throws_is_reported_and_the_other_plugins_still_load()
     {
         using var folder = TestPaths.NewTempFolder();
-        var dir = Directory.CreateDirectory(Path.Combine(folder.Path, "Thrower")).FullName;
         // public class Thrower.Plugin : IHierDistillPlugin { public Plugin() => throw new InvalidOperationException("no licence file"); public void Register(IServiceCollection s) { } }
-        var builder = new PersistedAssemblyBuilder(new AssemblyName("Thrower"), typeof(object).Assembly);
-        var type = builder.DefineDynamicModule("Thrower").DefineType("Thrower.Plugin", TypeAttributes.Public | TypeAttributes.Class,
-            typeof(object), [typeof(HierDistill.Abstractions.Plugins.IHierDistillPlugin)]);
-        var il = type.DefineConstructor(MethodAttributes.Public, CallingConventions.Standard, Type.EmptyTypes).GetILGenerator();
-        il.Emit(OpCodes.Ldstr, "no licence file");
-        il.Emit(OpCodes.Newobj, typeof(InvalidOperationException).GetConstructor([typeof(string)])!);
-        il.Emit(OpCodes.Throw);
-        var register = type.DefineMethod("Register", MethodAttributes.Public | MethodAttributes.Virtual | MethodAttributes.HideBySig | MethodAttributes.NewSlot | MethodAttributes.Final,
-            typeof(void), [typeof(IServiceCollection)]);
-        register.GetILGenerator().Emit(OpCodes.Ret);
-        type.CreateType();
-        builder.Save(Path.Combine(dir, "Thrower.dll"));
+        string dir = EmitPlugin(folder, "Thrower", il =>
+        {
+            il.Emit(OpCodes.Ldstr, "no licence file");
+            il.Emit(OpCodes.Newobj, typeof(InvalidOperationException).GetConstructor([typeof(string)])!);
+            il.Emit(OpCodes.Throw);
+        });
 
         var catalog = Discover(TestPaths.PluginsFolder, folder.Path);
         Assert.Equal(6, catalog.Plugins.Count);
@@ -124,17 +117,8 @@ public class PluginLoadingTests
         // A forgotten registration: `plugins` listed the plugin with nothing under it, and a config naming its component got
         // only "unknown teacher".
         using var folder = TestPaths.NewTempFolder();
-        var dir = Directory.CreateDirectory(Path.Combine(folder.Path, "Forgot")).FullName;
         // public class Forgot.Plugin : IHierDistillPlugin { public void Register(IServiceCollection s) { } }
-        var builder = new PersistedAssemblyBuilder(new AssemblyName("Forgot"), typeof(object).Assembly);
-        var type = builder.DefineDynamicModule("Forgot").DefineType("Forgot.Plugin", TypeAttributes.Public | TypeAttributes.Class,
-            typeof(object), [typeof(HierDistill.Abstractions.Plugins.IHierDistillPlugin)]);
-        type.DefineDefaultConstructor(MethodAttributes.Public);
-        var register = type.DefineMethod("Register", MethodAttributes.Public | MethodAttributes.Virtual | MethodAttributes.HideBySig | MethodAttributes.NewSlot | MethodAttributes.Final,
-            typeof(void), [typeof(IServiceCollection)]);
-        register.GetILGenerator().Emit(OpCodes.Ret);
-        type.CreateType();
-        builder.Save(Path.Combine(dir, "Forgot.dll"));
+        string dir = EmitPlugin(folder, "Forgot", null);
 
         var catalog = Discover(TestPaths.PluginsFolder, folder.Path);
         Assert.Equal(6, catalog.Plugins.Count);
@@ -142,6 +126,26 @@ public class PluginLoadingTests
         Assert.Equal(Path.Combine(dir, "Forgot.dll"), error.Path);
         Assert.Equal("no components: Forgot.Plugin.Register added none. Register each component with services.AddTeacher, AddTrajectoryDistiller, " +
                      "AddDistributionMatcher, AddDiscriminator or AddDataSource.", error.Reason);
+    }
+
+    /// <summary>
+    /// Writes <c>&lt;folder&gt;/&lt;name&gt;/&lt;name&gt;.dll</c> holding <c>public class &lt;name&gt;.Plugin : IHierDistillPlugin</c> whose
+    /// <c>Register</c> adds nothing and whose constructor runs <paramref name="constructor"/> (null: an empty one); returns its folder.
+    /// </summary>
+    private static string EmitPlugin(TempFolder folder, string name, Action<ILGenerator>? constructor)
+    {
+        var dir = Directory.CreateDirectory(Path.Combine(folder.Path, name)).FullName;
+        var builder = new PersistedAssemblyBuilder(new AssemblyName(name), typeof(object).Assembly);
+        var type = builder.DefineDynamicModule(name).DefineType($"{name}.Plugin", TypeAttributes.Public | TypeAttributes.Class,
+            typeof(object), [typeof(HierDistill.Abstractions.Plugins.IHierDistillPlugin)]);
+        if (constructor is null) type.DefineDefaultConstructor(MethodAttributes.Public);
+        else constructor(type.DefineConstructor(MethodAttributes.Public, CallingConventions.Standard, Type.EmptyTypes).GetILGenerator());
+        var register = type.DefineMethod("Register", MethodAttributes.Public | MethodAttributes.Virtual | MethodAttributes.HideBySig | MethodAttributes.NewSlot | MethodAttributes.Final,
+            typeof(void), [typeof(IServiceCollection)]);
+        register.GetILGenerator().Emit(OpCodes.Ret);
+        type.CreateType();
+        builder.Save(Path.Combine(dir, $"{name}.dll"));
+        return dir;
     }
 
     private sealed class Registers(params string[] discriminators) : HierDistill.Abstractions.Plugins.IHierDistillPlugin
