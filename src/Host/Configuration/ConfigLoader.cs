@@ -31,6 +31,9 @@ public sealed class LoadedConfig
     /// <exception cref="KeyNotFoundException">When the path holds no component.</exception>
     public (ComponentDescriptor Descriptor, object Options) Component(string path) =>
         Components.TryGetValue(path, out var c) ? c : throw new KeyNotFoundException($"no component configured at {path}.");
+
+    /// <summary>The config path of the teacher component, e.g. <c>stages:teacher:teacher</c> (a validated config has one teacher stage).</summary>
+    public string TeacherPath => $"stages:{Stages.First(s => s.Stage is TeacherStageConfig).Key}:teacher";
 }
 
 /// <summary>Reads JSON configs with command-line overrides and validates them completely.</summary>

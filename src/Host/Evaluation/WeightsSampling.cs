@@ -78,8 +78,7 @@ public static class WeightsSampling
         long[] labelList = ParseLabels(request.Labels, spec);
         var evaluation = loaded.Stages.Select(s => s.Stage).OfType<EvaluationStageConfig>().FirstOrDefault();
 
-        string teacherKey = loaded.Stages.First(s => s.Stage is TeacherStageConfig).Key;
-        var teacher = components.Create<ITeacher>($"stages:{teacherKey}:teacher", data);
+        var teacher = components.Create<ITeacher>(loaded.TeacherPath, data);
         var built = new List<IDisposable>();
         try
         {

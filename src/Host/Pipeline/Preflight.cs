@@ -67,6 +67,7 @@ public static class Preflight
         {
             IDataSource data;
             ITeacher? teacher = null;
+            (string Path, string Component) teacherName = default;
             try
             {
                 data = Build<IDataSource>("data");
@@ -96,8 +97,8 @@ public static class Preflight
                             var candidate = Build<ITeacher>($"stages:{key}:teacher", data);
                             if (candidate is not IDisposable) Own(candidate.Network);
                             TeacherStage.CheckSpec(key, candidate, data.Spec);
-                            string teacherPath = $"stages:{key}:teacher", teacherComponent = components.Describe(teacherPath);
-                            TeacherContract.Try(teacherPath, teacherComponent, candidate, data.Spec);
+                            teacherName = ($"stages:{key}:teacher", components.Describe($"stages:{key}:teacher"));
+                            TeacherContract.Try(teacherName.Path, teacherName.Component, candidate, data.Spec);
                             // Frozen, as the stages after the teacher stage get it (so that the trials below see what they will).
                             candidate.Network?.Freeze();
                             teacher = candidate;
@@ -111,19 +112,11 @@ public static class Preflight
                         case TrajectoryStageConfig s when teacher is not null:
                             Build<ITrajectoryDistiller>($"stages:{key}:distiller", data, teacher);
                             bool fresh = components.Has($"stages:{key}:student");
-                            string studentPath = fresh ? $"stages:{key}:student" : TeacherPath(loaded);
-                            AverageVelocityNetwork student;
-                            try
-                            {
-                                student = TrajectoryStage.CreateStudent(components, key, data, teacher, out _);
-                            }
-                            catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith("stages:", StringComparison.Ordinal))
-                            {
-                                throw new PreflightException($"{studentPath}: {components.Describe(studentPath)} failed in " +
-                                    $"{(fresh ? "building the student network" : "CreateStudent")}: {NativeErrors.WithoutBacktrace(e.Message)}", e);
-                            }
+                            var (studentPath, studentName) = fresh ? ($"stages:{key}:student", components.Describe($"stages:{key}:student")) : teacherName;
+                            var student = ComponentCalls.Run(studentPath, studentName, fresh ? "in building the student network" : "in CreateStudent",
+                                () => TrajectoryStage.CreateStudent(components, key, data, teacher, out _));
                             Own(student);
-                            TeacherContract.TryStudent(studentPath, components.Describe(studentPath), student, teacher, data.Spec,
+                            TeacherContract.TryStudent(studentPath, studentName, student, teacher, data.Spec,
                                 fresh ? "the student network" : "CreateStudent");
                             CheckLoadFrom(student, s.LoadFrom, key);
                             break;
@@ -137,7 +130,7 @@ public static class Preflight
                                 Own(discriminator.Heads.Module);
                                 DistributionStage.CheckFeatures(key, teacher, discriminator);
                                 DistributionStage.TryDiscriminator($"stages:{key}:discriminator", components.Describe($"stages:{key}:discriminator"),
-                                    teacher, (TeacherPath(loaded), components.Describe(TeacherPath(loaded))), discriminator, data.Spec);
+                                    teacher, teacherName, discriminator, data.Spec);
                             }
                             DistributionStage.CheckModuleNames(key, components, matcher, discriminator);
                             if (components.Has($"stages:{key}:regularizer") && d.RegularizerWeight > 0)
@@ -163,9 +156,6 @@ public static class Preflight
             torch.random.set_rng_state(rng);
         }
     }
-
-    /// <summary>The config path of the teacher component, e.g. <c>stages:teacher:teacher</c>.</summary>
-    internal static string TeacherPath(LoadedConfig loaded) => $"stages:{loaded.Stages.First(s => s.Stage is TeacherStageConfig).Key}:teacher";
 
     /// <summary>A <c>loadFrom</c> file (when set and present: a missing one is a validation error already) against the network it fills.</summary>
     private static void CheckLoadFrom(torch.nn.Module network, string? loadFrom, string key)

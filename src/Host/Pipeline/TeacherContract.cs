@@ -84,7 +84,7 @@ internal static class TeacherContract
         using (var scope = NewDisposeScope())
         {
             var (z, t, labels) = TrialInputs(TrialBatch, spec);
-            var v = Attempt(path, component, $"Velocity on a trial batch of {TrialBatch} random inputs", () => teacher.Velocity(z, t, labels));
+            var v = ComponentCalls.Run(path, component, $"in Velocity on a trial batch of {TrialBatch} random inputs", () => teacher.Velocity(z, t, labels));
             CheckVelocity(path, component, v, z);
         }
         if (network is null) return;
@@ -93,7 +93,7 @@ internal static class TeacherContract
         // which any other network's 0 would match: the throwaway network's weights get noise before the comparisons.
         using (no_grad())
             foreach (var p in network.parameters()) p.add_(randn_like(p).mul_(0.05));
-        var copy = Attempt(path, component, "CreateTrainableCopy", teacher.CreateTrainableCopy);
+        var copy = ComponentCalls.Run(path, component, "in CreateTrainableCopy", teacher.CreateTrainableCopy);
         try
         {
             if (ReferenceEquals(copy, network))
@@ -111,7 +111,7 @@ internal static class TeacherContract
             long elements = spec.SampleShape.Aggregate(1L, (p, d) => p * d);
             var (z, t, labels) = TrialInputs(Math.Max(1, (64 + elements - 1) / elements), spec);
             var own = CheckVelocity(path, component,
-                Attempt(path, component, "Network.Velocity in evaluation mode", () => network.Velocity(z, t, labels)), z, "Network.Velocity");
+                ComponentCalls.Run(path, component, "in Network.Velocity in evaluation mode", () => network.Velocity(z, t, labels)), z, "Network.Velocity");
             if (Difference(network.Velocity(z, t, labels), own) is { } random)
                 throw new InvalidOperationException(
                     $"{path}: {component} Network.Velocity gives different values for the same inputs in evaluation mode ({random}); the " +
@@ -123,7 +123,7 @@ internal static class TeacherContract
                     $"{path}: {component} Velocity differs from its Network.Velocity on a trial batch ({gap}); the host trains, saves, loads and " +
                     "moves ITeacher.Network, and distils and evaluates through ITeacher.Velocity, so Velocity must return Network.Velocity " +
                     "(as NetworkTeacher does): keep every computation of the velocity inside the network.");
-            var copied = CheckVelocity(path, component, Attempt(path, component, "the trainable copy's Velocity", () => copy.Velocity(z, t, labels)), z,
+            var copied = CheckVelocity(path, component, ComponentCalls.Run(path, component, "in the trainable copy's Velocity", () => copy.Velocity(z, t, labels)), z,
                 "CreateTrainableCopy().Velocity");
             if (Difference(copied, own) is { } differs)
                 throw new InvalidOperationException(
@@ -159,7 +159,7 @@ internal static class TeacherContract
         using var scope = NewDisposeScope();
         var (z, t, labels) = TrialInputs(2, spec);
         var r = t * rand(2);
-        var u = Attempt(path, component, "the student's AverageVelocity on a trial batch of 2 random inputs",
+        var u = ComponentCalls.Run(path, component, "in the student's AverageVelocity on a trial batch of 2 random inputs",
             () => student.AverageVelocity(z, r, t, labels));
         CheckVelocity(path, component, u, z, "AverageVelocity");
     }
@@ -175,19 +175,6 @@ internal static class TeacherContract
     private static (Tensor Z, Tensor T, Tensor Labels) TrialInputs(long samples, DataSpec spec) =>
         (randn([samples, .. spec.SampleShape]), rand(samples) * 0.9 + 0.05,
          arange(samples, dtype: ScalarType.Int64) % (spec.NumClasses + 1));
-
-    /// <summary>Runs <paramref name="action"/>; an exception becomes one naming the component and what it was asked.</summary>
-    private static T Attempt<T>(string path, string component, string what, Func<T> action)
-    {
-        try
-        {
-            return action();
-        }
-        catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith(path, StringComparison.Ordinal))
-        {
-            throw new InvalidOperationException($"{path}: {component} failed in {what}: {NativeErrors.WithoutBacktrace(e.Message)}", e);
-        }
-    }
 
     /// <summary>Null when <paramref name="a"/> and <paramref name="b"/> agree to float32 rounding, else the largest difference in
     /// words. Non-finite entries are left out (a network that overflows on the perturbed weights is not a contract fault).</summary>
@@ -253,6 +240,32 @@ internal static class TeacherContract
     private static string Shape(Tensor t) => Shape(t.shape);
 
     private static string Shape(long[] shape) => $"[{string.Join(", ", shape)}]";
+}
+
+/// <summary>Calls into a component's code whose exceptions are reported with the component's config path and name.</summary>
+internal static class ComponentCalls
+{
+    /// <summary>
+    /// Runs <paramref name="action"/>; an exception whose message does not already name a config path (<c>stages:…</c>,
+    /// <c>data:…</c>, as the host's checks do) becomes <c>"{path}: {component} failed {what}: {message}"</c>, without
+    /// libtorch's backtrace. Out-of-memory errors pass unchanged.
+    /// </summary>
+    /// <param name="path">The component's config path.</param>
+    /// <param name="component">The component for messages, e.g. <c>'awd' (HierDistill.Plugins.Awd)</c>.</param>
+    /// <param name="what">What it was asked, with its preposition: <c>in CreateStudent</c>, <c>on a trial batch of 4 random samples</c>.</param>
+    /// <param name="action">The call.</param>
+    internal static T Run<T>(string path, string component, string what, Func<T> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith("stages:", StringComparison.Ordinal) &&
+                                  !e.Message.StartsWith("data:", StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException($"{path}: {component} failed {what}: {NativeErrors.WithoutBacktrace(e.Message)}", e);
+        }
+    }
 }
 
 /// <summary>Messages of libtorch errors without their C++ backtrace.</summary>

@@ -68,7 +68,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         CheckModuleNames(key, run.Components, matcher, discriminator);
         string discriminatorPath = $"stages:{key}:discriminator";
         string discriminatorName = discriminator is null ? "" : run.Components.Describe(discriminatorPath);
-        string teacherPath = Preflight.TeacherPath(run.Config);
+        string teacherPath = run.Config.TeacherPath;
         var teacherName = (teacherPath, run.Components.Describe(teacherPath));
 
         var training = config.Training;
@@ -228,18 +228,13 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
     {
         long samples = x.shape[0];
         var s = CheckTimes(path, component, discriminator.SampleTimes(samples, device), samples);
-        IReadOnlyList<Tensor> features;
-        try
-        {
-            using (featureGradients ? null : no_grad())
-                features = teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith("stages:", StringComparison.Ordinal))
-        {
-            // The teacher's failure, not the discriminator's (which only chose the blocks).
-            throw new InvalidOperationException($"{teacherName.Path}: {teacherName.Component} failed in TokenFeatures for blocks " +
-                                                $"{string.Join(", ", discriminator.FeatureBlocks)}: {NativeErrors.WithoutBacktrace(e.Message)}", e);
-        }
+        // A failure here is the teacher's, not the discriminator's (which only chose the blocks).
+        var features = ComponentCalls.Run(teacherName.Path, teacherName.Component, $"in TokenFeatures for blocks {string.Join(", ", discriminator.FeatureBlocks)}",
+            () =>
+            {
+                using (featureGradients ? null : no_grad())
+                    return teacher.TokenFeatures(Noised(x, s), s, labels, discriminator.FeatureBlocks);
+            });
         TeacherContract.CheckFeatures(teacherName.Path, teacherName.Component, features, discriminator.FeatureBlocks, teacher.FeatureBlocks, samples);
         if (featureGradients && x.requires_grad)
             TeacherContract.CheckFeatureGradients(teacherName.Path, teacherName.Component, features, discriminator.FeatureBlocks);
@@ -290,18 +285,12 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
             using var scope = NewDisposeScope();
             var x = randn([2 * half, .. spec.SampleShape]).requires_grad_(true); // as generated samples are: the features must carry it
             var labels = zeros(2 * half, dtype: ScalarType.Int64);
-            try
+            ComponentCalls.Run(path, component, $"on a trial batch of {2 * half} random samples", () =>
             {
                 var output = Discriminate(path, component, teacher, teacherName, discriminator, x, labels, CPU, featureGradients: true);
                 discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, half), output.Logits.narrow(0, half, half));
-                discriminator.GeneratorLoss(output.Logits.narrow(0, half, half));
-            }
-            catch (Exception e) when (e is not OutOfMemoryException && !e.Message.StartsWith(path, StringComparison.Ordinal) &&
-                                      !e.Message.StartsWith(teacherName.Path, StringComparison.Ordinal))
-            {
-                throw new InvalidOperationException(
-                    $"{path}: {component} failed on a trial batch of {2 * half} random samples: {NativeErrors.WithoutBacktrace(e.Message)}", e);
-            }
+                return discriminator.GeneratorLoss(output.Logits.narrow(0, half, half));
+            });
         }
     }
 

@@ -256,6 +256,13 @@ public class TeacherContractTests
         }
     }
 
+    /// <summary>The shrunk pipeline with the teacher fault <paramref name="fault"/>, run in <paramref name="folder"/> without the preflight.</summary>
+    private static void RunWithoutPreflight(string fault, TempFolder folder)
+    {
+        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
+        new PipelineRunner().Run(TestRuns.Context(Load(fault), folder.Path, metrics));
+    }
+
     [Fact]
     public void Without_the_preflight_a_velocity_of_the_wrong_shape_is_an_exception_in_stage_one_not_a_process_abort()
     {
@@ -263,9 +270,7 @@ public class TeacherContractTests
         // takes the teacher's velocity [B, 1] as the JVP's tangent for z [B, 2]; libtorch's double backward terminated the
         // process on it (no handler saw it, run.json stayed "running"). JacobianVectorProduct now refuses the tangent.
         using var folder = TestPaths.NewTempFolder();
-        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
-        var run = TestRuns.Context(Load("velocity-shape"), folder.Path, metrics);
-        var e = Assert.Throws<ArgumentException>(() => new PipelineRunner().Run(run));
+        var e = Assert.Throws<ArgumentException>(() => RunWithoutPreflight("velocity-shape", folder));
         Assert.Equal("the tangent ż [128, 1] and the point z [128, 2] must have the same shape.", e.Message);
     }
 
@@ -274,9 +279,7 @@ public class TeacherContractTests
     {
         // Unchecked, the flow-matching loss broadcast [B, 1] against [B, 2] and the teacher trained to its end on that.
         using var folder = TestPaths.NewTempFolder();
-        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
-        var run = TestRuns.Context(Load("network-shape"), folder.Path, metrics);
-        var e = Assert.Throws<InvalidOperationException>(() => new PipelineRunner().Run(run));
+        var e = Assert.Throws<InvalidOperationException>(() => RunWithoutPreflight("network-shape", folder));
         Assert.StartsWith($"{Path}: {Component} Network.Velocity returned a Float32 tensor of shape [256, 1] for z of shape [256, 2];", e.Message);
         Assert.False(File.Exists(System.IO.Path.Combine(folder.Path, "teacher.safetensors")));
     }
