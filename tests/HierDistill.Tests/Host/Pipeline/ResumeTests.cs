@@ -220,6 +220,7 @@ public class ResumeTests
         WaitForCheckpoint(interrupted, process, output);
         using (var kill = Process.Start("kill", ["-INT", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
         Assert.True(process.WaitForExit(TimeSpan.FromMinutes(1)), "the run did not stop within a minute of SIGINT");
+        process.WaitForExit(); // the timed wait does not wait for the redirected streams' last lines; this one does
         Assert.True(process.ExitCode == ExitCodes.Cancelled, $"exit {process.ExitCode}:\n{output}");
         Assert.Contains("Ctrl-C: stopping at the next step or batch", output.ToString());
         string status = File.ReadAllText(Path.Combine(interrupted, "run.json"));
