@@ -27,7 +27,13 @@ public readonly record struct StepOutcome(Tensor Applied, Tensor GradNorm, doubl
 
 /// <summary>A run stopped because of repeated non-finite losses or gradients.</summary>
 /// <param name="message">What happened: the module, the step, the non-finite loss term and what to do.</param>
-public sealed class NonFiniteLossException(string message) : Exception(message);
+/// <param name="neverFinite">No step of the module was ever finite (a NaN from the start: a component or the data, not the
+/// learning rate).</param>
+public sealed class NonFiniteLossException(string message, bool neverFinite = false) : Exception(message)
+{
+    /// <summary>No step of the module was ever finite, so its parameters are the initial ones.</summary>
+    public bool NeverFinite { get; } = neverFinite;
+}
 
 /// <summary>
 /// Adam or AdamW (Kingma &amp; Ba 2015, Algorithm 1; Loshchilov &amp; Hutter 2019 for the decoupled weight decay) for one
@@ -228,22 +234,25 @@ public sealed class ModuleOptimizer : IDisposable
     /// <summary>
     /// Reads the consecutive-skip count (one device read) and stops the run when it reached <c>run.maxSkippedSteps</c>, naming the
     /// last step this optimiser took and its first non-finite loss term. Called by <see cref="Apply"/> every
-    /// <see cref="CheckEvery"/> of its own steps and by the training loop at a stage's last step; call it inside the dispose scope
-    /// of the step that last called <see cref="Apply"/> (the message reads that step's loss terms).
+    /// <see cref="CheckEvery"/> of its own steps and by the training loop at a stage's last step (<paramref name="stageEnd"/>),
+    /// where a module none of whose steps was finite also stops the run, however few they were (a short stage, or a
+    /// generator stepped every k-th iteration, would otherwise finish with the initial weights as if trained); call it inside
+    /// the dispose scope of the step that last called <see cref="Apply"/> (the message reads that step's loss terms).
     /// </summary>
-    /// <exception cref="NonFiniteLossException">When the limit is reached.</exception>
-    public void CheckSkips()
+    /// <exception cref="NonFiniteLossException">When the limit is reached, or at the stage's end no step was finite.</exception>
+    public void CheckSkips(bool stageEnd = false)
     {
         if (_last is not { } last) return;
         int consecutive = ConsecutiveSkips;
-        if (consecutive >= _maxConsecutiveSkips)
+        if (consecutive >= _maxConsecutiveSkips || (stageEnd && consecutive > 0 && Updates == 0))
             throw new NonFiniteLossException(
                 $"{last.Context}: {consecutive} consecutive steps of '{Name}' skipped for a non-finite loss or gradient, the last at step {last.Step} " +
                 $"({Culprit(last.Breakdown, last.Norm)}); " + (Updates == 0
                     // Never finite: not a divergence, which a learning rate would cure, but a NaN from the start.
                     ? "none of its steps has been finite, so its parameters are still the initial ones: the loss is non-finite from the start, " +
                       "which points to a component's output (a NaN in a plugin's forward pass or loss) or the data, not to the learning rate."
-                    : "parameters and optimiser state are those of the last finite step. Lower the learning rate, set or lower gradClip, or check the data."));
+                    : "parameters and optimiser state are those of the last finite step. Lower the learning rate, set or lower gradClip, or check the data."),
+                Updates == 0);
     }
 
     /// <summary>

@@ -117,7 +117,7 @@ public static class TrainingLoop
                 log = step(new TrainingProgress(i, steps));
                 // The skip limit of every optimiser is also checked at the stage's last step (Apply checks every logEvery of its
                 // own steps), so a stage cannot finish with the limit reached in its tail.
-                if (i == steps - 1 && state is not null) foreach (var o in state.Optimizers) o.CheckSkips();
+                if (i == steps - 1 && state is not null) foreach (var o in state.Optimizers) o.CheckSkips(stageEnd: true);
             }
             // Any failure: the progress line shows the step that failed, not the last logged one (the filter only reports).
             catch (Exception) when (StoppedAt(task, i))
@@ -129,7 +129,10 @@ public static class TrainingLoop
                 throw new NonFiniteLossException(checkpoints.Last is null
                     ? $"{e.Message} Nothing was saved after the last good step; {checkpoints.LastDescription}."
                     : $"{e.Message} Nothing was saved after the last good step; {checkpoints.LastDescription}: continue from it with " +
-                      "--resume after lowering the learning rate or setting gradClip (learning rates, gradClip and run.maxSkippedSteps may change on resume).");
+                      (e.NeverFinite
+                          ? "--resume once the component or the data is mended."
+                          : "--resume after lowering the learning rate or setting gradClip (learning rates, gradClip and run.maxSkippedSteps " +
+                            "may change on resume)."), e.NeverFinite);
             }
             if (i % logEvery == 0 || i == steps - 1)
             {

@@ -144,6 +144,44 @@ public class NonFiniteStepTests
     }
 
     [Fact]
+    public void A_module_none_of_whose_few_steps_was_finite_stops_the_stage_at_its_end_under_the_skip_limit()
+    {
+        // 6 iterations, the generator every 3rd: 2 steps of its own, both NaN, fewer than maxSkippedSteps (5). The stage used to
+        // finish with the initial weights, reported as trained.
+        var loaded = RunConfig("""{ "name": "short", "logEvery": 5, "checkpointEvery": 0, "maxSkippedSteps": 5 }""");
+        using var folder = TestPaths.NewTempFolder();
+        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
+        var run = TestRuns.Context(loaded, folder.Path, metrics);
+        var (module, optimizer) = Linear(loaded.Config.Run.MaxSkippedSteps);
+        using var _ = optimizer;
+        var state = new TrainingState();
+        state.Optimizers.Add(optimizer);
+        var e = Assert.Throws<NonFiniteLossException>(() => TrainingLoop.Run(run, "detail", 6, progress =>
+        {
+            var log = new StepLog();
+            if (progress.Step % 3 == 0)
+                log.Add("", optimizer.Step(Loss(module, double.NaN), progress.Step, $"stages:detail step {progress.Step} (generator)"));
+            return log;
+        }, "loss", state));
+        Assert.True(e.NeverFinite);
+        Assert.StartsWith("stages:detail step 3 (generator): 2 consecutive steps of 'student' skipped", e.Message);
+        Assert.Contains("none of its steps has been finite", e.Message);
+
+        // A module with one finite step among them finishes (its skips are counted and logged, not fatal under the limit).
+        var (module2, optimizer2) = Linear(loaded.Config.Run.MaxSkippedSteps);
+        using var __ = optimizer2;
+        var state2 = new TrainingState();
+        state2.Optimizers.Add(optimizer2);
+        TrainingLoop.Run(run, "detail2", 6, progress =>
+        {
+            var log = new StepLog();
+            if (progress.Step % 3 == 0)
+                log.Add("", optimizer2.Step(Loss(module2, progress.Step == 0 ? 1 : double.NaN), progress.Step, $"stages:detail2 step {progress.Step}"));
+            return log;
+        }, "loss", state2);
+    }
+
+    [Fact]
     public void A_stage_that_diverges_stops_naming_stage_step_term_and_the_last_good_checkpoint()
     {
         var loaded = RunConfig("""{ "name": "diverges", "logEvery": 1, "checkpointEvery": 2, "maxSkippedSteps": 3 }""");
