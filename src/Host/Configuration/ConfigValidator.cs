@@ -305,7 +305,8 @@ public sealed class ConfigValidator
             string? guess = Suggest(name, known);
             Add(Join(path, "type"),
                 $"unknown {ComponentCatalog.Describe(contract)} '{name}'." + (guess is null ? "" : $" Did you mean '{guess}'?") +
-                $" Known: {_catalog.KnownNames(contract)}. Plugin folders searched: {_catalog.SearchedFoldersText}." +
+                $" Known: {_catalog.KnownNames(contract)}. Plugin folders searched: {_catalog.SearchedFoldersText}" +
+                (guess is null ? "; a plugin of your own is found when its folder is listed in the config's \"plugins\": { \"folders\": [\"DIR\"] }." : ".") +
                 // It may belong to a plugin that failed to load.
                 (_catalog.Errors.Count == 0 ? "" : $" Not loaded ({_catalog.Errors.Count}): {string.Join("; ", _catalog.Errors)}"));
             return null;

@@ -98,7 +98,11 @@ public class ConfigValidationTests
     public void Unknown_component_names_list_the_known_ones_and_the_folders_searched()
     {
         var errors = Errors(Valid, "stages:detail:discriminator:type=patchgan");
-        Assert.Equal(["stages:detail:discriminator:type: unknown discriminator 'patchgan'. Known: awd, gap. Plugin folders searched: /test/plugins."], errors);
+        Assert.Equal(["stages:detail:discriminator:type: unknown discriminator 'patchgan'. Known: awd, gap. Plugin folders searched: /test/plugins; " +
+                      "a plugin of your own is found when its folder is listed in the config's \"plugins\": { \"folders\": [\"DIR\"] }."], errors);
+        // A near miss is a typo, not a missing folder.
+        Assert.Equal(["stages:detail:discriminator:type: unknown discriminator 'awdd'. Did you mean 'awd'? Known: awd, gap. Plugin folders searched: /test/plugins."],
+            Errors(Valid, "stages:detail:discriminator:type=awdd"));
 
         // A plugin that failed to load may be the one that has it: the reasons follow.
         var builtIn = Catalogs.BuiltIn();
@@ -106,7 +110,8 @@ public class ConfigValidationTests
         using var file = new ConfigFile(Valid);
         var e = Assert.Throws<ConfigException>(() =>
             ConfigLoader.Validate(ConfigLoader.Read(file.Path, ["stages:detail:discriminator:type=patchgan"]), file.Path, withFailure));
-        Assert.EndsWith("Plugin folders searched: /test/plugins. Not loaded (1): /p/PatchGan/PatchGan.dll: no entry point: …", Assert.Single(e.Errors).ToString());
+        Assert.EndsWith("Plugin folders searched: /test/plugins; a plugin of your own is found when its folder is listed in the config's \"plugins\": " +
+                        "{ \"folders\": [\"DIR\"] }. Not loaded (1): /p/PatchGan/PatchGan.dll: no entry point: …", Assert.Single(e.Errors).ToString());
     }
 
     [Fact]
