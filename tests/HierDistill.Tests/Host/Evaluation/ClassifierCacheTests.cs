@@ -13,9 +13,10 @@ public class ClassifierCacheTests
 {
     /// <summary>
     /// 8×8 images in [-1, 1] whose class is the bright quadrant (0..3) plus noise of std 0.3: separable by construction,
-    /// so a trained classifier must be nearly perfect on fresh draws.
+    /// so a trained classifier must be nearly perfect on fresh draws. <c>brightness</c> scales the bright quadrant (other data
+    /// under the same name, shape and classes).
     /// </summary>
-    private sealed class QuadrantImages : IDataSource
+    private sealed class QuadrantImages(float brightness = 1) : IDataSource
     {
         public DataSpec Spec { get; } = new("quadrants", [1, 8, 8], 4);
 
@@ -27,7 +28,7 @@ public class ClassifierCacheTests
 
         public int? EvaluationSize => 512;
 
-        private static Batch Draw(int n, Device device, Generator? generator)
+        private Batch Draw(int n, Device device, Generator? generator)
         {
             var labels = randint(0, 4, [n], dtype: ScalarType.Int64, device: device, generator: generator);
             var x = full([n, 1, 8, 8], -1.0f, device: device);
@@ -37,7 +38,7 @@ public class ClassifierCacheTests
             var c = arange(8, device: device).view(1, 1, 1, 8);
             var inRow = (r / 4).to_type(ScalarType.Int64) == rows.view(-1, 1, 1, 1);
             var inCol = (c / 4).to_type(ScalarType.Int64) == cols.view(-1, 1, 1, 1);
-            x = where(inRow & inCol, ones_like(x), x);
+            x = where(inRow & inCol, full_like(x, brightness), x);
             return new Batch(x + 0.3f * randn(x.shape, device: device, generator: generator), labels);
         }
     }
@@ -91,5 +92,22 @@ public class ClassifierCacheTests
         var other = ClassifierCache.LoadOrTrain(data, new ClassifierOptions { CacheDir = options.CacheDir, Epochs = 0.05, BatchSize = 64 }, CPU, logger, new RecordingProgress());
         Assert.False(other.FromCache);
         Assert.Equal(2, Directory.GetFiles(options.CacheDir, "classifier-quadrants-*.safetensors").Length);
+    }
+
+    [Fact]
+    public void Other_data_under_the_same_name_shape_and_classes_is_another_cache_entry_not_the_old_classifier()
+    {
+        // The key was the data's name, shape and classes and the settings: a data set regenerated in the same folder, another
+        // training subset or another scaling loaded the old classifier and its old test accuracy, and scored with it silently.
+        using var folder = TestPaths.NewTempFolder();
+        using var scope = NewDisposeScope();
+        var options = new ClassifierOptions { CacheDir = folder.File("cache"), Epochs = 0.05, BatchSize = 64 };
+        var logger = new LoggerConfiguration().CreateLogger();
+        Assert.False(ClassifierCache.LoadOrTrain(new QuadrantImages(), options, CPU, logger, new RecordingProgress()).FromCache);
+        Assert.False(ClassifierCache.LoadOrTrain(new QuadrantImages(brightness: 0.5f), options, CPU, logger, new RecordingProgress()).FromCache);
+        Assert.Equal(2, Directory.GetFiles(options.CacheDir, "classifier-quadrants-*.safetensors").Length);
+        Assert.True(ClassifierCache.LoadOrTrain(new QuadrantImages(), options, CPU, logger, new RecordingProgress()).FromCache);
+        Assert.Equal(ClassifierCache.Fingerprint(new QuadrantImages(), 0), ClassifierCache.Fingerprint(new QuadrantImages(), 0));
+        Assert.NotEqual(ClassifierCache.Fingerprint(new QuadrantImages(), 0), ClassifierCache.Fingerprint(new QuadrantImages(0.999f), 0));
     }
 }
