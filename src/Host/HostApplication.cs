@@ -39,6 +39,13 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
 {
     private readonly IPluginAssemblyLoader _loader = loader ?? new McMasterPluginLoader();
     private readonly IAnsiConsole _errors = errors ?? console;
+    private readonly HashSet<string> _warned = [];
+
+    /// <summary>Prints a warning once per process (compare checks every variant's data source, usually the same one).</summary>
+    private void Warn(string warning)
+    {
+        if (_warned.Add(warning)) _errors.WarningLine(warning);
+    }
 
     /// <summary>Reads, discovers plugins for, and validates a config.</summary>
     /// <returns>The validated config and catalog, or the exit code to return.</returns>
@@ -118,7 +125,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     internal bool Preflight(string configPath, LoadedConfig loaded, ComponentCatalog catalog, bool resuming = false)
     {
         using var provider = RunServices(catalog, Serilog.Core.Logger.None);
-        var problems = Pipeline.Preflight.Check(loaded, provider, resuming);
+        var problems = Pipeline.Preflight.Check(loaded, provider, resuming, Warn);
         if (problems.Count == 0) return true;
         _errors.ErrorLine($"{configPath}: {problems.Count} configuration error(s) found by building the networks (nothing was run or written):");
         foreach (var p in problems) _errors.ErrorLine($"  - {p}");

@@ -15,7 +15,10 @@ public interface IDataSource
     /// <param name="batchSize">Number of samples B, at least 1.</param>
     /// <param name="device">Device of the returned tensors.</param>
     /// <param name="generator">Random generator (null: the global torch generator).</param>
-    /// <returns><c>X [B, ...S]</c> in the data's units, labels <c>[B]</c> int64 in <c>0 .. K-1</c>.</returns>
+    /// <returns><c>X [B, ...S]</c> float32 on <paramref name="device"/> in the data's units (images in <c>[-1, 1]</c>), labels
+    /// <c>[B]</c> int64 in <c>0 .. K-1</c> (<c>K</c> = <see cref="DataSpec.NumClasses"/>; <c>K</c> itself is the null label ∅).
+    /// Draws use <paramref name="generator"/>, so that the same seed gives the same batches. The host checks trial draws
+    /// before a run (its preflight) and names a data source that breaks this.</returns>
     Batch SampleTrain(int batchSize, Device device, Generator? generator = null);
 
     /// <summary>
@@ -25,6 +28,7 @@ public interface IDataSource
     /// <param name="count">Number of samples, at least 1.</param>
     /// <param name="device">Device of the returned tensors.</param>
     /// <param name="generator">Random generator (null: the global torch generator).</param>
+    /// <returns>As <see cref="SampleTrain"/>.</returns>
     Batch SampleEvaluation(int count, Device device, Generator? generator = null);
 
     /// <summary>How many training samples exist, or null when they are drawn fresh without limit.</summary>

@@ -74,7 +74,7 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         var device = run.Environment.Device;
         long seed = config.Seed;
         int n = config.Samples;
-        CheckSamples(key, config, data);
+        CheckData(key, config, data);
         bool images = data.Spec.SampleShape.Length == 3;
         using var scope = NewDisposeScope();
 
@@ -152,13 +152,21 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         return solver == "heun" ? Samplers.Heun(guided, Math.Max(1, nfe / 2)) : Samplers.Euler(guided, nfe);
     }
 
-    /// <summary>Checks that the data's evaluation split holds the stage's <c>samples</c>.</summary>
+    /// <summary>
+    /// Checks that the data's evaluation split holds the stage's <c>samples</c> and that image data (samples <c>[C, H, W]</c>)
+    /// fits the evaluation classifier (H and W multiples of 4), so that neither surfaces only after the training stages.
+    /// </summary>
     /// <exception cref="InvalidOperationException">When it does not.</exception>
-    internal static void CheckSamples(string key, EvaluationStageConfig config, IDataSource data)
+    internal static void CheckData(string key, EvaluationStageConfig config, IDataSource data)
     {
         if (data.EvaluationSize is { } available && config.Samples > available)
             throw new InvalidOperationException(
                 $"stages:{key}:samples = {config.Samples}, but the data's evaluation split has {available} samples; use at most {available}.");
+        if (data.Spec.SampleShape is [_, var h, var w] && (h % 4 != 0 || w % 4 != 0))
+            throw new InvalidOperationException(
+                $"stages:{key}: the evaluation measures images with a classifier that needs H and W multiples of 4, and the data's images are " +
+                $"{h}×{w} ({data.Spec}). Pad or crop them to a multiple of 4 in the data source, or leave the evaluation out " +
+                $"(--set stages:{key}:enabled=false) and sample the weights with `hierdistill sample … --out samples.safetensors`.");
     }
 
     /// <summary><see cref="TimedSample"/> in batches of the stage's <c>batchSize</c>.</summary>

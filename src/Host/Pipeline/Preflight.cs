@@ -10,7 +10,8 @@ using TorchSharp;
 namespace HierDistill.Host.Pipeline;
 
 /// <summary>
-/// Builds once, from the config alone and on the CPU, what the stages will build: the data source, the teacher's architecture
+/// Builds once, from the config alone and on the CPU, what the stages will build: the data source (with trial draws checked
+/// against its contract, <see cref="DataContract"/>), the teacher's architecture
 /// (untrained), each trajectory stage's distiller and student, each distribution stage's matcher (with its fake score),
 /// discriminator and regularizer. Checks that they fit together (the teacher models the data, the discriminator's blocks are
 /// teacher feature blocks and it keeps its contract on a trial batch, the teacher, its trainable copy, its students and its token
@@ -23,7 +24,7 @@ namespace HierDistill.Host.Pipeline;
 /// <remarks>
 /// Building draws random initial weights: the global random stream is saved first and restored after, so a run's results
 /// do not depend on this check; every tensor it makes is freed when it ends. Nothing is trained or evaluated; the evaluation
-/// stage's classifier is not built (its <c>samples</c> are checked against the data's evaluation split).
+/// stage's classifier is not built (its <c>samples</c> are checked against the data's evaluation split, image sizes against the classifier).
 /// </remarks>
 public static class Preflight
 {
@@ -34,7 +35,9 @@ public static class Preflight
     /// then not checked; a trajectory stage's <c>loadFrom</c> is read again and is checked).</param>
     /// <returns>The problems found, each naming its config path and the fix; empty when everything fits. After a problem in
     /// the data or the teacher nothing else is built (everything else needs them).</returns>
-    public static IReadOnlyList<ConfigError> Check(LoadedConfig loaded, IServiceProvider services, bool resuming = false)
+    /// <param name="warn">Receives each warning (<see cref="DataContract"/>'s: pixels outside [-1, 1], a data source that ignores
+    /// the seed); null: none are reported.</param>
+    public static IReadOnlyList<ConfigError> Check(LoadedConfig loaded, IServiceProvider services, bool resuming = false, Action<string>? warn = null)
     {
         var components = new ComponentFactory(loaded, services, new RunEnvironment(torch.CPU, loaded.Config.Run.Seed, Path.GetTempPath()));
         var errors = new List<ConfigError>();
@@ -81,8 +84,9 @@ public static class Preflight
                 {
                     throw new PreflightException($"data: '{components.NameOf("data")}' cannot read its data: {e.Message}", e);
                 }
+                DataContract.Try(components.Describe("data"), data, warn ?? (_ => { }));
             }
-            catch (PreflightException e)
+            catch (Exception e) when (e is PreflightException or InvalidOperationException)
             {
                 errors.Add(new ConfigError("", e.Message));
                 return errors;
@@ -123,6 +127,8 @@ public static class Preflight
                         case DistributionStageConfig d when teacher is not null:
                             var matcher = Build<IDistributionMatcher>($"stages:{key}:matcher", data, teacher);
                             foreach (var m in matcher.AuxiliaryModules) Own(m.Module);
+                            DistributionStage.TryMatcher($"stages:{key}:matcher", components.Describe($"stages:{key}:matcher"), matcher, data.Spec,
+                                d.Training.Steps);
                             IDiscriminator? discriminator = null;
                             if (components.Has($"stages:{key}:discriminator"))
                             {
@@ -137,7 +143,7 @@ public static class Preflight
                                 Build<ITrajectoryDistiller>($"stages:{key}:regularizer", data, teacher);
                             break;
                         case EvaluationStageConfig evaluation:
-                            Evaluation.EvaluationStage.CheckSamples(key, evaluation, data);
+                            Evaluation.EvaluationStage.CheckData(key, evaluation, data);
                             break;
                     }
                 }

@@ -268,6 +268,30 @@ internal static class ComponentCalls
     }
 }
 
+/// <summary>Loss terms that must carry a gradient to what they train.</summary>
+internal static class LossGradients
+{
+    /// <summary>
+    /// Throws when <paramref name="loss"/> has no autograd graph (<c>requires_grad</c> false: made from detached tensors, under
+    /// <c>no_grad</c>, or a constant), which would otherwise fail in backward with libtorch's "element 0 of tensors does not
+    /// require grad", naming no one, or, beside another term that has a gradient, train nothing silently. A flag read: no device
+    /// synchronisation.
+    /// </summary>
+    /// <param name="loss">The loss a component returned.</param>
+    /// <param name="path">The component's config path.</param>
+    /// <param name="component">The component for messages.</param>
+    /// <param name="method">The method that returned it, e.g. <c>GeneratorLoss</c>.</param>
+    /// <param name="from">What it must be computed from, e.g. <c>the generated samples x it is given</c>.</param>
+    /// <exception cref="InvalidOperationException">When it has none.</exception>
+    internal static void Require(HierDistill.Abstractions.Losses.LossBreakdown loss, string path, string component, string method, string from)
+    {
+        if (loss.Total.requires_grad) return;
+        throw new InvalidOperationException(
+            $"{path}: {component} {method} returned a loss with no gradient (requires_grad is false), so it trains nothing: compute it " +
+            $"from {from}, without detach(), no_grad() or item().");
+    }
+}
+
 /// <summary>Messages of libtorch errors without their C++ backtrace.</summary>
 internal static class NativeErrors
 {

@@ -66,6 +66,8 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         using var ownedRegularizer = regularizer as IDisposable;
         if (discriminator is not null) CheckFeatures(key, teacher, discriminator);
         CheckModuleNames(key, run.Components, matcher, discriminator);
+        string matcherPath = $"stages:{key}:matcher", matcherName = run.Components.Describe(matcherPath);
+        string regularizerPath = $"stages:{key}:regularizer", regularizerName = regularizer is null ? "" : run.Components.Describe(regularizerPath);
         string discriminatorPath = $"stages:{key}:discriminator";
         string discriminatorName = discriminator is null ? "" : run.Components.Describe(discriminatorPath);
         string teacherPath = run.Config.TeacherPath;
@@ -119,14 +121,21 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                 {
                     var x = Generate(generator, noise, labels, differentiable: true);
                     var loss = matcher.GeneratorLoss(x, labels, progress);
+                    LossGradients.Require(loss, matcherPath, matcherName, "GeneratorLoss", "the generated samples x it is given");
                     if (discriminator is not null && config.AdversarialWeight > 0)
                     {
                         var output = Discriminate(discriminatorPath, discriminatorName, teacher, teacherName, discriminator, x, labels, device,
                             featureGradients: true);
-                        loss = loss.Plus(discriminator.GeneratorLoss(output.Logits), config.AdversarialWeight, "adv");
+                        var adversarial = discriminator.GeneratorLoss(output.Logits);
+                        LossGradients.Require(adversarial, discriminatorPath, discriminatorName, "GeneratorLoss", "the logits it is given");
+                        loss = loss.Plus(adversarial, config.AdversarialWeight, "adv");
                     }
                     if (regularizer is not null)
-                        loss = loss.Plus(regularizer.Loss(generator, teacher, batch, progress), config.RegularizerWeight, "reg");
+                    {
+                        var regularization = regularizer.Loss(generator, teacher, batch, progress);
+                        LossGradients.Require(regularization, regularizerPath, regularizerName, "Loss", "the student it is given");
+                        loss = loss.Plus(regularization, config.RegularizerWeight, "reg");
+                    }
                     log.Add("generator", loss);
                     log.Add("generator", generatorOptimizer.Step(loss, progress.Step, $"stages:{key} step {progress.Step} (generator)"));
                     fake = x.detach();
@@ -139,6 +148,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                 if (auxiliary.Count > 0)
                 {
                     var aux = matcher.AuxiliaryLoss(fake, labels, progress);
+                    LossGradients.Require(aux, matcherPath, matcherName, "AuxiliaryLoss", "its auxiliary modules (e.g. the fake score)");
                     foreach (var o in auxiliary) o.ZeroGrad();
                     aux.Total.backward();
                     log.Add("auxiliary", aux);
@@ -154,6 +164,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                         featureGradients: false);
                     long b = batch.Size;
                     var dLoss = discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, b), output.Logits.narrow(0, b, b));
+                    LossGradients.Require(dLoss, discriminatorPath, discriminatorName, "DiscriminatorLoss", "the logits it is given");
                     log.Add("discriminator", new LossBreakdown(dLoss.Total, dLoss.Terms, dLoss.Diagnostics.Concat(output.Diagnostics).ToDictionary()));
                     log.Add("discriminator", discriminatorOptimizer.Step(dLoss, progress.Step, $"stages:{key} step {progress.Step} (discriminator)"));
                 }
@@ -288,10 +299,44 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
             ComponentCalls.Run(path, component, $"on a trial batch of {2 * half} random samples", () =>
             {
                 var output = Discriminate(path, component, teacher, teacherName, discriminator, x, labels, CPU, featureGradients: true);
-                discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, half), output.Logits.narrow(0, half, half));
-                return discriminator.GeneratorLoss(output.Logits.narrow(0, half, half));
+                var dLoss = discriminator.DiscriminatorLoss(output.Logits.narrow(0, 0, half), output.Logits.narrow(0, half, half));
+                LossGradients.Require(dLoss, path, component, "DiscriminatorLoss", "the logits it is given");
+                var gLoss = discriminator.GeneratorLoss(output.Logits.narrow(0, half, half));
+                LossGradients.Require(gLoss, path, component, "GeneratorLoss", "the logits it is given");
+                return gLoss;
             });
         }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="matcher"/> once on a trial batch of 2 random samples that require gradient, as generated samples
+    /// do: <c>GeneratorLoss</c> must carry a gradient back to them (its value may be 0: an untrained teacher and its copy agree),
+    /// <c>AuxiliaryLoss</c> on the detached samples a gradient to its auxiliary modules. For the preflight (on the CPU, an
+    /// untrained teacher), so that a matcher whose generator loss trains nothing fails before the teacher trains, not at the
+    /// first generator step of stage 2.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">When a check fails or the matcher throws, naming the component.</exception>
+    internal static void TryMatcher(string path, string component, IDistributionMatcher matcher, DataSpec spec, long steps)
+    {
+        using var scope = NewDisposeScope();
+        var x = randn(spec.BatchShape(2)).requires_grad_(true);
+        var labels = tensor(new long[] { 0, Math.Max(0, spec.NumClasses - 1) });
+        var progress = new TrainingProgress(0, Math.Max(1, steps));
+        const string trial = "on a trial batch of 2 random samples";
+        var loss = ComponentCalls.Run(path, component, $"in GeneratorLoss {trial}", () => matcher.GeneratorLoss(x, labels, progress));
+        LossGradients.Require(loss, path, component, "GeneratorLoss", "the generated samples x it is given");
+        ComponentCalls.Run(path, component, $"in the backward pass of GeneratorLoss {trial}", () =>
+        {
+            loss.Total.backward();
+            return 0;
+        });
+        if (x.grad is null)
+            throw new InvalidOperationException(
+                $"{path}: {component} GeneratorLoss returned a loss whose gradient does not reach the generated samples x it is given " +
+                "(it is computed from other tensors, or from x.detach()), so it cannot train the generator.");
+        if (matcher.AuxiliaryModules.Count == 0) return;
+        var aux = ComponentCalls.Run(path, component, $"in AuxiliaryLoss {trial}", () => matcher.AuxiliaryLoss(x.detach(), labels, progress));
+        LossGradients.Require(aux, path, component, "AuxiliaryLoss", "its auxiliary modules (e.g. the fake score)");
     }
 
     /// <summary>Checks that the teacher exposes token features and every block the discriminator of stage <paramref name="key"/> reads.</summary>

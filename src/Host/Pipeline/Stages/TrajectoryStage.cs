@@ -60,10 +60,12 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
         run.Logger.Information("Stage {Stage}: {Distiller}, student of {Parameters:N0} parameters, {Steps} steps",
             key, run.Config.Component(path).Descriptor.Name, student.ParameterCount(), training.Steps);
 
+        string distillerName = run.Components.Describe(path);
         double seconds = TrainingLoop.Run(run, key, training.Steps, progress =>
         {
             var batch = state.Data.SampleTrain(training.BatchSize, run.Environment.Device);
             var loss = distiller.Loss(student, teacher, batch, progress);
+            LossGradients.Require(loss, path, distillerName, "Loss", "the student it is given");
             var log = new StepLog();
             log.Add("", loss);
             log.Add("", optimizer.Step(loss, progress.Step, $"stages:{key} step {progress.Step}"));

@@ -1,0 +1,114 @@
+using HierDistill.Abstractions.Data;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace HierDistill.Host.Pipeline;
+
+/// <summary>
+/// <see cref="IDataSource"/>'s contract, checked by the preflight on trial draws on the CPU before anything runs or is written:
+/// a data source whose batches have the wrong shape or dtype, labels outside <c>0 .. K-1</c> or non-finite values is named
+/// with the fix, where it would otherwise fail inside the teacher's first forward (naming the teacher), train the last class
+/// as unconditional (labels counted from 1: label K is the null label ∅), or fail only in the evaluation.
+/// </summary>
+/// <remarks>
+/// Two things are warnings, not errors, because they can be intended: image samples that look like raw pixels (all
+/// non-negative, in [0, 1] or up to 255: HierDistill's images are in [-1, 1], latents are not checked), and training draws that
+/// differ after the same <c>torch.manual_seed</c> (the data source draws from a random stream of its own, so runs with the
+/// same <c>run.seed</c> differ and a resumed run does not continue the stopped one).
+/// </remarks>
+internal static class DataContract
+{
+    /// <summary>Samples per trial draw (fewer when the split is smaller).</summary>
+    internal const int TrialSize = 256;
+
+    /// <summary>
+    /// Draws <see cref="TrialSize"/> training and evaluation samples from <paramref name="data"/> on the CPU and checks them
+    /// (see the class). The global random stream is reseeded here: the caller saves and restores it.
+    /// </summary>
+    /// <param name="component">The data component for messages, e.g. <c>'fashion-mnist' (HierDistill.Plugins.Data)</c>.</param>
+    /// <param name="data">The data source.</param>
+    /// <param name="warn">Receives each warning (a whole sentence starting with <c>data:</c>).</param>
+    /// <exception cref="InvalidOperationException">A draw that breaks the contract or throws, with a message starting <c>data:</c>.</exception>
+    internal static void Try(string component, IDataSource data, Action<string> warn)
+    {
+        var spec = data.Spec;
+        int n = (int)Math.Min(TrialSize, Math.Max(1, data.TrainSize ?? TrialSize));
+        var train = Draw(component, "SampleTrain", n, spec, () => data.SampleTrain(n, CPU, new Generator(1234, CPU)));
+        int m = (int)Math.Min(TrialSize, Math.Max(1, data.EvaluationSize ?? TrialSize));
+        Draw(component, "SampleEvaluation", m, spec, () => data.SampleEvaluation(m, CPU, new Generator(1235, CPU)));
+
+        if (spec.SampleShape.Length == 3 && RawPixels(train.X) is { } scale)
+            warn($"data: {component} gives image samples in [{Min(train.X):0.###}, {Max(train.X):0.###}] (SampleTrain); HierDistill's images " +
+                 $"are in [-1, 1]: the noise they are mixed with is N(0, I), and `sample` and the evaluation write images clamped to " +
+                 $"[-1, 1]. Scale them in the data source ({scale}); latents or other data may ignore this.");
+
+        // Training draws come from the global generator (the stages pass none): the same seed must give the same batch.
+        manual_seed(4321);
+        var first = ComponentCalls.Run("data", component, "in SampleTrain", () => data.SampleTrain(n, CPU));
+        manual_seed(4321);
+        var second = ComponentCalls.Run("data", component, "in SampleTrain", () => data.SampleTrain(n, CPU));
+        if (!first.X.shape.SequenceEqual(second.X.shape) || !first.X.eq(second.X).all().item<bool>() || !first.Labels.eq(second.Labels).all().item<bool>())
+            warn($"data: {component} gave two different training batches after the same torch.manual_seed (SampleTrain with no generator): " +
+                 "it draws from a random stream of its own, so two runs with the same run.seed differ and a resumed run does not continue " +
+                 "the stopped one. Draw with the generator passed in (the global torch generator when it is null), e.g. " +
+                 "randint(…, generator: generator).");
+    }
+
+    /// <summary>One draw, checked: x float32 <c>[B, ...S]</c> finite on the CPU, labels int64 <c>[B]</c> in <c>0 .. K-1</c>.</summary>
+    private static Batch Draw(string component, string method, int count, DataSpec spec, Func<Batch> draw)
+    {
+        var batch = ComponentCalls.Run("data", component, $"in {method}({count})", draw);
+        string where = $"data: {component} {method}({count}, cpu)";
+        string contract = $"(IDataSource.{method}; the data's Spec is {spec})";
+        if (batch is null || batch.X is null || batch.Labels is null)
+            throw new InvalidOperationException($"{where} returned no batch, or a batch without x or labels {contract}.");
+        var x = batch.X;
+        var labels = batch.Labels;
+        long[] expected = spec.BatchShape(count);
+        if (!x.shape.SequenceEqual(expected))
+            throw new InvalidOperationException(
+                $"{where} returned x of shape {Shape(x.shape)}; the contract is [B, ...S] = {Shape(expected)} {contract}. " +
+                (x.shape.Length == expected.Length - 1 && x.shape.SequenceEqual(expected.Where((_, i) => i != 1))
+                    ? "The channel dimension is missing: x.unsqueeze(1) makes [B, 1, H, W]."
+                    : "Return the shape the Spec gives, or change the Spec."));
+        if (x.dtype != ScalarType.Float32)
+            throw new InvalidOperationException(
+                $"{where} returned x as {x.dtype}; the networks take float32 samples {contract}: return x.to_type(ScalarType.Float32).");
+        if (x.device_type != DeviceType.CPU || labels.device_type != DeviceType.CPU)
+            throw new InvalidOperationException(
+                $"{where} returned tensors on {x.device} and {labels.device}; the contract is the device asked for {contract}.");
+        if (!labels.shape.SequenceEqual([count]) || labels.dtype != ScalarType.Int64)
+            throw new InvalidOperationException(
+                $"{where} returned labels as {labels.dtype} of shape {Shape(labels.shape)}; the contract is int64 labels of shape [B] = [{count}] " +
+                $"{contract}{(labels.dtype != ScalarType.Int64 ? ": return labels.to_type(ScalarType.Int64)" : "")}.");
+        long nonFinite = (~x.isfinite()).sum().item<long>();
+        if (nonFinite > 0)
+            throw new InvalidOperationException($"{where} returned x with {nonFinite} non-finite values (NaN or ±inf) {contract}.");
+        long low = labels.min().item<long>(), high = labels.max().item<long>();
+        bool ok = spec.NumClasses > 0 ? low >= 0 && high < spec.NumClasses : low == spec.NullLabel && high == spec.NullLabel;
+        if (!ok)
+            throw new InvalidOperationException(spec.NumClasses > 0
+                ? $"{where} returned labels from {low} to {high}; labels are 0 .. K-1 = 0 .. {spec.NumClasses - 1} (K = Spec.NumClasses = " +
+                  $"{spec.NumClasses}; the label K is the null label ∅ of classifier-free guidance) {contract}." +
+                  (low == 1 && high == spec.NumClasses ? " Labels counted from 1: subtract 1 in the data source." : "")
+                : $"{where} returned labels from {low} to {high}; data with no classes (Spec.NumClasses = 0) labels every sample with the " +
+                  $"null label ∅ = 0 {contract}.");
+        return batch;
+    }
+
+    /// <summary>For non-negative images that look like pixels in [0, 1] or [0, 255], how to scale them; else null.</summary>
+    private static string? RawPixels(Tensor x)
+    {
+        double min = Min(x), max = Max(x);
+        if (min < 0) return null;
+        if (max <= 1.0) return "x * 2 - 1 for pixels in [0, 1]";
+        if (max > 1.5 && max <= 255.0) return "x / 127.5 - 1 for pixels in [0, 255]";
+        return null;
+    }
+
+    private static double Min(Tensor x) => x.min().to_type(ScalarType.Float64).item<double>();
+
+    private static double Max(Tensor x) => x.max().to_type(ScalarType.Float64).item<double>();
+
+    private static string Shape(long[] shape) => $"[{string.Join(", ", shape)}]";
+}

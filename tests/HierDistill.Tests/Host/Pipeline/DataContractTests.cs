@@ -1,0 +1,211 @@
+using HierDistill.Abstractions.Contracts;
+using HierDistill.Abstractions.Data;
+using HierDistill.Abstractions.Losses;
+using HierDistill.Abstractions.Plugins;
+using HierDistill.Host;
+using HierDistill.Host.Configuration;
+using HierDistill.Host.Evaluation;
+using HierDistill.Host.Pipeline;
+using HierDistill.Host.Training;
+using HierDistill.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace HierDistill.Tests.Host.Pipeline;
+
+/// <summary>Options of the <c>faulty-data</c> test data source and the <c>detached-matcher</c> test matcher.</summary>
+public sealed class FaultyDataOptions
+{
+    /// <summary>The contract fault (see <see cref="FaultyData"/>); "none" for well-formed data.</summary>
+    public string Fault { get; set; } = "none";
+
+    /// <summary>Samples <c>[1, Size, Size]</c> images (in [-1, 1] unless a fault says otherwise) instead of 2-D points; 0: points.</summary>
+    public int Size { get; set; }
+}
+
+/// <summary>
+/// A data source with one contract fault, as a third-party plugin might have: 2-D points from 8 classes, or small images.
+/// Every draw uses the generator it is given (the global one when null), except under the fault <c>unseeded</c>.
+/// </summary>
+internal sealed class FaultyData(string fault, int size = 0) : IDataSource
+{
+    private readonly Random _own = new();
+
+    public DataSpec Spec { get; } = new("faulty", size > 0 ? [1, size, size] : [2], 8);
+
+    public Batch SampleTrain(int batchSize, Device device, Generator? generator = null) => Draw(batchSize, device, generator, train: true);
+
+    public Batch SampleEvaluation(int count, Device device, Generator? generator = null) => Draw(count, device, generator, train: false);
+
+    public int? TrainSize => 1000;
+
+    public int? EvaluationSize => 500;
+
+    private Batch Draw(int count, Device device, Generator? generator, bool train)
+    {
+        if (fault == "throws" && train) throw new IOException("shard 3 of /data/x is truncated");
+        var x = size > 0 ? rand([count, 1, size, size], generator: generator, device: device) * 2 - 1 : randn([count, 2], generator: generator, device: device);
+        var labels = randint(0, 8, [count], generator: generator, device: device);
+        if (fault == "unseeded") x = x + _own.NextDouble();
+        return fault switch
+        {
+            "no-channel" => new Batch(x.squeeze(1), labels),
+            "float64" => new Batch(x.to_type(ScalarType.Float64), labels),
+            "labels-int32" => new Batch(x, labels.to_type(ScalarType.Int32)),
+            "labels-one-based" => new Batch(x, labels + 1),
+            "nan" => new Batch(x.index_put_(tensor(float.NaN), tensor(new long[] { 3 })), labels),
+            "evaluation-shape" when !train => new Batch(x.narrow(1, 0, 1), labels),
+            "pixels-255" => new Batch((x + 1) * 127.5, labels),
+            "pixels-01" => new Batch((x + 1) / 2, labels),
+            _ => new Batch(x, labels),
+        };
+    }
+}
+
+/// <summary>
+/// A distribution matcher whose generator loss is made from detached samples: without any gradient (<c>detached</c>), or with
+/// a gradient to a tensor of its own but not to the samples (<c>unconnected</c>).
+/// </summary>
+internal sealed class DetachedMatcher(string fault) : IDistributionMatcher
+{
+    private readonly Tensor _scale = ones(1).requires_grad_(true);
+
+    public IReadOnlyList<TrainableModule> AuxiliaryModules => [];
+
+    public int GeneratorUpdateInterval => 1;
+
+    public LossBreakdown AuxiliaryLoss(Tensor samples, Tensor labels, TrainingProgress progress) => new(zeros(1));
+
+    public LossBreakdown GeneratorLoss(Tensor samples, Tensor labels, TrainingProgress progress) =>
+        new(fault == "unconnected" ? (samples.detach().square() * _scale).mean() : samples.detach().square().mean());
+}
+
+internal sealed class FaultyDataPlugin : IHierDistillPlugin
+{
+    public void Register(IServiceCollection services)
+    {
+        services.AddDataSource<FaultyDataOptions>("faulty-data", "2-D points or small images with one contract fault (tests).",
+            (_, o) => new FaultyData(o.Fault, o.Size));
+        services.AddDistributionMatcher<FaultyDataOptions>("detached-matcher", "A generator loss without gradient to the samples (tests).",
+            (_, o) => new DetachedMatcher(o.Fault));
+    }
+}
+
+/// <summary>
+/// A data source that breaks IDataSource's contract is named with the fix before anything runs (the preflight's trial draws);
+/// before, a missing channel was blamed on the teacher's forward, labels counted from 1 trained the last class as unconditional,
+/// and pixels in [0, 255] or a source that ignores the seed went unnoticed. Also: a loss without gradient names its component,
+/// images the evaluation classifier cannot take are refused before training, and a module none of whose few steps was finite
+/// stops its stage. Serial with the other tests of the global random stream: the seed check reseeds it and draws twice, and a
+/// test drawing from it in parallel would make well-formed data look unseeded.
+/// </summary>
+[Collection(nameof(GlobalRngTests))]
+public class DataContractTests
+{
+    private const string Component = "'faulty-data' (HierDistill.Tests)";
+
+    private static List<string> Warnings(string fault, int size = 0)
+    {
+        var warnings = new List<string>();
+        DataContract.Try(Component, new FaultyData(fault, size), warnings.Add);
+        return warnings;
+    }
+
+    public static TheoryData<string, int, string> Faults => new()
+    {
+        { "throws", 0, $"data: {Component} failed in SampleTrain(256): shard 3 of /data/x is truncated" },
+        { "no-channel", 4, $"data: {Component} SampleTrain(256, cpu) returned x of shape [256, 4, 4]; the contract is [B, ...S] = [256, 1, 4, 4] (IDataSource.SampleTrain; the data's Spec is faulty (sample [1, 4, 4], 8 classes)). The channel dimension is missing: x.unsqueeze(1) makes [B, 1, H, W]." },
+        { "float64", 0, $"data: {Component} SampleTrain(256, cpu) returned x as Float64; the networks take float32 samples (IDataSource.SampleTrain; the data's Spec is faulty (sample [2], 8 classes)): return x.to_type(ScalarType.Float32)." },
+        { "labels-int32", 0, $"data: {Component} SampleTrain(256, cpu) returned labels as Int32 of shape [256]; the contract is int64 labels of shape [B] = [256] (IDataSource.SampleTrain; the data's Spec is faulty (sample [2], 8 classes)): return labels.to_type(ScalarType.Int64)." },
+        { "labels-one-based", 0, $"data: {Component} SampleTrain(256, cpu) returned labels from 1 to 8; labels are 0 .. K-1 = 0 .. 7 (K = Spec.NumClasses = 8; the label K is the null label ∅ of classifier-free guidance) (IDataSource.SampleTrain; the data's Spec is faulty (sample [2], 8 classes)). Labels counted from 1: subtract 1 in the data source." },
+        { "nan", 0, $"data: {Component} SampleTrain(256, cpu) returned x with 2 non-finite values (NaN or ±inf)" },
+        { "evaluation-shape", 0, $"data: {Component} SampleEvaluation(256, cpu) returned x of shape [256, 1]; the contract is [B, ...S] = [256, 2]" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Faults))]
+    public void A_data_source_that_breaks_its_contract_is_named_with_the_fix(string fault, int size, string expected)
+    {
+        using var scope = NewDisposeScope();
+        var e = Assert.Throws<InvalidOperationException>(() => Warnings(fault, size));
+        Assert.True(e.Message.StartsWith(expected, StringComparison.Ordinal), e.Message);
+    }
+
+    [Fact]
+    public void Raw_pixels_and_a_source_that_ignores_the_seed_are_warnings_and_well_formed_data_has_none()
+    {
+        using var scope = NewDisposeScope();
+        Assert.Empty(Warnings("none"));
+        Assert.Empty(Warnings("none", size: 8));
+        Assert.Empty(Warnings("pixels-255")); // 2-D points: not images, not checked
+        var pixels = Assert.Single(Warnings("pixels-255", size: 8));
+        Assert.Matches(@"^data: 'faulty-data' \(HierDistill.Tests\) gives image samples in \[0\.0\d*, 254\.\d+\] \(SampleTrain\); HierDistill's images are in \[-1, 1\]", pixels);
+        Assert.Contains("(x / 127.5 - 1 for pixels in [0, 255])", pixels);
+        Assert.Contains("(x * 2 - 1 for pixels in [0, 1])", Assert.Single(Warnings("pixels-01", size: 8)));
+        Assert.StartsWith($"data: {Component} gave two different training batches after the same torch.manual_seed", Assert.Single(Warnings("unseeded")));
+    }
+
+    private static LoadedConfig Load(params string[] overrides) =>
+        ConfigLoader.Validate(ConfigLoader.Read(TestPaths.Sample("toy2d/hd.json"),
+            ["data:type=faulty-data", "data:options=null", "stages:teacher:training:steps=4", "stages:structure:training:steps=2",
+             "stages:detail:training:steps=2", "stages:detail:training:batchSize=8", "stages:evaluate:enabled=false", .. overrides]),
+            TestPaths.Sample("toy2d/hd.json"), Catalogs.BuiltIn(new FaultyDataPlugin()));
+
+    [Fact]
+    public void Validate_names_the_data_source_before_the_teacher_and_prints_warnings_once()
+    {
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        Assert.False(app.Preflight("hd.json", Load("data:options:fault=labels-one-based"), Catalogs.BuiltIn(new FaultyDataPlugin())));
+        string output = writer.ToString().ReplaceLineEndings("");
+        Assert.Contains("1 configuration error(s) found by building the networks", output);
+        Assert.Contains($"data: {Component} SampleTrain(256, cpu) returned labels from 1 to 8;", output);
+
+        writer.GetStringBuilder().Clear();
+        Assert.True(app.Preflight("hd.json", Load("data:options:fault=unseeded"), Catalogs.BuiltIn(new FaultyDataPlugin())));
+        Assert.True(app.Preflight("hd.json", Load("data:options:fault=unseeded"), Catalogs.BuiltIn(new FaultyDataPlugin())));
+        string warnings = writer.ToString();
+        Assert.Single(warnings.Split('\n'), l => l.Contains("gave two different training batches"));
+    }
+
+    [Fact]
+    public void Images_the_evaluation_classifier_cannot_take_are_refused_before_training_with_the_ways_out()
+    {
+        var config = new EvaluationStageConfig { Kind = "evaluation", Samples = 100 };
+        var e = Assert.Throws<InvalidOperationException>(() => EvaluationStage.CheckData("evaluate", config, new FaultyData("none", 30)));
+        Assert.Equal("stages:evaluate: the evaluation measures images with a classifier that needs H and W multiples of 4, and the data's images " +
+                     "are 30×30 (faulty (sample [1, 30, 30], 8 classes)). Pad or crop them to a multiple of 4 in the data source, or leave the " +
+                     "evaluation out (--set stages:evaluate:enabled=false) and sample the weights with `hierdistill sample … --out samples.safetensors`.",
+            e.Message);
+        EvaluationStage.CheckData("evaluate", config, new FaultyData("none", 28)); // 28×28 fits
+        EvaluationStage.CheckData("evaluate", config, new FaultyData("none"));     // points: no classifier
+    }
+
+    [Theory]
+    [InlineData("detached", "GeneratorLoss returned a loss with no gradient (requires_grad is false), so it trains nothing: compute it from the " +
+                            "generated samples x it is given, without detach(), no_grad() or item().")]
+    [InlineData("unconnected", "GeneratorLoss returned a loss whose gradient does not reach the generated samples x it is given (it is computed " +
+                               "from other tensors, or from x.detach()), so it cannot train the generator.")]
+    public void Validate_names_a_matcher_whose_generator_loss_has_no_gradient_to_the_samples(string fault, string expected)
+    {
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        var loaded = Load("data:type=mixture2d", "stages:detail:matcher:type=detached-matcher", $"stages:detail:matcher:options={{\"fault\": \"{fault}\"}}");
+        Assert.False(app.Preflight("hd.json", loaded, Catalogs.BuiltIn(new FaultyDataPlugin())));
+        Assert.Contains($"stages:detail:matcher: 'detached-matcher' (HierDistill.Tests) {expected}", writer.ToString().ReplaceLineEndings(""));
+    }
+
+    [Fact]
+    public void A_matcher_loss_without_gradient_stops_the_stage_naming_the_matcher_even_beside_the_adversarial_term()
+    {
+        // Without the preflight (which refuses it, above). toy2d's stage 2 has the AWD term (weight > 0), whose gradient reached
+        // the generator: the matcher trained nothing, silently.
+        using var folder = TestPaths.NewTempFolder();
+        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
+        var loaded = Load("data:type=mixture2d", "stages:detail:matcher:type=detached-matcher", "stages:detail:matcher:options={\"fault\": \"detached\"}");
+        var e = Assert.Throws<InvalidOperationException>(() => new PipelineRunner().Run(TestRuns.Context(loaded, folder.Path, metrics)));
+        Assert.Equal("stages:detail:matcher: 'detached-matcher' (HierDistill.Tests) GeneratorLoss returned a loss with no gradient (requires_grad is " +
+                     "false), so it trains nothing: compute it from the generated samples x it is given, without detach(), no_grad() or item().", e.Message);
+    }
+}
