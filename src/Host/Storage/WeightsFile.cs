@@ -175,8 +175,9 @@ public static class WeightsFile
             if (!s.Shape.SequenceEqual(t.Shape))
                 throw WeightsMismatchException.InFile(source,
                     $"tensor '{name}' has shape [{string.Join(", ", s.Shape)}] in the file but [{string.Join(", ", t.Shape)}] in " +
-                    "the module; it was saved from another architecture or size: set the network's options (the teacher's preset or " +
-                    $"width, or the stage's student) to those of the run that saved it (its config.resolved.json). {Sizes(file)}");
+                    "the module; it was saved from another architecture or size, or for data of another shape (the data's sample shape " +
+                    "sizes the network's input): set the network's options (the teacher's preset or width, or the stage's student) and " +
+                    $"the data to those of the run that saved it (its config.resolved.json). {Sizes(file)}");
             if (t.FloatingPoint && !s.FloatingPoint)
                 throw WeightsMismatchException.InFile(source,
                     $"tensor '{name}' is {s.DType} in the file where the module's is {t.DType}; weights must be floating point " +
