@@ -107,6 +107,9 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
                 continue;
             }
             int pluginsBefore = plugins.Count;
+            // Sub-folders without their <Name>.dll: reported unless the folder turns out to be a plugin's own folder, whose
+            // sub-folders (runtimes/ of a native package, a culture folder) are no plugins and would only add noise.
+            var withoutDll = new List<PluginLoadError>();
             string[] dirs;
             try
             {
@@ -123,7 +126,7 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
                 string dll = System.IO.Path.Combine(dir, name + ".dll");
                 if (!File.Exists(dll))
                 {
-                    errors.Add(new PluginLoadError(dir, PluginsInside(dir) is { Count: > 0 } inside
+                    withoutDll.Add(new PluginLoadError(dir, PluginsInside(dir) is { Count: > 0 } inside
                         // The folder above the plugin folder (e.g. the host's own folder, which holds plugins/ and runtimes/).
                         ? $"no {name}.dll here, but it holds plugins ({string.Join(", ", inside)}): it is itself a plugin folder; " +
                           (Normal(dir) == Normal(DefaultFolder)
@@ -144,6 +147,7 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
             }
             // A folder that gave no plugin but holds one directly was meant one level up (or is a build output).
             if (plugins.Count == pluginsBefore && MisplacedPlugin(folder) is { } misplaced) errors.Add(new PluginLoadError(folder, misplaced));
+            else errors.AddRange(withoutDll);
         }
         return ComponentCatalog.Create(plugins, errors, folders);
     }

@@ -247,6 +247,9 @@ public class PluginLoadingTests
         // A build output folder (named otherwise) gets the layout to make.
         using var folder = TestPaths.NewTempFolder();
         foreach (var f in Directory.GetFiles(own)) File.Copy(f, Path.Combine(folder.Path, Path.GetFileName(f)));
+        // A native package's runtimes/ beside it (SkiaSharp's) is no plugin: no "no runtimes.dll" line beside the one that matters.
+        Directory.CreateDirectory(Path.Combine(folder.Path, "runtimes", "linux-x64", "native"));
+        File.WriteAllText(Path.Combine(folder.Path, "runtimes", "linux-x64", "native", "libSkiaSharp.so"), "");
         error = Assert.Single(Discover(folder.Path).Errors);
         Assert.StartsWith($"{name}.dll lies directly in this folder, but plugins are found one level down, as <folder>/<Name>/<Name>.dll; " +
                           $"put the plugin in a folder of its name ({Path.Combine(Path.GetFullPath(folder.Path), name, name + ".dll")} would do)", error.Reason);
