@@ -306,7 +306,9 @@ public sealed class ConfigValidator
             Add(Join(path, "type"),
                 $"unknown {ComponentCatalog.Describe(contract)} '{name}'." + (guess is null ? "" : $" Did you mean '{guess}'?") +
                 $" Known: {_catalog.KnownNames(contract)}. Plugin folders searched: {_catalog.SearchedFoldersText}" +
-                (guess is null ? "; a plugin of your own is found when its folder is listed in the config's \"plugins\": { \"folders\": [\"DIR\"] }." : ".") +
+                // No near miss and only the host's own folder searched: the plugin's folder was probably never named.
+                (guess is null && _catalog.SearchedFolders.All(f => Plugins.PluginDiscovery.Normal(f) == Plugins.PluginDiscovery.Normal(Plugins.PluginDiscovery.DefaultFolder))
+                    ? "; a plugin of your own is found when its folder is listed in the config's \"plugins\": { \"folders\": [\"DIR\"] }." : ".") +
                 // It may belong to a plugin that failed to load.
                 (_catalog.Errors.Count == 0 ? "" : $" Not loaded ({_catalog.Errors.Count}): {string.Join("; ", _catalog.Errors)}"));
             return null;

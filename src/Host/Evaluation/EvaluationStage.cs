@@ -154,7 +154,8 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
 
     /// <summary>
     /// Checks that the data's evaluation split holds the stage's <c>samples</c> and that image data (samples <c>[C, H, W]</c>)
-    /// fits the evaluation classifier (H and W multiples of 4), so that neither surfaces only after the training stages.
+    /// fits the evaluation classifier (at least 2 classes; H and W multiples of 4), so that none of it surfaces only after the
+    /// training stages.
     /// </summary>
     /// <exception cref="InvalidOperationException">When it does not.</exception>
     internal static void CheckData(string key, EvaluationStageConfig config, IDataSource data)
@@ -162,6 +163,11 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         if (data.EvaluationSize is { } available && config.Samples > available)
             throw new InvalidOperationException(
                 $"stages:{key}:samples = {config.Samples}, but the data's evaluation split has {available} samples; use at most {available}.");
+        if (data.Spec.SampleShape.Length == 3 && data.Spec.NumClasses < 2)
+            throw new InvalidOperationException(
+                $"stages:{key}: the evaluation measures images with a classifier trained on their labels, and the data has " +
+                $"{data.Spec.NumClasses} class{(data.Spec.NumClasses == 1 ? "" : "es")} ({data.Spec}); it needs at least 2. Leave the evaluation out " +
+                $"(--set stages:{key}:enabled=false) and sample the weights with `hierdistill sample … --out samples.safetensors`.");
         if (data.Spec.SampleShape is [_, var h, var w] && (h % 4 != 0 || w % 4 != 0))
             throw new InvalidOperationException(
                 $"stages:{key}: the evaluation measures images with a classifier that needs H and W multiples of 4, and the data's images are " +

@@ -12,46 +12,69 @@ namespace HierDistill.Host.Pipeline;
 /// </summary>
 /// <remarks>
 /// Two things are warnings, not errors, because they can be intended: image samples that look like raw pixels (all
-/// non-negative, in [0, 1] or up to 255: HierDistill's images are in [-1, 1], latents are not checked), and training draws that
-/// differ after the same <c>torch.manual_seed</c> (the data source draws from a random stream of its own, so runs with the
-/// same <c>run.seed</c> differ and a resumed run does not continue the stopped one).
+/// non-negative, in [0, 1] or up to 255: HierDistill's images are in [-1, 1], latents are not checked), and two instances
+/// whose first training draws differ after the same <c>torch.manual_seed</c> (the data source draws from a random stream of
+/// its own, so runs with the same <c>run.seed</c> differ and a resumed run does not continue the stopped one).
 /// </remarks>
 internal static class DataContract
 {
-    /// <summary>Samples per trial draw (fewer when the split is smaller).</summary>
+    /// <summary>Samples per trial draw at most (fewer when the split is smaller or the samples are large).</summary>
     internal const int TrialSize = 256;
 
+    /// <summary>Trial draws hold at most about this many values (16 MB of float32), so large samples get fewer.</summary>
+    private const long TrialValues = 4L << 20;
+
     /// <summary>
-    /// Draws <see cref="TrialSize"/> training and evaluation samples from <paramref name="data"/> on the CPU and checks them
-    /// (see the class). The global random stream is reseeded here: the caller saves and restores it.
+    /// Draws up to <see cref="TrialSize"/> training samples (and, with an evaluation stage, evaluation samples) from
+    /// <paramref name="data"/> on the CPU and checks them (see the class). Call it before anything else draws from
+    /// <paramref name="data"/>: its first draw is compared with the first draw of <paramref name="another"/>. The global random
+    /// stream is reseeded here: the caller saves and restores it. The draws are freed when it returns.
     /// </summary>
     /// <param name="component">The data component for messages, e.g. <c>'fashion-mnist' (HierDistill.Plugins.Data)</c>.</param>
-    /// <param name="data">The data source.</param>
+    /// <param name="data">The data source, not yet drawn from.</param>
+    /// <param name="another">Builds a second instance of the same data source (disposed here when disposable).</param>
+    /// <param name="evaluation">Whether an evaluation stage will draw from <c>SampleEvaluation</c> (else it is not called: a data
+    /// source may have no held-out split).</param>
     /// <param name="warn">Receives each warning (a whole sentence starting with <c>data:</c>).</param>
-    /// <exception cref="InvalidOperationException">A draw that breaks the contract or throws, with a message starting <c>data:</c>.</exception>
-    internal static void Try(string component, IDataSource data, Action<string> warn)
+    /// <exception cref="InvalidOperationException">A draw that breaks the contract, with a message starting <c>data:</c>; an
+    /// exception the data source throws passes with the component named.</exception>
+    internal static void Try(string component, IDataSource data, Func<IDataSource> another, bool evaluation, Action<string> warn)
     {
+        using var scope = NewDisposeScope();
         var spec = data.Spec;
-        int n = (int)Math.Min(TrialSize, Math.Max(1, data.TrainSize ?? TrialSize));
-        var train = Draw(component, "SampleTrain", n, spec, () => data.SampleTrain(n, CPU, new Generator(1234, CPU)));
-        int m = (int)Math.Min(TrialSize, Math.Max(1, data.EvaluationSize ?? TrialSize));
-        Draw(component, "SampleEvaluation", m, spec, () => data.SampleEvaluation(m, CPU, new Generator(1235, CPU)));
+        int cap = (int)Math.Clamp(TrialValues / Math.Max(1, spec.SampleSize), 16, TrialSize);
+        int n = (int)Math.Min(cap, Math.Max(1, data.TrainSize ?? cap));
+        // As the training stages draw: no generator (the global one), after the run's seed.
+        manual_seed(4321);
+        var train = Draw(component, "SampleTrain", n, spec, () => data.SampleTrain(n, CPU));
+        if (evaluation)
+        {
+            int m = (int)Math.Min(cap, Math.Max(1, data.EvaluationSize ?? cap));
+            Draw(component, "SampleEvaluation", m, spec, () => data.SampleEvaluation(m, CPU, new Generator(1235, CPU)));
+        }
 
         if (spec.SampleShape.Length == 3 && RawPixels(train.X) is { } scale)
             warn($"data: {component} gives image samples in [{Min(train.X):0.###}, {Max(train.X):0.###}] (SampleTrain); HierDistill's images " +
                  $"are in [-1, 1]: the noise they are mixed with is N(0, I), and `sample` and the evaluation write images clamped to " +
                  $"[-1, 1]. Scale them in the data source ({scale}); latents or other data may ignore this.");
 
-        // Training draws come from the global generator (the stages pass none): the same seed must give the same batch.
-        manual_seed(4321);
-        var first = ComponentCalls.Run("data", component, "in SampleTrain", () => data.SampleTrain(n, CPU));
-        manual_seed(4321);
-        var second = ComponentCalls.Run("data", component, "in SampleTrain", () => data.SampleTrain(n, CPU));
-        if (!first.X.shape.SequenceEqual(second.X.shape) || !first.X.eq(second.X).all().item<bool>() || !first.Labels.eq(second.Labels).all().item<bool>())
-            warn($"data: {component} gave two different training batches after the same torch.manual_seed (SampleTrain with no generator): " +
-                 "it draws from a random stream of its own, so two runs with the same run.seed differ and a resumed run does not continue " +
-                 "the stopped one. Draw with the generator passed in (the global torch generator when it is null), e.g. " +
-                 "randint(…, generator: generator).");
+        // The same seed must give the same run: a second instance's first draw after the same seed equals the first one's (two
+        // fresh instances, so that a source that walks a shuffled order with a cursor is not mistaken for an unseeded one).
+        var other = ComponentCalls.Run("data", component, "when built a second time", another);
+        try
+        {
+            manual_seed(4321);
+            var again = ComponentCalls.Run("data", component, $"in SampleTrain({n})", () => other.SampleTrain(n, CPU));
+            if (!again.X.shape.SequenceEqual(train.X.shape) || !again.X.eq(train.X).all().item<bool>() || !again.Labels.eq(train.Labels).all().item<bool>())
+                warn($"data: {component} gave two different first training batches in two instances built from the same config after the " +
+                     "same torch.manual_seed (SampleTrain with no generator): it draws from a random stream of its own (System.Random, a " +
+                     "time seed), so two runs with the same run.seed differ and a resumed run does not continue the stopped one. Draw with " +
+                     "the generator passed in (the global torch generator when it is null), e.g. randint(…, generator: generator).");
+        }
+        finally
+        {
+            (other as IDisposable)?.Dispose();
+        }
     }
 
     /// <summary>One draw, checked: x float32 <c>[B, ...S]</c> finite on the CPU, labels int64 <c>[B]</c> in <c>0 .. K-1</c>.</summary>
@@ -68,8 +91,8 @@ internal static class DataContract
         if (!x.shape.SequenceEqual(expected))
             throw new InvalidOperationException(
                 $"{where} returned x of shape {Shape(x.shape)}; the contract is [B, ...S] = {Shape(expected)} {contract}. " +
-                (x.shape.Length == expected.Length - 1 && x.shape.SequenceEqual(expected.Where((_, i) => i != 1))
-                    ? "The channel dimension is missing: x.unsqueeze(1) makes [B, 1, H, W]."
+                (expected is [_, 1, _, _] && x.shape.SequenceEqual(expected.Where((_, i) => i != 1))
+                    ? "The channel dimension (of size 1) is missing: x.unsqueeze(1) makes [B, 1, H, W]."
                     : "Return the shape the Spec gives, or change the Spec."));
         if (x.dtype != ScalarType.Float32)
             throw new InvalidOperationException(

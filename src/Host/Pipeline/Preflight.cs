@@ -84,9 +84,21 @@ public static class Preflight
                 {
                     throw new PreflightException($"data: '{components.NameOf("data")}' cannot read its data: {e.Message}", e);
                 }
-                DataContract.Try(components.Describe("data"), data, warn ?? (_ => { }));
+                try
+                {
+                    // A second instance, built only for the seed check (its first draw against the first one's).
+                    DataContract.Try(components.Describe("data"), data, () => components.Create<IDataSource>("data", null, null),
+                        loaded.Stages.Any(s => s.Stage is EvaluationStageConfig), warn ?? (_ => { }));
+                }
+                catch (Exception e) when (e is not OutOfMemoryException and not PreflightException)
+                {
+                    // The contract's own messages, and a plugin's that name their config path, start with "data:".
+                    string message = NativeErrors.WithoutBacktrace(e.Message);
+                    throw new PreflightException(message.StartsWith("data:", StringComparison.Ordinal)
+                        ? message : $"data: '{components.NameOf("data")}' failed on a trial draw: {message}", e);
+                }
             }
-            catch (Exception e) when (e is PreflightException or InvalidOperationException)
+            catch (PreflightException e)
             {
                 errors.Add(new ConfigError("", e.Message));
                 return errors;

@@ -288,7 +288,8 @@ internal static class LossGradients
         if (loss.Total.requires_grad) return;
         throw new InvalidOperationException(
             $"{path}: {component} {method} returned a loss with no gradient (requires_grad is false), so it trains nothing: compute it " +
-            $"from {from}, without detach(), no_grad() or item().");
+            $"from {from}, without detach(), no_grad() or item(). To add nothing on purpose (an ablation), return a zero made from " +
+            "its input, e.g. (x * 0).sum(), which keeps the graph.");
     }
 }
 

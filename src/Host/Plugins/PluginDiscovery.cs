@@ -87,7 +87,7 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
         (includeDefault ? [DefaultFolder] : Array.Empty<string>()).Concat(folders).Select(Normal).Distinct().ToList();
 
     /// <summary>A folder as a full path without a trailing separator (relative ones from the current directory).</summary>
-    private static string Normal(string folder) => Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
+    internal static string Normal(string folder) => Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder));
 
     /// <summary>The Abstractions version of this host.</summary>
     public static Version HostAbstractionsVersion => typeof(IHierDistillPlugin).Assembly.GetName().Version!;

@@ -333,7 +333,8 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         if (x.grad is null)
             throw new InvalidOperationException(
                 $"{path}: {component} GeneratorLoss returned a loss whose gradient does not reach the generated samples x it is given " +
-                "(it is computed from other tensors, or from x.detach()), so it cannot train the generator.");
+                "(it is computed from other tensors, or from x.detach()), so it cannot train the generator. To add nothing on purpose " +
+                "(an adversarial-only ablation), return a zero made from x, e.g. (x * 0).sum().");
         if (matcher.AuxiliaryModules.Count == 0) return;
         var aux = ComponentCalls.Run(path, component, $"in AuxiliaryLoss {trial}", () => matcher.AuxiliaryLoss(x.detach(), labels, progress));
         LossGradients.Require(aux, path, component, "AuxiliaryLoss", "its auxiliary modules (e.g. the fake score)");

@@ -98,8 +98,16 @@ public class ConfigValidationTests
     public void Unknown_component_names_list_the_known_ones_and_the_folders_searched()
     {
         var errors = Errors(Valid, "stages:detail:discriminator:type=patchgan");
-        Assert.Equal(["stages:detail:discriminator:type: unknown discriminator 'patchgan'. Known: awd, gap. Plugin folders searched: /test/plugins; " +
-                      "a plugin of your own is found when its folder is listed in the config's \"plugins\": { \"folders\": [\"DIR\"] }."], errors);
+        Assert.Equal(["stages:detail:discriminator:type: unknown discriminator 'patchgan'. Known: awd, gap. Plugin folders searched: /test/plugins."], errors);
+        // Only the host's own folder searched: where a plugin of one's own goes.
+        var hostOnly = ComponentCatalog.Create(Catalogs.BuiltIn().Plugins, [], [PluginDiscovery.DefaultFolder]);
+        using (var config = new ConfigFile(Valid))
+        {
+            var noFolder = Assert.Throws<ConfigException>(() =>
+                ConfigLoader.Validate(ConfigLoader.Read(config.Path, ["stages:detail:discriminator:type=patchgan"]), config.Path, hostOnly));
+            Assert.EndsWith($"Plugin folders searched: {PluginDiscovery.DefaultFolder}; a plugin of your own is found when its folder is listed in " +
+                            "the config's \"plugins\": { \"folders\": [\"DIR\"] }.", Assert.Single(noFolder.Errors).ToString());
+        }
         // A near miss is a typo, not a missing folder.
         Assert.Equal(["stages:detail:discriminator:type: unknown discriminator 'awdd'. Did you mean 'awd'? Known: awd, gap. Plugin folders searched: /test/plugins."],
             Errors(Valid, "stages:detail:discriminator:type=awdd"));
@@ -110,8 +118,7 @@ public class ConfigValidationTests
         using var file = new ConfigFile(Valid);
         var e = Assert.Throws<ConfigException>(() =>
             ConfigLoader.Validate(ConfigLoader.Read(file.Path, ["stages:detail:discriminator:type=patchgan"]), file.Path, withFailure));
-        Assert.EndsWith("Plugin folders searched: /test/plugins; a plugin of your own is found when its folder is listed in the config's \"plugins\": " +
-                        "{ \"folders\": [\"DIR\"] }. Not loaded (1): /p/PatchGan/PatchGan.dll: no entry point: …", Assert.Single(e.Errors).ToString());
+        Assert.EndsWith("Plugin folders searched: /test/plugins. Not loaded (1): /p/PatchGan/PatchGan.dll: no entry point: …", Assert.Single(e.Errors).ToString());
     }
 
     [Fact]

@@ -28,11 +28,13 @@ public sealed class FaultyDataOptions
 /// A data source with one contract fault, as a third-party plugin might have: 2-D points from 8 classes, or small images.
 /// Every draw uses the generator it is given (the global one when null), except under the fault <c>unseeded</c>.
 /// </summary>
-internal sealed class FaultyData(string fault, int size = 0) : IDataSource
+internal sealed class FaultyData(string fault, int size = 0, int classes = 8) : IDataSource
 {
     private readonly Random _own = new();
+    private Tensor? _order;
+    private long _cursor;
 
-    public DataSpec Spec { get; } = new("faulty", size > 0 ? [1, size, size] : [2], 8);
+    public DataSpec Spec { get; } = new("faulty", size > 0 ? [1, size, size] : [2], classes);
 
     public Batch SampleTrain(int batchSize, Device device, Generator? generator = null) => Draw(batchSize, device, generator, train: true);
 
@@ -45,6 +47,17 @@ internal sealed class FaultyData(string fault, int size = 0) : IDataSource
     private Batch Draw(int count, Device device, Generator? generator, bool train)
     {
         if (fault == "throws" && train) throw new IOException("shard 3 of /data/x is truncated");
+        if (fault == "throws-named" && train) throw new IOException("data:options:folder: shard 3 of /data/x is truncated");
+        if (fault == "no-evaluation" && !train) throw new InvalidOperationException("this data set has no held-out split");
+        if (fault == "cursor" && train)
+        {
+            // Without replacement: one shuffled order of the 1000 samples, walked by a cursor (sample i is the point (i, -i)).
+            _order ??= randperm(1000, generator: generator).MoveToOuterDisposeScope();
+            var index = _order.narrow(0, _cursor % 1000, Math.Min(count, 1000 - _cursor % 1000));
+            _cursor += index.shape[0];
+            var points = stack([index, -index], 1).to_type(ScalarType.Float32) / 1000;
+            return new Batch(points.to(device), (index % 8).to(device));
+        }
         var x = size > 0 ? rand([count, 1, size, size], generator: generator, device: device) * 2 - 1 : randn([count, 2], generator: generator, device: device);
         var labels = randint(0, 8, [count], generator: generator, device: device);
         if (fault == "unseeded") x = x + _own.NextDouble();
@@ -78,7 +91,12 @@ internal sealed class DetachedMatcher(string fault) : IDistributionMatcher
     public LossBreakdown AuxiliaryLoss(Tensor samples, Tensor labels, TrainingProgress progress) => new(zeros(1));
 
     public LossBreakdown GeneratorLoss(Tensor samples, Tensor labels, TrainingProgress progress) =>
-        new(fault == "unconnected" ? (samples.detach().square() * _scale).mean() : samples.detach().square().mean());
+        new(fault switch
+        {
+            "unconnected" => (samples.detach().square() * _scale).mean(),
+            "zero" => (samples * 0).sum(), // adds nothing on purpose, keeping the graph
+            _ => samples.detach().square().mean(),
+        });
 }
 
 internal sealed class FaultyDataPlugin : IHierDistillPlugin
@@ -105,17 +123,17 @@ public class DataContractTests
 {
     private const string Component = "'faulty-data' (HierDistill.Tests)";
 
-    private static List<string> Warnings(string fault, int size = 0)
+    private static List<string> Warnings(string fault, int size = 0, bool evaluation = true)
     {
         var warnings = new List<string>();
-        DataContract.Try(Component, new FaultyData(fault, size), warnings.Add);
+        DataContract.Try(Component, new FaultyData(fault, size), () => new FaultyData(fault, size), evaluation, warnings.Add);
         return warnings;
     }
 
     public static TheoryData<string, int, string> Faults => new()
     {
         { "throws", 0, $"data: {Component} failed in SampleTrain(256): shard 3 of /data/x is truncated" },
-        { "no-channel", 4, $"data: {Component} SampleTrain(256, cpu) returned x of shape [256, 4, 4]; the contract is [B, ...S] = [256, 1, 4, 4] (IDataSource.SampleTrain; the data's Spec is faulty (sample [1, 4, 4], 8 classes)). The channel dimension is missing: x.unsqueeze(1) makes [B, 1, H, W]." },
+        { "no-channel", 4, $"data: {Component} SampleTrain(256, cpu) returned x of shape [256, 4, 4]; the contract is [B, ...S] = [256, 1, 4, 4] (IDataSource.SampleTrain; the data's Spec is faulty (sample [1, 4, 4], 8 classes)). The channel dimension (of size 1) is missing: x.unsqueeze(1) makes [B, 1, H, W]." },
         { "float64", 0, $"data: {Component} SampleTrain(256, cpu) returned x as Float64; the networks take float32 samples (IDataSource.SampleTrain; the data's Spec is faulty (sample [2], 8 classes)): return x.to_type(ScalarType.Float32)." },
         { "labels-int32", 0, $"data: {Component} SampleTrain(256, cpu) returned labels as Int32 of shape [256]; the contract is int64 labels of shape [B] = [256] (IDataSource.SampleTrain; the data's Spec is faulty (sample [2], 8 classes)): return labels.to_type(ScalarType.Int64)." },
         { "labels-one-based", 0, $"data: {Component} SampleTrain(256, cpu) returned labels from 1 to 8; labels are 0 .. K-1 = 0 .. 7 (K = Spec.NumClasses = 8; the label K is the null label ∅ of classifier-free guidance) (IDataSource.SampleTrain; the data's Spec is faulty (sample [2], 8 classes)). Labels counted from 1: subtract 1 in the data source." },
@@ -143,7 +161,19 @@ public class DataContractTests
         Assert.Matches(@"^data: 'faulty-data' \(HierDistill.Tests\) gives image samples in \[0\.0\d*, 254\.\d+\] \(SampleTrain\); HierDistill's images are in \[-1, 1\]", pixels);
         Assert.Contains("(x / 127.5 - 1 for pixels in [0, 255])", pixels);
         Assert.Contains("(x * 2 - 1 for pixels in [0, 1])", Assert.Single(Warnings("pixels-01", size: 8)));
-        Assert.StartsWith($"data: {Component} gave two different training batches after the same torch.manual_seed", Assert.Single(Warnings("unseeded")));
+        Assert.StartsWith($"data: {Component} gave two different first training batches in two instances built from the same config after the same " +
+                          "torch.manual_seed", Assert.Single(Warnings("unseeded")));
+        // A source without replacement (a shuffled order walked by a cursor) is seeded: its second draw differs from its first.
+        Assert.Empty(Warnings("cursor", evaluation: false));
+    }
+
+    [Fact]
+    public void A_data_source_without_an_evaluation_split_is_checked_only_when_an_evaluation_stage_will_draw_from_it()
+    {
+        using var scope = NewDisposeScope();
+        Assert.Empty(Warnings("no-evaluation", evaluation: false));
+        var e = Assert.Throws<InvalidOperationException>(() => Warnings("no-evaluation", evaluation: true));
+        Assert.Equal($"data: {Component} failed in SampleEvaluation(256): this data set has no held-out split", e.Message);
     }
 
     private static LoadedConfig Load(params string[] overrides) =>
@@ -162,11 +192,17 @@ public class DataContractTests
         Assert.Contains("1 configuration error(s) found by building the networks", output);
         Assert.Contains($"data: {Component} SampleTrain(256, cpu) returned labels from 1 to 8;", output);
 
+        // A plugin's own message that names its config path stays as it is, as a configuration error.
+        writer.GetStringBuilder().Clear();
+        Assert.False(app.Preflight("hd.json", Load("data:options:fault=throws-named"), Catalogs.BuiltIn(new FaultyDataPlugin())));
+        Assert.Contains("  - data:options:folder: shard 3 of /data/x is truncated", writer.ToString());
+        Assert.Contains("1 configuration error(s) found by building the networks", writer.ToString());
+
         writer.GetStringBuilder().Clear();
         Assert.True(app.Preflight("hd.json", Load("data:options:fault=unseeded"), Catalogs.BuiltIn(new FaultyDataPlugin())));
         Assert.True(app.Preflight("hd.json", Load("data:options:fault=unseeded"), Catalogs.BuiltIn(new FaultyDataPlugin())));
         string warnings = writer.ToString();
-        Assert.Single(warnings.Split('\n'), l => l.Contains("gave two different training batches"));
+        Assert.Single(warnings.Split('\n'), l => l.Contains("gave two different first training batches"));
     }
 
     [Fact]
@@ -179,14 +215,19 @@ public class DataContractTests
                      "evaluation out (--set stages:evaluate:enabled=false) and sample the weights with `hierdistill sample … --out samples.safetensors`.",
             e.Message);
         EvaluationStage.CheckData("evaluate", config, new FaultyData("none", 28)); // 28×28 fits
+        // Unlabelled images: the classifier has no labels to learn (it failed with libtorch's "Target 0 is out of bounds").
+        var unlabelled = Assert.Throws<InvalidOperationException>(() => EvaluationStage.CheckData("evaluate", config, new FaultyData("none", 28, classes: 0)));
+        Assert.StartsWith("stages:evaluate: the evaluation measures images with a classifier trained on their labels, and the data has 0 classes", unlabelled.Message);
         EvaluationStage.CheckData("evaluate", config, new FaultyData("none"));     // points: no classifier
     }
 
     [Theory]
     [InlineData("detached", "GeneratorLoss returned a loss with no gradient (requires_grad is false), so it trains nothing: compute it from the " +
-                            "generated samples x it is given, without detach(), no_grad() or item().")]
+                            "generated samples x it is given, without detach(), no_grad() or item(). To add nothing on purpose (an ablation), " +
+                            "return a zero made from its input, e.g. (x * 0).sum(), which keeps the graph.")]
     [InlineData("unconnected", "GeneratorLoss returned a loss whose gradient does not reach the generated samples x it is given (it is computed " +
-                               "from other tensors, or from x.detach()), so it cannot train the generator.")]
+                               "from other tensors, or from x.detach()), so it cannot train the generator. To add nothing on purpose " +
+                               "(an adversarial-only ablation), return a zero made from x, e.g. (x * 0).sum().")]
     public void Validate_names_a_matcher_whose_generator_loss_has_no_gradient_to_the_samples(string fault, string expected)
     {
         var writer = new StringWriter();
@@ -194,6 +235,9 @@ public class DataContractTests
         var loaded = Load("data:type=mixture2d", "stages:detail:matcher:type=detached-matcher", $"stages:detail:matcher:options={{\"fault\": \"{fault}\"}}");
         Assert.False(app.Preflight("hd.json", loaded, Catalogs.BuiltIn(new FaultyDataPlugin())));
         Assert.Contains($"stages:detail:matcher: 'detached-matcher' (HierDistill.Tests) {expected}", writer.ToString().ReplaceLineEndings(""));
+        // A zero made from x (an adversarial-only ablation) keeps the graph and passes.
+        var zero = Load("data:type=mixture2d", "stages:detail:matcher:type=detached-matcher", "stages:detail:matcher:options={\"fault\": \"zero\"}");
+        Assert.True(app.Preflight("hd.json", zero, Catalogs.BuiltIn(new FaultyDataPlugin())), writer.ToString());
     }
 
     [Fact]
@@ -206,6 +250,7 @@ public class DataContractTests
         var loaded = Load("data:type=mixture2d", "stages:detail:matcher:type=detached-matcher", "stages:detail:matcher:options={\"fault\": \"detached\"}");
         var e = Assert.Throws<InvalidOperationException>(() => new PipelineRunner().Run(TestRuns.Context(loaded, folder.Path, metrics)));
         Assert.Equal("stages:detail:matcher: 'detached-matcher' (HierDistill.Tests) GeneratorLoss returned a loss with no gradient (requires_grad is " +
-                     "false), so it trains nothing: compute it from the generated samples x it is given, without detach(), no_grad() or item().", e.Message);
+                     "false), so it trains nothing: compute it from the generated samples x it is given, without detach(), no_grad() or item(). " +
+                     "To add nothing on purpose (an ablation), return a zero made from its input, e.g. (x * 0).sum(), which keeps the graph.", e.Message);
     }
 }
