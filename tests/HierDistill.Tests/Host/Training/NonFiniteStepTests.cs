@@ -50,6 +50,25 @@ public class NonFiniteStepTests
         return new LossBreakdown(main + extra, new Dictionary<string, Tensor> { ["dm"] = main, ["adv"] = tensor(extra) });
     }
 
+    /// <summary>
+    /// <paramref name="steps"/> iterations of stage <paramref name="stage"/> in which <paramref name="optimizer"/> steps every
+    /// <paramref name="interval"/>-th iteration on <see cref="Loss"/> scaled by <paramref name="scale"/> of the step (NaN: a
+    /// non-finite loss), with the context <c>stages:STAGE step N</c> and <paramref name="suffix"/>.
+    /// </summary>
+    private static void Stage(RunContext run, ModuleOptimizer optimizer, nn.Module module, string stage, int steps, Func<long, double> scale,
+        int interval = 1, string suffix = "")
+    {
+        var state = new TrainingState();
+        state.Optimizers.Add(optimizer);
+        TrainingLoop.Run(run, stage, steps, progress =>
+        {
+            var log = new StepLog();
+            if (progress.Step % interval == 0)
+                log.Add("", optimizer.Step(Loss(module, scale(progress.Step)), progress.Step, $"stages:{stage} step {progress.Step}{suffix}"));
+            return log;
+        }, "loss", state);
+    }
+
     [Fact]
     public void A_non_finite_loss_skips_the_step_and_leaves_parameters_optimizer_state_and_ema_unchanged()
     {
@@ -104,14 +123,7 @@ public class NonFiniteStepTests
         var run = new RunContext { Config = context.Config, Services = context.Services, Environment = context.Environment, Logger = context.Logger, Metrics = metrics, Progress = progress };
         var (module, optimizer) = Linear(loaded.Config.Run.MaxSkippedSteps);
         using var _ = optimizer;
-        var state = new TrainingState();
-        state.Optimizers.Add(optimizer);
-        var e = Assert.Throws<NonFiniteLossException>(() => TrainingLoop.Run(run, "detail", 20, p =>
-        {
-            var log = new StepLog();
-            log.Add("", optimizer.Step(Loss(module, double.NaN), p.Step, $"stages:detail step {p.Step} (discriminator)"));
-            return log;
-        }, "loss", state));
+        var e = Assert.Throws<NonFiniteLossException>(() => Stage(run, optimizer, module, "detail", 20, _ => double.NaN, suffix: " (discriminator)"));
         // The skip count is read every logEvery (5) of the optimiser's steps: at step 4.
         Assert.StartsWith("stages:detail step 4 (discriminator): 5 consecutive steps of 'student' skipped", e.Message);
         Assert.Contains("none of its steps has been finite, so its parameters are still the initial ones: the loss is non-finite from the start, " +
@@ -131,15 +143,8 @@ public class NonFiniteStepTests
         var run = TestRuns.Context(loaded, folder.Path, metrics);
         var (module, optimizer) = Linear(loaded.Config.Run.MaxSkippedSteps);
         using var _ = optimizer;
-        var state = new TrainingState();
-        state.Optimizers.Add(optimizer);
-        var e = Assert.Throws<NonFiniteLossException>(() => TrainingLoop.Run(run, "detail", steps, progress =>
-        {
-            var log = new StepLog();
-            if (progress.Step % interval == 0)
-                log.Add("", optimizer.Step(Loss(module, progress.Step < nanFrom ? 1 : double.NaN), progress.Step, $"stages:detail step {progress.Step}"));
-            return log;
-        }, "loss", state));
+        var e = Assert.Throws<NonFiniteLossException>(() =>
+            Stage(run, optimizer, module, "detail", steps, step => step < nanFrom ? 1 : double.NaN, interval));
         Assert.Contains("consecutive steps of 'student' skipped for a non-finite loss or gradient", e.Message);
     }
 
@@ -154,15 +159,7 @@ public class NonFiniteStepTests
         var run = TestRuns.Context(loaded, folder.Path, metrics);
         var (module, optimizer) = Linear(loaded.Config.Run.MaxSkippedSteps);
         using var _ = optimizer;
-        var state = new TrainingState();
-        state.Optimizers.Add(optimizer);
-        var e = Assert.Throws<NonFiniteLossException>(() => TrainingLoop.Run(run, "detail", 6, progress =>
-        {
-            var log = new StepLog();
-            if (progress.Step % 3 == 0)
-                log.Add("", optimizer.Step(Loss(module, double.NaN), progress.Step, $"stages:detail step {progress.Step} (generator)"));
-            return log;
-        }, "loss", state));
+        var e = Assert.Throws<NonFiniteLossException>(() => Stage(run, optimizer, module, "detail", 6, _ => double.NaN, interval: 3, suffix: " (generator)"));
         Assert.True(e.NeverFinite);
         Assert.StartsWith("stages:detail step 3 (generator): 2 consecutive steps of 'student' skipped", e.Message);
         Assert.Contains("none of its steps has been finite", e.Message);
@@ -170,15 +167,7 @@ public class NonFiniteStepTests
         // A module with one finite step among them finishes (its skips are counted and logged, not fatal under the limit).
         var (module2, optimizer2) = Linear(loaded.Config.Run.MaxSkippedSteps);
         using var __ = optimizer2;
-        var state2 = new TrainingState();
-        state2.Optimizers.Add(optimizer2);
-        TrainingLoop.Run(run, "detail2", 6, progress =>
-        {
-            var log = new StepLog();
-            if (progress.Step % 3 == 0)
-                log.Add("", optimizer2.Step(Loss(module2, progress.Step == 0 ? 1 : double.NaN), progress.Step, $"stages:detail2 step {progress.Step}"));
-            return log;
-        }, "loss", state2);
+        Stage(run, optimizer2, module2, "detail2", 6, step => step == 0 ? 1 : double.NaN, interval: 3);
     }
 
     [Fact]
@@ -191,15 +180,8 @@ public class NonFiniteStepTests
         var run = TestRuns.Context(loaded, folder.Path, metrics, checkpoints);
         var (module, optimizer) = Linear(loaded.Config.Run.MaxSkippedSteps);
         using var _ = optimizer;
-        var state = new TrainingState();
-        state.Optimizers.Add(optimizer);
         // Finite for steps 0-4 (checkpoints after steps 1 and 3), then the loss term 'dm' is NaN for good.
-        var e = Assert.Throws<NonFiniteLossException>(() => TrainingLoop.Run(run, "structure", 20, progress =>
-        {
-            var log = new StepLog();
-            log.Add("", optimizer.Step(Loss(module, progress.Step < 5 ? 1 : double.NaN), progress.Step, $"stages:structure step {progress.Step}"));
-            return log;
-        }, "loss", state));
+        var e = Assert.Throws<NonFiniteLossException>(() => Stage(run, optimizer, module, "structure", 20, step => step < 5 ? 1 : double.NaN));
         Assert.StartsWith("stages:structure step 7: 3 consecutive steps of 'student' skipped", e.Message);
         Assert.Contains("loss term 'dm' = NaN", e.Message);
         Assert.EndsWith($"the last checkpoint is {checkpoints.Path} (stage structure, step 4 of 20): continue from it with --resume after lowering " +
