@@ -203,8 +203,9 @@ public static class ClassifierCache
             hash.AppendData(MemoryMarshal.AsBytes(batch.Labels.to_type(ScalarType.Int64).cpu().contiguous().data<long>().ToArray().AsSpan()));
         }
         manual_seed(seed + 11);
-        Add(data.SampleTrain((int)Math.Min(Math.Min(4096, cap / 3), data.TrainSize ?? 4096), CPU, new Generator((ulong)seed + 11, CPU)));
-        Add(data.SampleEvaluation((int)Math.Min(Math.Max(1, cap - Math.Min(4096, cap / 3)), Math.Min(10000, data.EvaluationSize ?? 10000)), CPU,
+        long train = Math.Max(1, Math.Min(4096, cap / 3));
+        Add(data.SampleTrain((int)Math.Max(1, Math.Min(train, data.TrainSize ?? train)), CPU, new Generator((ulong)seed + 11, CPU)));
+        Add(data.SampleEvaluation((int)Math.Max(1, Math.Min(Math.Max(1, cap - train), Math.Min(10000, data.EvaluationSize ?? 10000))), CPU,
             new Generator((ulong)seed + 12, CPU)));
         return Convert.ToHexString(hash.GetHashAndReset())[..16].ToLowerInvariant();
     }

@@ -21,8 +21,15 @@ internal static class DataContract
     /// <summary>Samples per trial draw at most (fewer when the split is smaller or the samples are large).</summary>
     internal const int TrialSize = 256;
 
-    /// <summary>Trial draws hold at most about this many values (16 MB of float32), so large samples get fewer.</summary>
+    /// <summary>Trial draws hold about this many values (16 MB of float32), so large samples get fewer (but at least 16).</summary>
     private const long TrialValues = 4L << 20;
+
+    /// <summary>
+    /// The seed set before each instance of the data source is built (and its split sizes read), as a run seeds the stream
+    /// before it builds one: a source that draws from the global stream when built (random class centres, a random split) is
+    /// then the same in both.
+    /// </summary>
+    internal const long BuildSeed = 4320;
 
     /// <summary>
     /// Draws up to <see cref="TrialSize"/> training samples (and, with an evaluation stage, evaluation samples) from
@@ -58,22 +65,44 @@ internal static class DataContract
                  $"are in [-1, 1]: the noise they are mixed with is N(0, I), and `sample` and the evaluation write images clamped to " +
                  $"[-1, 1]. Scale them in the data source ({scale}); latents or other data may ignore this.");
 
-        // The same seed must give the same run: a second instance's first draw after the same seed equals the first one's (two
-        // fresh instances, so that a source that walks a shuffled order with a cursor is not mistaken for an unseeded one).
-        var other = ComponentCalls.Run("data", component, "when built a second time", another);
+        // The same seed must give the same run: a second instance's first draw after the same seeds equals the first one's (two
+        // fresh instances, so that a source that walks a shuffled order with a cursor is not mistaken for an unseeded one). A
+        // warning-level check: a second instance that cannot be built, drawn from or disposed (a lock, a singleton) skips it.
+        if (SameFirstDraw(data, another, n, train) == false)
+            warn($"data: {component} gave two different first training batches in two instances built from the same config after the " +
+                 "same torch.manual_seed (SampleTrain with no generator): it draws from a random stream of its own (System.Random, a " +
+                 "time seed), so two runs with the same run.seed differ and a resumed run does not continue the stopped one. Draw with " +
+                 "the generator passed in (the global torch generator when it is null), e.g. randint(…, generator: generator).");
+    }
+
+    /// <summary>Whether a second instance, built and drawn from as the first was, gives the same first batch; null when it cannot tell.</summary>
+    private static bool? SameFirstDraw(IDataSource data, Func<IDataSource> another, int n, Batch first)
+    {
+        IDataSource? other = null;
         try
         {
+            manual_seed(BuildSeed);
+            other = another();
+            if (ReferenceEquals(other, data)) return null; // one shared instance: nothing to compare
+            _ = (other.TrainSize, other.EvaluationSize);
             manual_seed(4321);
-            var again = ComponentCalls.Run("data", component, $"in SampleTrain({n})", () => other.SampleTrain(n, CPU));
-            if (!again.X.shape.SequenceEqual(train.X.shape) || !again.X.eq(train.X).all().item<bool>() || !again.Labels.eq(train.Labels).all().item<bool>())
-                warn($"data: {component} gave two different first training batches in two instances built from the same config after the " +
-                     "same torch.manual_seed (SampleTrain with no generator): it draws from a random stream of its own (System.Random, a " +
-                     "time seed), so two runs with the same run.seed differ and a resumed run does not continue the stopped one. Draw with " +
-                     "the generator passed in (the global torch generator when it is null), e.g. randint(…, generator: generator).");
+            var again = other.SampleTrain(n, CPU);
+            return again.X.shape.SequenceEqual(first.X.shape) && again.X.eq(first.X).all().item<bool>() && again.Labels.eq(first.Labels).all().item<bool>();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return null;
         }
         finally
         {
-            (other as IDisposable)?.Dispose();
+            try
+            {
+                if (!ReferenceEquals(other, data)) (other as IDisposable)?.Dispose();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // The check is a warning's: a second instance that cannot be disposed does not stop the run.
+            }
         }
     }
 

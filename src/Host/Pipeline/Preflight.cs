@@ -73,6 +73,7 @@ public static class Preflight
             (string Path, string Component) teacherName = default;
             try
             {
+                torch.random.manual_seed(DataContract.BuildSeed); // as the seed check builds its second instance
                 data = Build<IDataSource>("data");
                 // A data source may read its files on first use (Fashion-MNIST does, so that `sample` needs none): make it read
                 // them now, so that missing or damaged data is reported here.

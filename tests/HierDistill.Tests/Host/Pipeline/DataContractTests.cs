@@ -28,11 +28,22 @@ public sealed class FaultyDataOptions
 /// A data source with one contract fault, as a third-party plugin might have: 2-D points from 8 classes, or small images.
 /// Every draw uses the generator it is given (the global one when null), except under the fault <c>unseeded</c>.
 /// </summary>
-internal sealed class FaultyData(string fault, int size = 0, int classes = 8) : IDataSource
+internal sealed class FaultyData(string fault, int size = 0, int classes = 8) : IDataSource, IDisposable
 {
     private readonly Random _own = new();
+    // Drawn from the global stream when built (fixed random class centres, say): the same after the same seed.
+    private readonly float _shift = fault == "built-random" ? rand(1).item<float>() : 0;
     private Tensor? _order;
     private long _cursor;
+
+    /// <summary>How often Dispose was called.</summary>
+    public int Disposals { get; private set; }
+
+    public void Dispose()
+    {
+        Disposals++;
+        if (fault == "dispose-throws") throw new IOException("the shard cache cannot be released");
+    }
 
     public DataSpec Spec { get; } = new("faulty", size > 0 ? [1, size, size] : [2], classes);
 
@@ -61,6 +72,7 @@ internal sealed class FaultyData(string fault, int size = 0, int classes = 8) : 
         var x = size > 0 ? rand([count, 1, size, size], generator: generator, device: device) * 2 - 1 : randn([count, 2], generator: generator, device: device);
         var labels = randint(0, 8, [count], generator: generator, device: device);
         if (fault == "unseeded") x = x + _own.NextDouble();
+        if (fault == "built-random") x = x + _shift;
         return fault switch
         {
             "no-channel" => new Batch(x.squeeze(1), labels),
@@ -165,6 +177,36 @@ public class DataContractTests
                           "torch.manual_seed", Assert.Single(Warnings("unseeded")));
         // A source without replacement (a shuffled order walked by a cursor) is seeded: its second draw differs from its first.
         Assert.Empty(Warnings("cursor", evaluation: false));
+    }
+
+    [Fact]
+    public void The_seed_check_is_only_a_warning_and_leaves_the_preflights_instance_alone()
+    {
+        using var scope = NewDisposeScope();
+        List<string> Check(FaultyData data, Func<IDataSource> another)
+        {
+            var warnings = new List<string>();
+            manual_seed(DataContract.BuildSeed); // as the preflight builds its instance
+            DataContract.Try(Component, data, another, evaluation: false, warnings.Add);
+            return warnings;
+        }
+        FaultyData Built(string fault)
+        {
+            manual_seed(DataContract.BuildSeed);
+            return new FaultyData(fault);
+        }
+        // A source that draws from the global stream when built is the same after the same seed: no warning.
+        Assert.Empty(Check(Built("built-random"), () => new FaultyData("built-random")));
+        // A second instance that cannot be built (a lock, a singleton) or disposed skips the check: neither error nor warning.
+        Assert.Empty(Check(new FaultyData("none"), () => throw new IOException("the shard cache is locked by another process")));
+        Assert.Empty(Check(new FaultyData("dispose-throws"), () => new FaultyData("dispose-throws")));
+        // A factory handing out one shared instance: nothing to compare, and the preflight's instance is not disposed here.
+        var shared = new FaultyData("none");
+        Assert.Empty(Check(shared, () => shared));
+        Assert.Equal(0, shared.Disposals);
+        var second = new FaultyData("none");
+        Assert.Empty(Check(new FaultyData("none"), () => second));
+        Assert.Equal(1, second.Disposals);
     }
 
     [Fact]
