@@ -127,7 +127,7 @@ public static class Preflight
                             }
                             break;
                         case TrajectoryStageConfig s when teacher is not null:
-                            Build<ITrajectoryDistiller>($"stages:{key}:distiller", data, teacher);
+                            var distiller = Build<ITrajectoryDistiller>($"stages:{key}:distiller", data, teacher);
                             bool fresh = components.Has($"stages:{key}:student");
                             var (studentPath, studentName) = fresh ? ($"stages:{key}:student", components.Describe($"stages:{key}:student")) : teacherName;
                             var student = ComponentCalls.Run(studentPath, studentName, fresh ? "in building the student network" : "in CreateStudent",
@@ -136,6 +136,9 @@ public static class Preflight
                             TeacherContract.TryStudent(studentPath, studentName, student, teacher, data.Spec,
                                 fresh ? "the student network" : "CreateStudent");
                             CheckLoadFrom(student, s.LoadFrom, key);
+                            if (string.IsNullOrWhiteSpace(s.LoadFrom))
+                                TrajectoryStage.TryDistiller($"stages:{key}:distiller", components.Describe($"stages:{key}:distiller"), distiller, student,
+                                    teacher, data, s.Training.Steps);
                             break;
                         case DistributionStageConfig d when teacher is not null:
                             var matcher = Build<IDistributionMatcher>($"stages:{key}:matcher", data, teacher);

@@ -135,4 +135,35 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
             throw new InvalidOperationException($"{path}: the student models {architecture.Spec} but the teacher {teacher.Spec}.");
         return architecture.CreateStudent();
     }
+    /// <summary>
+    /// Runs <paramref name="distiller"/> once as stage 1's first step does (<c>Begin</c>, then <c>Loss</c> on 2 training samples
+    /// with the student in training mode, then its backward pass), on the untrained networks the preflight built on the CPU:
+    /// the loss must carry a gradient to the student's parameters. So a distiller that throws, or whose loss trains nothing,
+    /// fails at <c>validate</c>, not after the teacher has trained.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">When the distiller throws or its loss has no gradient to the student, naming it.</exception>
+    internal static void TryDistiller(string path, string component, ITrajectoryDistiller distiller, AverageVelocityNetwork student, ITeacher teacher,
+        HierDistill.Abstractions.Data.IDataSource data, long steps)
+    {
+        using var scope = torch.NewDisposeScope();
+        const string trial = "on a trial batch of 2 training samples";
+        student.train();
+        ComponentCalls.Run(path, component, "in Begin", () =>
+        {
+            distiller.Begin(student, teacher);
+            return 0;
+        });
+        var batch = data.SampleTrain(2, torch.CPU);
+        var loss = ComponentCalls.Run(path, component, $"in Loss {trial}", () => distiller.Loss(student, teacher, batch, new TrainingProgress(0, Math.Max(1, steps))));
+        LossGradients.Require(loss, path, component, "Loss", "the student it is given");
+        ComponentCalls.Run(path, component, $"in the backward pass of Loss {trial}", () =>
+        {
+            loss.Total.backward();
+            return 0;
+        });
+        if (!student.parameters().Any(p => p.grad is not null))
+            throw new InvalidOperationException(
+                $"{path}: {component} Loss returned a loss whose gradient reaches none of the student's parameters (it is computed from " +
+                "other tensors, or from the student's outputs detached), so it cannot train the student.");
+    }
 }

@@ -1,6 +1,7 @@
 using HierDistill.Abstractions.Contracts;
 using HierDistill.Abstractions.Data;
 using HierDistill.Abstractions.Losses;
+using HierDistill.Abstractions.Models;
 using HierDistill.Abstractions.Plugins;
 using HierDistill.Host;
 using HierDistill.Host.Configuration;
@@ -111,12 +112,26 @@ internal sealed class DetachedMatcher(string fault) : IDistributionMatcher
         });
 }
 
+/// <summary>A trajectory distiller whose loss trains nothing (<c>detached</c>) or that fails on its first batch (<c>throws</c>).</summary>
+internal sealed class DetachedDistiller(string fault) : ITrajectoryDistiller
+{
+    public LossBreakdown Loss(AverageVelocityNetwork student, ITeacher teacher, Batch batch, TrainingProgress progress)
+    {
+        if (fault == "throws") throw new InvalidOperationException("my target broke");
+        var t = full([batch.Size], 0.5f);
+        var u = student.AverageVelocity(batch.X, zeros_like(t), t, batch.Labels);
+        return new(fault == "detached" ? u.detach().square().mean() : u.square().mean());
+    }
+}
+
 internal sealed class FaultyDataPlugin : IHierDistillPlugin
 {
     public void Register(IServiceCollection services)
     {
         services.AddDataSource<FaultyDataOptions>("faulty-data", "2-D points or small images with one contract fault (tests).",
             (_, o) => new FaultyData(o.Fault, o.Size));
+        services.AddTrajectoryDistiller<FaultyDataOptions>("detached-distiller", "A stage-1 loss without gradient, or one that throws (tests).",
+            (_, o) => new DetachedDistiller(o.Fault));
         services.AddDistributionMatcher<FaultyDataOptions>("detached-matcher", "A generator loss without gradient to the samples (tests).",
             (_, o) => new DetachedMatcher(o.Fault));
     }
@@ -280,6 +295,22 @@ public class DataContractTests
         // A zero made from x (an adversarial-only ablation) keeps the graph and passes.
         var zero = Load("data:type=mixture2d", "stages:detail:matcher:type=detached-matcher", "stages:detail:matcher:options={\"fault\": \"zero\"}");
         Assert.True(app.Preflight("hd.json", zero, Catalogs.BuiltIn(new FaultyDataPlugin())), writer.ToString());
+    }
+
+    [Theory]
+    [InlineData("detached", "Loss returned a loss with no gradient (requires_grad is false), so it trains nothing: compute it from the student it is given")]
+    [InlineData("throws", "failed in Loss on a trial batch of 2 training samples: my target broke")]
+    public void Validate_runs_a_trajectory_distiller_once_so_that_its_faults_show_before_the_teacher_trains(string fault, string expected)
+    {
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        var loaded = Load("data:type=mixture2d", "stages:structure:distiller:type=detached-distiller",
+            $"stages:structure:distiller:options={{\"fault\": \"{fault}\"}}");
+        Assert.False(app.Preflight("hd.json", loaded, Catalogs.BuiltIn(new FaultyDataPlugin())));
+        Assert.Contains($"stages:structure:distiller: 'detached-distiller' (HierDistill.Tests) {expected}", writer.ToString().ReplaceLineEndings(""));
+        // The same distiller with a loss that has its gradient passes.
+        var good = Load("data:type=mixture2d", "stages:structure:distiller:type=detached-distiller", "stages:structure:distiller:options={\"fault\": \"none\"}");
+        Assert.True(app.Preflight("hd.json", good, Catalogs.BuiltIn(new FaultyDataPlugin())), writer.ToString());
     }
 
     [Fact]
