@@ -304,7 +304,13 @@ public sealed class ModuleOptimizer : IDisposable
     }
 
     /// <summary>The first non-finite loss term (read only when a run is about to stop), else the gradient norm.</summary>
-    private static string Culprit(LossBreakdown breakdown, Tensor norm)
+    /// <summary>
+    /// The component a loss term comes from, for the message of a non-finite stop (e.g. <c>'dmd' (HierDistill.Plugins.Dmd)</c>
+    /// for DMD's <c>dm</c>, the discriminator for <c>adv/…</c>); null: not named.
+    /// </summary>
+    public Func<string, string?>? TermOwner { get; set; }
+
+    private string Culprit(LossBreakdown breakdown, Tensor norm)
     {
         try
         {
@@ -317,12 +323,12 @@ public sealed class ModuleOptimizer : IDisposable
         }
     }
 
-    private static string CulpritOf(LossBreakdown breakdown, Tensor norm)
+    private string CulpritOf(LossBreakdown breakdown, Tensor norm)
     {
         foreach (var (name, t) in breakdown.Terms)
         {
             double v = t.detach().to_type(ScalarType.Float64).cpu().item<double>();
-            if (!double.IsFinite(v)) return $"loss term '{name}' = {v}";
+            if (!double.IsFinite(v)) return $"loss term '{name}' = {v}" + (TermOwner?.Invoke(name) is { Length: > 0 } owner ? $", from {owner}" : "");
         }
         double total = breakdown.Total.detach().to_type(ScalarType.Float64).cpu().item<double>();
         return double.IsFinite(total) ? $"gradient norm = {norm.to_type(ScalarType.Float64).cpu().item<double>()}, loss = {total}" : $"loss = {total}";

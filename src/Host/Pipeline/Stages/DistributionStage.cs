@@ -77,11 +77,15 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         int maxSkipped = run.Config.Config.Run.MaxSkippedSteps;
         using var generatorOptimizer = new ModuleOptimizer("generator", generator, training.ToOptimizer(), training.EmaDecay,
             LearningRateSchedules.Warmup(training.WarmupSteps), maxSkipped);
+        generatorOptimizer.TermOwner = term =>
+            term.StartsWith("adv/", StringComparison.Ordinal) ? discriminatorName
+            : term.StartsWith("reg/", StringComparison.Ordinal) ? regularizerName
+            : matcherName;
         var auxiliary = matcher.AuxiliaryModules.Select(m =>
         {
             m.Module.to(device);
             m.Module.train();
-            return new ModuleOptimizer(m.Name, m.Module, m.Optimizer, maxConsecutiveSkips: maxSkipped);
+            return new ModuleOptimizer(m.Name, m.Module, m.Optimizer, maxConsecutiveSkips: maxSkipped) { TermOwner = _ => matcherName };
         }).ToList();
         ModuleOptimizer? discriminatorOptimizer = null;
         if (discriminator is not null)
@@ -89,7 +93,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
             discriminator.Heads.Module.to(device);
             discriminator.Heads.Module.train();
             discriminatorOptimizer = new ModuleOptimizer(discriminator.Heads.Name, discriminator.Heads.Module, discriminator.Heads.Optimizer,
-                maxConsecutiveSkips: maxSkipped);
+                maxConsecutiveSkips: maxSkipped) { TermOwner = _ => discriminatorName };
         }
         regularizer?.Begin(generator, teacher);
         var trained = new TrainingState().With("matcher", matcher).With("discriminator", discriminator).With("regularizer", regularizer);

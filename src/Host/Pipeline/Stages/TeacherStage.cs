@@ -112,6 +112,7 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
         var settings = new OptimizerSettings(training.LearningRate, 0.9, 0.999, 0, training.GradClip > 0 ? training.GradClip : null);
         using var optimizer = new ModuleOptimizer("teacher", network, settings, training.EmaDecay,
             LearningRateSchedules.Cosine(training.Steps, training.FinalLearningRateFraction), run.Config.Config.Run.MaxSkippedSteps);
+        optimizer.TermOwner = _ => component; // the flow-matching loss of the teacher network's velocity
         var trained = new TrainingState();
         trained.Optimizers.Add(optimizer);
         var device = run.Environment.Device;

@@ -61,6 +61,7 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
             key, run.Config.Component(path).Descriptor.Name, student.ParameterCount(), training.Steps);
 
         string distillerName = run.Components.Describe(path);
+        optimizer.TermOwner = _ => distillerName;
         double seconds = TrainingLoop.Run(run, key, training.Steps, progress =>
         {
             var batch = state.Data.SampleTrain(training.BatchSize, run.Environment.Device);

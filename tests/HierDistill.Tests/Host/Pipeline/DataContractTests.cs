@@ -104,7 +104,7 @@ internal sealed class DetachedMatcher(string fault) : IDistributionMatcher
     public LossBreakdown AuxiliaryLoss(Tensor samples, Tensor labels, TrainingProgress progress) => new(zeros(1));
 
     public LossBreakdown GeneratorLoss(Tensor samples, Tensor labels, TrainingProgress progress) =>
-        new(fault switch
+        fault == "nan" ? new((samples * double.NaN).mean(), new Dictionary<string, Tensor> { ["dm"] = full(1, double.NaN) }) : new(fault switch
         {
             "unconnected" => (samples.detach().square() * _scale).mean(),
             "zero" => (samples * 0).sum(), // adds nothing on purpose, keeping the graph
@@ -311,6 +311,17 @@ public class DataContractTests
         // The same distiller with a loss that has its gradient passes.
         var good = Load("data:type=mixture2d", "stages:structure:distiller:type=detached-distiller", "stages:structure:distiller:options={\"fault\": \"none\"}");
         Assert.True(app.Preflight("hd.json", good, Catalogs.BuiltIn(new FaultyDataPlugin())), writer.ToString());
+    }
+
+    [Fact]
+    public void A_non_finite_stop_names_the_component_the_loss_term_comes_from()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
+        var loaded = Load("data:type=mixture2d", "stages:detail:matcher:type=detached-matcher", "stages:detail:matcher:options={\"fault\": \"nan\"}");
+        var e = Assert.Throws<NonFiniteLossException>(() => new PipelineRunner().Run(TestRuns.Context(loaded, folder.Path, metrics)));
+        Assert.Contains("(loss term 'dm' = NaN, from 'detached-matcher' (HierDistill.Tests))", e.Message);
+        Assert.True(e.NeverFinite);
     }
 
     [Fact]
