@@ -160,19 +160,20 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
     /// <exception cref="InvalidOperationException">When it does not.</exception>
     internal static void CheckData(string key, EvaluationStageConfig config, IDataSource data)
     {
+        string withoutIt = $"leave the evaluation out (--set stages:{key}:enabled=false) and sample the weights with " +
+                           "`hierdistill sample … --out samples.safetensors`.";
         if (data.EvaluationSize is { } available && config.Samples > available)
             throw new InvalidOperationException(
                 $"stages:{key}:samples = {config.Samples}, but the data's evaluation split has {available} samples; use at most {available}.");
         if (data.Spec.SampleShape.Length == 3 && data.Spec.NumClasses < 2)
             throw new InvalidOperationException(
                 $"stages:{key}: the evaluation measures images with a classifier trained on their labels, and the data has " +
-                $"{data.Spec.NumClasses} class{(data.Spec.NumClasses == 1 ? "" : "es")} ({data.Spec}); it needs at least 2. Leave the evaluation out " +
-                $"(--set stages:{key}:enabled=false) and sample the weights with `hierdistill sample … --out samples.safetensors`.");
+                $"{data.Spec.NumClasses} class{(data.Spec.NumClasses == 1 ? "" : "es")} ({data.Spec}); it needs at least 2. " +
+                char.ToUpperInvariant(withoutIt[0]) + withoutIt[1..]);
         if (data.Spec.SampleShape is [_, var h, var w] && (h % 4 != 0 || w % 4 != 0))
             throw new InvalidOperationException(
                 $"stages:{key}: the evaluation measures images with a classifier that needs H and W multiples of 4, and the data's images are " +
-                $"{h}×{w} ({data.Spec}). Pad or crop them to a multiple of 4 in the data source, or leave the evaluation out " +
-                $"(--set stages:{key}:enabled=false) and sample the weights with `hierdistill sample … --out samples.safetensors`.");
+                $"{h}×{w} ({data.Spec}). Pad or crop them to a multiple of 4 in the data source, or {withoutIt}");
     }
 
     /// <summary><see cref="TimedSample"/> in batches of the stage's <c>batchSize</c>.</summary>

@@ -202,11 +202,12 @@ public static class ClassifierCache
             hash.AppendData(MemoryMarshal.AsBytes(batch.X.to_type(ScalarType.Float32).cpu().contiguous().data<float>().ToArray().AsSpan()));
             hash.AppendData(MemoryMarshal.AsBytes(batch.Labels.to_type(ScalarType.Int64).cpu().contiguous().data<long>().ToArray().AsSpan()));
         }
+        // At least one sample each; the training draw takes up to a third of the cap, the evaluation draw the rest.
+        long train = Math.Max(1, Math.Min(Math.Min(4096, cap / 3), data.TrainSize ?? 4096));
+        long evaluation = Math.Max(1, Math.Min(Math.Min(10000, cap - train), data.EvaluationSize ?? 10000));
         manual_seed(seed + 11);
-        long train = Math.Max(1, Math.Min(4096, cap / 3));
-        Add(data.SampleTrain((int)Math.Max(1, Math.Min(train, data.TrainSize ?? train)), CPU, new Generator((ulong)seed + 11, CPU)));
-        Add(data.SampleEvaluation((int)Math.Max(1, Math.Min(Math.Max(1, cap - train), Math.Min(10000, data.EvaluationSize ?? 10000))), CPU,
-            new Generator((ulong)seed + 12, CPU)));
+        Add(data.SampleTrain((int)train, CPU, new Generator((ulong)seed + 11, CPU)));
+        Add(data.SampleEvaluation((int)evaluation, CPU, new Generator((ulong)seed + 12, CPU)));
         return Convert.ToHexString(hash.GetHashAndReset())[..16].ToLowerInvariant();
     }
 

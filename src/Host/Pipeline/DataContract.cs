@@ -1,3 +1,4 @@
+using HierDistill.Abstractions.Conventions;
 using HierDistill.Abstractions.Data;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -31,6 +32,9 @@ internal static class DataContract
     /// </summary>
     internal const long BuildSeed = 4320;
 
+    /// <summary>The seed set before the trial draws of each instance (the stages draw after the run's seed).</summary>
+    private const long DrawSeed = 4321;
+
     /// <summary>
     /// Draws up to <see cref="TrialSize"/> training samples (and, with an evaluation stage, evaluation samples) from
     /// <paramref name="data"/> on the CPU and checks them (see the class). Call it before anything else draws from
@@ -52,7 +56,7 @@ internal static class DataContract
         int cap = (int)Math.Clamp(TrialValues / Math.Max(1, spec.SampleSize), 16, TrialSize);
         int n = (int)Math.Min(cap, Math.Max(1, data.TrainSize ?? cap));
         // As the training stages draw: no generator (the global one), after the run's seed.
-        manual_seed(4321);
+        manual_seed(DrawSeed);
         var train = Draw(component, "SampleTrain", n, spec, () => data.SampleTrain(n, CPU));
         if (evaluation)
         {
@@ -60,8 +64,8 @@ internal static class DataContract
             Draw(component, "SampleEvaluation", m, spec, () => data.SampleEvaluation(m, CPU, new Generator(1235, CPU)));
         }
 
-        if (spec.SampleShape.Length == 3 && RawPixels(train.X) is { } scale)
-            warn($"data: {component} gives image samples in [{Min(train.X):0.###}, {Max(train.X):0.###}] (SampleTrain); HierDistill's images " +
+        if (spec.SampleShape.Length == 3 && RawPixels(train.X) is var (min, max, scale))
+            warn($"data: {component} gives image samples in [{min:0.###}, {max:0.###}] (SampleTrain); HierDistill's images " +
                  $"are in [-1, 1]: the noise they are mixed with is N(0, I), and `sample` and the evaluation write images clamped to " +
                  $"[-1, 1]. Scale them in the data source ({scale}); latents or other data may ignore this.");
 
@@ -85,7 +89,7 @@ internal static class DataContract
             other = another();
             if (ReferenceEquals(other, data)) return null; // one shared instance: nothing to compare
             _ = (other.TrainSize, other.EvaluationSize);
-            manual_seed(4321);
+            manual_seed(DrawSeed);
             var again = other.SampleTrain(n, CPU);
             return again.X.shape.SequenceEqual(first.X.shape) && again.X.eq(first.X).all().item<bool>() && again.Labels.eq(first.Labels).all().item<bool>();
         }
@@ -119,7 +123,7 @@ internal static class DataContract
         long[] expected = spec.BatchShape(count);
         if (!x.shape.SequenceEqual(expected))
             throw new InvalidOperationException(
-                $"{where} returned x of shape {Shape(x.shape)}; the contract is [B, ...S] = {Shape(expected)} {contract}. " +
+                $"{where} returned x of shape {Shapes.Format(x.shape)}; the contract is [B, ...S] = {Shapes.Format(expected)} {contract}. " +
                 (expected is [_, 1, _, _] && x.shape.SequenceEqual(expected.Where((_, i) => i != 1))
                     ? "The channel dimension (of size 1) is missing: x.unsqueeze(1) makes [B, 1, H, W]."
                     : "Return the shape the Spec gives, or change the Spec."));
@@ -131,7 +135,7 @@ internal static class DataContract
                 $"{where} returned tensors on {x.device} and {labels.device}; the contract is the device asked for {contract}.");
         if (!labels.shape.SequenceEqual([count]) || labels.dtype != ScalarType.Int64)
             throw new InvalidOperationException(
-                $"{where} returned labels as {labels.dtype} of shape {Shape(labels.shape)}; the contract is int64 labels of shape [B] = [{count}] " +
+                $"{where} returned labels as {labels.dtype} of shape {Shapes.Format(labels.shape)}; the contract is int64 labels of shape [B] = [{count}] " +
                 $"{contract}{(labels.dtype != ScalarType.Int64 ? ": return labels.to_type(ScalarType.Int64)" : "")}.");
         long nonFinite = (~x.isfinite()).sum().item<long>();
         if (nonFinite > 0)
@@ -148,19 +152,13 @@ internal static class DataContract
         return batch;
     }
 
-    /// <summary>For non-negative images that look like pixels in [0, 1] or [0, 255], how to scale them; else null.</summary>
-    private static string? RawPixels(Tensor x)
+    /// <summary>For non-negative images that look like pixels in [0, 1] or [0, 255]: their range and how to scale them; else null.</summary>
+    private static (double Min, double Max, string Scale)? RawPixels(Tensor x)
     {
-        double min = Min(x), max = Max(x);
+        double min = x.min().to_type(ScalarType.Float64).item<double>(), max = x.max().to_type(ScalarType.Float64).item<double>();
         if (min < 0) return null;
-        if (max <= 1.0) return "x * 2 - 1 for pixels in [0, 1]";
-        if (max > 1.5 && max <= 255.0) return "x / 127.5 - 1 for pixels in [0, 255]";
+        if (max <= 1.0) return (min, max, "x * 2 - 1 for pixels in [0, 1]");
+        if (max > 1.5 && max <= 255.0) return (min, max, "x / 127.5 - 1 for pixels in [0, 255]");
         return null;
     }
-
-    private static double Min(Tensor x) => x.min().to_type(ScalarType.Float64).item<double>();
-
-    private static double Max(Tensor x) => x.max().to_type(ScalarType.Float64).item<double>();
-
-    private static string Shape(long[] shape) => $"[{string.Join(", ", shape)}]";
 }

@@ -1,5 +1,7 @@
+using HierDistill.Abstractions.Conventions;
 using HierDistill.Abstractions.Contracts;
 using HierDistill.Abstractions.Data;
+using HierDistill.Abstractions.Losses;
 using HierDistill.Abstractions.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -23,7 +25,7 @@ internal static class TeacherContract
     {
         if (velocity.shape.SequenceEqual(z.shape) && velocity.is_floating_point()) return velocity;
         throw new InvalidOperationException(
-            $"{path}: {component} {method} returned a {velocity.dtype} tensor of shape {Shape(velocity)} for z of shape {Shape(z)}; the contract is " +
+            $"{path}: {component} {method} returned a {velocity.dtype} tensor of shape {Shapes.Format(velocity)} for z of shape {Shapes.Format(z)}; the contract is " +
             $"a floating-point velocity of z's shape [B, ...S] ({(method.StartsWith("Average", StringComparison.Ordinal) ? "AverageVelocityNetwork.AverageVelocity" : "ITeacher.Velocity")}).");
     }
 
@@ -48,7 +50,7 @@ internal static class TeacherContract
             if (fits) continue;
             string expected = spec is null ? $"[{samples}, N, C]" : $"[{samples}, {spec.Tokens}, {spec.Channels}]";
             throw new InvalidOperationException(
-                $"{path}: {component} TokenFeatures returned a {f.dtype} tensor of shape {Shape(f)} for block {blocks[i]} and {samples} samples; the " +
+                $"{path}: {component} TokenFeatures returned a {f.dtype} tensor of shape {Shapes.Format(f)} for block {blocks[i]} and {samples} samples; the " +
                 $"contract is a floating-point [B, N, C] = {expected}, the tokens and channels its FeatureBlocks declare (ITeacher.TokenFeatures).");
         }
     }
@@ -233,13 +235,11 @@ internal static class TeacherContract
         var reshaped = own.FirstOrDefault(kv => !kv.Value.SequenceEqual(copied[kv.Key]));
         if (reshaped.Key is not null)
             throw new InvalidOperationException(
-                $"{path}: {component} CreateTrainableCopy returned a network whose tensor '{reshaped.Key}' has shape {Shape(copied[reshaped.Key])} " +
-                $"where the teacher's has {Shape(reshaped.Value)}; the contract is a copy of the teacher's architecture and weights.");
+                $"{path}: {component} CreateTrainableCopy returned a network whose tensor '{reshaped.Key}' has shape {Shapes.Format(copied[reshaped.Key])} " +
+                $"where the teacher's has {Shapes.Format(reshaped.Value)}; the contract is a copy of the teacher's architecture and weights.");
     }
 
-    private static string Shape(Tensor t) => Shape(t.shape);
 
-    private static string Shape(long[] shape) => $"[{string.Join(", ", shape)}]";
 }
 
 /// <summary>Calls into a component's code whose exceptions are reported with the component's config path and name.</summary>
@@ -283,13 +283,39 @@ internal static class LossGradients
     /// <param name="method">The method that returned it, e.g. <c>GeneratorLoss</c>.</param>
     /// <param name="from">What it must be computed from, e.g. <c>the generated samples x it is given</c>.</param>
     /// <exception cref="InvalidOperationException">When it has none.</exception>
-    internal static void Require(HierDistill.Abstractions.Losses.LossBreakdown loss, string path, string component, string method, string from)
+    internal static void Require(LossBreakdown loss, string path, string component, string method, string from)
     {
         if (loss.Total.requires_grad) return;
         throw new InvalidOperationException(
             $"{path}: {component} {method} returned a loss with no gradient (requires_grad is false), so it trains nothing: compute it " +
             $"from {from}, without detach(), no_grad() or item(). To add nothing on purpose (an ablation), return a zero made from " +
             "its input, e.g. (x * 0).sum(), which keeps the graph.");
+    }
+
+    /// <summary>
+    /// For a preflight trial: <see cref="Require"/>, then the backward pass of <paramref name="loss"/> (a failure names the
+    /// component), then whether any of <paramref name="leaves"/> received a gradient.
+    /// </summary>
+    /// <param name="loss">The loss a component returned on the trial.</param>
+    /// <param name="path">The component's config path.</param>
+    /// <param name="component">The component for messages.</param>
+    /// <param name="method">The method that returned it.</param>
+    /// <param name="from">What it must be computed from (see <see cref="Require"/>).</param>
+    /// <param name="trial">What the trial was, with its preposition: <c>on a trial batch of 2 random samples</c>.</param>
+    /// <param name="leaves">The tensors the gradient must reach (the samples, the student's parameters).</param>
+    /// <param name="unreached">The rest of the message when it reaches none, after "returned a loss whose gradient ".</param>
+    /// <exception cref="InvalidOperationException">When the loss has no gradient, its backward pass fails, or it reaches none of the leaves.</exception>
+    internal static void RequireReaches(LossBreakdown loss, string path, string component, string method, string from, string trial,
+        IEnumerable<Tensor> leaves, string unreached)
+    {
+        Require(loss, path, component, method, from);
+        ComponentCalls.Run(path, component, $"in the backward pass of {method} {trial}", () =>
+        {
+            loss.Total.backward();
+            return 0;
+        });
+        if (!leaves.Any(l => l.grad is not null))
+            throw new InvalidOperationException($"{path}: {component} {method} returned a loss whose gradient {unreached}");
     }
 }
 

@@ -328,17 +328,9 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         var progress = new TrainingProgress(0, Math.Max(1, steps));
         const string trial = "on a trial batch of 2 random samples";
         var loss = ComponentCalls.Run(path, component, $"in GeneratorLoss {trial}", () => matcher.GeneratorLoss(x, labels, progress));
-        LossGradients.Require(loss, path, component, "GeneratorLoss", "the generated samples x it is given");
-        ComponentCalls.Run(path, component, $"in the backward pass of GeneratorLoss {trial}", () =>
-        {
-            loss.Total.backward();
-            return 0;
-        });
-        if (x.grad is null)
-            throw new InvalidOperationException(
-                $"{path}: {component} GeneratorLoss returned a loss whose gradient does not reach the generated samples x it is given " +
-                "(it is computed from other tensors, or from x.detach()), so it cannot train the generator. To add nothing on purpose " +
-                "(an adversarial-only ablation), return a zero made from x, e.g. (x * 0).sum().");
+        LossGradients.RequireReaches(loss, path, component, "GeneratorLoss", "the generated samples x it is given", trial, [x],
+            "does not reach the generated samples x it is given (it is computed from other tensors, or from x.detach()), so it cannot " +
+            "train the generator. To add nothing on purpose (an adversarial-only ablation), return a zero made from x, e.g. (x * 0).sum().");
         if (matcher.AuxiliaryModules.Count == 0) return;
         var aux = ComponentCalls.Run(path, component, $"in AuxiliaryLoss {trial}", () => matcher.AuxiliaryLoss(x.detach(), labels, progress));
         LossGradients.Require(aux, path, component, "AuxiliaryLoss", "its auxiliary modules (e.g. the fake score)");

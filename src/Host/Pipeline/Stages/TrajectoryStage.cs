@@ -156,15 +156,8 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
         });
         var batch = data.SampleTrain(2, torch.CPU);
         var loss = ComponentCalls.Run(path, component, $"in Loss {trial}", () => distiller.Loss(student, teacher, batch, new TrainingProgress(0, Math.Max(1, steps))));
-        LossGradients.Require(loss, path, component, "Loss", "the student it is given");
-        ComponentCalls.Run(path, component, $"in the backward pass of Loss {trial}", () =>
-        {
-            loss.Total.backward();
-            return 0;
-        });
-        if (!student.parameters().Any(p => p.grad is not null))
-            throw new InvalidOperationException(
-                $"{path}: {component} Loss returned a loss whose gradient reaches none of the student's parameters (it is computed from " +
-                "other tensors, or from the student's outputs detached), so it cannot train the student.");
+        LossGradients.RequireReaches(loss, path, component, "Loss", "the student it is given", trial, student.parameters(),
+            "reaches none of the student's parameters (it is computed from other tensors, or from the student's outputs detached), so it " +
+            "cannot train the student.");
     }
 }

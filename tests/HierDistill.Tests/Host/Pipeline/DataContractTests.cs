@@ -239,25 +239,41 @@ public class DataContractTests
              "stages:detail:training:steps=2", "stages:detail:training:batchSize=8", "stages:evaluate:enabled=false", .. overrides]),
             TestPaths.Sample("toy2d/hd.json"), Catalogs.BuiltIn(new FaultyDataPlugin()));
 
+    /// <summary>The preflight of the shrunk 2-D job with <paramref name="overrides"/> and the test plugins; whether it passed.</summary>
+    private static bool Validate(HostApplication app, params string[] overrides) =>
+        app.Preflight("hd.json", Load(overrides), Catalogs.BuiltIn(new FaultyDataPlugin()));
+
+    /// <summary>The overrides that put a test component with <paramref name="fault"/> at <paramref name="path"/> (2-D data).</summary>
+    private static string[] With(string path, string type, string fault) =>
+        ["data:type=mixture2d", $"{path}:type={type}", $"{path}:options={{\"fault\": \"{fault}\"}}"];
+
+    /// <summary>The shrunk 2-D job with <paramref name="overrides"/>, run without the preflight; the exception it stops with.</summary>
+    private static T RunWithoutPreflight<T>(params string[] overrides) where T : Exception
+    {
+        using var folder = TestPaths.NewTempFolder();
+        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
+        return Assert.Throws<T>(() => new PipelineRunner().Run(TestRuns.Context(Load(overrides), folder.Path, metrics)));
+    }
+
     [Fact]
     public void Validate_names_the_data_source_before_the_teacher_and_prints_warnings_once()
     {
         var writer = new StringWriter();
         var app = new HostApplication(SampleRunTests.TestConsole(writer));
-        Assert.False(app.Preflight("hd.json", Load("data:options:fault=labels-one-based"), Catalogs.BuiltIn(new FaultyDataPlugin())));
+        Assert.False(Validate(app, "data:options:fault=labels-one-based"));
         string output = writer.ToString().ReplaceLineEndings("");
         Assert.Contains("1 configuration error(s) found by building the networks", output);
         Assert.Contains($"data: {Component} SampleTrain(256, cpu) returned labels from 1 to 8;", output);
 
         // A plugin's own message that names its config path stays as it is, as a configuration error.
         writer.GetStringBuilder().Clear();
-        Assert.False(app.Preflight("hd.json", Load("data:options:fault=throws-named"), Catalogs.BuiltIn(new FaultyDataPlugin())));
+        Assert.False(Validate(app, "data:options:fault=throws-named"));
         Assert.Contains("  - data:options:folder: shard 3 of /data/x is truncated", writer.ToString());
         Assert.Contains("1 configuration error(s) found by building the networks", writer.ToString());
 
         writer.GetStringBuilder().Clear();
-        Assert.True(app.Preflight("hd.json", Load("data:options:fault=unseeded"), Catalogs.BuiltIn(new FaultyDataPlugin())));
-        Assert.True(app.Preflight("hd.json", Load("data:options:fault=unseeded"), Catalogs.BuiltIn(new FaultyDataPlugin())));
+        Assert.True(Validate(app, "data:options:fault=unseeded"));
+        Assert.True(Validate(app, "data:options:fault=unseeded"));
         string warnings = writer.ToString();
         Assert.Single(warnings.Split('\n'), l => l.Contains("gave two different first training batches"));
     }
@@ -289,12 +305,10 @@ public class DataContractTests
     {
         var writer = new StringWriter();
         var app = new HostApplication(SampleRunTests.TestConsole(writer));
-        var loaded = Load("data:type=mixture2d", "stages:detail:matcher:type=detached-matcher", $"stages:detail:matcher:options={{\"fault\": \"{fault}\"}}");
-        Assert.False(app.Preflight("hd.json", loaded, Catalogs.BuiltIn(new FaultyDataPlugin())));
+        Assert.False(Validate(app, With("stages:detail:matcher", "detached-matcher", fault)));
         Assert.Contains($"stages:detail:matcher: 'detached-matcher' (HierDistill.Tests) {expected}", writer.ToString().ReplaceLineEndings(""));
         // A zero made from x (an adversarial-only ablation) keeps the graph and passes.
-        var zero = Load("data:type=mixture2d", "stages:detail:matcher:type=detached-matcher", "stages:detail:matcher:options={\"fault\": \"zero\"}");
-        Assert.True(app.Preflight("hd.json", zero, Catalogs.BuiltIn(new FaultyDataPlugin())), writer.ToString());
+        Assert.True(Validate(app, With("stages:detail:matcher", "detached-matcher", "zero")), writer.ToString());
     }
 
     [Theory]
@@ -304,22 +318,16 @@ public class DataContractTests
     {
         var writer = new StringWriter();
         var app = new HostApplication(SampleRunTests.TestConsole(writer));
-        var loaded = Load("data:type=mixture2d", "stages:structure:distiller:type=detached-distiller",
-            $"stages:structure:distiller:options={{\"fault\": \"{fault}\"}}");
-        Assert.False(app.Preflight("hd.json", loaded, Catalogs.BuiltIn(new FaultyDataPlugin())));
+        Assert.False(Validate(app, With("stages:structure:distiller", "detached-distiller", fault)));
         Assert.Contains($"stages:structure:distiller: 'detached-distiller' (HierDistill.Tests) {expected}", writer.ToString().ReplaceLineEndings(""));
         // The same distiller with a loss that has its gradient passes.
-        var good = Load("data:type=mixture2d", "stages:structure:distiller:type=detached-distiller", "stages:structure:distiller:options={\"fault\": \"none\"}");
-        Assert.True(app.Preflight("hd.json", good, Catalogs.BuiltIn(new FaultyDataPlugin())), writer.ToString());
+        Assert.True(Validate(app, With("stages:structure:distiller", "detached-distiller", "none")), writer.ToString());
     }
 
     [Fact]
     public void A_non_finite_stop_names_the_component_the_loss_term_comes_from()
     {
-        using var folder = TestPaths.NewTempFolder();
-        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
-        var loaded = Load("data:type=mixture2d", "stages:detail:matcher:type=detached-matcher", "stages:detail:matcher:options={\"fault\": \"nan\"}");
-        var e = Assert.Throws<NonFiniteLossException>(() => new PipelineRunner().Run(TestRuns.Context(loaded, folder.Path, metrics)));
+        var e = RunWithoutPreflight<NonFiniteLossException>(With("stages:detail:matcher", "detached-matcher", "nan"));
         Assert.Contains("(loss term 'dm' = NaN, from 'detached-matcher' (HierDistill.Tests))", e.Message);
         Assert.True(e.NeverFinite);
     }
@@ -329,10 +337,7 @@ public class DataContractTests
     {
         // Without the preflight (which refuses it, above). toy2d's stage 2 has the AWD term (weight > 0), whose gradient reached
         // the generator: the matcher trained nothing, silently.
-        using var folder = TestPaths.NewTempFolder();
-        using var metrics = new MetricsWriter(folder.Path, tensorboard: false);
-        var loaded = Load("data:type=mixture2d", "stages:detail:matcher:type=detached-matcher", "stages:detail:matcher:options={\"fault\": \"detached\"}");
-        var e = Assert.Throws<InvalidOperationException>(() => new PipelineRunner().Run(TestRuns.Context(loaded, folder.Path, metrics)));
+        var e = RunWithoutPreflight<InvalidOperationException>(With("stages:detail:matcher", "detached-matcher", "detached"));
         Assert.Equal("stages:detail:matcher: 'detached-matcher' (HierDistill.Tests) GeneratorLoss returned a loss with no gradient (requires_grad is " +
                      "false), so it trains nothing: compute it from the generated samples x it is given, without detach(), no_grad() or item(). " +
                      "To add nothing on purpose (an ablation), return a zero made from its input, e.g. (x * 0).sum(), which keeps the graph.", e.Message);
