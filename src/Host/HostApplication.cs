@@ -355,6 +355,8 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         foreach (var change in changedOnResume)
             logger.Warning("Resumed with a changed setting (the result will differ from the uninterrupted run's): {Change}", change);
         logger.Information("HierDistill {Version}: {Config} -> {Folder}", PipelineRunner.HostVersion, loaded.SourcePath, folder.Path);
+        if (folder.Replaced is { } replaced)
+            logger.Information("The run this one replaces is kept in {Replaced} until this one finishes", replaced);
         if (checkpoint is { } resumed)
             logger.Information("Resuming from {Checkpoint} ({Where})", Path.Combine(folder.Path, CheckpointStore.FileName), resumed.Manifest.Describe());
         logger.Information("Device {Device}; TorchSharp {TorchSharp}; libtorch {LibTorch}", torchInfo.DeviceDescription, torchInfo.TorchSharpVersion, torchInfo.LibTorch);
@@ -410,6 +412,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 runner.Run(context);
                 folder.SetStatus("finished");
                 logger.Information("Run finished: {Folder}", folder.Path);
+                DropReplaced(folder, logger);
                 return ExitCodes.Ok;
             }
             catch (OperationCanceledException)
@@ -419,6 +422,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 // The run's own resolved config carries every --set it was started with, so this command always fits.
                 logger.Warning("Run cancelled ({Where}); continue it with: hierdistill run {Config} --resume {Folder}", where,
                     Path.Combine(folder.Path, RunFolder.ResolvedConfigFile), folder.Path);
+                KeptReplaced(folder, logger);
                 return ExitCodes.Cancelled;
             }
             catch (Exception e) when (e is not OutOfMemoryException)
@@ -427,6 +431,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 folder.SetStatus("failed", message);
                 logger.Error("Run failed: {Message} (stack trace in {Log})", message, Path.Combine(folder.Path, "log.txt"));
                 logger.Debug(e, "Where it failed (stack trace)");
+                KeptReplaced(folder, logger);
                 return ExitCodes.Failed;
             }
             finally
@@ -443,6 +448,27 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 new ElapsedTimeColumn(), new RemainingTimeColumn())
             .Start(ctx => result = Execute(new SpectreProgressReporter(ctx)));
         return result;
+    }
+
+    /// <summary>Deletes the run a finished run replaced (--overwrite); a failure to is a warning: the run itself is complete.</summary>
+    private static void DropReplaced(RunFolder folder, Serilog.ILogger logger)
+    {
+        try
+        {
+            if (folder.DropReplaced() is { } dropped) logger.Information("Deleted the run this one replaced ({Replaced})", dropped);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            logger.Warning("The run this one replaced could not be deleted ({Reason}); delete {Replaced} by hand", e.Message, folder.Replaced);
+        }
+    }
+
+    /// <summary>After a failed or stopped run: says where the run it replaced is kept and how to put it back.</summary>
+    private static void KeptReplaced(RunFolder folder, Serilog.ILogger logger)
+    {
+        if (folder.Replaced is { } replaced)
+            logger.Warning("The run this one replaced is kept in {Replaced} (deleted when a run in this folder finishes); to put it back, " +
+                           "delete the other entries of {Folder} and move the contents of {Replaced} up into it", replaced, folder.Path, replaced);
     }
 
     /// <summary><c>hierdistill compare</c>: see <see cref="ComparisonPlan"/> and <see cref="ComparisonRunner"/>.</summary>

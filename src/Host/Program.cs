@@ -239,7 +239,7 @@ namespace HierDistill.Host
     {
         /// <summary>Replace an existing run folder.</summary>
         [CommandOption("--overwrite")]
-        [Description("Replace run.outputDir if it already holds a run.")]
+        [Description("Replace run.outputDir if it already holds a run (kept in RUN_FOLDER/replaced-run/ until the new run finishes).")]
         public bool Overwrite { get; init; }
 
         [CommandOption("--resume <RUN_FOLDER>")]

@@ -7,9 +7,11 @@ namespace HierDistill.Host.Storage;
 public sealed class RunFolderException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>
-/// The run folder: created (or, with overwrite, emptied) before a run; its <c>run.json</c> records the
+/// The run folder: created (or, with overwrite, cleared) before a run; its <c>run.json</c> records the
 /// status (running, finished, failed, cancelled). A folder holding a run is never reused silently, and
-/// a folder that does not hold a HierDistill run is never emptied.
+/// a folder that does not hold a HierDistill run is never emptied. The run an overwrite replaces is moved into
+/// <see cref="ReplacedFolder"/> and deleted only when a run in the folder finishes, so a replacement that fails or is
+/// stopped loses nothing.
 /// </summary>
 public sealed class RunFolder
 {
@@ -19,21 +21,49 @@ public sealed class RunFolder
     /// <summary>The resolved config of the run.</summary>
     public const string ResolvedConfigFile = "config.resolved.json";
 
+    /// <summary>
+    /// The sub-folder that holds the outputs of the run an overwrite replaced, until a run in the folder finishes
+    /// (<see cref="DropReplaced"/>).
+    /// </summary>
+    public const string ReplacedFolder = "replaced-run";
+
     private RunFolder(string path) => Path = path;
 
     /// <summary>Full path.</summary>
     public string Path { get; }
 
+    /// <summary>
+    /// The full path of <see cref="ReplacedFolder"/> when it holds a run this one replaced (an overwrite, here or by a
+    /// run whose --resume this is), else null.
+    /// </summary>
+    public string? Replaced => Directory.Exists(System.IO.Path.Combine(Path, ReplacedFolder)) ? System.IO.Path.Combine(Path, ReplacedFolder) : null;
+
+    /// <summary>Deletes <see cref="ReplacedFolder"/>: called once the run in this folder has finished.</summary>
+    /// <returns>The folder deleted, or null when there was none.</returns>
+    /// <exception cref="IOException">When it cannot be deleted (the run's own outputs are complete either way).</exception>
+    public string? DropReplaced()
+    {
+        string? replaced = Replaced;
+        if (replaced is not null) Directory.Delete(replaced, recursive: true);
+        return replaced;
+    }
+
     /// <summary>Whether a file or folder name is something a run writes (only such entries are ever deleted).</summary>
     public static bool IsRunOutput(string name, bool directory)
     {
-        if (directory) return name is "tensorboard" or "checkpoints" or MetricsWriter.TensorBoardRewriteFolder or MetricsWriter.TensorBoardOldFolder;
+        if (directory)
+            return name is "tensorboard" or "checkpoints" or ReplacedFolder or MetricsWriter.TensorBoardRewriteFolder or MetricsWriter.TensorBoardOldFolder;
         if (name is StatusFile or ResolvedConfigFile or "log.txt" or "metrics.json" or "metrics.jsonl" or "report.md") return true;
         return name.EndsWith(".png", StringComparison.Ordinal) || name.EndsWith(".safetensors", StringComparison.Ordinal)
                || (name.StartsWith('.') && name.EndsWith(".tmp", StringComparison.Ordinal));
     }
 
-    /// <summary>Prepares <paramref name="outputDir"/> for a new run.</summary>
+    /// <summary>
+    /// Prepares <paramref name="outputDir"/> for a new run. With <paramref name="overwrite"/>, the run the folder holds is
+    /// moved into <see cref="ReplacedFolder"/> (a rename: no copy, no extra disk space). When that sub-folder already holds
+    /// a run (the run being replaced never finished), the unfinished run is deleted and the older one kept; a finished run
+    /// always takes its place.
+    /// </summary>
     /// <param name="outputDir">The run folder.</param>
     /// <param name="overwrite">Replace a run the folder already holds.</param>
     /// <param name="inputs">Files and folders the run reads, by config key (loadFrom, the config file, ...): never deleted.</param>
@@ -44,13 +74,9 @@ public sealed class RunFolder
     public static RunFolder Prepare(string outputDir, bool overwrite, IReadOnlyDictionary<string, string>? inputs = null)
     {
         string full = CheckPreparable(outputDir, overwrite, inputs);
-        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
-        {
-            foreach (var f in Directory.EnumerateFiles(full)) File.Delete(f);
-            foreach (var d in Directory.EnumerateDirectories(full)) Directory.Delete(d, recursive: true);
-        }
         try
         {
+            if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any()) SetAside(full);
             Directory.CreateDirectory(full);
             string probe = System.IO.Path.Combine(full, ".write-test");
             File.WriteAllText(probe, "ok");
@@ -63,6 +89,35 @@ public sealed class RunFolder
         var folder = new RunFolder(full);
         folder.SetStatus("running");
         return folder;
+    }
+
+    /// <summary>Moves (or, see <see cref="Prepare"/>, deletes) the outputs of the run <paramref name="full"/> holds.</summary>
+    private static void SetAside(string full)
+    {
+        string replaced = System.IO.Path.Combine(full, ReplacedFolder);
+        // A complete set-aside has its run.json, which is moved last; one without it was interrupted and is completed.
+        bool complete = File.Exists(System.IO.Path.Combine(replaced, StatusFile));
+        if (complete && ReadStatus(System.IO.Path.Combine(full, StatusFile)) == "finished")
+        {
+            Directory.Delete(replaced, recursive: true);
+            complete = false;
+        }
+        Directory.CreateDirectory(replaced);
+        var entries = Directory.EnumerateFileSystemEntries(full).Where(e => e != replaced)
+            .OrderBy(e => System.IO.Path.GetFileName(e) == StatusFile).ToList();
+        foreach (var entry in entries)
+        {
+            string target = System.IO.Path.Combine(replaced, System.IO.Path.GetFileName(entry));
+            bool directory = Directory.Exists(entry);
+            if (complete && directory) Directory.Delete(entry, recursive: true);
+            else if (complete) File.Delete(entry);
+            else if (directory)
+            {
+                if (Directory.Exists(target)) Directory.Delete(target, recursive: true);
+                Directory.Move(entry, target);
+            }
+            else File.Move(entry, target, overwrite: true);
+        }
     }
 
     /// <summary>

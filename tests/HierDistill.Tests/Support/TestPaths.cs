@@ -22,6 +22,14 @@ internal static class TestPaths
 
     /// <summary>A fresh empty folder under the temp directory, deleted by the caller's using.</summary>
     public static TempFolder NewTempFolder() => new();
+
+    /// <summary>Copies folder <paramref name="from"/> with its sub-folders to <paramref name="to"/> (created).</summary>
+    public static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
+        foreach (var d in Directory.GetDirectories(from)) CopyDirectory(d, Path.Combine(to, Path.GetFileName(d)));
+    }
 }
 
 /// <summary>A temporary folder deleted on dispose.</summary>

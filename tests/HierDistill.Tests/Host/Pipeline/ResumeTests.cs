@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using HierDistill.Host;
+using HierDistill.Host.Storage;
 using HierDistill.Host.Training;
 using HierDistill.Tests.Support;
 using Xunit;
@@ -128,16 +129,27 @@ public class ResumeTests
         var (code, output) = Run(Shrunk(straight));
         Assert.True(code == 0, output);
 
+        // The stopped run replaces (--overwrite) a copy of the finished one, which is kept aside until a run there finishes.
+        TestPaths.CopyDirectory(straight, stopped);
+        File.WriteAllText(Path.Combine(stopped, "report.md"), "the replaced run's report");
+
         // Stopped after the first evaluated model (the teacher at NFE 1): exit 130, no metrics.json, nothing else evaluated.
         (code, output) = Run(Shrunk(stopped), "evaluate", 1);
         Assert.True(code == ExitCodes.Cancelled, output);
         Assert.Contains("\"cancelled\"", File.ReadAllText(Path.Combine(stopped, "run.json")));
         Assert.False(File.Exists(Path.Combine(stopped, "metrics.json")));
         Assert.DoesNotContain("evaluate: done", File.ReadAllText(Path.Combine(stopped, "log.txt")));
+        string replaced = Path.Combine(stopped, RunFolder.ReplacedFolder);
+        Assert.Equal("the replaced run's report", File.ReadAllText(Path.Combine(replaced, "report.md")));
+        Assert.Contains("\"finished\"", File.ReadAllText(Path.Combine(replaced, "run.json")));
+        Assert.Equal(Metrics(straight), Metrics(replaced));
+        Assert.Contains($"The run this one replaced is kept in {replaced}", File.ReadAllText(Path.Combine(stopped, "log.txt")));
 
         (code, output) = Run(Shrunk(stopped), resume: stopped);
         Assert.True(code == 0, output + File.ReadAllText(Path.Combine(stopped, "log.txt")));
         Assert.Equal(Metrics(straight), Metrics(stopped));
+        Assert.False(Directory.Exists(replaced), "a finished run deletes the run it replaced");
+        Assert.Contains($"Deleted the run this one replaced ({replaced})", File.ReadAllText(Path.Combine(stopped, "log.txt")));
     }
 
     /// <summary>Starts the host in a child process; returns it with its output collected.</summary>
@@ -186,9 +198,9 @@ public class ResumeTests
         WaitForCheckpoint(killed, process, output);
         // While the child writes the folder, neither --resume nor --overwrite may touch it (its PID and start time, as the
         // child's .NET recorded them, identify it from this process).
-        var busy = Assert.Throws<HierDistill.Host.Storage.RunFolderException>(() => HierDistill.Host.Storage.RunFolder.Open(killed));
+        var busy = Assert.Throws<RunFolderException>(() => RunFolder.Open(killed));
         Assert.Contains($"is being written by process {process.Id}, which is still running", busy.Message);
-        busy = Assert.Throws<HierDistill.Host.Storage.RunFolderException>(() => HierDistill.Host.Storage.RunFolder.Prepare(killed, overwrite: true));
+        busy = Assert.Throws<RunFolderException>(() => RunFolder.Prepare(killed, overwrite: true));
         Assert.Contains($"is being written by process {process.Id}, which is still running", busy.Message);
         process.Kill();
         process.WaitForExit();

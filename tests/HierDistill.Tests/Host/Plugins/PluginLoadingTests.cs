@@ -226,7 +226,7 @@ public class PluginLoadingTests
                         $"plugins.includeDefaultFolder = false): drop {above} from the plugin folders.", error.Reason);
         // Another folder of plugins, one level too high: the folder to name.
         using var folder = TestPaths.NewTempFolder();
-        CopyDirectory(Path.Combine(TestPaths.PluginsFolder, "HierDistill.Plugins.Data"), Path.Combine(folder.Path, "mine", "HierDistill.Plugins.Data"));
+        TestPaths.CopyDirectory(Path.Combine(TestPaths.PluginsFolder, "HierDistill.Plugins.Data"), Path.Combine(folder.Path, "mine", "HierDistill.Plugins.Data"));
         error = Assert.Single(Discover(folder.Path).Errors);
         Assert.Equal($"no mine.dll here, but it holds plugins (HierDistill.Plugins.Data): it is itself a plugin folder; name it, " +
                      $"{Path.Combine(folder.Path, "mine")}, instead of {Path.GetFullPath(folder.Path).TrimEnd('/')}.", error.Reason);
@@ -256,18 +256,12 @@ public class PluginLoadingTests
         // The right folder loads it with no error, also with a plugin's files lying beside the plugin folders.
         Assert.Empty(Discover(TestPaths.PluginsFolder).Errors);
         using var mixed = TestPaths.NewTempFolder();
-        CopyDirectory(own, Path.Combine(mixed.Path, name));
+        TestPaths.CopyDirectory(own, Path.Combine(mixed.Path, name));
         File.Copy(Path.Combine(own, name + ".dll"), Path.Combine(mixed.Path, "Stray.dll"));
         File.Copy(Path.Combine(own, name + ".deps.json"), Path.Combine(mixed.Path, "Stray.deps.json"));
         Assert.DoesNotContain(Discover(mixed.Path).Errors, e => e.Reason.Contains("lies directly", StringComparison.Ordinal));
         // An application's folder (the host: hierdistill.dll has an entry point) is no plugin's folder.
         Assert.DoesNotContain(Discover(AppContext.BaseDirectory).Errors, e => e.Reason.Contains("lies directly", StringComparison.Ordinal));
-    }
-
-    private static void CopyDirectory(string from, string to)
-    {
-        Directory.CreateDirectory(to);
-        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
     }
 
     /// <summary>Copies the Data plugin and rewrites its AssemblyRef to HierDistill.Abstractions to the given version.</summary>

@@ -225,7 +225,7 @@ public class BadInputTests
         using var folder = TestPaths.NewTempFolder();
         // A real plugin next to the working files but not in a configured folder is not loaded.
         string stray = Path.Combine(folder.Path, "stray");
-        CopyDirectory(Path.Combine(TestPaths.PluginsFolder, "HierDistill.Plugins.Baselines"), Path.Combine(stray, "HierDistill.Plugins.Baselines"));
+        TestPaths.CopyDirectory(Path.Combine(TestPaths.PluginsFolder, "HierDistill.Plugins.Baselines"), Path.Combine(stray, "HierDistill.Plugins.Baselines"));
         string empty = Directory.CreateDirectory(folder.File("configured")).FullName;
         var writer = new StringWriter();
         int code = new HostApplication(SampleRunTests.TestConsole(writer)).ListPlugins([empty], includeDefault: false);
@@ -235,13 +235,6 @@ public class BadInputTests
         writer = new StringWriter();
         new HostApplication(SampleRunTests.TestConsole(writer)).ListPlugins([stray], includeDefault: false);
         Assert.Contains("HierDistill.Plugins.Baselines", writer.ToString());
-    }
-
-    private static void CopyDirectory(string from, string to)
-    {
-        Directory.CreateDirectory(to);
-        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
-        foreach (var d in Directory.GetDirectories(from)) CopyDirectory(d, Path.Combine(to, Path.GetFileName(d)));
     }
 
     [Fact]

@@ -16,14 +16,64 @@ public class RunFolderTests
         return run;
     }
 
+    private static string[] Entries(string folder) => Directory.GetFileSystemEntries(folder).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray()!;
+
     [Fact]
-    public void Overwrite_deletes_only_what_a_run_writes()
+    public void Overwrite_sets_the_run_aside_until_a_run_there_finishes()
     {
         using var folder = TestPaths.NewTempFolder();
         string run = FinishedRun(folder);
         var prepared = RunFolder.Prepare(run, overwrite: true);
-        Assert.Equal(["run.json"], Directory.GetFileSystemEntries(run).Select(Path.GetFileName));
         Assert.Equal(run, prepared.Path);
+        string replaced = Path.Combine(run, RunFolder.ReplacedFolder);
+        Assert.Equal(["replaced-run", "run.json"], Entries(run));
+        Assert.Equal(["report.md", "run.json", "teacher.safetensors", "tensorboard"], Entries(replaced));
+        Assert.Equal("old report", File.ReadAllText(Path.Combine(replaced, "report.md")));
+        Assert.Contains("finished", File.ReadAllText(Path.Combine(replaced, "run.json")));
+        Assert.Contains("running", File.ReadAllText(Path.Combine(run, "run.json")));
+        Assert.Equal(replaced, prepared.Replaced);
+
+        // The replacement fails; replaced again, its outputs go and the finished run stays aside.
+        File.WriteAllText(Path.Combine(run, "report.md"), "failed run's report");
+        prepared.SetStatus("failed", "NaN");
+        prepared = RunFolder.Prepare(run, overwrite: true);
+        Assert.Equal(["replaced-run", "run.json"], Entries(run));
+        Assert.Equal("old report", File.ReadAllText(Path.Combine(replaced, "report.md")));
+
+        // A run that finishes deletes it; a finished run replaced later is set aside in turn.
+        Assert.Equal(replaced, prepared.DropReplaced());
+        Assert.Null(prepared.Replaced);
+        Assert.Null(prepared.DropReplaced());
+        File.WriteAllText(Path.Combine(run, "report.md"), "second report");
+        prepared.SetStatus("finished");
+        RunFolder.Prepare(run, overwrite: true);
+        Assert.Equal("second report", File.ReadAllText(Path.Combine(replaced, "report.md")));
+    }
+
+    [Fact]
+    public void A_finished_run_takes_the_place_of_an_older_replaced_run()
+    {
+        // The replaced run's deletion failed when its successor finished: the successor, now replaced, is the one kept.
+        using var folder = TestPaths.NewTempFolder();
+        string run = FinishedRun(folder);
+        string replaced = Directory.CreateDirectory(Path.Combine(run, RunFolder.ReplacedFolder)).FullName;
+        File.WriteAllText(Path.Combine(replaced, "run.json"), """{ "status": "finished" }""");
+        File.WriteAllText(Path.Combine(replaced, "report.md"), "oldest report");
+        RunFolder.Prepare(run, overwrite: true);
+        Assert.Equal("old report", File.ReadAllText(Path.Combine(replaced, "report.md")));
+    }
+
+    [Fact]
+    public void An_interrupted_set_aside_is_completed_not_deleted()
+    {
+        // Killed while moving: some outputs are aside already, run.json (moved last) is not.
+        using var folder = TestPaths.NewTempFolder();
+        string run = FinishedRun(folder);
+        string replaced = Directory.CreateDirectory(Path.Combine(run, RunFolder.ReplacedFolder)).FullName;
+        File.Move(Path.Combine(run, "teacher.safetensors"), Path.Combine(replaced, "teacher.safetensors"));
+        RunFolder.Prepare(run, overwrite: true);
+        Assert.Equal(["report.md", "run.json", "teacher.safetensors", "tensorboard"], Entries(replaced));
+        Assert.Equal("weights", File.ReadAllText(Path.Combine(replaced, "teacher.safetensors")));
     }
 
     [Fact]
