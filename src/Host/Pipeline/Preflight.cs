@@ -15,7 +15,8 @@ namespace HierDistill.Host.Pipeline;
 /// (untrained), each trajectory stage's distiller and student, each distribution stage's matcher (with its fake score),
 /// discriminator and regularizer. Checks that they fit together (the teacher models the data, the discriminator's blocks are
 /// teacher feature blocks and it keeps its contract on a trial batch, the teacher, its trainable copy, its students and its token
-/// features keep theirs (<see cref="TeacherContract"/>), the modules a stage trains have distinct names, a
+/// features keep theirs (<see cref="TeacherContract"/>), each distiller's and regularizer's loss on a trial batch reaches the
+/// student or generator it trains, the matcher's generator loss reaches the generated samples, the modules a stage trains have distinct names, a
 /// configured student models the teacher's data) and that every <c>loadFrom</c> file's names, shapes
 /// and dtype kinds fit the network it will be loaded into (from the file's header: no tensor is read); then discards them.
 /// So a discriminator block the teacher lacks, a student for other data or a weights file of another architecture is a
@@ -71,6 +72,9 @@ public static class Preflight
             IDataSource data;
             ITeacher? teacher = null;
             (string Path, string Component) teacherName = default;
+            // The students the stages produce, in order (a distribution stage's generator stands for its own), for the
+            // generator a regularizer is tried on.
+            var students = new List<(string Key, AverageVelocityNetwork Network)>();
             try
             {
                 torch.random.manual_seed(DataContract.BuildSeed); // as the seed check builds its second instance
@@ -139,6 +143,7 @@ public static class Preflight
                             if (string.IsNullOrWhiteSpace(s.LoadFrom))
                                 TrajectoryStage.TryDistiller($"stages:{key}:distiller", components.Describe($"stages:{key}:distiller"), distiller, student,
                                     teacher, data, s.Training.Steps);
+                            students.Add((key, student));
                             break;
                         case DistributionStageConfig d when teacher is not null:
                             var matcher = Build<IDistributionMatcher>($"stages:{key}:matcher", data, teacher);
@@ -155,8 +160,23 @@ public static class Preflight
                                     teacher, teacherName, discriminator, data.Spec);
                             }
                             DistributionStage.CheckModuleNames(key, components, matcher, discriminator);
+                            // The generator as the stage picks it (DistributionStage.CreateGenerator); the teacher's student when
+                            // it names none produced here (the config check reports that).
+                            var generator = (d.Generator.Equals("previous", StringComparison.OrdinalIgnoreCase)
+                                ? students.LastOrDefault()
+                                : students.LastOrDefault(x => x.Key == d.Generator)).Network;
+                            if (generator is null)
+                            {
+                                generator = ComponentCalls.Run(teacherName.Path!, teacherName.Component!, "in CreateStudent", teacher.CreateStudent);
+                                Own(generator);
+                            }
+                            students.Add((key, generator));
                             if (components.Has($"stages:{key}:regularizer") && d.RegularizerWeight > 0)
-                                Build<ITrajectoryDistiller>($"stages:{key}:regularizer", data, teacher);
+                            {
+                                var regularizer = Build<ITrajectoryDistiller>($"stages:{key}:regularizer", data, teacher);
+                                TrajectoryStage.TryDistiller($"stages:{key}:regularizer", components.Describe($"stages:{key}:regularizer"), regularizer,
+                                    generator, teacher, data, d.Training.Steps);
+                            }
                             break;
                         case EvaluationStageConfig evaluation:
                             Evaluation.EvaluationStage.CheckData(key, evaluation, data);

@@ -294,7 +294,7 @@ internal static class LossGradients
 
     /// <summary>
     /// For a preflight trial: <see cref="Require"/>, then the backward pass of <paramref name="loss"/> (a failure names the
-    /// component), then whether any of <paramref name="leaves"/> received a gradient.
+    /// component), then whether any of <paramref name="leaves"/> received a gradient (their gradients are cleared first).
     /// </summary>
     /// <param name="loss">The loss a component returned on the trial.</param>
     /// <param name="path">The component's config path.</param>
@@ -309,12 +309,15 @@ internal static class LossGradients
         IEnumerable<Tensor> leaves, string unreached)
     {
         Require(loss, path, component, method, from);
+        var list = leaves.ToList();
+        // Gradients an earlier trial left (stage 1's distiller on the network stage 2's regularizer is then tried on) are not this loss's.
+        foreach (var l in list) l.grad = null;
         ComponentCalls.Run(path, component, $"in the backward pass of {method} {trial}", () =>
         {
             loss.Total.backward();
             return 0;
         });
-        if (!leaves.Any(l => l.grad is not null))
+        if (!list.Any(l => l.grad is not null))
             throw new InvalidOperationException($"{path}: {component} {method} returned a loss whose gradient {unreached}");
     }
 }

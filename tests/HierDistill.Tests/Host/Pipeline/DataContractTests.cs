@@ -112,7 +112,10 @@ internal sealed class DetachedMatcher(string fault) : IDistributionMatcher
         });
 }
 
-/// <summary>A trajectory distiller whose loss trains nothing (<c>detached</c>) or that fails on its first batch (<c>throws</c>).</summary>
+/// <summary>
+/// A trajectory distiller whose loss trains nothing (<c>detached</c>: no graph; <c>unconnected</c>: a graph that misses the
+/// student) or that fails on its first batch (<c>throws</c>).
+/// </summary>
 internal sealed class DetachedDistiller(string fault) : ITrajectoryDistiller
 {
     public LossBreakdown Loss(AverageVelocityNetwork student, ITeacher teacher, Batch batch, TrainingProgress progress)
@@ -120,7 +123,12 @@ internal sealed class DetachedDistiller(string fault) : ITrajectoryDistiller
         if (fault == "throws") throw new InvalidOperationException("my target broke");
         var t = full([batch.Size], 0.5f);
         var u = student.AverageVelocity(batch.X, zeros_like(t), t, batch.Labels);
-        return new(fault == "detached" ? u.detach().square().mean() : u.square().mean());
+        return new(fault switch
+        {
+            "detached" => u.detach().square().mean(),
+            "unconnected" => batch.X.detach().requires_grad_(true).square().mean(), // a graph, but not through the student
+            _ => u.square().mean(),
+        });
     }
 }
 
@@ -312,16 +320,20 @@ public class DataContractTests
     }
 
     [Theory]
-    [InlineData("detached", "Loss returned a loss with no gradient (requires_grad is false), so it trains nothing: compute it from the student it is given")]
-    [InlineData("throws", "failed in Loss on a trial batch of 2 training samples: my target broke")]
-    public void Validate_runs_a_trajectory_distiller_once_so_that_its_faults_show_before_the_teacher_trains(string fault, string expected)
+    [InlineData("stages:structure:distiller", "detached", "Loss returned a loss with no gradient (requires_grad is false), so it trains nothing: compute it from the student it is given")]
+    [InlineData("stages:structure:distiller", "throws", "failed in Loss on a trial batch of 2 training samples: my target broke")]
+    // Stage 2's regularizer (a trajectory distiller) is tried on the generator stage 1 hands on.
+    [InlineData("stages:detail:regularizer", "detached", "Loss returned a loss with no gradient (requires_grad is false), so it trains nothing: compute it from the student it is given")]
+    [InlineData("stages:detail:regularizer", "unconnected", "Loss returned a loss whose gradient reaches none of the student's parameters")]
+    public void Validate_runs_a_trajectory_distiller_once_so_that_its_faults_show_before_the_teacher_trains(string path, string fault, string expected)
     {
         var writer = new StringWriter();
         var app = new HostApplication(SampleRunTests.TestConsole(writer));
-        Assert.False(Validate(app, With("stages:structure:distiller", "detached-distiller", fault)));
-        Assert.Contains($"stages:structure:distiller: 'detached-distiller' (HierDistill.Tests) {expected}", writer.ToString().ReplaceLineEndings(""));
+        string[] weight = ["stages:detail:regularizerWeight=0.5"];
+        Assert.False(Validate(app, [.. With(path, "detached-distiller", fault), .. weight]));
+        Assert.Contains($"{path}: 'detached-distiller' (HierDistill.Tests) {expected}", writer.ToString().ReplaceLineEndings(""));
         // The same distiller with a loss that has its gradient passes.
-        Assert.True(Validate(app, With("stages:structure:distiller", "detached-distiller", "none")), writer.ToString());
+        Assert.True(Validate(app, [.. With(path, "detached-distiller", "none"), .. weight]), writer.ToString());
     }
 
     [Fact]
