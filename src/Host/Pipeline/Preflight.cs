@@ -160,22 +160,23 @@ public static class Preflight
                                     teacher, teacherName, discriminator, data.Spec);
                             }
                             DistributionStage.CheckModuleNames(key, components, matcher, discriminator);
-                            // The generator as the stage picks it (DistributionStage.CreateGenerator); the teacher's student when
-                            // it names none produced here (the config check reports that).
-                            var generator = (d.Generator.Equals("previous", StringComparison.OrdinalIgnoreCase)
-                                ? students.LastOrDefault()
-                                : students.LastOrDefault(x => x.Key == d.Generator)).Network;
-                            if (generator is null)
-                            {
-                                generator = ComponentCalls.Run(teacherName.Path!, teacherName.Component!, "in CreateStudent", teacher.CreateStudent);
-                                Own(generator);
-                            }
-                            students.Add((key, generator));
-                            if (components.Has($"stages:{key}:regularizer") && d.RegularizerWeight > 0)
+                            // The generator as the stage picks it (DistributionStage.CreateGenerator). None when the stage it names
+                            // failed its own checks above (or is missing, which the config check reports): its regularizer is not tried.
+                            bool regularized = components.Has($"stages:{key}:regularizer") && d.RegularizerWeight > 0;
+                            bool fromTeacher = d.Generator.Equals("teacher", StringComparison.OrdinalIgnoreCase);
+                            var generator = fromTeacher
+                                ? regularized ? ComponentCalls.Run(teacherName.Path!, teacherName.Component!, "in CreateStudent", teacher.CreateStudent) : null
+                                : (d.Generator.Equals("previous", StringComparison.OrdinalIgnoreCase)
+                                    ? students.LastOrDefault()
+                                    : students.LastOrDefault(x => x.Key == d.Generator)).Network;
+                            if (fromTeacher) Own(generator);
+                            if (generator is not null) students.Add((key, generator));
+                            if (regularized)
                             {
                                 var regularizer = Build<ITrajectoryDistiller>($"stages:{key}:regularizer", data, teacher);
-                                TrajectoryStage.TryDistiller($"stages:{key}:regularizer", components.Describe($"stages:{key}:regularizer"), regularizer,
-                                    generator, teacher, data, d.Training.Steps);
+                                if (generator is not null)
+                                    TrajectoryStage.TryDistiller($"stages:{key}:regularizer", components.Describe($"stages:{key}:regularizer"), regularizer,
+                                        generator, teacher, data, d.Training.Steps);
                             }
                             break;
                         case EvaluationStageConfig evaluation:

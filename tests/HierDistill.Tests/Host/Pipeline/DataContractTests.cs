@@ -334,6 +334,11 @@ public class DataContractTests
         Assert.Contains($"{path}: 'detached-distiller' (HierDistill.Tests) {expected}", writer.ToString().ReplaceLineEndings(""));
         // The same distiller with a loss that has its gradient passes.
         Assert.True(Validate(app, [.. With(path, "detached-distiller", "none"), .. weight]), writer.ToString());
+        if (!path.Contains("regularizer", StringComparison.Ordinal)) return;
+        // A stage 2 that starts from the teacher's student is tried on that.
+        writer.GetStringBuilder().Clear();
+        Assert.False(Validate(app, [.. With(path, "detached-distiller", fault), .. weight, "stages:detail:generator=teacher", "stages:structure:enabled=false"]));
+        Assert.Contains($"{path}: 'detached-distiller' (HierDistill.Tests) {expected}", writer.ToString().ReplaceLineEndings(""));
     }
 
     [Fact]
