@@ -38,6 +38,23 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
     /// <summary>The shared teacher run's sub-folder.</summary>
     public const string TeacherFolder = "teacher";
 
+    /// <summary>
+    /// The entries of <paramref name="output"/> that a comparison does not write: anything but <c>comparison.csv/.md/.png</c>,
+    /// the shared <see cref="TeacherFolder"/> and variant folders (folders holding only <c>seed-N</c> folders). Empty when it
+    /// does not exist.
+    /// </summary>
+    internal static List<string> ForeignEntries(string output)
+    {
+        if (!Directory.Exists(output)) return [];
+        var foreign = Directory.EnumerateFiles(output).Select(Path.GetFileName)
+            .Where(f => f is not ("comparison.csv" or "comparison.md" or "comparison.png") && !(f!.StartsWith('.') && f.EndsWith(".tmp", StringComparison.Ordinal)))
+            .Concat(Directory.EnumerateDirectories(output)
+                .Where(d => Path.GetFileName(d) != TeacherFolder && Directory.EnumerateFileSystemEntries(d).Any(e =>
+                    !Directory.Exists(e) || !System.Text.RegularExpressions.Regex.IsMatch(Path.GetFileName(e), "^seed-[0-9]+$")))
+                .Select(Path.GetFileName));
+        return foreign.Order(StringComparer.Ordinal).ToList()!;
+    }
+
     private sealed record VariantPlan(ComparisonVariant Variant, bool SharesTeacher, bool SharesTeacherRows);
 
     /// <summary>Runs the plan.</summary>
@@ -62,6 +79,13 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         if (File.Exists(output))
         {
             errors.ErrorLine($"The comparison folder {output} is a file; name a folder with --output (or outputDir in a comparison file).");
+            return ExitCodes.Failed;
+        }
+        if (ForeignEntries(output) is { Count: > 0 } foreign)
+        {
+            errors.ErrorLine($"The comparison folder {output} holds {string.Join(", ", foreign.Take(5))}{(foreign.Count > 5 ? ", ..." : "")}, which a " +
+                             "comparison does not write" + (File.Exists(Path.Combine(output, RunFolder.StatusFile)) ? " (it is a run folder)" : "") +
+                             "; name a new folder, or that of an earlier comparison, with --output (or outputDir in a comparison file).");
             return ExitCodes.Failed;
         }
         string baseName = baseConfig.Config.Run.Name;
@@ -124,6 +148,14 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             for (int i = 0; i < plan.Seeds; i++)
                 runs.Add((v, baseSeed + i, Path.Combine(output, v.Variant.Folder, $"seed-{baseSeed + i}")));
 
+        var variantFolders = variants.Select(v => v.Variant.Folder).ToHashSet(StringComparer.Ordinal);
+        var orphans = Directory.Exists(output)
+            ? Directory.EnumerateDirectories(output).Select(Path.GetFileName).Where(d => d != TeacherFolder && !variantFolders.Contains(d!)).Order(StringComparer.Ordinal).ToList()
+            : [];
+        if (orphans.Count > 0)
+            errors.WarningLine($"{output} also holds runs of variants this comparison does not have: {string.Join(", ", orphans.Take(5))}" +
+                               $"{(orphans.Count > 5 ? ", ..." : "")} (left as they are; the tables leave them out). A variant's folder is named " +
+                               "from its name, or from its --vary keys in the order given: give them in the same order to keep its runs.");
         if (!overwrite && !resume)
         {
             var occupied = runs.Select(r => r.Folder).Where(f => Directory.Exists(f) && Directory.EnumerateFileSystemEntries(f).Any()).ToList();

@@ -135,9 +135,13 @@ public class CompareTests
         Assert.Contains("pass --resume", again.ToString());
         var resumed = new StringWriter();
         var before = File.GetLastWriteTimeUtc(Path.Combine(output, variants[0], "seed-0", "metrics.json"));
+        // Runs of a variant this comparison lacks (--vary keys given in another order name other folders) are left, with a warning.
+        Directory.CreateDirectory(Path.Combine(output, "detail.adversarialWeight-0.2", "seed-0"));
         Assert.Equal(ExitCodes.Ok, new HostApplication(SampleRunTests.TestConsole(resumed)).Compare(TestPaths.Sample("toy2d/hd.json"),
             ["stages:detail:discriminator:type=awd,gap"], Shrink, 2, output, false, true, CancellationToken.None));
         Assert.Equal(5, resumed.ToString().Split("kept (finished earlier)").Length - 1);
+        Assert.Contains($"{output} also holds runs of variants this comparison does not have: detail.adversarialWeight-0.2 (left as they are", resumed.ToString().ReplaceLineEndings(""));
+        Assert.True(Directory.Exists(Path.Combine(output, "detail.adversarialWeight-0.2", "seed-0")));
         Assert.Equal(before, File.GetLastWriteTimeUtc(Path.Combine(output, variants[0], "seed-0", "metrics.json")));
     }
 
@@ -248,7 +252,7 @@ public class CompareTests
     }
 
     [Fact]
-    public void An_output_that_is_a_file_is_refused_before_anything_runs()
+    public void An_output_that_is_a_file_a_run_folder_or_the_users_folder_is_refused_before_anything_runs()
     {
         using var folder = TestPaths.NewTempFolder();
         string file = folder.File("notes.txt");
@@ -259,6 +263,24 @@ public class CompareTests
         Assert.Contains($"The comparison folder {file} is a file; name a folder with --output", writer.ToString().ReplaceLineEndings(""));
         Assert.DoesNotContain("log.txt", writer.ToString());
         Assert.Equal("mine", File.ReadAllText(file));
+
+        // A run folder, or a folder of the user's files, is no comparison folder: refused before anything is written into it.
+        string run = Directory.CreateDirectory(folder.File("run")).FullName;
+        File.WriteAllText(Path.Combine(run, "run.json"), """{ "status": "finished" }""");
+        File.WriteAllText(Path.Combine(run, "report.md"), "the run's report");
+        string mine = Directory.CreateDirectory(folder.File("configs")).FullName;
+        File.WriteAllText(Path.Combine(mine, "a.json"), "{}");
+        Directory.CreateDirectory(Path.Combine(mine, "old"));
+        File.WriteAllText(Path.Combine(mine, "old", "notes.txt"), "mine");
+        foreach (var (target, listed) in new[] { (run, "report.md, run.json, which a comparison does not write (it is a run folder)"), (mine, "a.json, old, which a comparison does not write;") })
+        {
+            writer.GetStringBuilder().Clear();
+            var before = Directory.GetFileSystemEntries(target, "*", SearchOption.AllDirectories).Order().ToList();
+            Assert.Equal(ExitCodes.Failed, new HostApplication(SampleRunTests.TestConsole(writer)).Compare(TestPaths.Sample("toy2d/hd.json"),
+                ["stages:detail:adversarialWeight=0.2,0.1"], Shrink, 1, target, overwrite: true, resume: false, CancellationToken.None));
+            Assert.Contains($"The comparison folder {target} holds {listed}", writer.ToString().ReplaceLineEndings(""));
+            Assert.Equal(before, Directory.GetFileSystemEntries(target, "*", SearchOption.AllDirectories).Order().ToList());
+        }
     }
 
     [Fact]
