@@ -558,6 +558,15 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     public int Probe(string configPath, IReadOnlyList<string> overrides, string weights, string output, int batch, CancellationToken cancellation = default)
     {
         if (CheckWeightsAndOutput(weights, output, "the probe") is { } refused) return refused;
+        try
+        {
+            Evaluation.WeightsSampling.RequireOwnTensors(output, ["z", "t", "labels", "velocity"], "a probe's", "probe");
+        }
+        catch (Evaluation.SampleRequestException e)
+        {
+            _errors.ErrorLine(e.Message);
+            return ExitCodes.InvalidConfig;
+        }
         var (loaded, catalog, code) = Load(configPath, overrides, samplingOnly: true);
         if (loaded is null || catalog is null) return code;
         var teacherStage = loaded.Stages.FirstOrDefault(s => s.Stage is TeacherStageConfig);
@@ -626,6 +635,14 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// <returns>The exit code when one fails (2: a command-line error, like a loadFrom that does not exist in a config), else null.</returns>
     private int? CheckWeightsAndOutput(string weights, string output, string what)
     {
+        if (Directory.Exists(weights))
+        {
+            var files = Directory.EnumerateFiles(weights, "*.safetensors").Select(Path.GetFileName).Where(f => f != CheckpointStore.FileName)
+                .Order(StringComparer.Ordinal).ToList();
+            _errors.ErrorLine($"--weights {weights} is a folder; name a weights file in it" +
+                              (files.Count > 0 ? $": {string.Join(", ", files.Take(6))}{(files.Count > 6 ? ", ..." : "")}." : " (it holds no .safetensors file)."));
+            return ExitCodes.InvalidConfig;
+        }
         if (!File.Exists(weights))
         {
             _errors.ErrorLine($"--weights: weights file not found: {Path.GetFullPath(weights)}");

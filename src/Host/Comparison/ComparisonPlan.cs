@@ -101,7 +101,7 @@ public sealed class ComparisonPlan
     {
         var errors = new List<string>();
         string full = Path.GetFullPath(config);
-        if (!File.Exists(full)) throw new ComparisonException([$"config file not found: {full}"]);
+        if (!File.Exists(full)) throw new ComparisonException([Configuration.ConfigDocument.NotFound(full)]);
 
         JsonObject? file = null;
         try

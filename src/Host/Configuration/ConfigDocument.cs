@@ -94,11 +94,27 @@ public static class ConfigDocument
         return true;
     }
 
+    /// <summary>
+    /// Why <paramref name="full"/> (a config path that is no file) cannot be read: a run folder names its
+    /// <c>config.resolved.json</c>, another folder the JSON files it holds.
+    /// </summary>
+    internal static string NotFound(string full)
+    {
+        if (!Directory.Exists(full)) return $"config file not found: {full}";
+        string resolved = Path.Combine(full, Storage.RunFolder.ResolvedConfigFile);
+        if (File.Exists(resolved))
+            return $"{full} is a run folder, not a config file; its config is {resolved} (to continue a stopped run: " +
+                   $"hierdistill run {resolved} --resume {full}).";
+        var json = Directory.EnumerateFiles(full, "*.json").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+        return $"{full} is a folder, not a config file" +
+               (json.Count > 0 ? $"; name one of its configs: {string.Join(", ", json.Take(6))}{(json.Count > 6 ? ", ..." : "")}." : ".");
+    }
+
     private static void Collect(string path, List<(string Path, JsonObject Json)> chain, string source)
     {
         string full = Path.GetFullPath(path);
         if (!File.Exists(full))
-            throw new ConfigException(source, [new ConfigError(chain.Count == 0 ? "" : ExtendsKey, $"config file not found: {full}")]);
+            throw new ConfigException(source, [new ConfigError(chain.Count == 0 ? "" : ExtendsKey, NotFound(full))]);
         if (chain.Any(c => c.Path == full))
             throw new ConfigException(source, [new ConfigError(ExtendsKey, $"{full} extends itself through a cycle.")]);
         string where = chain.Count == 0 ? "" : $"{full}: ";

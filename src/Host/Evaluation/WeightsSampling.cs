@@ -184,11 +184,36 @@ public static class WeightsSampling
     }
 
     /// <summary>
+    /// Refuses an existing <paramref name="path"/> unless it is a safetensors file holding exactly the tensors
+    /// <paramref name="own"/> (what <paramref name="command"/> writes), so that a run's weights are never written over.
+    /// </summary>
+    /// <exception cref="SampleRequestException">When it exists and holds other tensors, or is no safetensors file.</exception>
+    public static void RequireOwnTensors(string path, string[] own, string what, string command)
+    {
+        if (!File.Exists(path)) return;
+        IReadOnlyList<SafetensorsEntry>? entries = null;
+        try
+        {
+            entries = SafetensorsHeader.Read(Path.GetFullPath(path));
+        }
+        catch (WeightsMismatchException)
+        {
+        }
+        if (entries is null || !entries.Select(e => e.Name).Order(StringComparer.Ordinal).SequenceEqual(own.Order(StringComparer.Ordinal)))
+            throw new SampleRequestException(
+                $"--out {path} exists and holds other tensors than {what} ({string.Join(", ", own)}), e.g. a run's weights; {command} replaces only " +
+                "files it wrote. Name another file.");
+    }
+
+    /// <summary>
     /// The checks of <c>--out</c> that need no config, run before anything is built or sampled: a .png or .safetensors file, not
     /// a folder, in a folder that can be written (created if missing); an existing .safetensors is replaced only when it holds
-    /// samples written by <c>sample</c> (x, labels, noise), so that a run's weights are never written over.
+    /// samples written by <c>sample</c> (x, labels, noise), so that a run's weights are never written over, and an existing .png
+    /// not when it is a run's figure (<c>samples*.png</c>, <c>losses.png</c> beside a <c>run.json</c>) or a comparison's
+    /// (<c>comparison.png</c> beside <c>comparison.md</c>).
     /// </summary>
-    /// <exception cref="SampleRequestException">For another extension, a folder, or a .safetensors file of other tensors.</exception>
+    /// <exception cref="SampleRequestException">For another extension, a folder, a .safetensors file of other tensors, or a
+    /// run's or comparison's figure.</exception>
     /// <exception cref="IOException">When the folder cannot be created or written.</exception>
     public static void CheckOutput(string path)
     {
@@ -198,23 +223,15 @@ public static class WeightsSampling
             throw new SampleRequestException($"--out {path}: write .png (a picture) or .safetensors (the samples as tensors).");
         if (Directory.Exists(full))
             throw new SampleRequestException($"--out {path} is a folder; name a file in it (e.g. {Path.Combine(path, "samples" + extension)}).");
-        if (extension == ".safetensors" && File.Exists(full))
-        {
-            string[] own = ["labels", "noise", "x"];
-            IReadOnlyList<SafetensorsEntry>? entries = null;
-            try
-            {
-                entries = SafetensorsHeader.Read(full);
-            }
-            catch (WeightsMismatchException)
-            {
-            }
-            if (entries is null || !entries.Select(e => e.Name).Order(StringComparer.Ordinal).SequenceEqual(own))
-                throw new SampleRequestException(
-                    $"--out {path} exists and holds other tensors than samples (x, labels, noise), e.g. a run's weights; sample replaces only " +
-                    "files it wrote. Name another file.");
-        }
+        if (extension == ".safetensors") RequireOwnTensors(path, ["x", "labels", "noise"], "samples", "sample");
         string folder = Path.GetDirectoryName(full)!;
+        string name = Path.GetFileName(full);
+        if (extension == ".png" && File.Exists(full) &&
+            ((File.Exists(Path.Combine(folder, RunFolder.StatusFile)) && (name.StartsWith("samples", StringComparison.Ordinal) || name == "losses.png")) ||
+             (File.Exists(Path.Combine(folder, "comparison.md")) && name == "comparison.png")))
+            throw new SampleRequestException(
+                $"--out {path} is a figure of the {(name == "comparison.png" ? "comparison" : "run")} in {folder} (its report shows it); sample does not " +
+                $"write over it. Name another file (e.g. {Path.Combine(Path.GetDirectoryName(path) ?? "", "sample-" + Path.GetFileNameWithoutExtension(name) + ".png")}).");
         try
         {
             Directory.CreateDirectory(folder);

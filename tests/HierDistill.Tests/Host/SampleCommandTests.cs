@@ -215,6 +215,20 @@ public class SampleCommandTests
         (code, output) = Sample(folder.File("teacher.safetensors"), weights, 4);
         Assert.Equal(ExitCodes.InvalidConfig, code);
         Assert.Contains("exists and holds other tensors than samples (x, labels, noise), e.g. a run's weights; sample replaces only files it wrote", output);
+        // A run's figure (beside its run.json) is not written over; another picture in the folder, or the figure's name
+        // elsewhere, is.
+        string run = Directory.CreateDirectory(folder.File("run")).FullName;
+        File.WriteAllText(Path.Combine(run, "run.json"), """{ "status": "finished" }""");
+        File.WriteAllText(Path.Combine(run, "samples.png"), "the run's figure");
+        (code, output) = Sample(folder.File("teacher.safetensors"), Path.Combine(run, "samples.png"), 4, nfe: 1);
+        Assert.Equal(ExitCodes.InvalidConfig, code);
+        Assert.Contains($"is a figure of the run in {run} (its report shows it); sample does not write over it. Name another file (e.g. " +
+                        $"{Path.Combine(run, "sample-samples.png")}).", output.ReplaceLineEndings(""));
+        Assert.Equal("the run's figure", File.ReadAllText(Path.Combine(run, "samples.png")));
+        File.WriteAllText(Path.Combine(run, "mine.png"), "an earlier sample");
+        Assert.Equal(ExitCodes.Ok, Sample(folder.File("teacher.safetensors"), Path.Combine(run, "mine.png"), 4, nfe: 1).Code);
+        File.Delete(Path.Combine(run, "run.json"));
+        Assert.Equal(ExitCodes.Ok, Sample(folder.File("teacher.safetensors"), Path.Combine(run, "samples.png"), 4, nfe: 1).Code);
         Directory.CreateDirectory(folder.File("pictures.png"));
         (code, output) = Sample(folder.File("teacher.safetensors"), folder.File("pictures.png"), 4);
         Assert.Equal(ExitCodes.InvalidConfig, code);

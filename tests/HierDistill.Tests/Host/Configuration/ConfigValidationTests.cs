@@ -172,6 +172,20 @@ public class ConfigValidationTests
     {
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.Read("/no/such/config.json"));
         Assert.Equal("config file not found: /no/such/config.json", e.Errors.Single().ToString());
+        // A folder: a run folder names its resolved config, another folder its JSON files.
+        using (var folder = TestPaths.NewTempFolder())
+        {
+            e = Assert.Throws<ConfigException>(() => ConfigLoader.Read(folder.Path));
+            Assert.Equal($"{folder.Path} is a folder, not a config file.", e.Errors.Single().ToString());
+            File.WriteAllText(folder.File("b.json"), "{}");
+            File.WriteAllText(folder.File("a.json"), "{}");
+            e = Assert.Throws<ConfigException>(() => ConfigLoader.Read(folder.Path));
+            Assert.Equal($"{folder.Path} is a folder, not a config file; name one of its configs: a.json, b.json.", e.Errors.Single().ToString());
+            File.WriteAllText(folder.File("config.resolved.json"), "{}");
+            e = Assert.Throws<ConfigException>(() => ConfigLoader.Read(folder.Path));
+            Assert.Equal($"{folder.Path} is a run folder, not a config file; its config is {folder.File("config.resolved.json")} (to continue a stopped " +
+                         $"run: hierdistill run {folder.File("config.resolved.json")} --resume {folder.Path}).", e.Errors.Single().ToString());
+        }
         using var file = new ConfigFile(Valid);
         var e2 = Assert.Throws<ConfigException>(() => ConfigLoader.Read(file.Path, ["stages:detail:enabled"]));
         Assert.Equal("--set: 'stages:detail:enabled' is not key=value (e.g. stages:detail:enabled=false).", e2.Errors.Single().ToString());

@@ -167,6 +167,20 @@ public class SampleRunTests
         writer = new StringWriter();
         Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(TestConsole(writer)).Probe(TestPaths.Sample("toy2d/hd.json"), [], folder.File("none.safetensors"), probePath, 6));
         Assert.Contains("--weights: weights file not found:", writer.ToString());
+        // The run folder given as --weights names its weights files; a run's weights as --out are not written over.
+        writer = new StringWriter();
+        Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(TestConsole(writer)).Probe(TestPaths.Sample("toy2d/hd.json"), shrink, output, probePath, 6));
+        Assert.Contains($"--weights {output} is a folder; name a weights file in it: teacher.safetensors.", writer.ToString().ReplaceLineEndings(""));
+        string teacherWeights = Path.Combine(output, "teacher.safetensors");
+        byte[] before = File.ReadAllBytes(teacherWeights);
+        writer = new StringWriter();
+        Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(TestConsole(writer)).Probe(TestPaths.Sample("toy2d/hd.json"), shrink, probePath, teacherWeights, 6));
+        Assert.Contains($"--out {teacherWeights} exists and holds other tensors than a probe's (z, t, labels, velocity), e.g. a run's weights; probe " +
+                        "replaces only files it wrote. Name another file.", writer.ToString().ReplaceLineEndings(""));
+        Assert.Equal(before, File.ReadAllBytes(teacherWeights));
+        // A probe file is replaced.
+        Assert.Equal(0, new HostApplication(TestConsole(writer)).Probe(TestPaths.Sample("toy2d/hd.json"), shrink, teacherWeights, probePath, 4));
+        Assert.Equal([4L, 2L], TorchSharp.PyBridge.Safetensors.LoadStateDict(probePath)["z"].shape);
     }
 
     [Theory]
