@@ -243,7 +243,7 @@ namespace HierDistill.Host
         public bool Overwrite { get; init; }
 
         [CommandOption("--resume <RUN_FOLDER>")]
-        [Description("Continue a stopped run from its checkpoint.safetensors: the same config and --set values (easiest: RUN_FOLDER/config.resolved.json as the config); learning rates, gradClip and run.maxSkippedSteps may change. Bit-identical on CPU.")]
+        [Description("Continue a stopped run from its checkpoint.safetensors: the same config and --set values (easiest: RUN_FOLDER/config.resolved.json as the config); learning rates, gradClip, run.maxSkippedSteps and run.threads may change. Bit-identical on CPU.")]
         public string? Resume { get; init; }
     }
 

@@ -36,8 +36,13 @@ public static class DiTPresets
 public sealed class DiTOptions : IValidatableObject
 {
     /// <summary>Named size (DiT-XT/4, DiT-T/4, DiT-T/2, DiT-S/4, DiT-S/2, DiT-B/4, DiT-B/2). <value>Default "DiT-T/4".</value></summary>
+    /// <remarks>Matched without regard to case (<c>dit-s/2</c> reads as <c>DiT-S/2</c>).</remarks>
     [Required]
-    public string Preset { get; set; } = "DiT-T/4";
+    public string Preset
+    {
+        get;
+        set => field = DiTPresets.All.Keys.FirstOrDefault(k => k.Equals(value, StringComparison.OrdinalIgnoreCase)) ?? value;
+    } = "DiT-T/4";
 
     /// <summary>Overrides the preset's width. <value>Default: the preset's.</value></summary>
     [Range(8, 8192)]
@@ -82,10 +87,7 @@ public sealed class DiTOptions : IValidatableObject
     {
         if (!DiTPresets.All.ContainsKey(Preset))
         {
-            // Presets are case-sensitive (as in the DiT paper: DiT-S/2); a case slip gets the one it meant.
-            string? meant = DiTPresets.All.Keys.FirstOrDefault(k => k.Equals(Preset, StringComparison.OrdinalIgnoreCase));
-            yield return new ValidationResult($"'{Preset}' is not a DiT preset" + (meant is null ? "" : $"; did you mean '{meant}'?") +
-                                              $"; use one of {string.Join(", ", DiTPresets.All.Keys)}.", [nameof(Preset)]);
+            yield return new ValidationResult($"'{Preset}' is not a DiT preset; use one of {string.Join(", ", DiTPresets.All.Keys)}.", [nameof(Preset)]);
             yield break;
         }
         var s = Size;

@@ -17,10 +17,12 @@ public static class ConfigDifferences
     /// <summary>
     /// Keys that may change when a run is resumed, with a warning, so that a run stopped by non-finite losses can continue
     /// from its last good checkpoint with a lower learning rate or a gradient clip (the result is then not the
-    /// uninterrupted run's): every <c>learningRate</c> and <c>gradClip</c>, and <c>run:maxSkippedSteps</c>.
+    /// uninterrupted run's): every <c>learningRate</c> and <c>gradClip</c>, and <c>run:maxSkippedSteps</c>; and
+    /// <c>run:threads</c>, so that a run continues on a machine with other cores (CPU results may then differ in the last bits).
     /// </summary>
     public static bool MayChangeOnResume(string key) =>
-        key.EndsWith(":learningRate", StringComparison.Ordinal) || key.EndsWith(":gradClip", StringComparison.Ordinal) || key == "run:maxSkippedSteps";
+        key.EndsWith(":learningRate", StringComparison.Ordinal) || key.EndsWith(":gradClip", StringComparison.Ordinal) ||
+        key is "run:maxSkippedSteps" or "run:threads";
 
     /// <summary>The keys whose values differ, as <c>key: 'old' → 'new'</c>, sorted.</summary>
     /// <param name="before">The run folder's resolved config (JSON).</param>

@@ -104,7 +104,7 @@ public static class ConfigLoader
                 child.Key.Equals(ExtendsKey, StringComparison.OrdinalIgnoreCase) || child.Key.Equals(ProvenanceKey, StringComparison.OrdinalIgnoreCase)) continue;
             string? guess = ConfigValidator.Suggest(child.Key, sections);
             v.Add(child.Key, "unknown key." + (guess is null ? "" : $" Did you mean '{guess}'?") +
-                             $" Allowed here: {string.Join(", ", sections)}, {ExtendsKey}, Serilog.");
+                             $" Allowed here: {string.Join(", ", sections)}, {ExtendsKey}, Serilog, {ProvenanceKey} (written by the host).");
         }
         var run = (RunOptions?)v.ValidateAndBind(root.GetSection("run"), typeof(RunOptions), "run");
         var plugins = (PluginsOptions?)v.ValidateAndBind(root.GetSection("plugins"), typeof(PluginsOptions), "plugins");
@@ -135,6 +135,15 @@ public static class ConfigLoader
                 continue;
             }
             string? kind = stage["kind"];
+            if (string.IsNullOrWhiteSpace(kind) &&
+                ConfigValidator.Suggest(stage.Key, root.GetSection("stages").GetChildren().Where(x => !string.IsNullOrWhiteSpace(x["kind"])).Select(x => x.Key).ToList())
+                    is { } meant)
+            {
+                // A misspelt stage name in --set or a variant makes a new stage without a kind.
+                v.Add(path, $"not a stage of this config (it has no kind). Did you mean '{meant}'? A new stage needs \"kind\": one of " +
+                            $"{string.Join(", ", StageKinds.Types.Keys)}.");
+                continue;
+            }
             if (string.IsNullOrWhiteSpace(kind) || !StageKinds.Types.TryGetValue(kind, out var type))
             {
                 v.Add($"{path}:kind", (string.IsNullOrWhiteSpace(kind) ? "is required" : $"'{kind}' is not a stage kind") +
@@ -232,7 +241,7 @@ public static class ConfigLoader
                             "'previous' needs an earlier enabled trajectory or distribution stage, and there is none; " +
                             "use 'teacher' to start the generator from the teacher (DMD without TD initialisation).");
                 }
-                else if (!g.Equals("teacher", StringComparison.OrdinalIgnoreCase) && !producers.Contains(g))
+                else if (!g.Equals("teacher", StringComparison.OrdinalIgnoreCase) && !producers.Contains(g, StringComparer.OrdinalIgnoreCase))
                 {
                     v.Add($"stages:{key}:generator",
                         $"'{g}' is not an earlier enabled trajectory or distribution stage; use previous, teacher" +

@@ -34,7 +34,7 @@ public sealed partial class RunOptions : IValidatableObject
     public string? OutputDir { get; set; }
 
     /// <summary>Device: <c>auto</c>, <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>. <value>Default "auto".</value></summary>
-    public string Device { get; set; } = "auto";
+    public string Device { get; set => field = value?.ToLowerInvariant()!; } = "auto";
 
     /// <summary>Random seed of the run. <value>Default 0.</value></summary>
     [Range(typeof(long), "0", "9223372036854775807")]
@@ -53,7 +53,7 @@ public sealed partial class RunOptions : IValidatableObject
     /// <value>Default "float32".</value>
     /// </summary>
     [Required, RegularExpression("^(float32|bfloat16)$", ErrorMessage = "must be float32 or bfloat16")]
-    public string Precision { get; set; } = "float32";
+    public string Precision { get; set => field = value?.ToLowerInvariant()!; } = "float32";
 
     /// <summary>The compute dtype for <c>Autocast.Use</c>: null for float32.</summary>
     public torch.ScalarType? ComputeDtype => Precision == "bfloat16" ? torch.ScalarType.BFloat16 : null;
@@ -139,7 +139,7 @@ public static class StageKinds
     public const string Evaluation = "evaluation";
 
     /// <summary>Config type of each kind.</summary>
-    public static readonly IReadOnlyDictionary<string, Type> Types = new Dictionary<string, Type>
+    public static readonly IReadOnlyDictionary<string, Type> Types = new Dictionary<string, Type>(StringComparer.OrdinalIgnoreCase)
     {
         [Teacher] = typeof(TeacherStageConfig),
         [Trajectory] = typeof(TrajectoryStageConfig),
@@ -159,7 +159,7 @@ public abstract class StageConfig
 {
     /// <summary>teacher | trajectory | distribution | evaluation.</summary>
     [Required]
-    public string? Kind { get; set; }
+    public string? Kind { get; set => field = value?.ToLowerInvariant(); }
 
     /// <summary>Position in the pipeline (lower first). <value>Default by kind: teacher 0, trajectory 100, distribution 200, evaluation 1000.</value></summary>
     public int? Order { get; set; }
@@ -369,7 +369,7 @@ public sealed class EvaluationStageConfig : StageConfig, IValidatableObject
 
     /// <summary>Teacher ODE solver: euler or heun (Heun's NFE is twice its steps). <value>Default "euler".</value></summary>
     [RegularExpression("^(euler|heun)$", ErrorMessage = "must be euler or heun")]
-    public string TeacherSolver { get; set; } = "euler";
+    public string TeacherSolver { get; set => field = value?.ToLowerInvariant()!; } = "euler";
 
     /// <summary>CFG scale of teacher sampling (match the distillation target's). <value>Default 1.</value></summary>
     [Range(0.0, 100.0)]

@@ -168,7 +168,7 @@ public static class Preflight
                                 ? regularized ? ComponentCalls.Run(teacherName.Path!, teacherName.Component!, "in CreateStudent", teacher.CreateStudent) : null
                                 : (d.Generator.Equals("previous", StringComparison.OrdinalIgnoreCase)
                                     ? students.LastOrDefault()
-                                    : students.LastOrDefault(x => x.Key == d.Generator)).Network;
+                                    : students.LastOrDefault(x => x.Key.Equals(d.Generator, StringComparison.OrdinalIgnoreCase))).Network;
                             if (fromTeacher) Own(generator);
                             if (generator is not null) students.Add((key, generator));
                             if (regularized)

@@ -207,7 +207,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         if (g.Equals("teacher", StringComparison.OrdinalIgnoreCase)) return (teacher.CreateStudent(), "teacher", null);
         var source = g.Equals("previous", StringComparison.OrdinalIgnoreCase)
             ? state.Students.LastOrDefault()
-            : state.Students.LastOrDefault(s => s.StageKey == g);
+            : state.Students.LastOrDefault(s => s.StageKey.Equals(g, StringComparison.OrdinalIgnoreCase));
         if (source is null)
             throw new InvalidOperationException($"stages:{key}:generator: no student '{g}' was produced before this stage.");
         return (source.Model.Clone(), source.StageKey, source);

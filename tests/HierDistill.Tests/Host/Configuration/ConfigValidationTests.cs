@@ -37,6 +37,39 @@ public class ConfigValidationTests
     }
 
     [Fact]
+    public void Keys_names_and_values_are_matched_without_regard_to_case()
+    {
+        // Each of these was refused before (only keys, component names and C# enums ignored case), though the README said all do.
+        string[] overrides =
+        [
+            "run:Device=CPU", "run:precision=BFloat16", "data:options:preset=Ring8", "stages:structure:kind=Trajectory",
+            "stages:evaluate:teacherSolver=Heun", "stages:detail:generator=Structure", "stages:detail:matcher:type=DMD",
+        ];
+        Assert.Empty(Errors(Valid, overrides));
+        using var file = new ConfigFile(Valid);
+        var loaded = ConfigLoader.Validate(ConfigLoader.Read(file.Path, overrides), file.Path, Catalogs.BuiltIn());
+        Assert.Equal(("cpu", "bfloat16"), (loaded.Config.Run.Device, loaded.Config.Run.Precision));
+        Assert.Equal(["teacher", "trajectory", "distribution", "evaluation"], loaded.Stages.Select(x => x.Stage.Kind));
+        Assert.Equal("heun", ((EvaluationStageConfig)loaded.Stages[3].Stage).TeacherSolver);
+        Assert.Equal("ring8", ((HierDistill.Plugins.Data.MixtureOptions)loaded.Component("data").Options).Preset);
+        // A value that is no spelling of an allowed one is still refused.
+        Assert.Equal(["stages:detail:generator: 'Structur' is not an earlier enabled trajectory or distribution stage; use previous, teacher, structure."],
+            Errors(Valid, "stages:detail:generator=Structur"));
+    }
+
+    [Fact]
+    public void A_misspelt_stage_name_is_named_with_the_stage_meant()
+    {
+        // --set on a misspelt stage makes a new stage without a kind: named as the slip it is, not as a missing kind.
+        Assert.Equal(
+        [
+            "stages:strucure: not a stage of this config (it has no kind). Did you mean 'structure'? A new stage needs \"kind\": one of " +
+            "teacher, trajectory, distribution, evaluation.",
+            "stages:xyz:kind: is required; use one of teacher, trajectory, distribution, evaluation.",
+        ], Errors(Valid, "stages:strucure:training:steps=5", "stages:xyz:enabled=false"));
+    }
+
+    [Fact]
     public void A_valid_config_binds_stages_in_order_with_component_options()
     {
         using var file = new ConfigFile(Valid);

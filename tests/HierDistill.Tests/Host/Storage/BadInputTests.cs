@@ -121,16 +121,19 @@ public class BadInputTests
         // The good checkpoint back, resumed with a lower learning rate (allowed, with a warning; the config is updated):
         // the run finishes; a second resume finds nothing to do.
         File.WriteAllBytes(checkpoint, good);
-        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output, "stages:structure:training:learningRate=1e-4"), resume: output);
+        (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output, "stages:structure:training:learningRate=1e-4", "run:threads=2"), resume: output);
         Assert.True(code == ExitCodes.Ok, text);
         Assert.Contains("Resumed with a changed setting (the result will differ from the uninterrupted run's): stages:structure:training:learningRate: '0.0003' → '0.0001'",
+            File.ReadAllText(Path.Combine(output, "log.txt")));
+        // Another thread count (a machine with other cores) is allowed too, with the same warning.
+        Assert.Contains("Resumed with a changed setting (the result will differ from the uninterrupted run's): run:threads: '1' → '2'",
             File.ReadAllText(Path.Combine(output, "log.txt")));
         Assert.Contains("\"learningRate\": 0.0001", File.ReadAllText(Path.Combine(output, "config.resolved.json")));
         // report.md still says how the run was made (the first start's --set values, not the resume's), and what the resume changed.
         string report = File.ReadAllText(Path.Combine(output, "report.md"));
         Assert.Contains($"- config: `{TestPaths.Sample("toy2d/hd.json")}` with `--set run:outputDir={output}`", report);
         Assert.DoesNotContain("--set stages:structure:training:learningRate=1e-4", report);
-        Assert.Contains("- resumed with changed settings: `stages:structure:training:learningRate: '0.0003' → '0.0001'`", report);
+        Assert.Contains("- resumed with changed settings: `run:threads: '1' → '2'`; `stages:structure:training:learningRate: '0.0003' → '0.0001'`", report);
         (code, text) = ResumeTests.Run(ResumeTests.Shrunk(output), resume: output);
         Assert.Equal(ExitCodes.Failed, code);
         Assert.Contains("holds a finished run; nothing to resume", text);

@@ -96,7 +96,10 @@ public class DiTTests
     {
         var errors = new DiTOptions { Preset = "DiT-XL/2" }.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(new object())).ToList();
         Assert.Equal("'DiT-XL/2' is not a DiT preset; use one of DiT-XT/4, DiT-T/4, DiT-T/2, DiT-S/4, DiT-S/2, DiT-B/4, DiT-B/2.", errors.Single().ErrorMessage);
-        var slip = new DiTOptions { Preset = "dit-s/2" }.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(new object())).Single();
-        Assert.StartsWith("'dit-s/2' is not a DiT preset; did you mean 'DiT-S/2'?", slip.ErrorMessage);
+        // Matched without regard to case, as every name in a config is.
+        var slip = new DiTOptions { Preset = "dit-s/2" };
+        Assert.Empty(slip.Validate(new System.ComponentModel.DataAnnotations.ValidationContext(new object())));
+        Assert.Equal("DiT-S/2", slip.Preset);
+        Assert.Equal((384, 12, 6, 2), (slip.Size.Hidden, slip.Size.Depth, slip.Size.Heads, slip.Size.Patch));
     }
 }
