@@ -340,7 +340,11 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         sb.AppendLine(table.MarkdownTable());
         if (File.Exists(Path.Combine(output, "comparison.png")))
             sb.AppendLine().AppendLine($"![{table.PrimaryMetric} of the one-step students by variant](comparison.png)");
-        var summary = table.Summary();
+        var summary = table.Summary().ToList();
+        // A variant whose runs did not all finish is ranked on those that did, or not at all: say so beside the ranking.
+        foreach (var failed in results.Where(r => !r.Reused && r.ExitCode != ExitCodes.Ok).GroupBy(r => r.Variant?.Name ?? "shared teacher"))
+            summary.Add($"- `{failed.Key}`: {string.Join(", ", failed.Select(r => $"seed {r.Seed} {(r.ExitCode == ExitCodes.Cancelled ? "cancelled" : $"failed (exit {r.ExitCode})")}"))}" +
+                        $", so its rows {(failed.Count() == plan.Seeds || failed.Key == "shared teacher" ? "are missing" : "hold the other seeds only")} (see Runs below).");
         if (summary.Count > 0)
         {
             sb.AppendLine("## Summary").AppendLine();

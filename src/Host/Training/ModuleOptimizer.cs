@@ -250,7 +250,8 @@ public sealed class ModuleOptimizer : IDisposable
                 $"({Culprit(last.Breakdown, last.Norm)}); " + (Updates == 0
                     // Never finite: not a divergence, which a learning rate would cure, but a NaN from the start.
                     ? "none of its steps has been finite, so its parameters are still the initial ones: the loss is non-finite from the start, " +
-                      "which points to a component's output (a NaN in a plugin's forward pass or loss) or the data, not to the learning rate."
+                      "which points to the weights it starts from (an earlier stage that diverged without a NaN), a component's output (a NaN in a " +
+                      "plugin's forward pass or loss) or the data, not to this stage's learning rate."
                     : "parameters and optimiser state are those of the last finite step. Lower the learning rate, set or lower gradClip, or check the data."),
                 Updates == 0);
     }

@@ -252,6 +252,25 @@ public class CompareTests
     }
 
     [Fact]
+    public void A_variant_that_fails_is_named_beside_the_ranking()
+    {
+        // A stage-1 learning rate of 10 sends the student's weights far out, and stage 2 starting from them is never finite (its
+        // run fails, exit 1); the summary's ranking leaves the variant out, and says why.
+        using var folder = TestPaths.NewTempFolder();
+        string output = folder.File("cmp");
+        var writer = new StringWriter();
+        int code = new HostApplication(SampleRunTests.TestConsole(writer)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:structure:training:learningRate=3e-4,10"], Shrink, 1, output,
+            overwrite: false, resume: false, CancellationToken.None);
+        Assert.Equal(ExitCodes.Failed, code);
+        string md = File.ReadAllText(Path.Combine(output, "comparison.md"));
+        string summary = md[md.IndexOf("## Summary", StringComparison.Ordinal)..md.IndexOf("## Variants", StringComparison.Ordinal)];
+        Assert.Contains("`structure.training.learningRate=3e-4` / structure", summary);
+        Assert.DoesNotContain("`structure.training.learningRate=10` /", summary);
+        Assert.Contains("- `structure.training.learningRate=10`: seed 0 failed (exit 1), so its rows are missing (see Runs below).", summary);
+    }
+
+    [Fact]
     public void An_output_that_is_a_file_a_run_folder_or_the_users_folder_is_refused_before_anything_runs()
     {
         using var folder = TestPaths.NewTempFolder();

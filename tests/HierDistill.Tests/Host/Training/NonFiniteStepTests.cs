@@ -127,7 +127,8 @@ public class NonFiniteStepTests
         // The skip count is read every logEvery (5) of the optimiser's steps: at step 4.
         Assert.StartsWith("stages:detail step 4 (discriminator): 5 consecutive steps of 'student' skipped", e.Message);
         Assert.Contains("none of its steps has been finite, so its parameters are still the initial ones: the loss is non-finite from the start, " +
-                        "which points to a component's output (a NaN in a plugin's forward pass or loss) or the data, not to the learning rate.", e.Message);
+                        "which points to the weights it starts from (an earlier stage that diverged without a NaN), a component's output (a NaN in a " +
+                        "plugin's forward pass or loss) or the data, not to this stage's learning rate.", e.Message);
         Assert.DoesNotContain("Lower the learning rate", e.Message);
         Assert.Equal((4L, IProgressTask.Stopped), (progress.Reports[^1].Done, progress.Reports[^1].Status)); // not the last logged step (1 done)
     }
