@@ -110,8 +110,9 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         var typeKey = (component + ":type").Split(':');
         if (options > 0 && ConfigDocument.OverrideKeys(overrides).Any(k => k.SequenceEqual(typeKey, StringComparer.OrdinalIgnoreCase)))
             return $" It is set in {(ownFile ? where : where + ",")} for the type that the override {component}:type=… replaced (options stay when the type " +
-                   $"changes); remove it with the override {error.Path}=null beside that one (in a comparison, in the same variant), " +
-                   $"or override the whole component: {component}={{\"type\": …, \"options\": {{…}}}}.";
+                   $"changes); remove it with the override {error.Path}=null beside that one (in a comparison file, in the same variant; " +
+                   "--vary gives every variant the same --set), or override the whole component, whose options are then only those given: " +
+                   $"{component}={{\"type\": …, \"options\": {{…}}}} (with --vary, one such object per value, separated by commas).";
         if (ownFile) return "";
         return $" It comes from {where} (objects merge key by key, also under a component whose type this config changes); " +
                $"remove it here with \"{key}\": null.";

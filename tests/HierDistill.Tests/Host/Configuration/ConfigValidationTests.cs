@@ -287,7 +287,10 @@ public class ConfigValidationTests
                         "remove it here with \"ratioRNotEqualT\": null.", Validate(folder.File("swap.json")));
         // The same swap on the command line.
         Assert.Contains("It is set in this config for the type that the override stages:structure:distiller:type=… replaced (options stay when " +
-                        "the type changes); remove it with the override stages:structure:distiller:options:ratioRNotEqualT=null beside that one",
+                        "the type changes); remove it with the override stages:structure:distiller:options:ratioRNotEqualT=null beside that one " +
+                        "(in a comparison file, in the same variant; --vary gives every variant the same --set), or override the whole component, " +
+                        "whose options are then only those given: stages:structure:distiller={\"type\": …, \"options\": {…}} (with --vary, one such " +
+                        "object per value, separated by commas).",
             Validate(TestPaths.Sample("toy2d/hd.json"), "stages:structure:distiller:type=progressive"));
         // A config that extends the one holding the key, with the type changed on the command line: the override is named.
         File.WriteAllText(folder.File("mid.json"), $$"""{ "extends": "{{TestPaths.Sample("toy2d/hd.json")}}" }""");
