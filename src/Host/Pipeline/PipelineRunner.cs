@@ -132,7 +132,8 @@ public sealed class PipelineRunner
 
         var config = loaded.Config;
         var stages = new JsonObject();
-        foreach (var (key, stage) in config.Stages)
+        // In the order they run (a configuration lists its keys sorted), disabled ones where they would run.
+        foreach (var (key, stage) in config.Stages.OrderBy(s => s.Value.EffectiveOrder).ThenBy(s => s.Key, StringComparer.Ordinal))
         {
             var node = Node(stage)!.AsObject();
             foreach (var p in node.Select(kv => kv.Key).ToList())

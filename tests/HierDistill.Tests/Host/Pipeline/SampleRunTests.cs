@@ -52,6 +52,9 @@ public class SampleRunTests
                                   "run.json", "teacher.safetensors", "student-structure.safetensors", "student-detail.safetensors" })
             Assert.True(File.Exists(Path.Combine(output, f)), $"{f} missing");
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(output, "tensorboard"), "events.out.tfevents.*", SearchOption.AllDirectories));
+        // config.resolved.json lists the stages in the order they ran (not sorted by name: detail, evaluate, structure, teacher).
+        using (var ordered = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "config.resolved.json"))))
+            Assert.Equal(["teacher", "structure", "detail", "evaluate"], ordered.RootElement.GetProperty("stages").EnumerateObject().Select(p => p.Name));
 
         using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(output, "metrics.json")));
         // Throughput of every training stage: steps and batch as configured, samples/s = steps × batch / seconds.
