@@ -161,7 +161,8 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
 
                 if (discriminator is not null && discriminatorOptimizer is not null)
                 {
-                    // Real and generated samples in one batch: one forward, one power iteration of the heads' spectral norms.
+                    // Real and generated samples in one batch: one forward, one power iteration of the heads' spectral norms (the
+                    // generator's step above ran one more, as a training-mode spectral_norm module in PyTorch does on every forward).
                     var both = cat([batch.X, fake]);
                     var bothLabels = cat([labels, labels]);
                     var output = Discriminate(discriminatorPath, discriminatorName, teacher, teacherName, discriminator, both, bothLabels, device,
