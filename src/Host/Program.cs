@@ -137,6 +137,10 @@ namespace HierDistill.Host
             // `--name=…` arguments of this command's options.
             var assigned = args.Skip(1).Where(a => a.StartsWith("--", StringComparison.Ordinal) && a.Contains('='))
                 .Select(a => (Name: a[..a.IndexOf('=')], Value: a[(a.IndexOf('=') + 1)..])).Where(a => options.ContainsKey(a.Name)).ToList();
+            var unknown = UnknownCommand().Match(message);
+            if (unknown.Success &&
+                HierDistill.Host.Configuration.ConfigValidator.Suggest(unknown.Groups["name"].Value, Commands.Keys) is { } meant)
+                return $"{message} Did you mean '{meant}'? Commands: {string.Join(", ", Commands.Keys.Order(StringComparer.Ordinal))}.";
             var missing = MissingValue().Match(message);
             if (missing.Success) return NeedsValue("--" + missing.Groups["name"].Value, command);
             if (message == "Expected an option value." && assigned.FirstOrDefault(a => a.Value.Length == 0) is { Name: not null } empty)
@@ -188,6 +192,9 @@ namespace HierDistill.Host
                 .Where(o => o.Attribute is not null)
                 .SelectMany(o => o.Attribute!.LongNames.Select(n => (Name: "--" + n, o.Type, o.Attribute!.ValueName)))
                 .ToDictionary(o => o.Name, o => (o.Type, o.ValueName)));
+
+        [System.Text.RegularExpressions.GeneratedRegex(@"^Unknown command '(?<name>[^']*)'\.$")]
+        private static partial System.Text.RegularExpressions.Regex UnknownCommand();
 
         [System.Text.RegularExpressions.GeneratedRegex(@"^Option '(?<name>[^']+)' is defined but no value has been provided\.$")]
         private static partial System.Text.RegularExpressions.Regex MissingValue();

@@ -69,6 +69,10 @@ public class CliOutputStreamTests
         Assert.Equal("", stdout.Trim());
         Assert.Contains("Unknown option '--sett'", stderr);
         Assert.Contains("hierdistill --help", stderr);
+        // A misspelt command gets the one it meant.
+        (code, _, stderr) = Cli("rn", TestPaths.Sample("toy2d/hd.json"));
+        Assert.Equal(2, code);
+        Assert.Contains("Unknown command 'rn'. Did you mean 'run'? Commands: compare, plugins, probe, run, sample, validate.", stderr);
     }
 
     [Fact]
