@@ -460,7 +460,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            logger.Warning("The run this one replaced could not be deleted ({Reason}); delete {Replaced} by hand", e.Message, folder.Replaced);
+            logger.Warning("The run this one replaced was not deleted ({Reason}): {Replaced}", e.Message, folder.Replaced);
         }
     }
 
@@ -561,6 +561,8 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         if (CheckWeightsAndOutput(weights, output, "the probe") is { } refused) return refused;
         try
         {
+            if (!output.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+                throw new Evaluation.SampleRequestException($"--out {output}: probe writes safetensors; name a .safetensors file.");
             Evaluation.WeightsSampling.RequireOwnTensors(output, ["z", "t", "labels", "velocity"], "a probe's", "probe");
         }
         catch (Evaluation.SampleRequestException e)

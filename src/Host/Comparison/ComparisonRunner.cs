@@ -150,8 +150,17 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
 
         var variantFolders = variants.Select(v => v.Variant.Folder).ToHashSet(StringComparer.Ordinal);
         var orphans = Directory.Exists(output)
-            ? Directory.EnumerateDirectories(output).Select(Path.GetFileName).Where(d => d != TeacherFolder && !variantFolders.Contains(d!)).Order(StringComparer.Ordinal).ToList()
+            ? Directory.EnumerateDirectories(output).Where(d => Directory.EnumerateDirectories(d, "seed-*").Any()).Select(Path.GetFileName)
+                .Where(d => d != TeacherFolder && !variantFolders.Contains(d!)).Order(StringComparer.Ordinal).ToList()
             : [];
+        // A run's folder holding files but no run: its run would fail there after the teacher trained, so refuse now.
+        if (runs.FirstOrDefault(r => Directory.Exists(r.Folder) && Directory.EnumerateFileSystemEntries(r.Folder).Any() &&
+                                     !File.Exists(Path.Combine(r.Folder, RunFolder.StatusFile))) is { Folder: not null } occupiedByOthers)
+        {
+            errors.ErrorLine($"{occupiedByOthers.Folder} holds files but no HierDistill run ({RunFolder.StatusFile} missing), and a run of this comparison " +
+                             "goes there; move them away, or choose another folder with --output.");
+            return ExitCodes.Failed;
+        }
         if (orphans.Count > 0)
             errors.WarningLine($"{output} also holds runs of variants this comparison does not have: {string.Join(", ", orphans.Take(5))}" +
                                $"{(orphans.Count > 5 ? ", ..." : "")} (left as they are; the tables leave them out). A variant's folder is named " +

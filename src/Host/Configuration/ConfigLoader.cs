@@ -229,19 +229,25 @@ public static class ConfigLoader
                                                       "(its students would not be evaluated).");
 
         var producers = new List<string>();
+        string Canonical(string generator) =>
+            generator.Equals("previous", StringComparison.OrdinalIgnoreCase) || generator.Equals("teacher", StringComparison.OrdinalIgnoreCase)
+                ? generator.ToLowerInvariant()
+                : producers.FirstOrDefault(p => p.Equals(generator, StringComparison.OrdinalIgnoreCase)) ?? generator;
         foreach (var (key, stage) in stages)
         {
             if (stage is DistributionStageConfig d)
             {
-                string g = d.Generator;
-                if (g.Equals("previous", StringComparison.OrdinalIgnoreCase))
+                // Stored as the stage is named (or in lower case), so that a resume or compare --resume given another case
+                // sees the same config.
+                string g = d.Generator = Canonical(d.Generator);
+                if (g.Equals("previous", StringComparison.Ordinal))
                 {
                     if (producers.Count == 0)
                         v.Add($"stages:{key}:generator",
                             "'previous' needs an earlier enabled trajectory or distribution stage, and there is none; " +
                             "use 'teacher' to start the generator from the teacher (DMD without TD initialisation).");
                 }
-                else if (!g.Equals("teacher", StringComparison.OrdinalIgnoreCase) && !producers.Contains(g, StringComparer.OrdinalIgnoreCase))
+                else if (g != "teacher" && !producers.Contains(g, StringComparer.Ordinal))
                 {
                     v.Add($"stages:{key}:generator",
                         $"'{g}' is not an earlier enabled trajectory or distribution stage; use previous, teacher" +

@@ -199,7 +199,10 @@ public static class WeightsSampling
         catch (WeightsMismatchException)
         {
         }
-        if (entries is null || !entries.Select(e => e.Name).Order(StringComparer.Ordinal).SequenceEqual(own.Order(StringComparer.Ordinal)))
+        if (entries is null)
+            throw new SampleRequestException($"--out {path} exists and is not a safetensors file {command} wrote; {command} replaces only files it wrote. " +
+                                             "Name another file.");
+        if (!entries.Select(e => e.Name).Order(StringComparer.Ordinal).SequenceEqual(own.Order(StringComparer.Ordinal)))
             throw new SampleRequestException(
                 $"--out {path} exists and holds other tensors than {what} ({string.Join(", ", own)}), e.g. a run's weights; {command} replaces only " +
                 "files it wrote. Name another file.");

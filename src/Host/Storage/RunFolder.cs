@@ -27,6 +27,9 @@ public sealed class RunFolder
     /// </summary>
     public const string ReplacedFolder = "replaced-run";
 
+    /// <summary>Where <see cref="DropReplaced"/> renames <see cref="ReplacedFolder"/> before deleting it (a leftover is deleted later).</summary>
+    public const string ReplacedDeletingFolder = ".replaced-run.old.tmp";
+
     private RunFolder(string path) => Path = path;
 
     /// <summary>Full path.</summary>
@@ -44,15 +47,42 @@ public sealed class RunFolder
     public string? DropReplaced()
     {
         string? replaced = Replaced;
-        if (replaced is not null) Directory.Delete(replaced, recursive: true);
+        if (replaced is null) return null;
+        var foreign = Foreign(replaced);
+        if (foreign.Count > 0)
+            throw new IOException($"it also holds {string.Join(", ", foreign.Take(5))}{(foreign.Count > 5 ? ", ..." : "")}, which a run does not write, so it is kept");
+        // Renamed first: a deletion that fails half-way leaves no replaced-run that looks like a set-aside cut short.
+        string deleting = System.IO.Path.Combine(Path, ReplacedDeletingFolder);
+        if (Directory.Exists(deleting)) Directory.Delete(deleting, recursive: true);
+        Directory.Move(replaced, deleting);
+        Directory.Delete(deleting, recursive: true);
         return replaced;
+    }
+
+    /// <summary>The names of the entries of <paramref name="folder"/> that a run does not write, sorted.</summary>
+    private static List<string> Foreign(string folder) =>
+        Directory.EnumerateFiles(folder).Where(f => !IsRunOutput(System.IO.Path.GetFileName(f), false))
+            .Concat(Directory.EnumerateDirectories(folder).Where(d => !IsRunOutput(System.IO.Path.GetFileName(d), true)))
+            .Select(System.IO.Path.GetFileName).Order(StringComparer.Ordinal).ToList()!;
+
+    /// <summary>
+    /// Why <paramref name="full"/> cannot be run in: it is the <see cref="ReplacedFolder"/> of a run folder, which a run there
+    /// deletes when it finishes; null when it is not.
+    /// </summary>
+    private static string? SetAsideRefusal(string full)
+    {
+        string? parent = System.IO.Path.GetDirectoryName(full);
+        if (System.IO.Path.GetFileName(full) != ReplacedFolder || parent is null || !File.Exists(System.IO.Path.Combine(parent, StatusFile))) return null;
+        return $"{full} is the run an --overwrite set aside in {parent}, which a run there deletes when it finishes; to run or resume it, " +
+               $"move it out first (e.g. mv {full} {parent}-previous) and use that folder.";
     }
 
     /// <summary>Whether a file or folder name is something a run writes (only such entries are ever deleted).</summary>
     public static bool IsRunOutput(string name, bool directory)
     {
         if (directory)
-            return name is "tensorboard" or "checkpoints" or ReplacedFolder or MetricsWriter.TensorBoardRewriteFolder or MetricsWriter.TensorBoardOldFolder;
+            return name is "tensorboard" or "checkpoints" or ReplacedFolder or ReplacedDeletingFolder or MetricsWriter.TensorBoardRewriteFolder
+                or MetricsWriter.TensorBoardOldFolder;
         if (name is StatusFile or ResolvedConfigFile or "log.txt" or "metrics.json" or "metrics.jsonl" or "report.md") return true;
         return name.EndsWith(".png", StringComparison.Ordinal) || name.EndsWith(".safetensors", StringComparison.Ordinal)
                || (name.StartsWith('.') && name.EndsWith(".tmp", StringComparison.Ordinal));
@@ -91,32 +121,87 @@ public sealed class RunFolder
         return folder;
     }
 
-    /// <summary>Moves (or, see <see cref="Prepare"/>, deletes) the outputs of the run <paramref name="full"/> holds.</summary>
+    /// <summary>Tests: called before each entry is moved aside (a failure there stands for one of the file system's).</summary>
+    internal static Action<string>? BeforeMove;
+
+    /// <summary>
+    /// Moves (or, see <see cref="Prepare"/>, deletes) the outputs of the run <paramref name="full"/> holds; a move that fails
+    /// puts back what was moved.
+    /// </summary>
+    /// <exception cref="RunFolderException">When a move fails, saying whether everything was put back.</exception>
     private static void SetAside(string full)
     {
-        string replaced = System.IO.Path.Combine(full, ReplacedFolder);
+        string replaced = System.IO.Path.Combine(full, ReplacedFolder), deleting = System.IO.Path.Combine(full, ReplacedDeletingFolder);
+        try
+        {
+            if (Directory.Exists(deleting)) Directory.Delete(deleting, recursive: true); // what a failed DropReplaced left
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Left where it is (a run output by name); the next overwrite tries again.
+        }
         // A complete set-aside has its run.json, which is moved last; one without it was interrupted and is completed.
         bool complete = File.Exists(System.IO.Path.Combine(replaced, StatusFile));
         if (complete && ReadStatus(System.IO.Path.Combine(full, StatusFile)) == "finished")
         {
-            Directory.Delete(replaced, recursive: true);
+            Directory.Move(replaced, deleting);
+            Directory.Delete(deleting, recursive: true);
             complete = false;
         }
+        bool created = !Directory.Exists(replaced);
         Directory.CreateDirectory(replaced);
-        var entries = Directory.EnumerateFileSystemEntries(full).Where(e => e != replaced)
+        var entries = Directory.EnumerateFileSystemEntries(full).Where(e => e != replaced && e != deleting)
             .OrderBy(e => System.IO.Path.GetFileName(e) == StatusFile).ToList();
-        foreach (var entry in entries)
+        if (complete)
         {
-            string target = System.IO.Path.Combine(replaced, System.IO.Path.GetFileName(entry));
-            bool directory = Directory.Exists(entry);
-            if (complete && directory) Directory.Delete(entry, recursive: true);
-            else if (complete) File.Delete(entry);
-            else if (directory)
+            // The run being replaced never finished: its outputs go, the older run stays aside.
+            foreach (var entry in entries)
             {
-                if (Directory.Exists(target)) Directory.Delete(target, recursive: true);
-                Directory.Move(entry, target);
+                if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true);
+                else File.Delete(entry);
             }
-            else File.Move(entry, target, overwrite: true);
+            return;
+        }
+        var moved = new List<(string From, string To, bool Directory)>();
+        try
+        {
+            foreach (var entry in entries)
+            {
+                string target = System.IO.Path.Combine(replaced, System.IO.Path.GetFileName(entry));
+                bool directory = Directory.Exists(entry);
+                BeforeMove?.Invoke(entry);
+                if (directory)
+                {
+                    if (Directory.Exists(target)) Directory.Delete(target, recursive: true); // from a set-aside cut short: the newer copy wins
+                    Directory.Move(entry, target);
+                }
+                else File.Move(entry, target, overwrite: true);
+                moved.Add((entry, target, directory));
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Put back what was moved, so that the folder holds its run as before.
+            var stuck = new List<string>();
+            foreach (var (from, to, directory) in Enumerable.Reverse(moved))
+            {
+                try
+                {
+                    if (directory) Directory.Move(to, from);
+                    else File.Move(to, from);
+                }
+                catch (Exception back) when (back is IOException or UnauthorizedAccessException)
+                {
+                    stuck.Add(to);
+                }
+            }
+            if (created && stuck.Count == 0 && !Directory.EnumerateFileSystemEntries(replaced).Any()) Directory.Delete(replaced);
+            throw new RunFolderException(
+                $"--overwrite could not set aside the run in {full}: moving it into {ReplacedFolder}/ failed ({e.Message}). " +
+                (stuck.Count == 0
+                    ? "What had been moved was put back, so the folder holds its run as before"
+                    : $"{string.Join(", ", stuck.Take(5))} could not be put back; move {(stuck.Count == 1 ? "it" : "them")} up into {full}") +
+                "; fix the cause (permissions, a file in use) and run again, or choose another folder.", e);
         }
     }
 
@@ -130,6 +215,7 @@ public sealed class RunFolder
     {
         string full = System.IO.Path.GetFullPath(outputDir);
         if (File.Exists(full)) throw new RunFolderException($"run.outputDir {full} is a file; choose a folder path.");
+        if (SetAsideRefusal(full) is { } setAside) throw new RunFolderException($"run.outputDir {setAside}");
         if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
         {
             string status = System.IO.Path.Combine(full, StatusFile);
@@ -155,9 +241,15 @@ public sealed class RunFolder
                     $"run.outputDir {full} already holds a {state} run; " +
                     (state is "cancelled" or "running" ? $"continue it with --resume {full}, " : "") +
                     "choose another folder (--set run.outputDir=...) or pass --overwrite (or --set run.overwrite=true) to replace it.");
-            var foreign = Directory.EnumerateFiles(full).Where(f => !IsRunOutput(System.IO.Path.GetFileName(f), false))
-                .Concat(Directory.EnumerateDirectories(full).Where(d => !IsRunOutput(System.IO.Path.GetFileName(d), true)))
-                .Select(System.IO.Path.GetFileName).Order(StringComparer.Ordinal).ToList();
+            var foreign = Foreign(full);
+            string replaced = System.IO.Path.Combine(full, ReplacedFolder);
+            if (Directory.Exists(replaced))
+            {
+                if (new DirectoryInfo(replaced).LinkTarget is { } link)
+                    throw new RunFolderException(
+                        $"{replaced} is a link (to {link}); --overwrite moves the run it replaces there, so remove the link (rm {replaced}) or choose another folder.");
+                foreign.AddRange(Foreign(replaced).Select(f => $"{ReplacedFolder}/{f}"));
+            }
             if (foreign.Count > 0)
                 throw new RunFolderException(
                     $"run.outputDir {full} holds a run and also {string.Join(", ", foreign.Take(5))}{(foreign.Count > 5 ? ", ..." : "")}, which a run " +
@@ -174,6 +266,7 @@ public sealed class RunFolder
     public static RunFolder Open(string outputDir)
     {
         string full = System.IO.Path.GetFullPath(outputDir);
+        if (SetAsideRefusal(full) is { } setAside) throw new RunFolderException(setAside);
         string status = System.IO.Path.Combine(full, StatusFile);
         if (!File.Exists(status) || !File.Exists(System.IO.Path.Combine(full, ResolvedConfigFile)))
             throw new RunFolderException($"{full} holds no HierDistill run ({StatusFile} or {ResolvedConfigFile} missing); nothing to resume.");

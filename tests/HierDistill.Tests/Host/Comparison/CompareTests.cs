@@ -300,6 +300,20 @@ public class CompareTests
             Assert.Contains($"The comparison folder {target} holds {listed}", writer.ToString().ReplaceLineEndings(""));
             Assert.Equal(before, Directory.GetFileSystemEntries(target, "*", SearchOption.AllDirectories).Order().ToList());
         }
+
+        // A planned run's folder holding files but no run: refused before the teacher trains (it failed after, with a log.txt
+        // that did not exist). An empty or hidden folder is not taken for another variant's runs.
+        string comparison = folder.File("cmp");
+        string seed = Directory.CreateDirectory(Path.Combine(comparison, "detail.adversarialWeight-0.1", "seed-0")).FullName;
+        File.WriteAllText(Path.Combine(seed, "notes.txt"), "mine");
+        Directory.CreateDirectory(Path.Combine(comparison, ".ipynb_checkpoints"));
+        writer.GetStringBuilder().Clear();
+        Assert.Equal(ExitCodes.Failed, new HostApplication(SampleRunTests.TestConsole(writer)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:detail:adversarialWeight=0.2,0.1"], Shrink, 1, comparison, overwrite: true, resume: false, CancellationToken.None));
+        Assert.Contains($"{seed} holds files but no HierDistill run (run.json missing), and a run of this comparison goes there; move them away, " +
+                        "or choose another folder with --output.", writer.ToString().ReplaceLineEndings(""));
+        Assert.DoesNotContain("runs of variants this comparison does not have", writer.ToString());
+        Assert.False(Directory.Exists(Path.Combine(comparison, "teacher")));
     }
 
     [Fact]

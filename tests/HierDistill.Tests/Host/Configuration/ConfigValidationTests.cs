@@ -51,6 +51,8 @@ public class ConfigValidationTests
         Assert.Equal(("cpu", "bfloat16"), (loaded.Config.Run.Device, loaded.Config.Run.Precision));
         Assert.Equal(["teacher", "trajectory", "distribution", "evaluation"], loaded.Stages.Select(x => x.Stage.Kind));
         Assert.Equal("heun", ((EvaluationStageConfig)loaded.Stages[3].Stage).TeacherSolver);
+        // Stored as the stage is named, so that a --resume given another case sees the same config.
+        Assert.Equal("structure", ((DistributionStageConfig)loaded.Stages[2].Stage).Generator);
         Assert.Equal("ring8", ((HierDistill.Plugins.Data.MixtureOptions)loaded.Component("data").Options).Preset);
         // A value that is no spelling of an allowed one is still refused.
         Assert.Equal(["stages:detail:generator: 'Structur' is not an earlier enabled trajectory or distribution stage; use previous, teacher, structure."],

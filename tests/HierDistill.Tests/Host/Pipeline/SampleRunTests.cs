@@ -181,6 +181,16 @@ public class SampleRunTests
         Assert.Contains($"--out {teacherWeights} exists and holds other tensors than a probe's (z, t, labels, velocity), e.g. a run's weights; probe " +
                         "replaces only files it wrote. Name another file.", writer.ToString().ReplaceLineEndings(""));
         Assert.Equal(before, File.ReadAllBytes(teacherWeights));
+        // Not a safetensors file, or a picture: refused.
+        File.WriteAllText(folder.File("notes.txt"), "mine");
+        writer = new StringWriter();
+        Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(TestConsole(writer)).Probe(TestPaths.Sample("toy2d/hd.json"), shrink, teacherWeights, folder.File("notes.txt"), 6));
+        Assert.Contains($"--out {folder.File("notes.txt")}: probe writes safetensors; name a .safetensors file.", writer.ToString().ReplaceLineEndings(""));
+        File.WriteAllText(folder.File("notes.safetensors"), "mine");
+        writer = new StringWriter();
+        Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(TestConsole(writer)).Probe(TestPaths.Sample("toy2d/hd.json"), shrink, teacherWeights, folder.File("notes.safetensors"), 6));
+        Assert.Contains("exists and is not a safetensors file probe wrote; probe replaces only files it wrote.", writer.ToString().ReplaceLineEndings(""));
+        Assert.Equal("mine", File.ReadAllText(folder.File("notes.safetensors")));
         // A probe file is replaced.
         Assert.Equal(0, new HostApplication(TestConsole(writer)).Probe(TestPaths.Sample("toy2d/hd.json"), shrink, teacherWeights, probePath, 4));
         Assert.Equal([4L, 2L], TorchSharp.PyBridge.Safetensors.LoadStateDict(probePath)["z"].shape);

@@ -107,6 +107,73 @@ public class RunFolderTests
     }
 
     [Fact]
+    public void The_set_aside_run_is_not_run_in_and_what_it_holds_of_the_users_is_not_deleted()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string run = FinishedRun(folder);
+        string replaced = Path.Combine(run, RunFolder.ReplacedFolder);
+        var prepared = RunFolder.Prepare(run, overwrite: true);
+
+        // Resumed or run in place, it would be deleted under the run by the next run there that finishes.
+        File.WriteAllText(Path.Combine(replaced, "config.resolved.json"), "{}");
+        string expected = $"{replaced} is the run an --overwrite set aside in {run}, which a run there deletes when it finishes; to run or " +
+                          $"resume it, move it out first (e.g. mv {replaced} {run}-previous) and use that folder.";
+        Assert.Equal(expected, Assert.Throws<RunFolderException>(() => RunFolder.Open(replaced)).Message);
+        Assert.Equal("run.outputDir " + expected, Assert.Throws<RunFolderException>(() => RunFolder.Prepare(replaced, overwrite: true)).Message);
+
+        // The user's own files in it: --overwrite refuses (as for the folder itself), and a finished run keeps it.
+        File.WriteAllText(Path.Combine(replaced, "NOTES.txt"), "mine");
+        prepared.SetStatus("failed");
+        var e = Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: true));
+        Assert.Contains("holds a run and also replaced-run/NOTES.txt, which a run does not write", e.Message);
+        Assert.Contains("NOTES.txt, which a run does not write, so it is kept", Assert.Throws<IOException>(() => prepared.DropReplaced()).Message);
+        Assert.Equal("mine", File.ReadAllText(Path.Combine(replaced, "NOTES.txt")));
+        File.Delete(Path.Combine(replaced, "NOTES.txt"));
+        Assert.Equal(replaced, prepared.DropReplaced());
+        Assert.Equal(["run.json"], Entries(run));
+
+        // A link as replaced-run would move the run out of the folder.
+        using var elsewhere = TestPaths.NewTempFolder();
+        prepared.SetStatus("finished");
+        Directory.CreateSymbolicLink(replaced, elsewhere.Path);
+        e = Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: true));
+        Assert.Equal($"{replaced} is a link (to {elsewhere.Path}); --overwrite moves the run it replaces there, so remove the link (rm {replaced}) " +
+                     "or choose another folder.", e.Message);
+        Assert.Empty(Directory.GetFileSystemEntries(elsewhere.Path));
+    }
+
+    [Fact]
+    public void A_set_aside_that_fails_half_way_puts_back_what_it_moved()
+    {
+        // The move of teacher.safetensors fails (as one of a file the user cannot move would), after report.md and
+        // tensorboard/ have gone.
+        using var folder = TestPaths.NewTempFolder();
+        string run = FinishedRun(folder);
+        var before = Entries(run);
+        RunFolderException e;
+        RunFolder.BeforeMove = entry =>
+        {
+            // This folder's only: tests running beside this one may set runs aside meanwhile.
+            if (entry == Path.Combine(run, "teacher.safetensors")) throw new IOException("Operation not permitted");
+        };
+        try
+        {
+            e = Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: true));
+        }
+        finally
+        {
+            RunFolder.BeforeMove = null;
+        }
+        Assert.StartsWith($"--overwrite could not set aside the run in {run}: moving it into replaced-run/ failed (", e.Message);
+        Assert.EndsWith("What had been moved was put back, so the folder holds its run as before; fix the cause (permissions, a file in use) and run " +
+                        "again, or choose another folder.", e.Message);
+        Assert.Contains("failed (Operation not permitted). What had been moved was put back", e.Message);
+        Assert.Equal(before, Entries(run));
+        Assert.Equal("old report", File.ReadAllText(Path.Combine(run, "report.md")));
+        Assert.Contains("finished", File.ReadAllText(Path.Combine(run, "run.json")));
+    }
+
+    [Fact]
     public void A_non_empty_folder_without_a_run_is_never_used()
     {
         using var folder = TestPaths.NewTempFolder();
