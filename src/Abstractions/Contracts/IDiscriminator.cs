@@ -23,7 +23,7 @@ public interface IDiscriminator
     /// <summary>Teacher blocks whose token features the heads read (one head per block).</summary>
     IReadOnlyList<int> FeatureBlocks { get; }
 
-    /// <summary>Noise levels <c>s_D ∈ [0, 1]</c> for a batch, a floating-point <c>[B]</c> (the host checks the shape).</summary>
+    /// <summary>Noise levels <c>s_D ∈ [0, 1]</c> for a batch, a floating-point <c>[B]</c> (the host checks the shape at every step, and the range before anything runs).</summary>
     Tensor SampleTimes(long batchSize, Device device);
 
     /// <summary>Logits from token features <c>[B, N, C]</c> (one per block of <see cref="FeatureBlocks"/>).</summary>

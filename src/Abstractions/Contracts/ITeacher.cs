@@ -23,7 +23,11 @@ public interface ITeacher
     /// <summary>Blocks whose token features can be tapped for a discriminator (empty if none).</summary>
     IReadOnlyList<TokenFeatureSpec> FeatureBlocks { get; }
 
-    /// <summary>Token features <c>[B, N, C]</c> of the chosen blocks, differentiable in <paramref name="z"/>.</summary>
+    /// <summary>
+    /// Token features <c>[B, N, C]</c> of the chosen blocks, differentiable in <paramref name="z"/>: one tensor per entry of
+    /// <paramref name="blocks"/>, in that order (a discriminator's heads read them by position; the host checks this before
+    /// anything runs by asking for the blocks reversed).
+    /// </summary>
     /// <exception cref="NotSupportedException">When the teacher has no token features.</exception>
     IReadOnlyList<Tensor> TokenFeatures(Tensor z, Tensor t, Tensor labels, IReadOnlyList<int> blocks);
 

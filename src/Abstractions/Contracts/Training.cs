@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace HierDistill.Abstractions.Contracts;
 
-/// <summary>Adam(W) settings for one trained module.</summary>
+/// <summary>Adam(W) settings for one trained module (the host checks the ranges below before anything runs).</summary>
 /// <param name="LearningRate">Learning rate, &gt; 0.</param>
 /// <param name="Beta1">Adam β₁ in [0, 1).</param>
 /// <param name="Beta2">Adam β₂ in [0, 1).</param>

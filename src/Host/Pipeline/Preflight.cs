@@ -155,7 +155,7 @@ public static class Preflight
                             {
                                 discriminator = Build<IDiscriminator>($"stages:{key}:discriminator", data, teacher);
                                 Own(discriminator.Heads.Module);
-                                DistributionStage.CheckFeatures(key, teacher, discriminator);
+                                DistributionStage.CheckFeatures(key, components, teacher, discriminator);
                                 DistributionStage.TryDiscriminator($"stages:{key}:discriminator", components.Describe($"stages:{key}:discriminator"),
                                     teacher, teacherName, discriminator, data.Spec);
                             }

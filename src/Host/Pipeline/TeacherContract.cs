@@ -86,7 +86,18 @@ internal static class TeacherContract
         using (var scope = NewDisposeScope())
         {
             var (z, t, labels) = TrialInputs(TrialBatch, spec);
-            var v = ComponentCalls.Run(path, component, $"in Velocity on a trial batch of {TrialBatch} random inputs", () => teacher.Velocity(z, t, labels));
+            Tensor v;
+            try
+            {
+                v = ComponentCalls.Run(path, component, $"in Velocity on a trial batch of {TrialBatch} random inputs", () => teacher.Velocity(z, t, labels));
+            }
+            catch (InvalidOperationException e) when (e.Message.Contains("index out of range", StringComparison.Ordinal))
+            {
+                throw new InvalidOperationException(
+                    $"{e.Message} The trial's labels were {spec.NumClasses} (the null label ∅ = NumClasses), {spec.NumClasses - 1} and 0: labels " +
+                    $"run 0 .. {spec.NumClasses - 1} and ∅ = {spec.NumClasses} (classifier-free guidance), so a label embedding needs " +
+                    $"NumClasses + 1 = {spec.NumClasses + 1} rows.", e);
+            }
             CheckVelocity(path, component, v, z);
         }
         if (network is null) return;
@@ -164,6 +175,29 @@ internal static class TeacherContract
         var u = ComponentCalls.Run(path, component, "in the student's AverageVelocity on a trial batch of 2 random inputs",
             () => student.AverageVelocity(z, r, t, labels));
         CheckVelocity(path, component, u, z, "AverageVelocity");
+        // The teacher's own student starts as the teacher: u(z, t, t) = v(z, t) exactly (VelocityNetwork.CreateStudent; method.md §1),
+        // else stage 1 trains from other weights than the teacher's, silently. (The teacher's weights were perturbed by Try, so a
+        // zero-initialised output layer cannot pass for a copy.)
+        if (maker != "CreateStudent" || teacher.Network is not { } teacherNetwork) return;
+        bool training = student.training;
+        student.eval();
+        try
+        {
+            using var _ = no_grad();
+            var diagonal = student.AverageVelocity(z, t, t, labels);
+            var v = teacherNetwork.Velocity(z, t, labels);
+            // A velocity in bfloat16 or float16 agrees to its own rounding only.
+            bool coarse = diagonal.dtype is ScalarType.BFloat16 or ScalarType.Float16 || v.dtype is ScalarType.BFloat16 or ScalarType.Float16;
+            if (Difference(diagonal, v, coarse ? 1e-2 : 1e-5) is { } gap)
+                throw new InvalidOperationException(
+                    $"{path}: {component} CreateStudent returned a student whose u(z, t, t) differs from the teacher's v(z, t) on a trial batch " +
+                    $"({gap}); the contract is a student that starts as the teacher (VelocityNetwork.CreateStudent: its weights copied, and " +
+                    "the embedding of t - r added so that it is zero at r = t), or stage 1 trains from other weights than the teacher's.");
+        }
+        finally
+        {
+            student.train(training);
+        }
     }
 
     /// <summary>
@@ -173,21 +207,26 @@ internal static class TeacherContract
     /// </summary>
     private const long TrialBatch = 3;
 
-    /// <summary>Random inputs of the data's shape: z ~ N(0, I), t ~ U(0.05, 0.95), labels cycling through the classes and ∅.</summary>
-    private static (Tensor Z, Tensor T, Tensor Labels) TrialInputs(long samples, DataSpec spec) =>
-        (randn([samples, .. spec.SampleShape]), rand(samples) * 0.9 + 0.05,
-         arange(samples, dtype: ScalarType.Int64) % (spec.NumClasses + 1));
+    /// <summary>Random inputs of the data's shape: z ~ N(0, I), t ~ U(0.05, 0.95), labels ∅, K - 1, then 0, 1, ... (see the body).</summary>
+    private static (Tensor Z, Tensor T, Tensor Labels) TrialInputs(long samples, DataSpec spec)
+    {
+        // ∅ = K first and the last class K - 1 second, so that even a batch of 1 or 2 reaches both ends of the label range (a
+        // label embedding of K rows, without the null label, fails here), then 0, 1, ... cycling through the classes and ∅.
+        long k = spec.NumClasses;
+        var labels = Enumerable.Range(0, (int)samples).Select(i => i switch { 0 => k, 1 => Math.Max(0, k - 1), _ => (i - 2) % (k + 1) }).ToArray();
+        return (randn([samples, .. spec.SampleShape]), rand(samples) * 0.9 + 0.05, tensor(labels));
+    }
 
-    /// <summary>Null when <paramref name="a"/> and <paramref name="b"/> agree to float32 rounding, else the largest difference in
+    /// <summary>Null when <paramref name="a"/> and <paramref name="b"/> agree to <paramref name="tolerance"/> (relative; float32 rounding by default), else the largest difference in
     /// words. Non-finite entries are left out (a network that overflows on the perturbed weights is not a contract fault).</summary>
-    private static string? Difference(Tensor a, Tensor b)
+    private static string? Difference(Tensor a, Tensor b, double tolerance = 1e-5)
     {
         // In float64: a velocity may be bfloat16 or float64 (the contract asks for floating point).
         a = a.to_type(ScalarType.Float64);
         b = b.to_type(ScalarType.Float64);
         var finite = isfinite(a).logical_and(isfinite(b));
         double gap = where(finite, a - b, 0).abs().max().item<double>(), scale = where(finite, b, 0).abs().max().item<double>();
-        return gap <= 1e-5 * (1 + scale) ? null : $"largest difference {gap:g3}, largest |v| {scale:g3}";
+        return gap <= tolerance * (1 + scale) ? null : $"largest difference {gap:g3}, largest |v| {scale:g3}";
     }
 
     /// <summary>Every parameter of <paramref name="module"/> is float32 and finite.</summary>

@@ -64,7 +64,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
             ? run.Create<ITrajectoryDistiller>($"stages:{key}:regularizer", state.Data, teacher)
             : null;
         using var ownedRegularizer = regularizer as IDisposable;
-        if (discriminator is not null) CheckFeatures(key, teacher, discriminator);
+        if (discriminator is not null) CheckFeatures(key, run.Components, teacher, discriminator);
         CheckModuleNames(key, run.Components, matcher, discriminator);
         string matcherPath = $"stages:{key}:matcher", matcherName = run.Components.Describe(matcherPath);
         string regularizerPath = $"stages:{key}:regularizer", regularizerName = regularizer is null ? "" : run.Components.Describe(regularizerPath);
@@ -296,9 +296,19 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
     internal static void TryDiscriminator(string path, string component, ITeacher teacher, (string Path, string Component) teacherName,
         IDiscriminator discriminator, DataSpec spec)
     {
+        CheckOptimizer(path, component, discriminator.Heads);
         foreach (long half in new long[] { 2, 3 })
         {
             using var scope = NewDisposeScope();
+            // The noise levels' values (a device read the stages skip; here on the CPU it costs nothing).
+            using (var times = ComponentCalls.Run(path, component, $"in SampleTimes({2 * half})", () => discriminator.SampleTimes(2 * half, CPU)))
+            {
+                CheckTimes(path, component, times, 2 * half);
+                if (times.numel() > 0 && (!isfinite(times).all().item<bool>() || times.min().item<float>() < 0 || times.max().item<float>() > 1))
+                    throw new InvalidOperationException(
+                        $"{path}: {component} SampleTimes({2 * half}) returned noise levels from {times.min().item<float>():g3} to {times.max().item<float>():g3}; " +
+                        "the contract is s_D in [0, 1] (0: data, 1: noise; IDiscriminator.SampleTimes), as the teacher's time is.");
+            }
             var x = randn([2 * half, .. spec.SampleShape]).requires_grad_(true); // as generated samples are: the features must carry it
             var labels = zeros(2 * half, dtype: ScalarType.Int64);
             ComponentCalls.Run(path, component, $"on a trial batch of {2 * half} random samples", () =>
@@ -310,6 +320,39 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                 LossGradients.Require(gLoss, path, component, "GeneratorLoss", "the logits it is given");
                 return gLoss;
             });
+        }
+        CheckFeatureOrder(teacher, teacherName, discriminator.FeatureBlocks, spec);
+    }
+
+    /// <summary>
+    /// A teacher returns the features of the blocks asked for in the order asked (<see cref="ITeacher.TokenFeatures"/>): asked for
+    /// them reversed, it must return the same tensors reversed. Blocks of one shape (every DiT block) would otherwise reach the
+    /// discriminator's heads swapped, silently. Only with two or more distinct blocks; on the frozen preflight teacher.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Naming the teacher.</exception>
+    private static void CheckFeatureOrder(ITeacher teacher, (string Path, string Component) teacherName, IReadOnlyList<int> blocks, DataSpec spec)
+    {
+        if (blocks.Distinct().Count() < 2) return;
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var z = randn([2, .. spec.SampleShape]);
+        var s = full([2], 0.5f);
+        var labels = zeros(2, dtype: ScalarType.Int64);
+        var reversed = blocks.Reverse().ToList();
+        var asked = ComponentCalls.Run(teacherName.Path, teacherName.Component, $"in TokenFeatures for blocks {string.Join(", ", blocks)}",
+            () => teacher.TokenFeatures(z, s, labels, blocks));
+        var back = ComponentCalls.Run(teacherName.Path, teacherName.Component, $"in TokenFeatures for blocks {string.Join(", ", reversed)}",
+            () => teacher.TokenFeatures(z, s, labels, reversed));
+        for (int i = 0; i < blocks.Count; i++)
+        {
+            var a = asked[i];
+            var b = back[blocks.Count - 1 - i];
+            if (!a.shape.SequenceEqual(b.shape) || !allclose(a.to_type(ScalarType.Float64), b.to_type(ScalarType.Float64), rtol: 1e-5, atol: 1e-6))
+                throw new InvalidOperationException(
+                    $"{teacherName.Path}: {teacherName.Component} TokenFeatures does not return the blocks in the order asked: asked for blocks " +
+                    $"{string.Join(", ", blocks)} and then {string.Join(", ", reversed)}, block {blocks[i]}'s features differ between the two " +
+                    "calls. The contract is one tensor per block asked for, in the order of the list (ITeacher.TokenFeatures): the " +
+                    "discriminator's heads read them by position.");
         }
     }
 
@@ -332,14 +375,36 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         LossGradients.RequireReaches(loss, path, component, "GeneratorLoss", "the generated samples x it is given", trial, [x],
             "does not reach the generated samples x it is given (it is computed from other tensors, or from x.detach()), so it cannot " +
             "train the generator. To add nothing on purpose (an adversarial-only ablation), return a zero made from x, e.g. (x * 0).sum().");
+        foreach (var m in matcher.AuxiliaryModules) CheckOptimizer(path, component, m);
         if (matcher.AuxiliaryModules.Count == 0) return;
         var aux = ComponentCalls.Run(path, component, $"in AuxiliaryLoss {trial}", () => matcher.AuxiliaryLoss(x.detach(), labels, progress));
         LossGradients.Require(aux, path, component, "AuxiliaryLoss", "its auxiliary modules (e.g. the fake score)");
     }
 
+    /// <summary>
+    /// Checks a component's optimiser settings against <see cref="OptimizerSettings"/>' contract (learning rate &gt; 0, betas in
+    /// [0, 1), weight decay ≥ 0, a clip &gt; 0): a negative learning rate ascends the loss, silently.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Naming the component, the module and the setting.</exception>
+    internal static void CheckOptimizer(string path, string component, TrainableModule module)
+    {
+        var o = module.Optimizer;
+        string? problem =
+            !(o.LearningRate > 0) || double.IsInfinity(o.LearningRate) ? $"learning rate {o.LearningRate} (must be > 0 and finite)"
+            : !(o.Beta1 >= 0 && o.Beta1 < 1) ? $"beta1 {o.Beta1} (must be in [0, 1))"
+            : !(o.Beta2 >= 0 && o.Beta2 < 1) ? $"beta2 {o.Beta2} (must be in [0, 1))"
+            : !(o.WeightDecay >= 0) || double.IsInfinity(o.WeightDecay) ? $"weight decay {o.WeightDecay} (must be >= 0 and finite)"
+            : o.GradClipNorm is { } clip && !(clip > 0) ? $"gradient clip {clip} (must be > 0, or null for none)"
+            : null;
+        if (problem is not null)
+            throw new InvalidOperationException(
+                $"{path}: {component} trains '{module.Name}' with {problem} (OptimizerSettings); give the option that sets it a range " +
+                "([Range] on the options property) so that a config cannot set it so.");
+    }
+
     /// <summary>Checks that the teacher exposes token features and every block the discriminator of stage <paramref name="key"/> reads.</summary>
     /// <exception cref="InvalidOperationException">When it does not.</exception>
-    internal static void CheckFeatures(string key, ITeacher teacher, IDiscriminator discriminator)
+    internal static void CheckFeatures(string key, ComponentFactory components, ITeacher teacher, IDiscriminator discriminator)
     {
         var available = teacher.FeatureBlocks.Select(b => b.Block).ToHashSet();
         if (available.Count == 0)
@@ -349,6 +414,8 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         var missing = discriminator.FeatureBlocks.Where(b => !available.Contains(b)).ToList();
         if (missing.Count > 0)
             throw new InvalidOperationException(
-                $"stages:{key}:discriminator: blocks {string.Join(", ", missing)} are not teacher feature blocks; available: {string.Join(", ", available.Order())}.");
+                $"stages:{key}:discriminator: {components.Describe($"stages:{key}:discriminator")} reads " +
+                (missing.Count == 1 ? $"block {missing[0]}, which is not a teacher feature block" : $"blocks {string.Join(", ", missing)}, which are not teacher feature blocks") +
+                $"; available: {string.Join(", ", available.Order())}.");
     }
 }

@@ -16,18 +16,28 @@ namespace HierDistill.Tests.Host.Pipeline;
 /// <summary>The built-in AWD discriminator with one contract fault, chosen by <see cref="Fault"/> (for the host's checks).</summary>
 public sealed class FaultyDiscriminatorOptions : GapOptions
 {
-    /// <summary>none, flat (logits [B·H]), transposed ([H, B]), single ([B], valid with one block), times ([B, 1] noise levels), throws (Forward throws), fake-score (heads named as DMD's fake score).</summary>
+    /// <summary>none, flat (logits [B·H]), transposed ([H, B]), single ([B], valid with one block), times ([B, 1] noise levels), times-range (levels
+    /// outside [0, 1]), throws (Forward throws), fake-score (heads named as DMD's fake score), negative-lr (a negative learning rate).</summary>
     public string Fault { get; set; } = "none";
 }
 
 internal sealed class FaultyDiscriminator(IDiscriminator inner, string fault) : IDiscriminator
 {
-    public TrainableModule Heads => fault == "fake-score" ? inner.Heads with { Name = "fake_score" } : inner.Heads;
+    public TrainableModule Heads => fault switch
+    {
+        "fake-score" => inner.Heads with { Name = "fake_score" },
+        "negative-lr" => inner.Heads with { Optimizer = inner.Heads.Optimizer with { LearningRate = -1e-4 } }, // an options property without [Range]
+        _ => inner.Heads,
+    };
 
     public IReadOnlyList<int> FeatureBlocks => inner.FeatureBlocks;
 
-    public Tensor SampleTimes(long batchSize, Device device) =>
-        fault == "times" ? inner.SampleTimes(batchSize, device).unsqueeze(1) : inner.SampleTimes(batchSize, device);
+    public Tensor SampleTimes(long batchSize, Device device) => fault switch
+    {
+        "times" => inner.SampleTimes(batchSize, device).unsqueeze(1),
+        "times-range" => inner.SampleTimes(batchSize, device) * 5 + 1, // levels in (1, 6): not s_D in [0, 1]
+        _ => inner.SampleTimes(batchSize, device),
+    };
 
     public DiscriminatorOutput Forward(IReadOnlyList<Tensor> features, Tensor labels)
     {
@@ -72,6 +82,8 @@ public class DiscriminatorContractTests
         { "transposed", $"{Path}: {Component} Forward returned logits of shape [3, 4] for 4 samples;" },
         { "times", $"{Path}: {Component} SampleTimes(4) returned a Float32 tensor of shape [4, 1]; the contract is one noise level s_D in [0, 1] per sample, a floating-point [4] (IDiscriminator.SampleTimes)." },
         { "throws", $"{Path}: {Component} failed on a trial batch of 4 random samples: my head broke" },
+        { "times-range", $"{Path}: {Component} SampleTimes(4) returned noise levels from " },
+        { "negative-lr", $"{Path}: {Component} trains 'discriminator' with learning rate -0.0001 (must be > 0 and finite) (OptimizerSettings); give the option that sets it a range ([Range] on the options property) so that a config cannot set it so." },
         { "fake-score", $"stages:detail: the matcher 'dmd' (HierDistill.Plugins.Dmd) and the discriminator {Component} both train a module named 'fake_score'; the names of a stage's trained modules key its checkpoint and must differ ('generator' is the host's): give the discriminator {Component} another TrainableModule.Name." },
     };
 

@@ -45,6 +45,8 @@ internal sealed class FaultyTeacher : ITeacher, IDisposable
 
     public Tensor Velocity(Tensor z, Tensor t, Tensor labels) => _fault switch
     {
+        // A label embedding of K rows, without the null label K: index out of range for ∅.
+        "no-null-label" => _inner.Velocity(z, t, labels) + zeros(Spec.NumClasses, z.shape[1]).index_select(0, labels),
         "velocity-shape" => _inner.Velocity(z, t, labels).narrow(1, 0, 1),   // [B, 1] for [B, 2]: broadcast in the loss
         "velocity-scaled" => _inner.Velocity(z, t, labels) * 2,              // computed outside the network
         _ => _inner.Velocity(z, t, labels),
@@ -54,7 +56,8 @@ internal sealed class FaultyTeacher : ITeacher, IDisposable
 
     public IReadOnlyList<Tensor> TokenFeatures(Tensor z, Tensor t, Tensor labels, IReadOnlyList<int> blocks)
     {
-        var features = _inner.TokenFeatures(z, t, labels, blocks);
+        // features-ascending: the blocks in ascending order, not in the order asked for.
+        var features = _inner.TokenFeatures(z, t, labels, _fault == "features-ascending" ? blocks.Order().ToList() : blocks);
         return _fault switch
         {
             "features-detached" => features.Select(f => f.detach()).ToList(),
@@ -81,6 +84,8 @@ internal sealed class FaultyTeacher : ITeacher, IDisposable
         "student-shares" => new SharingStudent(_network),
         "student-shape" => new NarrowStudent(_inner.CreateStudent()),
         "student-native" => LibtorchFailure(),
+        // A fresh student of the same architecture: random weights, not the teacher's.
+        "student-fresh" => new MlpVelocityNetwork(new MlpOptions { Hidden = 64, Depth = 3, TokenChannels = 16 }, Spec).CreateStudent(),
         _ => _inner.CreateStudent(),
     };
 
@@ -225,6 +230,9 @@ public class TeacherContractTests
         { "features-detached", $"{Path}: {Component} TokenFeatures returned features of block 0 without gradient with respect to z;" },
         { "features-batch", $"{Path}: {Component} TokenFeatures returned a Float32 tensor of shape [1, 4, 16] for block 0 and 4 samples; the contract is a floating-point [B, N, C] = [4, 4, 16]" },
         { "features-flat", $"{Path}: {Component} TokenFeatures returned a Float32 tensor of shape [4, 64] for block 0 and 4 samples;" },
+        { "no-null-label", $"The trial's labels were 2 (the null label ∅ = NumClasses), 1 and 0: labels run 0 .. 1 and ∅ = 2 (classifier-free guidance), so a label embedding needs NumClasses + 1 = 3 rows." },
+        { "student-fresh", $"{Path}: {Component} CreateStudent returned a student whose u(z, t, t) differs from the teacher's v(z, t) on a trial batch (largest difference " },
+        { "features-ascending", $"{Path}: {Component} TokenFeatures does not return the blocks in the order asked: asked for blocks 0, 1, 2 and then 2, 1, 0, block 0's features differ between the two calls." },
     };
 
     [Theory]
