@@ -69,10 +69,13 @@ public sealed class ComponentCatalog
                         "(or one of the two plugin folders that hold them)."));
                     continue;
                 }
+                // Every clash, so that one rebuild mends them all.
+                var clashes = plugin.Components.Where(c => seen.ContainsKey(Key(c)))
+                    .Select(c => $"{Describe(c.Contract)} '{c.Name}', which {seen[Key(c)].Name} ({seen[Key(c)].Path}) already registered").ToList();
                 errorList.Add(new PluginLoadError(plugin.Path,
-                    $"registers {Describe(clash.Contract)} '{clash.Name}', which {owner.Name} ({owner.Path}) already registered; names are unique " +
+                    $"registers {string.Join("; and ", clashes)}; names are unique " +
                     "per contract and the plugin found first keeps its name (the host's own plugins come first): give the " +
-                    "component another name."));
+                    (clashes.Count == 1 ? "component another name." : $"{clashes.Count} components other names.")));
                 continue;
             }
             foreach (var c in plugin.Components) seen[Key(c)] = plugin;

@@ -163,14 +163,16 @@ public class PluginLoadingTests
         var builtIn = Discover(TestPaths.PluginsFolder);
         LoadedPlugin Plugin(string name, params string[] discriminators) =>
             new(name, "1.0.0", $"/p/{name}/{name}.dll", "1.4.0", PluginDiscovery.Register(new Registers(discriminators), name));
-        var catalog = ComponentCatalog.Create([.. builtIn.Plugins, Plugin("Impostor", "maxpool", "awd"), Plugin("Twice", "maxpool2", "maxpool2"), Plugin("Good", "maxpool"),
+        var catalog = ComponentCatalog.Create([.. builtIn.Plugins, Plugin("Impostor", "maxpool", "awd", "gap"), Plugin("Twice", "maxpool2", "maxpool2"), Plugin("Good", "maxpool"),
             Plugin("Good", "maxpool") with { Path = "/copy/Good/Good.dll" }], [], []);
         Assert.Equal([.. BuiltIn, "Good"], catalog.Plugins.Select(p => p.Name));
         Assert.Contains("HierDistill.Plugins.Awd", catalog.Find(typeof(HierDistill.Abstractions.Contracts.IDiscriminator), "awd")!.Assembly);
         Assert.Equal(
         [
+            // Every clash is named, so that one rebuild mends them all.
             $"/p/Impostor/Impostor.dll: registers discriminator 'awd', which HierDistill.Plugins.Awd ({builtIn.Plugins.Single(p => p.Name == "HierDistill.Plugins.Awd").Path}) " +
-            "already registered; names are unique per contract and the plugin found first keeps its name (the host's own plugins come first): give the component another name.",
+            $"already registered; and discriminator 'gap', which HierDistill.Plugins.Awd ({builtIn.Plugins.Single(p => p.Name == "HierDistill.Plugins.Awd").Path}) " +
+            "already registered; names are unique per contract and the plugin found first keeps its name (the host's own plugins come first): give the 2 components other names.",
             "/p/Twice/Twice.dll: registers discriminator 'maxpool2' 2 times; names are unique per contract: register it once.",
             "/copy/Good/Good.dll: Good was already loaded from /p/Good/Good.dll; the first copy found is used. Remove one of the two copies " +
             "(or one of the two plugin folders that hold them).",
