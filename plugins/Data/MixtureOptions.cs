@@ -10,7 +10,7 @@ public sealed class MixtureOptions
     /// classes in a checkerboard. <value>Default "ring8".</value>
     /// </summary>
     [Required, RegularExpression("^(ring8|grid25)$", ErrorMessage = "must be ring8 or grid25")]
-    public string Preset { get; set => field = value?.ToLowerInvariant()!; } = "ring8";
+    public string Preset { get; set => field = value?.ToLowerInvariant() is "ring8" or "grid25" ? value.ToLowerInvariant() : value!; } = "ring8";
 
     /// <summary>Circle radius of ring8. <value>Default 4.</value></summary>
     [Range(0.01, 1000.0)]

@@ -34,7 +34,7 @@ public sealed partial class RunOptions : IValidatableObject
     public string? OutputDir { get; set; }
 
     /// <summary>Device: <c>auto</c>, <c>cpu</c>, <c>cuda</c> or <c>cuda:N</c>. <value>Default "auto".</value></summary>
-    public string Device { get; set => field = value?.ToLowerInvariant()!; } = "auto";
+    public string Device { get; set => field = ConfigValues.Lower(value, v => DeviceRegex().IsMatch(v)); } = "auto";
 
     /// <summary>Random seed of the run. <value>Default 0.</value></summary>
     [Range(typeof(long), "0", "9223372036854775807")]
@@ -53,7 +53,7 @@ public sealed partial class RunOptions : IValidatableObject
     /// <value>Default "float32".</value>
     /// </summary>
     [Required, RegularExpression("^(float32|bfloat16)$", ErrorMessage = "must be float32 or bfloat16")]
-    public string Precision { get; set => field = value?.ToLowerInvariant()!; } = "float32";
+    public string Precision { get; set => field = ConfigValues.Lower(value, v => v is "float32" or "bfloat16"); } = "float32";
 
     /// <summary>The compute dtype for <c>Autocast.Use</c>: null for float32.</summary>
     public torch.ScalarType? ComputeDtype => Precision == "bfloat16" ? torch.ScalarType.BFloat16 : null;
@@ -369,7 +369,7 @@ public sealed class EvaluationStageConfig : StageConfig, IValidatableObject
 
     /// <summary>Teacher ODE solver: euler or heun (Heun's NFE is twice its steps). <value>Default "euler".</value></summary>
     [RegularExpression("^(euler|heun)$", ErrorMessage = "must be euler or heun")]
-    public string TeacherSolver { get; set => field = value?.ToLowerInvariant()!; } = "euler";
+    public string TeacherSolver { get; set => field = ConfigValues.Lower(value, v => v is "euler" or "heun"); } = "euler";
 
     /// <summary>CFG scale of teacher sampling (match the distillation target's). <value>Default 1.</value></summary>
     [Range(0.0, 100.0)]
@@ -441,4 +441,19 @@ public sealed class ClassifierOptions
     /// <summary>Test accuracy below which the report warns that FD and class accuracy are unreliable. <value>Default 0.9.</value></summary>
     [Range(0.0, 1.0)]
     public double MinAccuracy { get; set; } = 0.9;
+}
+
+/// <summary>Values from a fixed list, matched without regard to case.</summary>
+internal static class ConfigValues
+{
+    /// <summary>
+    /// <paramref name="value"/> in lower case when that is allowed; otherwise as written, so that the validation error quotes
+    /// what the user typed.
+    /// </summary>
+    internal static string Lower(string? value, Func<string, bool> allowed)
+    {
+        if (value is null) return null!;
+        string lower = value.ToLowerInvariant();
+        return allowed(lower) ? lower : value;
+    }
 }

@@ -54,7 +54,9 @@ public class ConfigValidationTests
         // Stored as the stage is named, so that a --resume given another case sees the same config.
         Assert.Equal("structure", ((DistributionStageConfig)loaded.Stages[2].Stage).Generator);
         Assert.Equal("ring8", ((HierDistill.Plugins.Data.MixtureOptions)loaded.Component("data").Options).Preset);
-        // A value that is no spelling of an allowed one is still refused.
+        // A value that is no spelling of an allowed one is still refused, quoted as written.
+        Assert.Equal(["run:precision: 'BF16' is not allowed: must be float32 or bfloat16.", "run:device: 'GPU' is not a device; use auto, cpu, cuda or cuda:N."],
+            Errors(Valid, "run:precision=BF16", "run:device=GPU"));
         Assert.Equal(["stages:detail:generator: 'Structur' is not an earlier enabled trajectory or distribution stage; use previous, teacher, structure."],
             Errors(Valid, "stages:detail:generator=Structur"));
     }
