@@ -74,7 +74,7 @@ public static class Preflight
             (string Path, string Component) teacherName = default;
             // The students the stages produce, in order (a distribution stage's generator stands for its own), for the
             // generator a regularizer is tried on.
-            var students = new List<(string Key, AverageVelocityNetwork Network)>();
+            var students = new List<(string Key, AverageVelocityNetwork? Network)>();
             try
             {
                 torch.random.manual_seed(DataContract.BuildSeed); // as the seed check builds its second instance
@@ -170,7 +170,7 @@ public static class Preflight
                                     ? students.LastOrDefault()
                                     : students.LastOrDefault(x => x.Key.Equals(d.Generator, StringComparison.OrdinalIgnoreCase))).Network;
                             if (fromTeacher) Own(generator);
-                            if (generator is not null) students.Add((key, generator));
+                            students.Add((key, generator));
                             if (regularized)
                             {
                                 var regularizer = Build<ITrajectoryDistiller>($"stages:{key}:regularizer", data, teacher);
@@ -186,6 +186,8 @@ public static class Preflight
                 }
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
+                    // A stage that failed its checks hands on no network here: a later generator=previous is then not tried.
+                    if (stage is TrajectoryStageConfig or DistributionStageConfig && students.All(x => x.Key != key)) students.Add((key, null));
                     // Host checks name their config path; anything else is named here.
                     errors.Add(new ConfigError("", e is PreflightException ? e.Message : ConfigError.InStage(key, NativeErrors.WithoutBacktrace(e.Message))));
                     if (teacher is null) break;   // the teacher could not be built: nothing after it can be

@@ -151,7 +151,7 @@ public sealed class RunFolder
         bool created = !Directory.Exists(replaced);
         Directory.CreateDirectory(replaced);
         var entries = Directory.EnumerateFileSystemEntries(full).Where(e => e != replaced && e != deleting)
-            .OrderBy(e => System.IO.Path.GetFileName(e) == StatusFile).ToList();
+            .OrderBy(e => System.IO.Path.GetFileName(e) == StatusFile).ThenBy(e => e, StringComparer.Ordinal).ToList();
         if (complete)
         {
             // The run being replaced never finished: its outputs go, the older run stays aside.
@@ -213,12 +213,17 @@ public sealed class RunFolder
     /// <exception cref="RunFolderException">As <see cref="Prepare"/>, except for a folder that turns out not to be writable.</exception>
     public static string CheckPreparable(string outputDir, bool overwrite, IReadOnlyDictionary<string, string>? inputs = null)
     {
-        string full = System.IO.Path.GetFullPath(outputDir);
+        string full = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(outputDir));
         if (File.Exists(full)) throw new RunFolderException($"run.outputDir {full} is a file; choose a folder path.");
         if (SetAsideRefusal(full) is { } setAside) throw new RunFolderException($"run.outputDir {setAside}");
         if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
         {
             string status = System.IO.Path.Combine(full, StatusFile);
+            if (!File.Exists(status) && File.Exists(System.IO.Path.Combine(full, ReplacedFolder, StatusFile)))
+                throw new RunFolderException(
+                    $"run.outputDir {full} holds no run of its own ({StatusFile} missing: the run that replaced it stopped before writing one), " +
+                    $"only the run an --overwrite set aside in {System.IO.Path.Combine(full, ReplacedFolder)}; move that folder's contents up into " +
+                    $"{full} to put it back, or choose another folder (--set run.outputDir=...).");
             if (!File.Exists(status))
                 throw new RunFolderException(
                     $"run.outputDir {full} is not empty and holds no HierDistill run ({StatusFile} missing); choose another folder (--set run.outputDir=...).");
@@ -265,7 +270,7 @@ public sealed class RunFolder
     /// <exception cref="RunFolderException">When the folder holds no run, a finished run, or is not writable.</exception>
     public static RunFolder Open(string outputDir)
     {
-        string full = System.IO.Path.GetFullPath(outputDir);
+        string full = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(outputDir));
         if (SetAsideRefusal(full) is { } setAside) throw new RunFolderException(setAside);
         string status = System.IO.Path.Combine(full, StatusFile);
         if (!File.Exists(status) || !File.Exists(System.IO.Path.Combine(full, ResolvedConfigFile)))

@@ -36,6 +36,7 @@ internal sealed class FaultyDiscriminator(IDiscriminator inner, string fault) : 
     {
         "times" => inner.SampleTimes(batchSize, device).unsqueeze(1),
         "times-range" => inner.SampleTimes(batchSize, device) * 5 + 1, // levels in (1, 6): not s_D in [0, 1]
+        "times-bfloat16" => inner.SampleTimes(batchSize, device).to_type(ScalarType.BFloat16), // valid: any floating-point type
         _ => inner.SampleTimes(batchSize, device),
     };
 
@@ -109,6 +110,7 @@ public class DiscriminatorContractTests
         var app = new HostApplication(SampleRunTests.TestConsole(writer));
         Assert.True(app.Preflight("hd.json", Load("none"), Catalogs.BuiltIn(new FaultyDiscriminatorPlugin())), writer.ToString());
         Assert.True(app.Preflight("hd.json", Load("single", $"{Path}:options:blocks=[0]"), Catalogs.BuiltIn(new FaultyDiscriminatorPlugin())), writer.ToString());
+        Assert.True(app.Preflight("hd.json", Load("times-bfloat16"), Catalogs.BuiltIn(new FaultyDiscriminatorPlugin())), writer.ToString());
     }
 
     [Fact]

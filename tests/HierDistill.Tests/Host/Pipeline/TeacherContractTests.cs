@@ -61,6 +61,7 @@ internal sealed class FaultyTeacher : ITeacher, IDisposable
         return _fault switch
         {
             "features-detached" => features.Select(f => f.detach()).ToList(),
+            "features-noisy" => features.Select(f => f + 1e-3 * randn_like(f)).ToList(), // random on purpose: valid, order not checked
             "features-batch" => features.Select(f => f.narrow(0, 0, 1)).ToList(),
             "features-flat" => features.Select(f => f.flatten(1)).ToList(),
             "features-throw" => throw new ArgumentOutOfRangeException(nameof(blocks), "block 7 is not tapped"),
@@ -230,7 +231,7 @@ public class TeacherContractTests
         { "features-detached", $"{Path}: {Component} TokenFeatures returned features of block 0 without gradient with respect to z;" },
         { "features-batch", $"{Path}: {Component} TokenFeatures returned a Float32 tensor of shape [1, 4, 16] for block 0 and 4 samples; the contract is a floating-point [B, N, C] = [4, 4, 16]" },
         { "features-flat", $"{Path}: {Component} TokenFeatures returned a Float32 tensor of shape [4, 64] for block 0 and 4 samples;" },
-        { "no-null-label", $"The trial's labels were 2 (the null label ∅ = NumClasses), 1 and 0: labels run 0 .. 1 and ∅ = 2 (classifier-free guidance), so a label embedding needs NumClasses + 1 = 3 rows." },
+        { "no-null-label", $"The trial's labels were 2 (the null label ∅ = NumClasses), 1 and 0, and without ∅ it runs: labels run 0 .. 1 and ∅ = 2 (classifier-free guidance), so a label embedding needs NumClasses + 1 = 3 rows." },
         { "student-fresh", $"{Path}: {Component} CreateStudent returned a student whose u(z, t, t) differs from the teacher's v(z, t) on a trial batch (largest difference " },
         { "features-ascending", $"{Path}: {Component} TokenFeatures does not return the blocks in the order asked: asked for blocks 0, 1, 2 and then 2, 1, 0, block 0's features differ between the two calls." },
     };
@@ -257,6 +258,8 @@ public class TeacherContractTests
         Assert.True(app.Preflight("hd.json", Load("none"), Catalogs.BuiltIn(new FaultyTeacherPlugin())), writer.ToString());
         // A velocity in another floating-point type (bfloat16) keeps the contract.
         Assert.True(app.Preflight("hd.json", Load("network-bfloat16"), Catalogs.BuiltIn(new FaultyTeacherPlugin())), writer.ToString());
+        // Token features with noise on purpose keep the contract (their order cannot be checked, and is not).
+        Assert.True(app.Preflight("hd.json", Load("features-noisy"), Catalogs.BuiltIn(new FaultyTeacherPlugin())), writer.ToString());
         foreach (var sample in new[] { "toy2d/hd.json", "fmnist/hd-cpu.json", "fmnist/hd-gpu.json" })
         {
             var loaded = ConfigLoader.Validate(ConfigLoader.Read(TestPaths.Sample(sample), ["run:device=cpu"]), TestPaths.Sample(sample), Catalogs.BuiltIn());

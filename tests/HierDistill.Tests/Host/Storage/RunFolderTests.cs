@@ -119,7 +119,8 @@ public class RunFolderTests
         string expected = $"{replaced} is the run an --overwrite set aside in {run}, which a run there deletes when it finishes; to run or " +
                           $"resume it, move it out first (e.g. mv {replaced} {run}-previous) and use that folder.";
         Assert.Equal(expected, Assert.Throws<RunFolderException>(() => RunFolder.Open(replaced)).Message);
-        Assert.Equal("run.outputDir " + expected, Assert.Throws<RunFolderException>(() => RunFolder.Prepare(replaced, overwrite: true)).Message);
+        Assert.Equal(expected, Assert.Throws<RunFolderException>(() => RunFolder.Open(replaced + "/")).Message); // as tab completion writes it
+        Assert.Equal("run.outputDir " + expected, Assert.Throws<RunFolderException>(() => RunFolder.Prepare(replaced + "/", overwrite: true)).Message);
 
         // The user's own files in it: --overwrite refuses (as for the folder itself), and a finished run keeps it.
         File.WriteAllText(Path.Combine(replaced, "NOTES.txt"), "mine");
@@ -143,17 +144,35 @@ public class RunFolderTests
     }
 
     [Fact]
+    public void A_folder_holding_only_the_set_aside_run_says_so()
+    {
+        // The replacement stopped between setting the run aside and writing its own run.json (a full disk, a kill).
+        using var folder = TestPaths.NewTempFolder();
+        string run = FinishedRun(folder);
+        RunFolder.Prepare(run, overwrite: true);
+        File.Delete(Path.Combine(run, "run.json"));
+        var e = Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: true));
+        Assert.Equal($"run.outputDir {run} holds no run of its own (run.json missing: the run that replaced it stopped before writing one), only the " +
+                     $"run an --overwrite set aside in {Path.Combine(run, "replaced-run")}; move that folder's contents up into {run} to put it back, or " +
+                     "choose another folder (--set run.outputDir=...).", e.Message);
+        Assert.Equal("old report", File.ReadAllText(Path.Combine(run, "replaced-run", "report.md")));
+    }
+
+    [Fact]
     public void A_set_aside_that_fails_half_way_puts_back_what_it_moved()
     {
-        // The move of teacher.safetensors fails (as one of a file the user cannot move would), after report.md and
-        // tensorboard/ have gone.
+        // Entries move in name order, run.json last: report.md goes, then the move of teacher.safetensors fails (as one of a
+        // file the user cannot move would).
         using var folder = TestPaths.NewTempFolder();
         string run = FinishedRun(folder);
         var before = Entries(run);
         RunFolderException e;
+        var tried = new List<string>();
         RunFolder.BeforeMove = entry =>
         {
             // This folder's only: tests running beside this one may set runs aside meanwhile.
+            if (!entry.StartsWith(run + Path.DirectorySeparatorChar, StringComparison.Ordinal)) return;
+            tried.Add(Path.GetFileName(entry));
             if (entry == Path.Combine(run, "teacher.safetensors")) throw new IOException("Operation not permitted");
         };
         try
@@ -167,6 +186,7 @@ public class RunFolderTests
         Assert.StartsWith($"--overwrite could not set aside the run in {run}: moving it into replaced-run/ failed (", e.Message);
         Assert.EndsWith("What had been moved was put back, so the folder holds its run as before; fix the cause (permissions, a file in use) and run " +
                         "again, or choose another folder.", e.Message);
+        Assert.Equal(["report.md", "teacher.safetensors"], tried); // one entry had moved, and was put back
         Assert.Contains("failed (Operation not permitted). What had been moved was put back", e.Message);
         Assert.Equal(before, Entries(run));
         Assert.Equal("old report", File.ReadAllText(Path.Combine(run, "report.md")));
