@@ -105,10 +105,11 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             return new VariantPlan(v, !touchesTeacher, !touchesTeacher && !touchesEvaluation);
         }).ToList();
 
+        TorchInfo torchInfo;
         try
         {
             // The variants' networks are built once on the CPU to check them (HostApplication.Preflight).
-            TorchRuntime.Initialize("cpu", TorchRuntime.ResolveLibTorchFolder(baseConfig.Config.Run.Libtorch), baseConfig.Config.Run.Threads);
+            torchInfo = TorchRuntime.Initialize("cpu", TorchRuntime.ResolveLibTorchFolder(baseConfig.Config.Run.Libtorch), baseConfig.Config.Run.Threads);
         }
         catch (TorchRuntimeException e)
         {
@@ -118,9 +119,12 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         // Every variant is validated, its networks built once, before anything runs (the shared teacher's weights do not exist
         // yet: loadFrom is left out).
         int invalid = 0;
+        var digests = new List<(string Variant, string Digest)>();
         foreach (var v in variants)
         {
             var (loaded, catalog, c) = app.Load(plan.BaseConfig, plan.OverridesOf(v.Variant));
+            if (loaded is not null && catalog is not null)
+                digests.Add((v.Variant.Name, ConfigDifferences.Digest(Pipeline.PipelineRunner.ResolvedConfig(loaded, plan.OverridesOf(v.Variant), catalog, torchInfo))));
             if (loaded is null || catalog is null || !app.Preflight(plan.BaseConfig, loaded, catalog))
             {
                 errors.ErrorLine($"variant '{v.Variant.Name}' is invalid (overrides: {string.Join(" ", v.Variant.Overrides)}).");
@@ -133,6 +137,10 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             }
         }
         if (invalid > 0) return ExitCodes.InvalidConfig;
+        // Variants that resolve to one config (values that differ only in case or spelling: heun,HEUN; 1,1.0) run the same thing twice.
+        foreach (var same in digests.GroupBy(d => d.Digest).Where(g => g.Count() > 1))
+            errors.WarningLine($"variants {string.Join(", ", same.Select(d => $"'{d.Variant}'"))} resolve to the same config (their values differ only " +
+                               "in how they are written), so the comparison runs the same thing more than once; drop all but one.");
         foreach (var key in plan.CommandLineOverrides.Select(ComparisonPlan.KeyOf).Distinct())
         {
             var replaced = variants.Where(v => v.Variant.Overrides.Any(o => ComparisonPlan.NormalizeKey(ComparisonPlan.KeyOf(o)) == ComparisonPlan.NormalizeKey(key)))

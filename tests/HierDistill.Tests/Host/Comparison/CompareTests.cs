@@ -252,6 +252,23 @@ public class CompareTests
     }
 
     [Fact]
+    public void Variants_that_resolve_to_one_config_are_named()
+    {
+        // heun and HEUN are one value (fixed-list values ignore case): a warning before anything runs. (The planned run
+        // folder holding a stray file then stops the comparison, so that nothing trains here.)
+        using var folder = TestPaths.NewTempFolder();
+        string output = folder.File("cmp");
+        string seed = Directory.CreateDirectory(Path.Combine(output, "evaluate.teacherSolver-euler", "seed-0")).FullName;
+        File.WriteAllText(Path.Combine(seed, "notes.txt"), "mine");
+        var writer = new StringWriter();
+        Assert.Equal(ExitCodes.Failed, new HostApplication(SampleRunTests.TestConsole(writer)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:evaluate:teacherSolver=heun,HEUN,euler"], Shrink, 1, output, overwrite: false, resume: false, CancellationToken.None));
+        Assert.Contains("variants 'evaluate.teacherSolver=heun', 'evaluate.teacherSolver=HEUN' resolve to the same config (their values differ only in " +
+                        "how they are written), so the comparison runs the same thing more than once; drop all but one.", writer.ToString().ReplaceLineEndings(""));
+        Assert.DoesNotContain("'evaluate.teacherSolver=euler' resolve", writer.ToString());
+    }
+
+    [Fact]
     public void A_variant_whose_run_did_not_finish_is_named_beside_the_ranking()
     {
         // The first variant's run is stopped in stage 2 (as Ctrl-C stops it): compare writes what it has and exits 130; the
