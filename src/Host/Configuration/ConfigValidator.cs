@@ -124,6 +124,20 @@ public sealed class ConfigValidator
         return ValidateAndBind(options, optionsType, $"{path}:options");
     }
 
+    /// <summary>
+    /// For an options author: when <paramref name="type"/> has a public field or a public property without a public setter named
+    /// <paramref name="key"/>, why it is no key (only public properties with a public setter are bound); else empty.
+    /// </summary>
+    private static string NotBindable(Type type, string key)
+    {
+        const System.Reflection.BindingFlags flags = System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.IgnoreCase;
+        if (type.GetField(key, flags) is { } field)
+            return $" ({type.Name}.{field.Name} is a field, so it is not an option: the keys are the type's public properties with {{ get; set; }}.)";
+        if (type.GetProperty(key, flags) is { } property && property.SetMethod is not { IsPublic: true })
+            return $" ({type.Name}.{property.Name} has no public setter, so it is not an option: the keys are the type's public properties with {{ get; set; }}.)";
+        return "";
+    }
+
     /// <summary>Checks keys and value types of <paramref name="section"/> against <paramref name="type"/>.</summary>
     private void CheckStructure(IConfiguration section, Type type, string path, ISet<string>? ignoredKeys)
     {
@@ -138,7 +152,8 @@ public sealed class ConfigValidator
                 var names = props.Select(p => CamelCase(p.Name)).ToList();
                 string? guess = Suggest(child.Key, names);
                 Add(childPath, "unknown key." + (guess is null ? "" : $" Did you mean '{guess}'?") +
-                               (names.Count == 0 ? " This section takes no keys." : $" Allowed here: {string.Join(", ", names)}."));
+                               (names.Count == 0 ? " This section takes no keys." : $" Allowed here: {string.Join(", ", names)}.") +
+                               NotBindable(type, child.Key));
                 continue;
             }
             CheckValue(child, prop.PropertyType, childPath, prop);

@@ -62,6 +62,17 @@ public class ConfigValidationTests
     }
 
     [Fact]
+    public void A_key_that_is_a_get_only_property_of_the_options_type_says_why_it_is_no_option()
+    {
+        // For a plugin author whose options type has a field or a property without a setter: not silently "unknown".
+        var errors = Errors(Valid, "stages:teacher:teacher={\"type\":\"dit\"}", "data:type=fashion-mnist", "data:options=null",
+            "stages:teacher:teacher:options:size=3");
+        Assert.Contains("stages:teacher:teacher:options:size: unknown key. Allowed here: preset, hidden, depth, heads, patch, mlpRatio, frequencyDim, " +
+                        "maxPeriod. (DiTOptions.Size has no public setter, so it is not an option: the keys are the type's public properties with " +
+                        "{ get; set; }.)", errors);
+    }
+
+    [Fact]
     public void A_misspelt_stage_name_is_named_with_the_stage_meant()
     {
         // --set on a misspelt stage makes a new stage without a kind: named as the slip it is, not as a missing kind.
