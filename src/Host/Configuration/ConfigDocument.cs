@@ -34,6 +34,13 @@ public static class ConfigDocument
                 errors.Add(new ConfigError("--set", $"'{o}' is not key=value (e.g. stages:detail:enabled=false)."));
                 continue;
             }
+            if (key.Equals(ExtendsKey, StringComparison.OrdinalIgnoreCase))
+            {
+                // The base configs are read before the overrides apply: an override of extends would be ignored, silently.
+                errors.Add(new ConfigError(ExtendsKey, "cannot be set with --set (the base configs are read before the overrides); " +
+                                                       "write a config file with \"extends\": \"<base>\" and run that."));
+                continue;
+            }
             int eq = o.IndexOf('=');
             if (Apply(merged, key, o[(eq + 1)..]) is { } problem) errors.Add(new ConfigError(key, problem));
         }

@@ -237,6 +237,10 @@ public class ConfigValidationTests
         using var file = new ConfigFile(Valid);
         var e2 = Assert.Throws<ConfigException>(() => ConfigLoader.Read(file.Path, ["stages:detail:enabled"]));
         Assert.Equal("--set: 'stages:detail:enabled' is not key=value (e.g. stages:detail:enabled=false).", e2.Errors.Single().ToString());
+        // extends on the command line would be ignored (the base configs are read first): refused.
+        var e3 = Assert.Throws<ConfigException>(() => ConfigLoader.Read(file.Path, ["extends=other.json"]));
+        Assert.Equal("extends: cannot be set with --set (the base configs are read before the overrides); write a config file with " +
+                     "\"extends\": \"<base>\" and run that.", e3.Errors.Single().ToString());
     }
 
     [Fact]
