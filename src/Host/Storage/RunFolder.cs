@@ -50,13 +50,22 @@ public sealed class RunFolder
         if (replaced is null) return null;
         var foreign = Foreign(replaced);
         if (foreign.Count > 0)
-            throw new IOException($"it also holds {string.Join(", ", foreign.Take(5))}{(foreign.Count > 5 ? ", ..." : "")}, which a run does not write, so it is kept");
-        // Renamed first: a deletion that fails half-way leaves no replaced-run that looks like a set-aside cut short.
-        string deleting = System.IO.Path.Combine(Path, ReplacedDeletingFolder);
-        if (Directory.Exists(deleting)) Directory.Delete(deleting, recursive: true);
-        Directory.Move(replaced, deleting);
-        Directory.Delete(deleting, recursive: true);
+            throw new IOException($"it also holds {Messages.FirstOf(foreign)}, which a run does not write, so it is kept");
+        DeleteReplaced(Path);
         return replaced;
+    }
+
+    /// <summary>
+    /// Deletes <paramref name="full"/>'s <see cref="ReplacedFolder"/>, renamed to <see cref="ReplacedDeletingFolder"/> first (a
+    /// leftover of an earlier try is deleted before): a deletion that fails half-way leaves no replaced-run that looks like a
+    /// set-aside cut short.
+    /// </summary>
+    private static void DeleteReplaced(string full)
+    {
+        string deleting = System.IO.Path.Combine(full, ReplacedDeletingFolder);
+        if (Directory.Exists(deleting)) Directory.Delete(deleting, recursive: true);
+        Directory.Move(System.IO.Path.Combine(full, ReplacedFolder), deleting);
+        Directory.Delete(deleting, recursive: true);
     }
 
     /// <summary>The names of the entries of <paramref name="folder"/> that a run does not write, sorted.</summary>
@@ -144,8 +153,7 @@ public sealed class RunFolder
         bool complete = File.Exists(System.IO.Path.Combine(replaced, StatusFile));
         if (complete && ReadStatus(System.IO.Path.Combine(full, StatusFile)) == "finished")
         {
-            Directory.Move(replaced, deleting);
-            Directory.Delete(deleting, recursive: true);
+            DeleteReplaced(full);
             complete = false;
         }
         bool created = !Directory.Exists(replaced);
@@ -257,7 +265,7 @@ public sealed class RunFolder
             }
             if (foreign.Count > 0)
                 throw new RunFolderException(
-                    $"run.outputDir {full} holds a run and also {string.Join(", ", foreign.Take(5))}{(foreign.Count > 5 ? ", ..." : "")}, which a run " +
+                    $"run.outputDir {full} holds a run and also {Messages.FirstOf(foreign)}, which a run " +
                     "does not write; --overwrite deletes only run outputs, so move those away or choose another folder.");
             if (inside.Count > 0)
                 throw new RunFolderException(
