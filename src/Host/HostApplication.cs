@@ -643,7 +643,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             var files = Directory.EnumerateFiles(weights, "*.safetensors").Select(Path.GetFileName).Where(f => f != CheckpointStore.FileName)
                 .Order(StringComparer.Ordinal).ToList();
             _errors.ErrorLine($"--weights {weights} is a folder; name a weights file in it" +
-                              (files.Count > 0 ? $": {string.Join(", ", files.Take(6))}{(files.Count > 6 ? ", ..." : "")}." : " (it holds no .safetensors file)."));
+                              (files.Count > 0 ? $": {Messages.FirstOf(files, 6)}." : " (it holds no .safetensors file)."));
             return ExitCodes.InvalidConfig;
         }
         if (!File.Exists(weights))

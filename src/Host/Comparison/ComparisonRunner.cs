@@ -83,7 +83,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         }
         if (ForeignEntries(output) is { Count: > 0 } foreign)
         {
-            errors.ErrorLine($"The comparison folder {output} holds {string.Join(", ", foreign.Take(5))}{(foreign.Count > 5 ? ", ..." : "")}, which a " +
+            errors.ErrorLine($"The comparison folder {output} holds {Messages.FirstOf(foreign)}, which a " +
                              "comparison does not write" + (File.Exists(Path.Combine(output, RunFolder.StatusFile)) ? " (it is a run folder)" : "") +
                              "; name a new folder, or that of an earlier comparison, with --output (or outputDir in a comparison file).");
             return ExitCodes.Failed;
@@ -170,8 +170,8 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             return ExitCodes.Failed;
         }
         if (orphans.Count > 0)
-            errors.WarningLine($"{output} also holds runs of variants this comparison does not have: {string.Join(", ", orphans.Take(5))}" +
-                               $"{(orphans.Count > 5 ? ", ..." : "")} (left as they are; the tables leave them out). A variant's folder is named " +
+            errors.WarningLine($"{output} also holds runs of variants this comparison does not have: {Messages.FirstOf(orphans)}" +
+                               " (left as they are; the tables leave them out). A variant's folder is named " +
                                "from its name, or from its --vary keys in the order given: give them in the same order to keep its runs.");
         if (!overwrite && !resume)
         {

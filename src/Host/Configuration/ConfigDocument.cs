@@ -114,7 +114,7 @@ public static class ConfigDocument
                    $"hierdistill run {resolved} --resume {full}).";
         var json = Directory.EnumerateFiles(full, "*.json").Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList();
         return $"{full} is a folder, not a config file" +
-               (json.Count > 0 ? $"; name one of its configs: {string.Join(", ", json.Take(6))}{(json.Count > 6 ? ", ..." : "")}." : ".");
+               (json.Count > 0 ? $"; name one of its configs: {Messages.FirstOf(json, 6)}." : ".");
     }
 
     private static void Collect(string path, List<(string Path, JsonObject Json)> chain, string source)
