@@ -1,4 +1,5 @@
 using HierDistill.Abstractions.Data;
+using HierDistill.Abstractions.Numerics;
 using static TorchSharp.torch;
 
 namespace HierDistill.Plugins.Data;
@@ -66,7 +67,7 @@ internal sealed class FashionMnistDataSource : IDataSource, IDisposable
     {
         if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, "the batch size must be ≥ 1.");
         var (images, labels, _, _) = MoveTo(device);
-        var index = randint(0, images.shape[0], [batchSize], device: device, generator: generator);
+        var index = RandomDraw.RandInt(images.shape[0], [batchSize], device, generator);
         return new Batch(ToFloat(images.index_select(0, index)), labels.index_select(0, index));
     }
 
@@ -75,7 +76,7 @@ internal sealed class FashionMnistDataSource : IDataSource, IDisposable
         if (count < 1 || count > TestCount)
             throw new ArgumentOutOfRangeException(nameof(count), count, $"the test split has {TestCount} images; ask for 1 to {TestCount}.");
         var (_, _, images, labels) = MoveTo(device);
-        var index = randperm(TestCount, device: device, generator: generator).narrow(0, 0, count);
+        var index = RandomDraw.RandPerm(TestCount, device, generator).narrow(0, 0, count);
         return new Batch(ToFloat(images.index_select(0, index)), labels.index_select(0, index));
     }
 

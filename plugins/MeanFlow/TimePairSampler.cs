@@ -16,7 +16,7 @@ internal static class TimePairSampler
         var b = TimeSampling.LogitNormal(batchSize, mean, std, device, generator);
         var t = maximum(a, b);
         var r = minimum(a, b);
-        var keep = rand([batchSize], device: device, generator: generator) < ratioRNotEqualT;
+        var keep = RandomDraw.Rand([batchSize], device, generator) < ratioRNotEqualT;
         r = where(keep, r, t);
         return (t, r);
     }

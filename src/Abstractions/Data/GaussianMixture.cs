@@ -1,3 +1,4 @@
+using HierDistill.Abstractions.Numerics;
 using static TorchSharp.torch;
 
 namespace HierDistill.Abstractions.Data;
@@ -76,16 +77,17 @@ public sealed class GaussianMixture
     /// <param name="device">Device of the returned tensors.</param>
     /// <param name="generator">Random generator (null: global).</param>
     /// <returns>Samples <c>[N, D]</c> float32, labels <c>[N]</c> int64, components <c>[N]</c> int64.</returns>
-    /// <remarks>Drawn on <paramref name="device"/> (a <paramref name="generator"/> must be of that device) from parameter tensors
-    /// kept there after the first call, so a training step on a GPU copies nothing from the host.</remarks>
+    /// <remarks>Drawn on <paramref name="device"/> from parameter tensors kept there after the first call, so a training step
+    /// on a GPU copies nothing from the host. With a <paramref name="generator"/> the draws are made on the CPU and moved
+    /// (<see cref="Numerics.RandomDraw"/>: TorchSharp's generators are CPU generators).</remarks>
     public (Tensor X, Tensor Labels, Tensor Components) Sample(int count, Device device, Generator? generator = null)
     {
         using var scope = NewDisposeScope();
         var (w, means, stds, classes) = OnDevice(device);
-        var comp = multinomial(w, count, replacement: true, generator: generator); // [N]
+        var comp = RandomDraw.Multinomial(w, count, replacement: true, generator); // [N]
         var mu = means.index_select(0, comp);                                        // [N, D]
         var sd = stds.index_select(0, comp).unsqueeze(1);                            // [N, 1]
-        var x = mu + sd * randn([count, Dimension], device: device, generator: generator);
+        var x = mu + sd * RandomDraw.Randn([count, Dimension], device, generator);
         var labels = classes.index_select(0, comp);
         return (x.MoveToOuterDisposeScope(), labels.MoveToOuterDisposeScope(), comp.MoveToOuterDisposeScope());
     }

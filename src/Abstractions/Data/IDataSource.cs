@@ -14,7 +14,9 @@ public interface IDataSource
     /// <summary>Draws a training batch.</summary>
     /// <param name="batchSize">Number of samples B, at least 1.</param>
     /// <param name="device">Device of the returned tensors.</param>
-    /// <param name="generator">Random generator (null: the global torch generator).</param>
+    /// <param name="generator">Random generator (null: the global torch generator). TorchSharp's generators are CPU generators
+    /// whatever device they were made for, so draw with it through <see cref="Numerics.RandomDraw"/> (or on the CPU, then
+    /// move): <c>randint(…, device: device, generator: generator)</c> fails on a GPU.</param>
     /// <returns><c>X [B, ...S]</c> float32 on <paramref name="device"/> in the data's units (images in <c>[-1, 1]</c>), labels
     /// <c>[B]</c> int64 in <c>0 .. K-1</c> (<c>K</c> = <see cref="DataSpec.NumClasses"/>; <c>K</c> itself is the null label ∅).
     /// Draws use <paramref name="generator"/>, so that the same seed gives the same batches. The host checks trial draws

@@ -20,7 +20,7 @@ public static class LabelDropout
         if (!(probability >= 0 && probability <= 1))
             throw new ArgumentOutOfRangeException(nameof(probability), probability, "label dropout must be in [0, 1].");
         if (probability == 0) return labels;
-        var drop = rand(labels.shape, device: labels.device, generator: generator) < probability;
+        var drop = RandomDraw.Rand(labels.shape, labels.device, generator) < probability;
         return where(drop, full_like(labels, nullLabel), labels);
     }
 }

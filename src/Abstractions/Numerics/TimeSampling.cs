@@ -7,9 +7,9 @@ public static class TimeSampling
 {
     /// <summary>Logit-normal: <c>sigmoid(N(mean, std²))</c> (Esser et al. 2024, SD3 §3.1; MeanFlow uses mean −0.4, std 1).</summary>
     public static Tensor LogitNormal(long batchSize, double mean, double std, Device device, Generator? generator = null) =>
-        sigmoid(randn([batchSize], device: device, generator: generator) * std + mean);
+        sigmoid(RandomDraw.Randn([batchSize], device, generator) * std + mean);
 
     /// <summary>Uniform on [<paramref name="low"/>, <paramref name="high"/>].</summary>
     public static Tensor Uniform(long batchSize, double low, double high, Device device, Generator? generator = null) =>
-        rand([batchSize], device: device, generator: generator) * (high - low) + low;
+        RandomDraw.Rand([batchSize], device, generator) * (high - low) + low;
 }

@@ -78,12 +78,13 @@ public sealed class EvaluationStage(string key, EvaluationStageConfig config, Ru
         bool images = data.Spec.SampleShape.Length == 3;
         using var scope = NewDisposeScope();
 
-        var reference = data.SampleEvaluation(n, device, new Generator((ulong)(seed + 1), device));
+        // Seeded draws are made on the CPU and moved (SeededDraws: TorchSharp's generators are CPU generators).
+        var reference = SeededDraws.Evaluation(data, n, seed + 1, device);
         // The floor: other data of the same size. Images: training images vs the test reference; mixtures: fresh draws.
         var floorSet = images
-            ? data.SampleTrain(n, device, new Generator((ulong)(seed + 2), device))
-            : data.SampleEvaluation(n, device, new Generator((ulong)(seed + 2), device));
-        var noise = randn(data.Spec.BatchShape(n), device: device, generator: new Generator((ulong)(seed + 3), device));
+            ? SeededDraws.Train(data, n, seed + 2, device)
+            : SeededDraws.Evaluation(data, n, seed + 2, device);
+        var noise = SeededDraws.Noise(data.Spec.BatchShape(n), seed + 3, device);
         // Models are generated for the floor set's labels, so that the `data` row (the floor set against the reference)
         // and the models face the same class proportions: the floor is what a perfect sampler scores.
         var labels = floorSet.Labels;

@@ -165,7 +165,7 @@ public static class ClassifierCache
         double testAccuracy;
         using (var scope = NewDisposeScope())
         {
-            var test = data.SampleEvaluation(testSamples, device, new Generator((ulong)options.Seed + 1, device));
+            var test = SeededDraws.Evaluation(data, testSamples, options.Seed + 1, device);
             var predicted = model.Batched(test.X, model.Logits).argmax(1);
             testAccuracy = (predicted == test.Labels).to_type(ScalarType.Float64).mean().item<double>();
         }
@@ -206,8 +206,8 @@ public static class ClassifierCache
         long train = Math.Max(1, Math.Min(Math.Min(4096, cap / 3), data.TrainSize ?? 4096));
         long evaluation = Math.Max(1, Math.Min(Math.Min(10000, cap - train), data.EvaluationSize ?? 10000));
         manual_seed(seed + 11);
-        Add(data.SampleTrain((int)train, CPU, new Generator((ulong)seed + 11, CPU)));
-        Add(data.SampleEvaluation((int)evaluation, CPU, new Generator((ulong)seed + 12, CPU)));
+        Add(data.SampleTrain((int)train, CPU, SeededDraws.Generator(seed + 11)));
+        Add(data.SampleEvaluation((int)evaluation, CPU, SeededDraws.Generator(seed + 12)));
         return Convert.ToHexString(hash.GetHashAndReset())[..16].ToLowerInvariant();
     }
 

@@ -113,7 +113,7 @@ public sealed class ImageSuite(EvaluationStageConfig config, IDataSource data, D
         using var scope = NewDisposeScope();
         int columns = config.GridColumns, classes = data.Spec.NumClasses;
         var gridLabels = arange(classes, dtype: ScalarType.Int64, device: device).repeat_interleave(columns);        // [K columns]
-        var noise = randn(data.Spec.BatchShape(gridLabels.shape[0]), device: device, generator: new Generator((ulong)(_seed + 7), device));
+        var noise = SeededDraws.Noise(data.Spec.BatchShape(gridLabels.shape[0]), _seed + 7, device);
         var images = sampler.Sample(noise, gridLabels);
         string path = Path.Combine(folder, $"{fileStem}.png");
         ImageGrid.Save(images, columns, path);

@@ -40,7 +40,7 @@ public sealed class PointCloudSuite(EvaluationStageConfig config, GaussianMixtur
         _reference = inputs.Reference.X.detach().clone().DetachFromDisposeScope();
         _floor = inputs.Floor.X.detach().clone().DetachFromDisposeScope();
         using var scope = NewDisposeScope();
-        var noise = randn(inputs.Floor.X.shape, device: inputs.Floor.X.device, generator: new Generator((ulong)(inputs.Seed + 4), inputs.Floor.X.device));
+        var noise = SeededDraws.Noise(inputs.Floor.X.shape, inputs.Seed + 4, inputs.Floor.X.device);
         // The teacher reference uses the reference set's labels and its own noise (the models use the floor set's labels).
         _teacherReference = sample(noise, inputs.Reference.Labels, inputs.TeacherSampler(inputs.MaxTeacherNfe)).DetachFromDisposeScope();
         double median = SampleMetrics.MedianDistance(_reference);

@@ -26,8 +26,7 @@ public static class SampleMetrics
         using var scope = NewDisposeScope();
         var (x, y) = Flatten(a, b);
         if (x.shape[0] != y.shape[0]) throw new ArgumentException($"sliced W2 needs equal sample counts, got {x.shape[0]} and {y.shape[0]}.");
-        var g = new Generator((ulong)seed, x.device);
-        var theta = randn([x.shape[1], projections], dtype: ScalarType.Float64, device: x.device, generator: g);
+        var theta = SeededDraws.Noise([x.shape[1], projections], seed, x.device, ScalarType.Float64);
         theta = theta / theta.square().sum(0, keepdim: true).sqrt();                    // [D, P] unit columns
         var px = x.mm(theta).sort(0).Values;                                              // [N, P]
         var py = y.mm(theta).sort(0).Values;

@@ -1,3 +1,4 @@
+using HierDistill.Abstractions.Numerics;
 using static TorchSharp.torch;
 
 namespace Acme.HierDistill.Shortcut;
@@ -13,15 +14,16 @@ internal static class GapSampler
     /// <param name="count">Number of rows (0 allowed).</param>
     /// <param name="levels">K = log2 M, at least 1.</param>
     /// <param name="device">Device of the returned tensors.</param>
-    /// <param name="generator">Random generator (null: the global one).</param>
+    /// <param name="generator">Random generator (null: the device's default one). Drawn through RandomDraw, which works with
+    /// TorchSharp's CPU-only generators on a GPU too.</param>
     /// <returns>r and t, float32 <c>[count]</c>, and the bool mask <c>finest</c>.</returns>
     public static (Tensor R, Tensor T, Tensor Finest) Sample(long count, int levels, Device device, Generator? generator = null)
     {
         if (levels < 1) throw new ArgumentOutOfRangeException(nameof(levels), levels, "at least one gap level is needed.");
-        var k = randint(0, levels, [count], dtype: ScalarType.Int64, device: device, generator: generator);
+        var k = RandomDraw.RandInt(levels, [count], device, generator);            // int64
         var cells = exp2(k.to_type(ScalarType.Float32));                       // 2^k cells of width h = 2^-k
         var h = cells.reciprocal();
-        var j = minimum((rand([count], device: device, generator: generator) * cells).floor(), cells - 1); // cell index 0 .. 2^k - 1
+        var j = minimum((RandomDraw.Rand([count], device, generator) * cells).floor(), cells - 1); // cell index 0 .. 2^k - 1
         var r = j * h;
         return (r, r + h, k == levels - 1);
     }

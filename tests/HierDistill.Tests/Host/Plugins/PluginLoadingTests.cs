@@ -162,7 +162,7 @@ public class PluginLoadingTests
     {
         var builtIn = Discover(TestPaths.PluginsFolder);
         LoadedPlugin Plugin(string name, params string[] discriminators) =>
-            new(name, "1.0.0", $"/p/{name}/{name}.dll", "1.4.0", PluginDiscovery.Register(new Registers(discriminators), name));
+            new(name, "1.0.0", $"/p/{name}/{name}.dll", "1.5.0", PluginDiscovery.Register(new Registers(discriminators), name));
         var catalog = ComponentCatalog.Create([.. builtIn.Plugins, Plugin("Impostor", "maxpool", "awd", "gap"), Plugin("Twice", "maxpool2", "maxpool2"), Plugin("Good", "maxpool"),
             Plugin("Good", "maxpool") with { Path = "/copy/Good/Good.dll" }], [], []);
         Assert.Equal([.. BuiltIn, "Good"], catalog.Plugins.Select(p => p.Name));
@@ -190,7 +190,7 @@ public class PluginLoadingTests
         string dll = CopyPluginWithAbstractionsVersion(folder.Path, major: 2, minor: 0);
         var error = Assert.Single(Discover(folder.Path).Errors);
         Assert.Equal(dll, error.Path);
-        Assert.Equal("built against HierDistill.Abstractions 2.0.0, but this host has 1.4.0; major versions must match. " +
+        Assert.Equal("built against HierDistill.Abstractions 2.0.0, but this host has 1.5.0; major versions must match. " +
                      "Rebuild the plugin against HierDistill.Abstractions 1.x.", error.Reason);
     }
 
@@ -198,9 +198,9 @@ public class PluginLoadingTests
     public void A_plugin_built_against_a_newer_minor_version_is_refused()
     {
         using var folder = TestPaths.NewTempFolder();
-        CopyPluginWithAbstractionsVersion(folder.Path, major: 1, minor: 5);
+        CopyPluginWithAbstractionsVersion(folder.Path, major: 1, minor: 6);
         var error = Assert.Single(Discover(folder.Path).Errors);
-        Assert.StartsWith("built against HierDistill.Abstractions 1.5.0, newer than this host's 1.4.0;", error.Reason);
+        Assert.StartsWith("built against HierDistill.Abstractions 1.6.0, newer than this host's 1.5.0;", error.Reason);
     }
 
     [Fact]

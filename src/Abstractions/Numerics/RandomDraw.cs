@@ -1,0 +1,60 @@
+using static TorchSharp.torch;
+
+namespace HierDistill.Abstractions.Numerics;
+
+/// <summary>
+/// Random draws that take an optional <see cref="Generator"/> and work on every device. Use these, not
+/// <c>randn(…, device: device, generator: generator)</c>, wherever a generator may be given.
+/// </summary>
+/// <remarks>
+/// TorchSharp 0.107 makes every <see cref="Generator"/> a CPU generator: its native <c>THSGenerator_new</c> calls
+/// <c>at::detail::createCPUGenerator</c> whatever device it is given, although <see cref="Generator.device"/> reports the
+/// device asked for. libtorch refuses a CPU generator for a draw on CUDA ("Expected a 'cuda' device type for generator but
+/// found 'cpu'"). So with a generator these helpers draw on the CPU and move the result to <c>device</c> (the same numbers on
+/// every device for a seed); without one they draw on <c>device</c> with its default generator, with no copy from the host
+/// (the path a training step takes). On the CPU both paths are exactly <c>torch.rand*</c>.
+/// </remarks>
+public static class RandomDraw
+{
+    /// <summary>Uniform on [0, 1): <c>torch.rand</c>.</summary>
+    /// <param name="shape">The shape of the result.</param>
+    /// <param name="device">Device of the result.</param>
+    /// <param name="generator">Random generator (null: <paramref name="device"/>'s default generator).</param>
+    /// <param name="dtype">A floating dtype (default float32).</param>
+    public static Tensor Rand(long[] shape, Device device, Generator? generator = null, ScalarType dtype = ScalarType.Float32) =>
+        generator is null ? rand(shape, dtype, device) : rand(shape, dtype, generator: generator).to(device);
+
+    /// <summary>Standard normal: <c>torch.randn</c>.</summary>
+    /// <param name="shape">The shape of the result.</param>
+    /// <param name="device">Device of the result.</param>
+    /// <param name="generator">Random generator (null: <paramref name="device"/>'s default generator).</param>
+    /// <param name="dtype">A floating dtype (default float32).</param>
+    public static Tensor Randn(long[] shape, Device device, Generator? generator = null, ScalarType dtype = ScalarType.Float32) =>
+        generator is null ? randn(shape, dtype, device) : randn(shape, dtype, generator: generator).to(device);
+
+    /// <summary>Integers uniform on [0, <paramref name="high"/>): <c>torch.randint</c>, int64.</summary>
+    /// <param name="high">One more than the largest value, at least 1.</param>
+    /// <param name="shape">The shape of the result.</param>
+    /// <param name="device">Device of the result.</param>
+    /// <param name="generator">Random generator (null: <paramref name="device"/>'s default generator).</param>
+    public static Tensor RandInt(long high, long[] shape, Device device, Generator? generator = null) =>
+        generator is null ? randint(0, high, shape, device: device) : randint(0, high, shape, generator: generator).to(device);
+
+    /// <summary>A random permutation of <c>0 .. n-1</c>: <c>torch.randperm</c>, int64 <c>[n]</c>.</summary>
+    /// <param name="n">The number of elements, at least 0.</param>
+    /// <param name="device">Device of the result.</param>
+    /// <param name="generator">Random generator (null: <paramref name="device"/>'s default generator).</param>
+    public static Tensor RandPerm(long n, Device device, Generator? generator = null) =>
+        generator is null ? randperm(n, device: device) : randperm(n, generator: generator).to(device);
+
+    /// <summary>Indices drawn from the rows of <paramref name="probabilities"/>: <c>torch.multinomial</c>, int64, on the
+    /// device of <paramref name="probabilities"/>.</summary>
+    /// <param name="probabilities">Non-negative weights <c>[K]</c> or <c>[N, K]</c> (need not sum to 1).</param>
+    /// <param name="samples">How many indices per row.</param>
+    /// <param name="replacement">Whether an index may be drawn again.</param>
+    /// <param name="generator">Random generator (null: the device's default generator).</param>
+    public static Tensor Multinomial(Tensor probabilities, long samples, bool replacement, Generator? generator = null) =>
+        generator is null || probabilities.device_type == TorchSharp.DeviceType.CPU
+            ? multinomial(probabilities, samples, replacement, generator: generator)
+            : multinomial(probabilities.cpu(), samples, replacement, generator: generator).to(probabilities.device);
+}
