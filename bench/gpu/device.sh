@@ -2,8 +2,10 @@
 # The one prepared GPU check (issue 7), run on the lent GPU machine from the checkout root with gpu-bundle/ carried:
 #   run(command="bash bench/gpu/device.sh", carry=["gpu-bundle"], timeout_s=600)
 # Build the bundle here first: bench/gpu/package.sh (about 60 MiB: app without libtorch natives, .NET runtime,
-# Fashion-MNIST). Builds nothing there. Every step is bounded by `timeout` (about 580 s in all), so the table always prints;
-# about 7.5 min expected:
+# Fashion-MNIST). Builds nothing there. Every step is bounded by `timeout`, and the steps share one deadline, BUDGET_S
+# seconds from the start (default 500): a step's limit is its own or what the deadline leaves after the later steps'
+# reserves, whichever is less, and the preset run's training time shrinks with it. The table is written after the preset
+# run and again at the end, so a call stopped at its limit still brings it back. About 8 min expected:
 #   1. unpack; .NET from the bundle (invariant globalization: no ICU needed); libtorch = PyTorch's torch/lib  (~15 s)
 #   2. calibrate: the GPU preset (samples/fmnist/hd-gpu.json: DiT-S/2, batch 256, bfloat16) for CAL_STEPS steps of each
 #      training stage, no evaluation: TorchSharp's ms/step per stage (steps 20 .. CAL_STEPS)                   (<= 95 s)
@@ -21,8 +23,9 @@
 # 10 steps to honour its time budget.
 # TorchSharp's step times come from the preset run's metrics.jsonl (between logged steps, after WARMUP steps; the
 # arithmetic of the step counts and of the table is bench/gpu/summary.py).
-# Results go to $OUT (at most 8 files come back): table.md, report.md, hierdistill.log, calibrate.log, reference.log,
-# reference.json, metrics.json, env.txt.
+# Results go to $OUT (at most 8 files come back): table.md, report.md, hierdistill.log, reference.json, metrics.json and
+# logs.tar.gz (calibrate.log, reference.log, env.txt, both runs' metrics.jsonl, the run's figures and report). Until the
+# last step calibrate.log, reference.log and env.txt stand in $OUT on their own.
 # Local rehearsal (no GPU, Debian 12): DEVICE=cpu PYTHON=/usr/bin/python3 TORCH_LIB=<a libtorch 2.10 lib folder>
 #   WRAPPER=<the GLIBCXX-patched libLibTorchSharp.so of a normal build> EXTRA="--set ..." CAL_STEPS=30 TRAIN_S=60
 set -uo pipefail
@@ -32,18 +35,25 @@ EXTRA=${EXTRA:-}
 CAL_STEPS=${CAL_STEPS:-40}     # calibration steps per training stage
 TRAIN_S=${TRAIN_S:-200}        # training seconds of the preset run (all three stages)
 RUN_LIMIT=${RUN_LIMIT:-320}    # hard limit of the preset run (training + evaluation), seconds
+BUDGET_S=${BUDGET_S:-500}      # deadline of the whole script, seconds from its start
 WARMUP=${WARMUP:-100}          # steps left out of TorchSharp's step time
 OUT=${OUT:-/tmp/hd-out}
 W=${W:-/tmp/hd}
 mkdir -p "$OUT" "$W"
 log() { echo "[$(date +%H:%M:%S)] $*"; }
+# limit OWN RESERVE: OWN seconds, or what the deadline leaves after RESERVE seconds for the later steps (at least 5)
+limit() { local l=$((BUDGET_S - SECONDS - $2)); ((l > $1)) && l=$1; ((l < 5)) && l=5; echo "$l"; }
+# unpack FILE FOLDER: tar -J, or Python's tarfile where the machine has no xz
+unpack() { tar -C "$2" -xJf "$1" 2>/dev/null || $PYTHON -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; }
+table() { $PYTHON bench/gpu/summary.py table "$W/run/metrics.jsonl" "$OUT/reference.json" "$W/run/metrics.json" "$WARMUP" \
+  "$W/calibrate/metrics.jsonl" > "$OUT/table.md.tmp" && mv "$OUT/table.md.tmp" "$OUT/table.md"; }
 PRESET=samples/fmnist/hd-gpu.json
 
 log "unpacking"
 mkdir -p "$W/app" "$W/dotnet"
-tar -C "$W/app" -xJf gpu-bundle/app.tar.xz
-tar -C "$W/dotnet" -xJf gpu-bundle/dotnet.tar.xz
-tar -C "$W" -xJf gpu-bundle/fmnist.tar.xz
+unpack gpu-bundle/app.tar.xz "$W/app"
+unpack gpu-bundle/dotnet.tar.xz "$W/dotnet"
+unpack gpu-bundle/fmnist.tar.xz "$W"
 if [ -n "${WRAPPER:-}" ]; then
   find "$W/app" -name libLibTorchSharp.so -exec cp "$WRAPPER" {} \;
   cp "$(dirname "$WRAPPER")/libhierdistill_glibcxx_compat.so" "$(dirname "$(find "$W/app" -name libLibTorchSharp.so | head -1)")/"
@@ -56,7 +66,7 @@ nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv >> "$OUT/env.t
 COMMON=(--set "data:options:folder=$W/fashion-mnist" --set run.device="$DEVICE" --set "stages:evaluate:classifier:cacheDir=$W/cache" $EXTRA)
 
 log "calibrate: $CAL_STEPS steps of each training stage"
-timeout -k 5 90 dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
+timeout -k 5 "$(limit 90 300)" dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
   --set run.outputDir="$W/calibrate" --set run.logEvery=10 --set run.checkpointEvery=0 \
   --set stages:teacher:training:steps="$CAL_STEPS" --set stages:structure:training:steps="$CAL_STEPS" \
   --set stages:detail:training:steps="$CAL_STEPS" --set stages:evaluate:enabled=false > "$OUT/calibrate.log" 2>&1
@@ -64,24 +74,36 @@ echo "exit $?" >> "$OUT/calibrate.log"
 tail -2 "$OUT/calibrate.log"
 # Step counts for the preset run (bench/gpu/summary.py plan: TRAIN_S split 35/25/40 % over teacher/MeanFlow/DMD + AWD
 # by the calibrated ms/step, stage 2 the largest share).
+# The run keeps its allowance for start-up and evaluation (RUN_LIMIT - TRAIN_S) when the deadline shortens it.
+RUN_S=$(limit "$RUN_LIMIT" 100)
+TRAIN_S=$((RUN_S - (RUN_LIMIT - TRAIN_S) < TRAIN_S ? RUN_S - (RUN_LIMIT - TRAIN_S) : TRAIN_S))
+((TRAIN_S < 30)) && TRAIN_S=30
 read -r T_STEPS S_STEPS D_STEPS < <($PYTHON bench/gpu/summary.py plan "$W/calibrate/metrics.jsonl" "$PRESET" "$TRAIN_S")
-log "preset run: teacher $T_STEPS, structure $S_STEPS, detail $D_STEPS steps (about ${TRAIN_S} s of training), then evaluation"
-timeout -s TERM -k 20 "$RUN_LIMIT" dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
+T_STEPS=${T_STEPS:-400} S_STEPS=${S_STEPS:-200} D_STEPS=${D_STEPS:-200}
+log "preset run: teacher $T_STEPS, structure $S_STEPS, detail $D_STEPS steps (about ${TRAIN_S} s of training, limit ${RUN_S} s), then evaluation"
+timeout -s TERM -k 20 "$RUN_S" dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
   --set run.outputDir="$W/run" --set run.checkpointEvery=0 --set stages:teacher:training:steps="$T_STEPS" \
   --set stages:structure:training:steps="$S_STEPS" --set stages:detail:training:steps="$D_STEPS" > "$OUT/hierdistill.log" 2>&1
 echo "exit $?" >> "$OUT/hierdistill.log"
 tail -3 "$OUT/hierdistill.log"
 cp "$W/run/report.md" "$W/run/metrics.json" "$OUT/" 2>/dev/null
+table  # a first table (no reference yet), in case the call is stopped before the end
 
 log "probe + PyTorch reference"
-timeout -k 5 40 dotnet "$W/app/hierdistill.dll" probe "$PRESET" "${COMMON[@]}" \
+timeout -k 5 "$(limit 40 70)" dotnet "$W/app/hierdistill.dll" probe "$PRESET" "${COMMON[@]}" \
   --weights "$W/run/teacher.safetensors" --out "$W/probe.safetensors" > "$OUT/reference.log" 2>&1
-timeout -k 5 80 $PYTHON bench/gpu/reference.py --run "$W/run" --probe "$W/probe.safetensors" --data "$W/fashion-mnist" --device "$DEVICE" \
+timeout -k 5 "$(limit 80 5)" $PYTHON bench/gpu/reference.py --run "$W/run" --probe "$W/probe.safetensors" --data "$W/fashion-mnist" --device "$DEVICE" \
   --steps "${REF_STEPS:-300}" --warmup "${REF_WARMUP:-30}" --max-seconds "${REF_MAX_S:-20}" --json "$OUT/reference.json" >> "$OUT/reference.log" 2>&1
 echo "exit $?" >> "$OUT/reference.log"
 tail -4 "$OUT/reference.log"
 
 log "table"
-$PYTHON bench/gpu/summary.py table "$W/run/metrics.jsonl" "$OUT/reference.json" "$W/run/metrics.json" "$WARMUP" \
-  "$W/calibrate/metrics.jsonl" | tee "$OUT/table.md"
-log "done"
+table
+cat "$OUT/table.md"
+# At most 8 files come back: the logs, the metrics and the figures travel in one archive.
+mkdir -p "$W/logs" && cp "$W/run/metrics.jsonl" "$W/logs/run-metrics.jsonl" 2>/dev/null
+cp "$W/calibrate/metrics.jsonl" "$W/logs/calibrate-metrics.jsonl" 2>/dev/null
+cp "$W"/run/*.png "$W/run/report.md" "$W/logs/" 2>/dev/null
+cp "$OUT/calibrate.log" "$OUT/reference.log" "$OUT/env.txt" "$W/logs/" 2>/dev/null
+tar -C "$W" -czf "$OUT/logs.tar.gz" logs && rm -f "$OUT/calibrate.log" "$OUT/reference.log" "$OUT/env.txt"
+log "done in ${SECONDS} s (deadline ${BUDGET_S} s)"

@@ -360,6 +360,9 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             logger.Information("The run this one replaces is kept in {Replaced} until this one finishes", replaced);
         if (checkpoint is { } resumed)
             logger.Information("Resuming from {Checkpoint} ({Where})", Path.Combine(folder.Path, CheckpointStore.FileName), resumed.Manifest.Describe());
+        if (folder.DeletedPartialFiles.Count > 0)
+            logger.Information("Deleted {Files}: partial files the stopped run left mid-write (the files they were to replace are intact)",
+                string.Join(", ", folder.DeletedPartialFiles));
         logger.Information("Device {Device}; TorchSharp {TorchSharp}; libtorch {LibTorch}", torchInfo.DeviceDescription, torchInfo.TorchSharpVersion, torchInfo.LibTorch);
         foreach (var p in catalog.Plugins) logger.Debug("Plugin {Name} {Version} from {Path}", p.Name, p.Version, p.Path);
         foreach (var e in catalog.Errors) logger.Warning("Plugin not loaded: {Path}: {Reason}", e.Path, e.Reason);

@@ -299,7 +299,32 @@ public sealed class RunFolder
         {
             throw new RunFolderException($"{full} is not writable ({e.Message}); a resumed run writes into its folder.", e);
         }
-        return new RunFolder(full);
+        return new RunFolder(full) { DeletedPartialFiles = DeletePartialFiles(full) };
+    }
+
+    /// <summary>The partial files (<see cref="AtomicFile"/>'s <c>.NAME.PID.tmp</c>) that a process stopped mid-write left in
+    /// the folder, deleted by <see cref="Open"/> (the folder's run is not running, so nothing else writes them).</summary>
+    public IReadOnlyList<string> DeletedPartialFiles { get; private init; } = [];
+
+    private static List<string> DeletePartialFiles(string folder)
+    {
+        var deleted = new List<string>();
+        foreach (string file in Directory.EnumerateFiles(folder, ".*.tmp"))
+        {
+            var match = System.Text.RegularExpressions.Regex.Match(System.IO.Path.GetFileName(file), @"^\..+\.(\d+)\.tmp$");
+            if (!match.Success || match.Groups[1].Value == Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                continue;
+            try
+            {
+                File.Delete(file);
+                deleted.Add(System.IO.Path.GetFileName(file));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // left as it was: a later resume tries again, and it never takes the place of a good file
+            }
+        }
+        return deleted;
     }
 
     /// <summary>The status recorded in <paramref name="folder"/>'s run.json (running, finished, failed, cancelled), or null without one.</summary>

@@ -209,9 +209,14 @@ public class ResumeTests
         Assert.Equal("teacher", checkpoint.Manifest.Stage);
         Assert.Equal(0, checkpoint.Manifest.NextStep % 100);
         foreach (var t in checkpoint.Tensors.Values) t.Dispose();
+        // A kill in the middle of a checkpoint's write leaves its partial file (AtomicFile's .NAME.PID.tmp); the resume deletes it.
+        string partial = Path.Combine(killed, $".{CheckpointStore.FileName}.{process.Id}.tmp");
+        File.WriteAllBytes(partial, new byte[1000]);
 
         var (code, text) = Run(Shrunk(killed, longer), resume: killed);
         Assert.True(code == 0, text + File.ReadAllText(Path.Combine(killed, "log.txt")));
+        Assert.False(File.Exists(partial));
+        Assert.Contains($"Deleted {Path.GetFileName(partial)}: partial files the stopped run left mid-write", File.ReadAllText(Path.Combine(killed, "log.txt")));
         (code, text) = Run(Shrunk(straight, longer));
         Assert.True(code == 0, text);
         foreach (var file in new[] { "teacher.safetensors", "student-detail.safetensors" })

@@ -51,6 +51,23 @@ public class RunFolderTests
     }
 
     [Fact]
+    public void Opening_a_run_to_resume_deletes_the_partial_files_a_stopped_process_left_and_nothing_else()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string run = FinishedRun(folder);
+        File.WriteAllText(Path.Combine(run, "run.json"), """{ "status": "cancelled" }""");
+        File.WriteAllText(Path.Combine(run, "config.resolved.json"), "{}");
+        File.WriteAllText(Path.Combine(run, ".checkpoint.safetensors.4242.tmp"), "partial");
+        File.WriteAllText(Path.Combine(run, ".metrics.json.17.tmp"), "partial");
+        File.WriteAllText(Path.Combine(run, ".notes.tmp"), "not AtomicFile's");          // no process id: kept
+        Directory.CreateDirectory(Path.Combine(run, ".x.12.tmp"));                       // a folder: kept
+        var opened = RunFolder.Open(run);
+        Assert.Equal([".checkpoint.safetensors.4242.tmp", ".metrics.json.17.tmp"], opened.DeletedPartialFiles.Order(StringComparer.Ordinal));
+        Assert.Equal([".notes.tmp", ".x.12.tmp", "config.resolved.json", "report.md", "run.json", "teacher.safetensors", "tensorboard"], Entries(run));
+        Assert.Empty(RunFolder.Open(run).DeletedPartialFiles);
+    }
+
+    [Fact]
     public void A_finished_run_takes_the_place_of_an_older_replaced_run()
     {
         // The replaced run's deletion failed when its successor finished: the successor, now replaced, is the one kept.
