@@ -10,8 +10,10 @@ using var cancellation = new CancellationTokenSource();
 void StopRequested(string signal)
 {
     if (cancellation.IsCancellationRequested) return;
+    // A second SIGTERM is ignored (the first one's stop is under way); a second Ctrl-C (SIGINT) ends the process at once.
     CliConsoles.Errors.WriteLine($"{signal}: stopping at the next step or batch (a run writes a checkpoint there and continues with " +
-                                 "--resume). Ctrl-C again stops at once.");
+                                 $"--resume). {(signal == "Ctrl-C" ? "Ctrl-C again" : "Ctrl-C (SIGINT)")} stops at once, without that checkpoint " +
+                                 "(--resume then continues from the last periodic one).");
     cancellation.Cancel();
 }
 Console.CancelKeyPress += (_, e) =>

@@ -285,7 +285,8 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         try
         {
             // The teacher folder exists only when a variant shares it; with none sharing, every run trained its own.
-            WriteReport(plan, output, variants, results, trainTeacher && variants.Any(v => v.SharesTeacher) ? teacherFolder : null, runs.Count,
+            WriteReport(plan, output, variants, results, trainTeacher && variants.Any(v => v.SharesTeacher) ? teacherFolder : null,
+                runs.Select(r => (r.Plan?.Variant.Name ?? "shared teacher", r.Seed, r.Folder)).ToList(),
                 trainTeacher);
         }
         catch (Exception e) when (e is InvalidDataException or IOException)
@@ -305,7 +306,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
     }
 
     private void WriteReport(ComparisonPlan plan, string output, IReadOnlyList<VariantPlan> variants, IReadOnlyList<ComparisonRun> results,
-        string? teacherFolder, int planned, bool trainsTeacher)
+        string? teacherFolder, IReadOnlyList<(string Run, long Seed, string Folder)> planned, bool trainsTeacher)
     {
         var finished = results.Where(r => r.ExitCode == ExitCodes.Ok).ToList();
         var read = finished.ToDictionary(r => r, r => ModelMetrics.Read(Path.Combine(r.Folder, "metrics.json")));
@@ -331,13 +332,13 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
     }
 
     private static string Markdown(ComparisonPlan plan, string output, IReadOnlyList<VariantPlan> variants, IReadOnlyList<ComparisonRun> results,
-        string? teacherFolder, ComparisonTable table, int planned, bool trainsTeacher)
+        string? teacherFolder, ComparisonTable table, IReadOnlyList<(string Run, long Seed, string Folder)> planned, bool trainsTeacher)
     {
         var sb = new StringBuilder();
         sb.AppendLine($"# Comparison of {variants.Count} variant(s) of `{plan.BaseConfig}`").AppendLine();
         int done = results.Count(r => r.ExitCode == ExitCodes.Ok);
-        if (done < planned)
-            sb.AppendLine($"**Incomplete: {done} of {planned} runs finished** (stopped or failed; the table holds the finished ones). " +
+        if (done < planned.Count)
+            sb.AppendLine($"**Incomplete: {done} of {planned.Count} runs finished** (stopped or failed; the table holds the finished ones). " +
                           "Run the same `hierdistill compare` command with `--resume` to finish it.").AppendLine();
         if (plan.ComparisonFile is not null) sb.AppendLine($"- comparison file: `{plan.ComparisonFile}`");
         var seeds = results.Where(r => r.Variant is not null).Select(r => r.Seed).Distinct().Order().ToList();
@@ -371,7 +372,8 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         sb.AppendLine("## Variants").AppendLine();
         foreach (var v in variants)
         {
-            string overrides = v.Variant.Overrides.Count == 0 ? "the base config as it is" : string.Join(" ", v.Variant.Overrides.Select(o => $"`{o}`"));
+            string overrides = v.Variant.Overrides.Count == 0 ? "the base config as it is" : string.Join(" ", v.Variant.Overrides.Select(o =>
+                plan.ReplacedBy(o) is { } replacedBy ? $"~~`{o}`~~ (replaced by the command line's `--set {replacedBy}`)" : $"`{o}`"));
             string teacher = v.SharesTeacher ? "" : " (changes the data or the teacher: trains its own)";
             sb.AppendLine($"- `{v.Variant.Name}` (`{v.Variant.Folder}/`): {overrides}{teacher}");
         }
@@ -390,6 +392,9 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             sb.AppendLine($"| {r.Variant?.Name ?? "shared teacher"} | {r.Seed} | {status} | {(r.Seconds > 0 ? r.Seconds.ToString("0", CultureInfo.InvariantCulture) : "")} | " +
                           $"`{Path.GetRelativePath(output, r.Folder)}/` |");
         }
+        // The runs a stop left unrun: every planned run has a row.
+        foreach (var (run, seed, folder) in planned.Where(p => results.All(r => r.Folder != p.Folder)))
+            sb.AppendLine($"| {run} | {seed} | not run | | `{Path.GetRelativePath(output, folder)}/` |");
         return sb.ToString();
     }
 

@@ -208,10 +208,18 @@ public sealed class ComparisonTable
             if (i > 0 && r.Metrics[PrimaryMetric] is { Std: { } sd } && oneStep[i - 1].Metrics[PrimaryMetric] is { Std: { } previous }
                 && Math.Abs(Score(r) - Score(oneStep[i - 1])) <= sd + previous)
                 overlap = $" Within the spread of rank {i} (the means differ by no more than their standard deviations added): these seeds do not tell the two apart.";
-            lines.Add($"{i + 1}. `{r.Variant}` / {r.Model} ({r.Description}), 1 step: {PrimaryMetric} {Format(r.Metrics[PrimaryMetric])}{ratio}.{overlap}");
+            // The ranking is by the primary metric alone; mode coverage (2-D mixtures), which it can hide, stands beside it.
+            string modes = r.Metrics.TryGetValue("modes_covered", out var covered) && r.Metrics.TryGetValue("modes_total", out var total)
+                ? $", modes {Format(covered)} of {Number(total.Mean)}" : "";
+            // A model the varied keys do not reach (stage 1 when only stage 2 varies) scores the same in every variant.
+            int same = oneStep.FindIndex(0, i, o => o.Model == r.Model && o.Description == r.Description && o.Metrics.Count == r.Metrics.Count
+                                                     && o.Metrics.All(m => r.Metrics.TryGetValue(m.Key, out var s) && s == m.Value));
+            if (same >= 0) overlap = $" The same scores as rank {same + 1}: what is varied does not reach this model.";
+            lines.Add($"{i + 1}. `{r.Variant}` / {r.Model} ({r.Description}), 1 step: {PrimaryMetric} {Format(r.Metrics[PrimaryMetric])}{ratio}{modes}.{overlap}");
         }
         foreach (var (variant, floor) in floors)
-            lines.Add($"- data vs data (the noise floor{(floors.Count > 1 ? $", `{variant}`" : "")}): {PrimaryMetric} {Format(floor.Metrics[PrimaryMetric])}.");
+            lines.Add($"- data vs data (the noise floor{(floors.Count > 1 ? $", `{variant}`" : "")}): {PrimaryMetric} {Format(floor.Metrics[PrimaryMetric])}: " +
+                      "what a perfect sampler scores with this many samples, not a strict lower bound (a model can score below it).");
         return lines;
     }
 

@@ -1,3 +1,4 @@
+using System.Globalization;
 using HierDistill.Abstractions.Data;
 using HierDistill.Host.Evaluation;
 using HierDistill.Host.Training;
@@ -62,6 +63,10 @@ public static class Plots
         var plot = new Plot();
         var palette = new ScottPlot.Palettes.Category10();
         int color = 0;
+        // Lines join the variants only when they are values of one number (a trend); other variants (awd, gap) are
+        // categories, drawn as markers alone.
+        var labels = ShortLabels(variants);
+        bool ordered = labels.Length > 1 && labels.All(l => double.TryParse(l, NumberStyles.Float, CultureInfo.InvariantCulture, out _));
         foreach (var model in students.GroupBy(r => r.Model))
         {
             var points = variants.Select((v, i) => (i, Row: model.FirstOrDefault(r => r.Variant == v))).Where(p => p.Row is not null).ToList();
@@ -70,6 +75,7 @@ public static class Plots
             var c = palette.GetColor(color++);
             var line = plot.Add.ScatterLine(xs, ys, c);
             line.MarkerSize = 7;
+            if (!ordered) line.LineWidth = 0;
             line.LegendText = $"{model.Key} (NFE {nfe})";
             double[] errors = points.Select(p => p.Row!.Metrics[metric].Std ?? 0).ToArray();
             if (errors.Any(e => e > 0))
@@ -88,7 +94,7 @@ public static class Plots
             h.Color = Colors.Gray;
             h.LegendText = kind == "teacher" ? $"teacher, best (NFE {best.Nfe})" : "data vs data";
         }
-        plot.Axes.Bottom.SetTicks(Enumerable.Range(0, variants.Count).Select(i => (double)i).ToArray(), ShortLabels(variants));
+        plot.Axes.Bottom.SetTicks(Enumerable.Range(0, variants.Count).Select(i => (double)i).ToArray(), labels);
         plot.XLabel("variant");
         plot.YLabel($"{metric} (lower is better)");
         plot.ShowLegend(Edge.Right);

@@ -160,7 +160,11 @@ public class CompareTests
             overwrite: false, resume: false, CancellationToken.None));
         string first = Path.Combine(output, "detail.adversarialWeight-0.2", "seed-0");
         Assert.Contains("stage structure, step 6 of 12", File.ReadAllText(Path.Combine(first, "run.json")));
-        Assert.Contains("**Incomplete: 1 of 3 runs finished**", File.ReadAllText(Path.Combine(output, "comparison.md")));
+        string markdown = File.ReadAllText(Path.Combine(output, "comparison.md"));
+        Assert.Contains("**Incomplete: 1 of 3 runs finished**", markdown);
+        // Every planned run has a row in Runs, the one the stop left unrun too.
+        Assert.Contains("| detail.adversarialWeight=0.2 | 0 | cancelled |", markdown);
+        Assert.Contains("| detail.adversarialWeight=0.1 | 0 | not run | | `detail.adversarialWeight-0.1/seed-0/` |", markdown);
         Assert.Contains("run the same compare command with --resume to continue it", stopped.ToString().Replace("\n", ""));
 
         var resumed = new StringWriter();
@@ -241,6 +245,8 @@ public class CompareTests
         string text = writer.ToString().Replace("\n", "");
         Assert.True(code == 0, text);
         Assert.Contains("--set stages:teacher:training:steps replaces the value that variant(s) long give it", text);
+        Assert.Contains("- `long` (`long/`): ~~`stages:teacher:training:steps=50`~~ (replaced by the command line's `--set stages:teacher:training:steps=20`)",
+            File.ReadAllText(Path.Combine(folder.File("cmp"), "comparison.md")));
         Assert.Contains("+ one shared teacher", text);
         string teacherWeights = Path.Combine(folder.File("cmp"), "teacher", "teacher.safetensors");
         foreach (var v in new[] { "long", "base" })

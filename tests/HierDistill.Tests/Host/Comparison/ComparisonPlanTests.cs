@@ -167,7 +167,7 @@ public class ComparisonSummaryTests
         Assert.Contains("- teacher (`b`): best sw2 1 at NFE 8.", lines);
         Assert.Contains("1. `b` / s (s), 1 step: sw2 1.5000 = 1.50× its teacher's (`b`) best.", lines);
         Assert.Contains("2. `a` / s (s), 1 step: sw2 3 = 1.50× its teacher's (`a`) best.", lines);
-        Assert.Contains("- data vs data (the noise floor, `b`): sw2 0.2500.", lines);
+        Assert.Contains("- data vs data (the noise floor, `b`): sw2 0.2500: what a perfect sampler scores with this many samples, not a strict lower bound (a model can score below it).", lines);
 
         // One shared teacher: the lines read as before.
         var shared = ComparisonTable.Build(
@@ -176,7 +176,31 @@ public class ComparisonSummaryTests
             ("a", [[Model("s", "distribution", 1, 3.0)]], m => m.Kind is not ("teacher" or "data")),
         ], "sw2");
         Assert.Contains("1. `a` / s (s), 1 step: sw2 3 = 1.50× the teacher's best.", shared.Summary());
-        Assert.Contains("- data vs data (the noise floor): sw2 0.5000.", shared.Summary());
+        Assert.Contains("- data vs data (the noise floor): sw2 0.5000: what a perfect sampler scores with this many samples, not a strict lower bound (a model can score below it).", shared.Summary());
+    }
+
+    [Fact]
+    public void A_rank_of_a_mixture_says_how_many_modes_the_student_covers()
+    {
+        // Ranked by sw2 alone, a student that drops modes can rank first: the line says so. Over two seeds: 5 and 6 of 8.
+        static ModelMetrics WithModes(double score, int covered) => new("s", "distribution", "s", "euler", 1,
+            new Dictionary<string, double> { ["sw2"] = score, ["modes_covered"] = covered, ["modes_total"] = 8 }, 0.001, 1, 1, 10);
+        var table = ComparisonTable.Build([("a", [[WithModes(1.0, 5)], [WithModes(1.2, 6)]], _ => true)], "sw2");
+        Assert.Contains("1. `a` / s (s), 1 step: sw2 1.1000 ± 0.1414, modes 5.5000 ± 0.7071 of 8.", table.Summary());
+    }
+
+    [Fact]
+    public void A_model_with_the_same_scores_in_two_variants_is_named_as_such()
+    {
+        // Only stage 2 varies: both variants' stage-1 students score alike, to the last digit; stage 2's do not.
+        var table = ComparisonTable.Build(
+        [
+            ("awd", [[Model("structure", "trajectory", 1, 2.0), Model("detail", "distribution", 1, 1.0)]], _ => true),
+            ("gap", [[Model("structure", "trajectory", 1, 2.0), Model("detail", "distribution", 1, 1.5)]], _ => true),
+        ], "sw2");
+        var summary = table.Summary();
+        Assert.Contains("4. `gap` / structure (structure), 1 step: sw2 2. The same scores as rank 3: what is varied does not reach this model.", summary);
+        Assert.DoesNotContain("The same scores as rank 1", string.Join("\n", summary));
     }
 
     [Fact]
