@@ -356,6 +356,9 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         foreach (var change in changedOnResume)
             logger.Warning("Resumed with a changed setting (the result will differ from the uninterrupted run's): {Change}", change);
         logger.Information("HierDistill {Version}: {Config} -> {Folder}", PipelineRunner.HostVersion, loaded.SourcePath, folder.Path);
+        if (folder.DeletedUnfinishedRun is { } unfinished)
+            logger.Information("Deleted the unfinished run (status {Status}) that this folder held: it had replaced the run kept in {Replaced}",
+                unfinished, folder.Replaced);
         if (folder.Replaced is { } replaced)
             logger.Information("The run this one replaces is kept in {Replaced} until this one finishes", replaced);
         if (checkpoint is { } resumed)

@@ -113,9 +113,10 @@ public sealed class RunFolder
     public static RunFolder Prepare(string outputDir, bool overwrite, IReadOnlyDictionary<string, string>? inputs = null)
     {
         string full = CheckPreparable(outputDir, overwrite, inputs);
+        string? deleted = null;
         try
         {
-            if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any()) SetAside(full);
+            if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any()) deleted = SetAside(full);
             Directory.CreateDirectory(full);
             string probe = System.IO.Path.Combine(full, ".write-test");
             File.WriteAllText(probe, "ok");
@@ -125,10 +126,14 @@ public sealed class RunFolder
         {
             throw new RunFolderException($"run.outputDir {full} is not writable ({e.Message}); choose a writable folder.", e);
         }
-        var folder = new RunFolder(full);
+        var folder = new RunFolder(full) { DeletedUnfinishedRun = deleted };
         folder.SetStatus("running");
         return folder;
     }
+
+    /// <summary>The status (cancelled, failed, running) of the unfinished run that <see cref="Prepare"/> deleted because it
+    /// replaced the run kept in <see cref="ReplacedFolder"/>, or null when it deleted none.</summary>
+    public string? DeletedUnfinishedRun { get; private init; }
 
     /// <summary>Tests: called before each entry is moved aside (a failure there stands for one of the file system's).</summary>
     internal static Action<string>? BeforeMove;
@@ -137,8 +142,9 @@ public sealed class RunFolder
     /// Moves (or, see <see cref="Prepare"/>, deletes) the outputs of the run <paramref name="full"/> holds; a move that fails
     /// puts back what was moved.
     /// </summary>
+    /// <returns>The status of the unfinished run it deleted (see <see cref="DeletedUnfinishedRun"/>), or null.</returns>
     /// <exception cref="RunFolderException">When a move fails, saying whether everything was put back.</exception>
-    private static void SetAside(string full)
+    private static string? SetAside(string full)
     {
         string replaced = System.IO.Path.Combine(full, ReplacedFolder), deleting = System.IO.Path.Combine(full, ReplacedDeletingFolder);
         try
@@ -163,12 +169,13 @@ public sealed class RunFolder
         if (complete)
         {
             // The run being replaced never finished: its outputs go, the older run stays aside.
+            string status = ReadStatus(System.IO.Path.Combine(full, StatusFile));
             foreach (var entry in entries)
             {
                 if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true);
                 else File.Delete(entry);
             }
-            return;
+            return status;
         }
         var moved = new List<(string From, string To, bool Directory)>();
         try
@@ -211,6 +218,7 @@ public sealed class RunFolder
                     : $"{string.Join(", ", stuck.Take(5))} could not be put back; move {(stuck.Count == 1 ? "it" : "them")} up into {full}") +
                 "; fix the cause (permissions, a file in use) and run again, or choose another folder.", e);
         }
+        return null;
     }
 
     /// <summary>

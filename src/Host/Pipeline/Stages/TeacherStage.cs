@@ -60,8 +60,8 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
                 if (config.Training is null)
                     run.Logger.Information("Teacher weights loaded from {Path}", Path.GetFullPath(config.LoadFrom));
                 else
-                    run.Logger.Information("Teacher weights loaded from {Path}; stages:{Key}:training is not used (loadFrom replaces training; " +
-                                           "remove loadFrom to train)", Path.GetFullPath(config.LoadFrom), key);
+                    run.Logger.Information("Teacher weights loaded from {Path}; stages:{Key}:training is not used (loadFrom replaces training)",
+                        Path.GetFullPath(config.LoadFrom), key);
             }
             else if (config.Training is { } training)
             {

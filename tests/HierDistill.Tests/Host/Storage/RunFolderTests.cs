@@ -36,7 +36,9 @@ public class RunFolderTests
         // The replacement fails; replaced again, its outputs go and the finished run stays aside.
         File.WriteAllText(Path.Combine(run, "report.md"), "failed run's report");
         prepared.SetStatus("failed", "NaN");
+        Assert.Null(prepared.DeletedUnfinishedRun);
         prepared = RunFolder.Prepare(run, overwrite: true);
+        Assert.Equal("failed", prepared.DeletedUnfinishedRun);
         Assert.Equal(["replaced-run", "run.json"], Entries(run));
         Assert.Equal("old report", File.ReadAllText(Path.Combine(replaced, "report.md")));
 
