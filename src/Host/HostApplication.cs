@@ -412,6 +412,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 Progress = progress,
                 Cancellation = stopper.Token,
                 DeviceMemory = deviceMemory,
+                ResumedFrom = checkpoint?.Manifest.Describe(),
             };
             var runner = new PipelineRunner();
             try

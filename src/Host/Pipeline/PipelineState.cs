@@ -75,6 +75,10 @@ public sealed class RunContext
     /// <summary>Cancelled by Ctrl-C: stages stop at the next step boundary.</summary>
     public CancellationToken Cancellation { get; init; }
 
+    /// <summary>Where this process resumed the run from (the checkpoint's stage and step, e.g. <c>stage detail, step 200 of
+    /// 500</c>), or null for a run started afresh.</summary>
+    public string? ResumedFrom { get; init; }
+
     /// <summary>The run folder.</summary>
     public string OutputDirectory => Environment.OutputDirectory;
 

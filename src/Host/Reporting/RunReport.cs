@@ -115,6 +115,9 @@ public sealed class RunReport(RunContext run, PipelineState state, EvaluationSta
         sb.AppendLine($"- config: {Code(source ?? run.Config.SourcePath)}" +
                       (overrides.Count > 0 ? $" with {string.Join(" ", overrides.Select(o => Code($"--set {o}")))}" : "") +
                       " (resolved copy, every default included: `config.resolved.json`)");
+        if (run.ResumedFrom is { } resumedFrom)
+            sb.AppendLine($"- resumed from a checkpoint ({resumedFrom}); without changed settings, on the CPU, the result is bit-identical to " +
+                          "an uninterrupted run's (`log.txt` has every start)");
         foreach (var r in resumes.Where(r => r.Count > 0))
             sb.AppendLine($"- resumed with changed settings: {string.Join("; ", r.Select(Code))}");
         sb.AppendLine($"- data: {state.Data.Spec}");

@@ -208,6 +208,7 @@ public class ResumeTests
         var checkpoint = CheckpointStore.Read(Path.Combine(killed, CheckpointStore.FileName));
         Assert.Equal("teacher", checkpoint.Manifest.Stage);
         Assert.Equal(0, checkpoint.Manifest.NextStep % 100);
+        long checkpointStep = checkpoint.Manifest.NextStep;
         foreach (var t in checkpoint.Tensors.Values) t.Dispose();
         // A kill in the middle of a checkpoint's write leaves its partial file (AtomicFile's .NAME.PID.tmp); the resume deletes it.
         string partial = Path.Combine(killed, $".{CheckpointStore.FileName}.{process.Id}.tmp");
@@ -216,6 +217,7 @@ public class ResumeTests
         var (code, text) = Run(Shrunk(killed, longer), resume: killed);
         Assert.True(code == 0, text + File.ReadAllText(Path.Combine(killed, "log.txt")));
         Assert.False(File.Exists(partial));
+        Assert.Contains($"- resumed from a checkpoint (stage teacher, step {checkpointStep} of", File.ReadAllText(Path.Combine(killed, "report.md")));
         Assert.Contains($"Deleted {Path.GetFileName(partial)}: partial files the stopped run left mid-write", File.ReadAllText(Path.Combine(killed, "log.txt")));
         (code, text) = Run(Shrunk(straight, longer));
         Assert.True(code == 0, text);
