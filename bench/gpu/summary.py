@@ -111,7 +111,7 @@ def table(run_jsonl, reference, run_json, warmup, calibration):
         print("(no evaluation in metrics.json: the preset run did not finish; see hierdistill.log)")
     for s in report.get("stages", []) if isinstance(report.get("stages"), list) else []:
         print(f"stage {s.get('stage')}: {s.get('steps')} steps, {na(s.get('step_ms'))} ms/step (whole stage: wall time / steps, "
-              f"first steps included), {na(s.get('samples_per_s'))} samples/s, peak device memory {na(s.get('peak_device_mib'))} MiB")
+              f"first steps included), {na(s.get('samples_per_s'))} samples/s, peak device memory in use {na(s.get('peak_device_mib'))} MiB (whole device: earlier stages' cached blocks included)")
     print(f"PyTorch max_memory_allocated over the reference's steps: {na(ref.get('peak_memory_gib'))} GiB (HierDistill's peak above "
           f"is NVML's whole-device memory in use, CUDA context and cached blocks included: not comparable)")
 

@@ -38,11 +38,11 @@ public sealed record StageThroughput(string Stage, long Steps, int BatchSize, do
     /// <summary>Training samples per second.</summary>
     public double SamplesPerSecond => Seconds <= 0 ? 0 : Steps * (double)BatchSize / Seconds;
 
-    /// <summary>E.g. "600 steps × 32 in 241.0 s: 401.7 ms/step, 80 samples/s" (+ ", peak device memory 5321 MiB" on a GPU).</summary>
+    /// <summary>E.g. "600 steps × 32 in 241.0 s: 401.7 ms/step, 80 samples/s" (+ ", peak device memory in use 5321 MiB (whole device, NVML)" on a GPU).</summary>
     public override string ToString() =>
         string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"{Steps} steps × {BatchSize} in {Seconds:0.0} s: {StepMilliseconds:0.00} ms/step, {SamplesPerSecond:0} samples/s") +
-        (PeakDeviceMiB is { } peak ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $", peak device memory {peak:0} MiB") : "");
+        (PeakDeviceMiB is { } peak ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $", peak device memory in use {peak:0} MiB (whole device, NVML)") : "");
 }
 
 /// <summary>Everything a stage needs from the run: config, services, device, logging, metrics, progress.</summary>
