@@ -3,9 +3,10 @@
 #   run(command="bash bench/gpu/device.sh", carry=["gpu-bundle"], timeout_s=600)
 # Build the bundle here first: bench/gpu/package.sh (about 60 MiB: app without libtorch natives, .NET runtime,
 # Fashion-MNIST). Builds nothing there. Every step is bounded by `timeout`, and the steps share one deadline, BUDGET_S
-# seconds from the start (default 500): a step's limit is its own or what the deadline leaves after the later steps'
-# reserves, whichever is less, and the preset run's training time shrinks with it. The table is written after the preset
-# run and again at the end, so a call stopped at its limit still brings it back. About 8 min expected:
+# seconds from the start (default 520): a step's limit is its own or what the deadline leaves after the later steps'
+# reserves (their expected times: probe 30 s, reference 80 s, table 10 s, the preset run's 20 s kill grace), whichever is
+# less, and the preset run's training time shrinks with it. The table is written after the preset
+# run and again at the end, so a call stopped at its limit still brings it back. About 8.5 min expected:
 #   1. unpack; .NET from the bundle (invariant globalization: no ICU needed); libtorch = PyTorch's torch/lib  (~15 s)
 #   2. calibrate: the GPU preset (samples/fmnist/hd-gpu.json: DiT-S/2, batch 256, bfloat16) for CAL_STEPS steps of each
 #      training stage, no evaluation: TorchSharp's ms/step per stage (steps 20 .. CAL_STEPS)                   (<= 95 s)
@@ -35,11 +36,14 @@ EXTRA=${EXTRA:-}
 CAL_STEPS=${CAL_STEPS:-40}     # calibration steps per training stage
 TRAIN_S=${TRAIN_S:-200}        # training seconds of the preset run (all three stages)
 RUN_LIMIT=${RUN_LIMIT:-320}    # hard limit of the preset run (training + evaluation), seconds
-BUDGET_S=${BUDGET_S:-500}      # deadline of the whole script, seconds from its start
+BUDGET_S=${BUDGET_S:-520}      # deadline of the whole script, seconds from its start
 WARMUP=${WARMUP:-100}          # steps left out of TorchSharp's step time
 OUT=${OUT:-/tmp/hd-out}
 W=${W:-/tmp/hd}
 mkdir -p "$OUT" "$W"
+# A warm machine (or a local rehearsal) may hold the last call's files: nothing of it may pass for this call's.
+rm -rf "$W/logs" "$W/probe.safetensors"
+rm -f "$OUT"/{table.md,table.md.tmp,report.md,metrics.json,reference.json,hierdistill.log,calibrate.log,reference.log,env.txt,logs.tar.gz}
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 # limit OWN RESERVE: OWN seconds, or what the deadline leaves after RESERVE seconds for the later steps (at least 5)
 limit() { local l=$((BUDGET_S - SECONDS - $2)); ((l > $1)) && l=$1; ((l < 5)) && l=5; echo "$l"; }
@@ -63,10 +67,12 @@ TORCH_LIB=${TORCH_LIB:-$($PYTHON -c 'import torch, os; print(os.path.join(os.pat
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}" HIERDISTILL_LIBTORCH="$TORCH_LIB"
 $PYTHON -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")' | tee "$OUT/env.txt"
 nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv >> "$OUT/env.txt" 2>&1
+set -f  # EXTRA is split into words but not globbed (--set key=[1,2,4] is a glob pattern)
 COMMON=(--set "data:options:folder=$W/fashion-mnist" --set run.device="$DEVICE" --set "stages:evaluate:classifier:cacheDir=$W/cache" $EXTRA)
+set +f
 
 log "calibrate: $CAL_STEPS steps of each training stage"
-timeout -k 5 "$(limit 90 300)" dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
+timeout -k 5 "$(limit 90 320)" dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
   --set run.outputDir="$W/calibrate" --set run.logEvery=10 --set run.checkpointEvery=0 \
   --set stages:teacher:training:steps="$CAL_STEPS" --set stages:structure:training:steps="$CAL_STEPS" \
   --set stages:detail:training:steps="$CAL_STEPS" --set stages:evaluate:enabled=false > "$OUT/calibrate.log" 2>&1
@@ -75,7 +81,7 @@ tail -2 "$OUT/calibrate.log"
 # Step counts for the preset run (bench/gpu/summary.py plan: TRAIN_S split 35/25/40 % over teacher/MeanFlow/DMD + AWD
 # by the calibrated ms/step, stage 2 the largest share).
 # The run keeps its allowance for start-up and evaluation (RUN_LIMIT - TRAIN_S) when the deadline shortens it.
-RUN_S=$(limit "$RUN_LIMIT" 100)
+RUN_S=$(limit "$RUN_LIMIT" 140)
 TRAIN_S=$((RUN_S - (RUN_LIMIT - TRAIN_S) < TRAIN_S ? RUN_S - (RUN_LIMIT - TRAIN_S) : TRAIN_S))
 ((TRAIN_S < 30)) && TRAIN_S=30
 read -r T_STEPS S_STEPS D_STEPS < <($PYTHON bench/gpu/summary.py plan "$W/calibrate/metrics.jsonl" "$PRESET" "$TRAIN_S")
@@ -90,9 +96,9 @@ cp "$W/run/report.md" "$W/run/metrics.json" "$OUT/" 2>/dev/null
 table  # a first table (no reference yet), in case the call is stopped before the end
 
 log "probe + PyTorch reference"
-timeout -k 5 "$(limit 40 70)" dotnet "$W/app/hierdistill.dll" probe "$PRESET" "${COMMON[@]}" \
+timeout -k 5 "$(limit 40 90)" dotnet "$W/app/hierdistill.dll" probe "$PRESET" "${COMMON[@]}" \
   --weights "$W/run/teacher.safetensors" --out "$W/probe.safetensors" > "$OUT/reference.log" 2>&1
-timeout -k 5 "$(limit 80 5)" $PYTHON bench/gpu/reference.py --run "$W/run" --probe "$W/probe.safetensors" --data "$W/fashion-mnist" --device "$DEVICE" \
+timeout -k 5 "$(limit 80 10)" $PYTHON bench/gpu/reference.py --run "$W/run" --probe "$W/probe.safetensors" --data "$W/fashion-mnist" --device "$DEVICE" \
   --steps "${REF_STEPS:-300}" --warmup "${REF_WARMUP:-30}" --max-seconds "${REF_MAX_S:-20}" --json "$OUT/reference.json" >> "$OUT/reference.log" 2>&1
 echo "exit $?" >> "$OUT/reference.log"
 tail -4 "$OUT/reference.log"

@@ -299,9 +299,10 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             return ExitCodes.Cancelled;
         }
         string resolved = PipelineRunner.ResolvedConfig(loaded, overrides, catalog, torchInfo);
-        RunFolder folder;
+        RunFolder? folder = null;
         (CheckpointManifest Manifest, Dictionary<string, torch.Tensor> Tensors)? checkpoint = null;
         List<string> changedOnResume = [];
+        IReadOnlyList<string> deletedPartial = [];
         try
         {
             if (resume is null)
@@ -320,6 +321,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                     foreach (var d in differences) _errors.ErrorLine($"  - {d.Text}");
                     _errors.ErrorLine($"(The run's own settings, every --set included, are in {Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)}: " +
                                       $"hierdistill run {Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)} --resume {folder.Path})");
+                    folder.Dispose();
                     return ExitCodes.InvalidConfig;
                 }
                 changedOnResume = all.Select(d => d.Text).ToList();
@@ -335,14 +337,23 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 }
                 var completed = m.Completed.Select(c => c.Key).ToHashSet();
                 MetricsWriter.Trim(folder.Path, (stage, step) => completed.Contains(stage) || (stage == m.Stage && step < m.NextStep));
+                deletedPartial = folder.DeletePartialFiles();
                 folder.SetStatus("running", $"resumed from {CheckpointStore.FileName} ({m.Describe()})");
             }
         }
         catch (Exception e) when (e is RunFolderException or CheckpointException or IOException)
         {
+            folder?.Dispose();
             _errors.ErrorLine(e.Message);
             return ExitCodes.Failed;
         }
+        catch
+        {
+            folder?.Dispose();
+            throw;
+        }
+        // The folder's lock (RunFolder.LockFile) is held until the run returns.
+        using var heldFolder = folder;
 
         bool live = HostLogging.Interactive;
         using var logger = HostLogging.Create(loaded.Configuration, Path.Combine(folder.Path, "log.txt"), live);
@@ -363,9 +374,9 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             logger.Information("The run this one replaces is kept in {Replaced} until this one finishes", replaced);
         if (checkpoint is { } resumed)
             logger.Information("Resuming from {Checkpoint} ({Where})", Path.Combine(folder.Path, CheckpointStore.FileName), resumed.Manifest.Describe());
-        if (folder.DeletedPartialFiles.Count > 0)
+        if (deletedPartial.Count > 0)
             logger.Information("Deleted {Files}: partial files the stopped run left mid-write (the files they were to replace are intact)",
-                string.Join(", ", folder.DeletedPartialFiles));
+                string.Join(", ", deletedPartial));
         logger.Information("Device {Device}; TorchSharp {TorchSharp}; libtorch {LibTorch}", torchInfo.DeviceDescription, torchInfo.TorchSharpVersion, torchInfo.LibTorch);
         foreach (var p in catalog.Plugins) logger.Debug("Plugin {Name} {Version} from {Path}", p.Name, p.Version, p.Path);
         foreach (var e in catalog.Errors) logger.Warning("Plugin not loaded: {Path}: {Reason}", e.Path, e.Reason);

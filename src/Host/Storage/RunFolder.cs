@@ -13,7 +13,7 @@ public sealed class RunFolderException(string message, Exception? inner = null) 
 /// <see cref="ReplacedFolder"/> and deleted only when a run in the folder finishes, so a replacement that fails or is
 /// stopped loses nothing.
 /// </summary>
-public sealed class RunFolder
+public sealed class RunFolder : IDisposable
 {
     /// <summary>The status file.</summary>
     public const string StatusFile = "run.json";
@@ -92,7 +92,7 @@ public sealed class RunFolder
         if (directory)
             return name is "tensorboard" or "checkpoints" or ReplacedFolder or ReplacedDeletingFolder or MetricsWriter.TensorBoardRewriteFolder
                 or MetricsWriter.TensorBoardOldFolder;
-        if (name is StatusFile or ResolvedConfigFile or "log.txt" or "metrics.json" or "metrics.jsonl" or "report.md") return true;
+        if (name is StatusFile or ResolvedConfigFile or LockFile or "log.txt" or "metrics.json" or "metrics.jsonl" or "report.md") return true;
         return name.EndsWith(".png", StringComparison.Ordinal) || name.EndsWith(".safetensors", StringComparison.Ordinal)
                || (name.StartsWith('.') && name.EndsWith(".tmp", StringComparison.Ordinal));
     }
@@ -114,21 +114,31 @@ public sealed class RunFolder
     {
         string full = CheckPreparable(outputDir, overwrite, inputs);
         string? deleted = null;
+        FileStream? held = null;
         try
         {
-            if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any()) deleted = SetAside(full);
             Directory.CreateDirectory(full);
+            held = Lock(full);
+            // Checked again under the lock: another process may have started a run here since.
+            CheckPreparable(outputDir, overwrite, inputs);
+            if (Directory.EnumerateFileSystemEntries(full).Any(e => System.IO.Path.GetFileName(e) != LockFile)) deleted = SetAside(full);
             string probe = System.IO.Path.Combine(full, ".write-test");
             File.WriteAllText(probe, "ok");
             File.Delete(probe);
+            var folder = new RunFolder(full) { DeletedUnfinishedRun = deleted, _lock = held };
+            folder.SetStatus("running");
+            return folder;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            held?.Dispose();
             throw new RunFolderException($"run.outputDir {full} is not writable ({e.Message}); choose a writable folder.", e);
         }
-        var folder = new RunFolder(full) { DeletedUnfinishedRun = deleted };
-        folder.SetStatus("running");
-        return folder;
+        catch
+        {
+            held?.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The status (cancelled, failed, running) of the unfinished run that <see cref="Prepare"/> deleted because it
@@ -164,7 +174,8 @@ public sealed class RunFolder
         }
         bool created = !Directory.Exists(replaced);
         Directory.CreateDirectory(replaced);
-        var entries = Directory.EnumerateFileSystemEntries(full).Where(e => e != replaced && e != deleting)
+        string lockFile = System.IO.Path.Combine(full, LockFile);
+        var entries = Directory.EnumerateFileSystemEntries(full).Where(e => e != replaced && e != deleting && e != lockFile)
             .OrderBy(e => System.IO.Path.GetFileName(e) == StatusFile).ThenBy(e => e, StringComparer.Ordinal).ToList();
         if (complete)
         {
@@ -232,7 +243,7 @@ public sealed class RunFolder
         string full = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(outputDir));
         if (File.Exists(full)) throw new RunFolderException($"run.outputDir {full} is a file; choose a folder path.");
         if (SetAsideRefusal(full) is { } setAside) throw new RunFolderException($"run.outputDir {setAside}");
-        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
+        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any(e => System.IO.Path.GetFileName(e) != LockFile))
         {
             string status = System.IO.Path.Combine(full, StatusFile);
             if (!File.Exists(status) && File.Exists(System.IO.Path.Combine(full, ReplacedFolder, StatusFile)))
@@ -292,35 +303,66 @@ public sealed class RunFolder
         if (!File.Exists(status) || !File.Exists(System.IO.Path.Combine(full, ResolvedConfigFile)))
             throw new RunFolderException($"{full} holds no HierDistill run ({StatusFile} or {ResolvedConfigFile} missing); nothing to resume.");
         string state = ReadStatus(status);
-        if (state == "finished")
-            throw new RunFolderException($"{full} holds a finished run; nothing to resume. To run it again pass --overwrite instead of --resume.");
+        // The live-process check first (its message names the process), then the lock, then the status again under it.
         if (state == "running" && ReadPid(status) is { } pid && pid != Environment.ProcessId && IsAlive(pid, ReadValue(status, "pidStarted")))
             throw new RunFolderException(
                 $"{full} is being written by process {pid}, which is still running; stop it first (Ctrl-C writes a checkpoint), then resume.");
+        FileStream held;
+        try
+        {
+            held = Lock(full);
+        }
+        catch (RunFolderException) when (!IsWritable(full, out _))
+        {
+            throw new RunFolderException($"{full} is not writable; a resumed run writes into its folder.");
+        }
+        try
+        {
+            if (ReadStatus(status) == "finished")
+                throw new RunFolderException($"{full} holds a finished run; nothing to resume. To run it again pass --overwrite instead of --resume.");
+            if (!IsWritable(full, out string? why))
+                throw new RunFolderException($"{full} is not writable ({why}); a resumed run writes into its folder.");
+            return new RunFolder(full) { _lock = held };
+        }
+        catch
+        {
+            held.Dispose();
+            throw;
+        }
+    }
+
+    private static bool IsWritable(string full, out string? why)
+    {
         try
         {
             string probe = System.IO.Path.Combine(full, ".write-test");
             File.WriteAllText(probe, "ok");
             File.Delete(probe);
+            why = null;
+            return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new RunFolderException($"{full} is not writable ({e.Message}); a resumed run writes into its folder.", e);
+            why = e.Message;
+            return false;
         }
-        return new RunFolder(full) { DeletedPartialFiles = DeletePartialFiles(full) };
     }
 
-    /// <summary>The partial files (<see cref="AtomicFile"/>'s <c>.NAME.PID.tmp</c>) that a process stopped mid-write left in
-    /// the folder, deleted by <see cref="Open"/> (the folder's run is not running, so nothing else writes them).</summary>
-    public IReadOnlyList<string> DeletedPartialFiles { get; private init; } = [];
-
-    private static List<string> DeletePartialFiles(string folder)
+    /// <summary>
+    /// Deletes the partial files that a process stopped mid-write left: <see cref="AtomicFile"/>'s <c>.NAME.PID.tmp</c> where
+    /// NAME is a file a run writes (<see cref="IsRunOutput"/>) and process PID is not running. Called by a resume once its
+    /// checks have passed (this process holds the folder's lock, so no other run writes it).
+    /// </summary>
+    /// <returns>The names deleted.</returns>
+    public IReadOnlyList<string> DeletePartialFiles()
     {
         var deleted = new List<string>();
-        foreach (string file in Directory.EnumerateFiles(folder, ".*.tmp"))
+        foreach (string file in Directory.EnumerateFiles(Path, ".*.tmp"))
         {
-            var match = System.Text.RegularExpressions.Regex.Match(System.IO.Path.GetFileName(file), @"^\..+\.(\d+)\.tmp$");
-            if (!match.Success || match.Groups[1].Value == Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            var match = System.Text.RegularExpressions.Regex.Match(System.IO.Path.GetFileName(file), @"^\.(.+)\.(\d+)\.tmp$");
+            if (!match.Success || !IsRunOutput(match.Groups[1].Value, directory: false) || match.Groups[1].Value.EndsWith(".tmp", StringComparison.Ordinal)
+                || !int.TryParse(match.Groups[2].Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid)
+                || pid == Environment.ProcessId || IsAlive(pid, null))
                 continue;
             try
             {
@@ -340,6 +382,34 @@ public sealed class RunFolder
     {
         string path = System.IO.Path.Combine(folder, StatusFile);
         return File.Exists(path) ? ReadStatus(path) : null;
+    }
+
+    /// <summary>The file a run holds open, exclusively, while it writes its folder (kept afterwards: deleting it would let two
+    /// processes lock two files of one name).</summary>
+    public const string LockFile = ".hierdistill.lock";
+
+    private FileStream? _lock;
+
+    /// <summary>Opens <see cref="LockFile"/> exclusively (an advisory lock that .NET processes honour).</summary>
+    /// <exception cref="RunFolderException">When another process holds it.</exception>
+    private static FileStream Lock(string full)
+    {
+        try
+        {
+            return new FileStream(System.IO.Path.Combine(full, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e)
+        {
+            throw new RunFolderException($"{full} is being written by another process (it holds {LockFile}); stop it first " +
+                                         "(Ctrl-C writes a checkpoint), then resume, or choose another folder.", e);
+        }
+    }
+
+    /// <summary>Releases the folder's lock (<see cref="LockFile"/>); the run is done with the folder.</summary>
+    public void Dispose()
+    {
+        _lock?.Dispose();
+        _lock = null;
     }
 
     /// <summary>Records the run's status (running, finished, failed, cancelled) with an optional message.</summary>

@@ -16,7 +16,9 @@ public class RunFolderTests
         return run;
     }
 
-    private static string[] Entries(string folder) => Directory.GetFileSystemEntries(folder).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray()!;
+    /// <summary>The folder's entries by name, less the lock file a run keeps there (A_run_folder_is_written_by_one_run_at_a_time).</summary>
+    private static string[] Entries(string folder) => Directory.GetFileSystemEntries(folder).Select(Path.GetFileName)
+        .Where(n => n != RunFolder.LockFile).Order(StringComparer.Ordinal).ToArray()!;
 
     [Fact]
     public void Overwrite_sets_the_run_aside_until_a_run_there_finishes()
@@ -37,6 +39,7 @@ public class RunFolderTests
         File.WriteAllText(Path.Combine(run, "report.md"), "failed run's report");
         prepared.SetStatus("failed", "NaN");
         Assert.Null(prepared.DeletedUnfinishedRun);
+        prepared.Dispose();
         prepared = RunFolder.Prepare(run, overwrite: true);
         Assert.Equal("failed", prepared.DeletedUnfinishedRun);
         Assert.Equal(["replaced-run", "run.json"], Entries(run));
@@ -48,25 +51,67 @@ public class RunFolderTests
         Assert.Null(prepared.DropReplaced());
         File.WriteAllText(Path.Combine(run, "report.md"), "second report");
         prepared.SetStatus("finished");
-        RunFolder.Prepare(run, overwrite: true);
+        prepared.Dispose();
+        RunFolder.Prepare(run, overwrite: true).Dispose();
         Assert.Equal("second report", File.ReadAllText(Path.Combine(replaced, "report.md")));
     }
 
     [Fact]
-    public void Opening_a_run_to_resume_deletes_the_partial_files_a_stopped_process_left_and_nothing_else()
+    public void A_resume_deletes_the_partial_files_a_stopped_process_left_and_nothing_else()
     {
         using var folder = TestPaths.NewTempFolder();
         string run = FinishedRun(folder);
         File.WriteAllText(Path.Combine(run, "run.json"), """{ "status": "cancelled" }""");
         File.WriteAllText(Path.Combine(run, "config.resolved.json"), "{}");
-        File.WriteAllText(Path.Combine(run, ".checkpoint.safetensors.4242.tmp"), "partial");
-        File.WriteAllText(Path.Combine(run, ".metrics.json.17.tmp"), "partial");
-        File.WriteAllText(Path.Combine(run, ".notes.tmp"), "not AtomicFile's");          // no process id: kept
-        Directory.CreateDirectory(Path.Combine(run, ".x.12.tmp"));                       // a folder: kept
-        var opened = RunFolder.Open(run);
-        Assert.Equal([".checkpoint.safetensors.4242.tmp", ".metrics.json.17.tmp"], opened.DeletedPartialFiles.Order(StringComparer.Ordinal));
-        Assert.Equal([".notes.tmp", ".x.12.tmp", "config.resolved.json", "report.md", "run.json", "teacher.safetensors", "tensorboard"], Entries(run));
-        Assert.Empty(RunFolder.Open(run).DeletedPartialFiles);
+        int dead = DeadProcessId();
+        using var alive = System.Diagnostics.Process.Start("sleep", "60");
+        File.WriteAllText(Path.Combine(run, $".checkpoint.safetensors.{dead}.tmp"), "partial");
+        File.WriteAllText(Path.Combine(run, $".metrics.json.{dead}.tmp"), "partial");
+        File.WriteAllText(Path.Combine(run, $".checkpoint.safetensors.{alive.Id}.tmp"), "a live process's"); // kept
+        File.WriteAllText(Path.Combine(run, $".notes.{dead}.tmp"), "yours: notes is no run output");         // kept
+        File.WriteAllText(Path.Combine(run, ".notes.tmp"), "not AtomicFile's");                              // kept
+        Directory.CreateDirectory(Path.Combine(run, $".report.md.{dead}.tmp"));                               // a folder: kept
+        try
+        {
+            using var opened = RunFolder.Open(run);
+            Assert.Equal([$".checkpoint.safetensors.{dead}.tmp", $".metrics.json.{dead}.tmp"], opened.DeletePartialFiles().Order(StringComparer.Ordinal));
+            Assert.Equal([$".checkpoint.safetensors.{alive.Id}.tmp", $".notes.{dead}.tmp", ".notes.tmp", $".report.md.{dead}.tmp",
+                          "config.resolved.json", "report.md", "run.json", "teacher.safetensors", "tensorboard"], Entries(run));
+            Assert.Empty(opened.DeletePartialFiles());
+        }
+        finally
+        {
+            alive.Kill();
+        }
+    }
+
+    /// <summary>The id of a process that has exited (and, for the length of a test, not been reused).</summary>
+    private static int DeadProcessId()
+    {
+        using var exited = System.Diagnostics.Process.Start("true");
+        exited.WaitForExit();
+        return exited.Id;
+    }
+
+    [Fact]
+    public void A_run_folder_is_written_by_one_run_at_a_time()
+    {
+        // Two resumes (or an --overwrite and a resume) of one folder started together: the second is refused while the
+        // first holds the folder's lock, and gets it once the first is done.
+        using var folder = TestPaths.NewTempFolder();
+        string run = FinishedRun(folder);
+        File.WriteAllText(Path.Combine(run, "run.json"), """{ "status": "cancelled" }""");
+        File.WriteAllText(Path.Combine(run, "config.resolved.json"), "{}");
+        var first = RunFolder.Open(run);
+        var refused = Assert.Throws<RunFolderException>(() => RunFolder.Open(run));
+        Assert.Equal($"{run} is being written by another process (it holds {RunFolder.LockFile}); stop it first (Ctrl-C writes a checkpoint), " +
+                     "then resume, or choose another folder.", refused.Message);
+        Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: true));
+        Assert.Equal(["config.resolved.json", "report.md", "run.json", "teacher.safetensors", "tensorboard"], Entries(run)); // nothing moved
+        first.Dispose();
+        using var second = RunFolder.Prepare(run, overwrite: true);
+        Assert.Equal([RunFolder.LockFile, "replaced-run", "run.json"],
+            Directory.GetFileSystemEntries(run).Select(Path.GetFileName).Order(StringComparer.Ordinal)); // the lock file stays in place
     }
 
     [Fact]
@@ -78,7 +123,7 @@ public class RunFolderTests
         string replaced = Directory.CreateDirectory(Path.Combine(run, RunFolder.ReplacedFolder)).FullName;
         File.WriteAllText(Path.Combine(replaced, "run.json"), """{ "status": "finished" }""");
         File.WriteAllText(Path.Combine(replaced, "report.md"), "oldest report");
-        RunFolder.Prepare(run, overwrite: true);
+        RunFolder.Prepare(run, overwrite: true).Dispose();
         Assert.Equal("old report", File.ReadAllText(Path.Combine(replaced, "report.md")));
     }
 
@@ -90,7 +135,7 @@ public class RunFolderTests
         string run = FinishedRun(folder);
         string replaced = Directory.CreateDirectory(Path.Combine(run, RunFolder.ReplacedFolder)).FullName;
         File.Move(Path.Combine(run, "teacher.safetensors"), Path.Combine(replaced, "teacher.safetensors"));
-        RunFolder.Prepare(run, overwrite: true);
+        RunFolder.Prepare(run, overwrite: true).Dispose();
         Assert.Equal(["report.md", "run.json", "teacher.safetensors", "tensorboard"], Entries(replaced));
         Assert.Equal("weights", File.ReadAllText(Path.Combine(replaced, "teacher.safetensors")));
     }
@@ -132,6 +177,7 @@ public class RunFolderTests
         string run = FinishedRun(folder);
         string replaced = Path.Combine(run, RunFolder.ReplacedFolder);
         var prepared = RunFolder.Prepare(run, overwrite: true);
+        prepared.Dispose(); // its lock; the run's status and set-aside folder are used below as a later run's
 
         // Resumed or run in place, it would be deleted under the run by the next run there that finishes.
         File.WriteAllText(Path.Combine(replaced, "config.resolved.json"), "{}");
@@ -168,7 +214,7 @@ public class RunFolderTests
         // The replacement stopped between setting the run aside and writing its own run.json (a full disk, a kill).
         using var folder = TestPaths.NewTempFolder();
         string run = FinishedRun(folder);
-        RunFolder.Prepare(run, overwrite: true);
+        RunFolder.Prepare(run, overwrite: true).Dispose();
         File.Delete(Path.Combine(run, "run.json"));
         var e = Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: true));
         Assert.Equal($"run.outputDir {run} holds no run of its own (run.json missing: the run that replaced it stopped before writing one), only the " +
