@@ -81,9 +81,10 @@ public sealed class ComparisonPlan
     /// <summary>The overrides of one variant's run, in the order they apply: file <c>set</c>, variant, command-line <c>--set</c>.</summary>
     public IReadOnlyList<string> OverridesOf(ComparisonVariant variant) => [.. CommonOverrides, .. variant.Overrides, .. CommandLineOverrides];
 
-    /// <summary>The command-line <c>--set</c> that replaces a variant's override of the same key (the last one), or null.</summary>
-    public string? ReplacedBy(string variantOverride) =>
-        CommandLineOverrides.LastOrDefault(o => NormalizeKey(KeyOf(o)) == NormalizeKey(KeyOf(variantOverride)));
+    /// <summary>The command-line <c>--set</c> values that change what a variant's override sets (applied after it): of its
+    /// key, a key inside it (<c>...:discriminator:type</c> for <c>...:discriminator</c>) or a section holding it.</summary>
+    public IReadOnlyList<string> OverriddenBy(string variantOverride) =>
+        CommandLineOverrides.Where(o => Touches(KeyOf(o), KeyOf(variantOverride))).ToList();
 
     /// <summary>The overrides every run shares: file <c>set</c>, then command-line <c>--set</c>.</summary>
     public IReadOnlyList<string> SharedOverrides => [.. CommonOverrides, .. CommandLineOverrides];

@@ -147,6 +147,14 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
                 .Select(v => v.Variant.Name).ToList();
             if (replaced.Count > 0)
                 errors.WarningLine($"--set {key} replaces the value that variant(s) {string.Join(", ", replaced)} give it (the command line applies last).");
+            // A key inside a variant's value, or a section holding it: the command line changes part of what the variant sets.
+            var changed = variants.Where(v => !replaced.Contains(v.Variant.Name)
+                                              && v.Variant.Overrides.Any(o => ComparisonPlan.Touches(key, ComparisonPlan.KeyOf(o))))
+                .Select(v => $"{v.Variant.Name} ({string.Join(", ", v.Variant.Overrides.Select(ComparisonPlan.KeyOf).Where(k => ComparisonPlan.Touches(key, k)))})")
+                .ToList();
+            if (changed.Count > 0)
+                errors.WarningLine($"--set {key} changes what variant(s) {string.Join(", ", changed)} set (the command line applies last; each run's " +
+                                   "config.resolved.json has the result).");
         }
 
         var runs = new List<(VariantPlan? Plan, long Seed, string Folder)>();
@@ -373,7 +381,11 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         foreach (var v in variants)
         {
             string overrides = v.Variant.Overrides.Count == 0 ? "the base config as it is" : string.Join(" ", v.Variant.Overrides.Select(o =>
-                plan.ReplacedBy(o) is { } replacedBy ? $"~~`{o}`~~ (replaced by the command line's `--set {replacedBy}`)" : $"`{o}`"));
+                plan.OverriddenBy(o) is { Count: > 0 } by
+                    ? by.LastOrDefault(c => ComparisonPlan.NormalizeKey(ComparisonPlan.KeyOf(c)) == ComparisonPlan.NormalizeKey(ComparisonPlan.KeyOf(o))) is { } same
+                        ? $"~~`{o}`~~ (replaced by the command line's `--set {same}`)"
+                        : $"`{o}`, then the command line's {string.Join(" ", by.Select(c => $"`--set {c}`"))} (applied last; each run's config.resolved.json has the result)"
+                    : $"`{o}`"));
             string teacher = v.SharesTeacher ? "" : " (changes the data or the teacher: trains its own)";
             sb.AppendLine($"- `{v.Variant.Name}` (`{v.Variant.Folder}/`): {overrides}{teacher}");
         }

@@ -258,6 +258,35 @@ public class CompareTests
     }
 
     [Fact]
+    public void A_command_line_key_inside_a_variants_value_is_named_with_it()
+    {
+        // A variant sets a whole section; the command line sets a key inside it, after it. The warning comes before anything
+        // runs (a planned run folder holding a stray file then stops the comparison, so that nothing trains here); the
+        // variant line's wording of comparison.md is checked through the plan.
+        using var folder = TestPaths.NewTempFolder();
+        string stray = Directory.CreateDirectory(Path.Combine(folder.File("cmp"), "c", "seed-0")).FullName;
+        File.WriteAllText(Path.Combine(stray, "notes.txt"), "mine");
+        string comparison = folder.File("sections.json");
+        File.WriteAllText(comparison, $$"""
+            { "config": "{{TestPaths.Sample("toy2d/hd.json")}}",
+              "variants": { "c": { "stages:detail:discriminator": { "type": "gap" } }, "base": {} } }
+            """);
+        var writer = new StringWriter();
+        Assert.Equal(ExitCodes.Failed, new HostApplication(SampleRunTests.TestConsole(writer)).Compare(comparison, [],
+            [.. Shrink, "stages:detail:discriminator:type=awd"], 1, folder.File("cmp"), overwrite: false, resume: false, CancellationToken.None));
+        string text = writer.ToString().Replace("\n", "");
+        Assert.Contains("--set stages:detail:discriminator:type changes what variant(s) c (stages:detail:discriminator) set (the command line applies last;", text);
+        var plan = new HierDistill.Host.Comparison.ComparisonPlan
+        {
+            BaseConfig = "b.json", Seeds = 1, CommonOverrides = [], Variants = [], Varied = [],
+            CommandLineOverrides = ["stages:detail:discriminator:type=awd", "stages:Detail:Training:Steps=5"],
+        };
+        Assert.Equal(["stages:detail:discriminator:type=awd"], plan.OverriddenBy("stages:detail:discriminator={\"type\":\"gap\"}"));
+        Assert.Equal(["stages:Detail:Training:Steps=5"], plan.OverriddenBy("stages:detail:training:steps=50"));
+        Assert.Empty(plan.OverriddenBy("stages:detail:adversarialWeight=0.2"));
+    }
+
+    [Fact]
     public void Variants_that_resolve_to_one_config_are_named()
     {
         // heun and HEUN are one value (fixed-list values ignore case): a warning before anything runs. (The planned run
