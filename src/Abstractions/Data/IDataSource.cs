@@ -14,7 +14,8 @@ public interface IDataSource
     /// <summary>Draws a training batch.</summary>
     /// <param name="batchSize">Number of samples B, at least 1.</param>
     /// <param name="device">Device of the returned tensors.</param>
-    /// <param name="generator">Random generator (null: the global torch generator). TorchSharp's generators are CPU generators
+    /// <param name="generator">Random generator (null: the device's default generator, the global torch generator on the CPU).
+    /// TorchSharp's generators are CPU generators
     /// whatever device they were made for, so draw with it through <see cref="Numerics.RandomDraw"/> (or on the CPU, then
     /// move): <c>randint(…, device: device, generator: generator)</c> fails on a GPU.</param>
     /// <returns><c>X [B, ...S]</c> float32 on <paramref name="device"/> in the data's units (images in <c>[-1, 1]</c>), labels
@@ -29,7 +30,7 @@ public interface IDataSource
     /// </summary>
     /// <param name="count">Number of samples, at least 1.</param>
     /// <param name="device">Device of the returned tensors.</param>
-    /// <param name="generator">Random generator (null: the global torch generator).</param>
+    /// <param name="generator">Random generator (null: the device's default generator); see <see cref="SampleTrain"/>.</param>
     /// <returns>As <see cref="SampleTrain"/>.</returns>
     Batch SampleEvaluation(int count, Device device, Generator? generator = null);
 

@@ -21,40 +21,57 @@ public static class RandomDraw
     /// <param name="device">Device of the result.</param>
     /// <param name="generator">Random generator (null: <paramref name="device"/>'s default generator).</param>
     /// <param name="dtype">A floating dtype (default float32).</param>
+    /// <exception cref="ArgumentOutOfRangeException">For a negative size in <paramref name="shape"/>.</exception>
     public static Tensor Rand(long[] shape, Device device, Generator? generator = null, ScalarType dtype = ScalarType.Float32) =>
-        generator is null ? rand(shape, dtype, device) : rand(shape, dtype, generator: generator).to(device);
+        generator is null ? rand(Checked(shape), dtype, device) : rand(Checked(shape), dtype, generator: generator).to(device);
 
     /// <summary>Standard normal: <c>torch.randn</c>.</summary>
     /// <param name="shape">The shape of the result.</param>
     /// <param name="device">Device of the result.</param>
     /// <param name="generator">Random generator (null: <paramref name="device"/>'s default generator).</param>
     /// <param name="dtype">A floating dtype (default float32).</param>
+    /// <exception cref="ArgumentOutOfRangeException">For a negative size in <paramref name="shape"/>.</exception>
     public static Tensor Randn(long[] shape, Device device, Generator? generator = null, ScalarType dtype = ScalarType.Float32) =>
-        generator is null ? randn(shape, dtype, device) : randn(shape, dtype, generator: generator).to(device);
+        generator is null ? randn(Checked(shape), dtype, device) : randn(Checked(shape), dtype, generator: generator).to(device);
 
     /// <summary>Integers uniform on [0, <paramref name="high"/>): <c>torch.randint</c>, int64.</summary>
     /// <param name="high">One more than the largest value, at least 1.</param>
     /// <param name="shape">The shape of the result.</param>
     /// <param name="device">Device of the result.</param>
     /// <param name="generator">Random generator (null: <paramref name="device"/>'s default generator).</param>
-    public static Tensor RandInt(long high, long[] shape, Device device, Generator? generator = null) =>
-        generator is null ? randint(0, high, shape, device: device) : randint(0, high, shape, generator: generator).to(device);
+    /// <exception cref="ArgumentOutOfRangeException">For <paramref name="high"/> &lt; 1 or a negative size in <paramref name="shape"/>.</exception>
+    public static Tensor RandInt(long high, long[] shape, Device device, Generator? generator = null)
+    {
+        if (high < 1) throw new ArgumentOutOfRangeException(nameof(high), high, "draws from [0, high) need high ≥ 1.");
+        return generator is null ? randint(0, high, Checked(shape), device: device) : randint(0, high, Checked(shape), generator: generator).to(device);
+    }
 
     /// <summary>A random permutation of <c>0 .. n-1</c>: <c>torch.randperm</c>, int64 <c>[n]</c>.</summary>
     /// <param name="n">The number of elements, at least 0.</param>
     /// <param name="device">Device of the result.</param>
     /// <param name="generator">Random generator (null: <paramref name="device"/>'s default generator).</param>
-    public static Tensor RandPerm(long n, Device device, Generator? generator = null) =>
-        generator is null ? randperm(n, device: device) : randperm(n, generator: generator).to(device);
+    /// <exception cref="ArgumentOutOfRangeException">For a negative <paramref name="n"/> (libtorch would end the process).</exception>
+    public static Tensor RandPerm(long n, Device device, Generator? generator = null)
+    {
+        if (n < 0) throw new ArgumentOutOfRangeException(nameof(n), n, "a permutation of n elements needs n ≥ 0.");
+        return generator is null ? randperm(n, device: device) : randperm(n, generator: generator).to(device);
+    }
 
     /// <summary>Indices drawn from the rows of <paramref name="probabilities"/>: <c>torch.multinomial</c>, int64, on the
     /// device of <paramref name="probabilities"/>.</summary>
     /// <param name="probabilities">Non-negative weights <c>[K]</c> or <c>[N, K]</c> (need not sum to 1).</param>
-    /// <param name="samples">How many indices per row.</param>
+    /// <param name="samples">How many indices per row, at least 1 (without replacement at most K).</param>
     /// <param name="replacement">Whether an index may be drawn again.</param>
     /// <param name="generator">Random generator (null: the device's default generator).</param>
-    public static Tensor Multinomial(Tensor probabilities, long samples, bool replacement, Generator? generator = null) =>
-        generator is null || probabilities.device_type == TorchSharp.DeviceType.CPU
+    /// <exception cref="ArgumentOutOfRangeException">For <paramref name="samples"/> &lt; 1.</exception>
+    public static Tensor Multinomial(Tensor probabilities, long samples, bool replacement, Generator? generator = null)
+    {
+        if (samples < 1) throw new ArgumentOutOfRangeException(nameof(samples), samples, "draw at least one index per row.");
+        return generator is null || probabilities.device_type == TorchSharp.DeviceType.CPU
             ? multinomial(probabilities, samples, replacement, generator: generator)
             : multinomial(probabilities.cpu(), samples, replacement, generator: generator).to(probabilities.device);
+    }
+
+    private static long[] Checked(long[] shape) =>
+        shape.Any(d => d < 0) ? throw new ArgumentOutOfRangeException(nameof(shape), $"[{string.Join(", ", shape)}]", "sizes must be ≥ 0.") : shape;
 }

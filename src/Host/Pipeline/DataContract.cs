@@ -76,7 +76,8 @@ internal static class DataContract
             warn($"data: {component} gave two different first training batches in two instances built from the same config after the " +
                  "same torch.manual_seed (SampleTrain with no generator): it draws from a random stream of its own (System.Random, a " +
                  "time seed), so two runs with the same run.seed differ and a resumed run does not continue the stopped one. Draw with " +
-                 "the generator passed in (the global torch generator when it is null), e.g. randint(…, generator: generator).");
+                 "the generator passed in (the device's default generator when it is null) through RandomDraw, e.g. " +
+                 "RandomDraw.RandInt(n, [batchSize], device, generator).");
     }
 
     /// <summary>Whether a second instance, built and drawn from as the first was, gives the same first batch; null when it cannot tell.</summary>

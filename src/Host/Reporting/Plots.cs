@@ -109,12 +109,27 @@ public static class Plots
     internal static string[] ShortLabels(IReadOnlyList<string> names)
     {
         if (names.Count < 2) return names.Select(n => Cut(n)).ToArray();
+        // Names of --vary variants, "key=value, key2=value2" with the keys in one order: only the values of the keys whose
+        // values differ ("awd, 0.0001" and "gap, 0.0001" would read alike once cut).
+        var parts = names.Select(n => n.Split(", ")).ToList();
+        static string KeyOf(string part) => part[..part.IndexOf('=')];
+        if (parts.All(p => p.Length == parts[0].Length && p.All(x => x.IndexOf('=') > 0))
+            && Enumerable.Range(0, parts[0].Length).All(i => parts.All(p => KeyOf(p[i]) == KeyOf(parts[0][i]))))
+        {
+            var differing = Enumerable.Range(0, parts[0].Length).Where(i => parts.Any(p => p[i] != parts[0][i])).ToList();
+            if (differing.Count > 0)
+                names = parts.Select(p => string.Join(", ", differing.Select(i => p[i][(p[i].IndexOf('=') + 1)..]))).ToList();
+        }
         int prefix = 0, suffix = 0, shortest = names.Min(n => n.Length);
         while (prefix < shortest && names.All(n => n[prefix] == names[0][prefix])) prefix++;
         while (suffix < shortest - prefix && names.All(n => n[^(suffix + 1)] == names[0][^(suffix + 1)])) suffix++;
-        // Keep whole tokens: back off to the last separator so "w16"/"w32" stay "w16"/"w32", not "16"/"32".
-        while (prefix > 0 && char.IsLetterOrDigit(names[0][prefix - 1])) prefix--;
-        while (suffix > 0 && char.IsLetterOrDigit(names[0][^suffix])) suffix--;
+        // Keep whole tokens: back off to the last separator so "w16"/"w32" stay "w16"/"w32", not "16"/"32", and 0.05/0.1
+        // stay numbers (a '.' after a digit is a decimal point, a '-' or '+' before a digit a sign: -0.5, 1e-4).
+        var n0 = names[0];
+        bool InToken(int i) => char.IsLetterOrDigit(n0[i]) || (n0[i] == '.' && i > 0 && char.IsDigit(n0[i - 1]))
+                               || (n0[i] is '-' or '+' && i + 1 < n0.Length && char.IsDigit(n0[i + 1]));
+        while (prefix > 0 && InToken(prefix - 1)) prefix--;
+        while (suffix > 0 && InToken(n0.Length - suffix)) suffix--;
         return names.Select(n => Cut(n[prefix..(n.Length - suffix)])).ToArray();
 
         static string Cut(string s) => s.Length <= 24 ? s : s[..23] + "…";

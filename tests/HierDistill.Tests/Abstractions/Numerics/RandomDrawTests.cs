@@ -42,6 +42,22 @@ public class RandomDrawTests
         Assert.Equal(first, randn([8]).data<float>().ToArray());
     }
 
+    [Fact]
+    public void Out_of_range_sizes_are_refused_by_name_not_left_to_libtorch()
+    {
+        // randperm(-1) ends the process in libtorch 2.10; the others throw its terse errors.
+        Assert.Equal("n", Assert.Throws<ArgumentOutOfRangeException>(() => RandomDraw.RandPerm(-1, CPU)).ParamName);
+        Assert.Equal("n", Assert.Throws<ArgumentOutOfRangeException>(() => RandomDraw.RandPerm(-1, CPU, new Generator(1, CPU))).ParamName);
+        Assert.Equal("high", Assert.Throws<ArgumentOutOfRangeException>(() => RandomDraw.RandInt(0, [3], CPU)).ParamName);
+        Assert.Equal("shape", Assert.Throws<ArgumentOutOfRangeException>(() => RandomDraw.Randn([2, -1], CPU)).ParamName);
+        using var weights = tensor(new[] { 0.5, 0.5 });
+        Assert.Equal("samples", Assert.Throws<ArgumentOutOfRangeException>(() => RandomDraw.Multinomial(weights, 0, true)).ParamName);
+        using var empty = RandomDraw.RandPerm(0, CPU);
+        Assert.Equal([0L], empty.shape);
+        using var none = RandomDraw.Rand([0, 3], CPU, new Generator(1, CPU));
+        Assert.Equal([0L, 3L], none.shape);
+    }
+
     /// <summary>A draw that takes a generator and a device at once breaks on a GPU (TorchSharp's generators are CPU
     /// generators), and so does a generator made for a device other than the CPU. Only RandomDraw may do the former.</summary>
     [Fact]

@@ -39,5 +39,15 @@ public class PlotsTests
         ]));
         Assert.Equal(["w16", "w32", "w128-teacher-init"], HierDistill.Host.Reporting.Plots.ShortLabels(["w16", "w32", "w128-teacher-init"]));
         Assert.Equal(["awd", "gap"], HierDistill.Host.Reporting.Plots.ShortLabels(["detail.discriminator.type-awd", "detail.discriminator.type-gap"]));
+        // Numbers stay whole; with two varied keys each label is the values that differ.
+        Assert.Equal(["0.05", "0.1", "0.15"], HierDistill.Host.Reporting.Plots.ShortLabels(
+            ["detail.adversarialWeight=0.05", "detail.adversarialWeight=0.1", "detail.adversarialWeight=0.15"]));
+        Assert.Equal(["awd, 0.0001", "awd, 0.001", "gap, 0.0001", "gap, 0.001"], HierDistill.Host.Reporting.Plots.ShortLabels(
+        [
+            "detail.discriminator.type=awd, detail.training.learningRate=0.0001", "detail.discriminator.type=awd, detail.training.learningRate=0.001",
+            "detail.discriminator.type=gap, detail.training.learningRate=0.0001", "detail.discriminator.type=gap, detail.training.learningRate=0.001",
+        ]));
+        Assert.Equal(["1e-4", "3e-4"], HierDistill.Host.Reporting.Plots.ShortLabels(["lr=1e-4, type=awd", "lr=3e-4, type=awd"]));
+        Assert.Equal(["-0.5", "-0.2"], HierDistill.Host.Reporting.Plots.ShortLabels(["detail.timeMean=-0.5", "detail.timeMean=-0.2"]));
     }
 }
