@@ -23,7 +23,7 @@ public static class RandomDraw
     /// <param name="dtype">A floating dtype (default float32).</param>
     /// <exception cref="ArgumentOutOfRangeException">For a negative size in <paramref name="shape"/>.</exception>
     public static Tensor Rand(long[] shape, Device device, Generator? generator = null, ScalarType dtype = ScalarType.Float32) =>
-        generator is null ? rand(Checked(shape), dtype, device) : rand(Checked(shape), dtype, generator: generator).to(device);
+        generator is null ? rand(Checked(shape), dtype, device) : Moved(rand(Checked(shape), dtype, generator: generator), device);
 
     /// <summary>Standard normal: <c>torch.randn</c>.</summary>
     /// <param name="shape">The shape of the result.</param>
@@ -32,7 +32,7 @@ public static class RandomDraw
     /// <param name="dtype">A floating dtype (default float32).</param>
     /// <exception cref="ArgumentOutOfRangeException">For a negative size in <paramref name="shape"/>.</exception>
     public static Tensor Randn(long[] shape, Device device, Generator? generator = null, ScalarType dtype = ScalarType.Float32) =>
-        generator is null ? randn(Checked(shape), dtype, device) : randn(Checked(shape), dtype, generator: generator).to(device);
+        generator is null ? randn(Checked(shape), dtype, device) : Moved(randn(Checked(shape), dtype, generator: generator), device);
 
     /// <summary>Integers uniform on [0, <paramref name="high"/>): <c>torch.randint</c>, int64.</summary>
     /// <param name="high">One more than the largest value, at least 1.</param>
@@ -43,7 +43,7 @@ public static class RandomDraw
     public static Tensor RandInt(long high, long[] shape, Device device, Generator? generator = null)
     {
         if (high < 1) throw new ArgumentOutOfRangeException(nameof(high), high, "draws from [0, high) need high ≥ 1.");
-        return generator is null ? randint(0, high, Checked(shape), device: device) : randint(0, high, Checked(shape), generator: generator).to(device);
+        return generator is null ? randint(0, high, Checked(shape), device: device) : Moved(randint(0, high, Checked(shape), generator: generator), device);
     }
 
     /// <summary>A random permutation of <c>0 .. n-1</c>: <c>torch.randperm</c>, int64 <c>[n]</c>.</summary>
@@ -54,7 +54,7 @@ public static class RandomDraw
     public static Tensor RandPerm(long n, Device device, Generator? generator = null)
     {
         if (n < 0) throw new ArgumentOutOfRangeException(nameof(n), n, "a permutation of n elements needs n ≥ 0.");
-        return generator is null ? randperm(n, device: device) : randperm(n, generator: generator).to(device);
+        return generator is null ? randperm(n, device: device) : Moved(randperm(n, generator: generator), device);
     }
 
     /// <summary>Indices drawn from the rows of <paramref name="probabilities"/>: <c>torch.multinomial</c>, int64, on the
@@ -67,10 +67,16 @@ public static class RandomDraw
     public static Tensor Multinomial(Tensor probabilities, long samples, bool replacement, Generator? generator = null)
     {
         if (samples < 1) throw new ArgumentOutOfRangeException(nameof(samples), samples, "draw at least one index per row.");
-        return generator is null || probabilities.device_type == TorchSharp.DeviceType.CPU
-            ? multinomial(probabilities, samples, replacement, generator: generator)
-            : multinomial(probabilities.cpu(), samples, replacement, generator: generator).to(probabilities.device);
+        if (generator is null || probabilities.device_type == TorchSharp.DeviceType.CPU)
+            return multinomial(probabilities, samples, replacement, generator: generator);
+        using var onCpu = probabilities.cpu();
+        return Moved(multinomial(onCpu, samples, replacement, generator: generator), probabilities.device);
     }
+
+    /// <summary>A CPU draw on <paramref name="device"/>: the CPU tensor itself, or its copy there (the CPU one freed at once,
+    /// so that plugin code without a dispose scope leaves nothing behind).</summary>
+    private static Tensor Moved(Tensor drawn, Device device) =>
+        device.type == TorchSharp.DeviceType.CPU ? drawn : drawn.to(device, disposeAfter: true);
 
     private static long[] Checked(long[] shape) =>
         shape.Any(d => d < 0) ? throw new ArgumentOutOfRangeException(nameof(shape), $"[{string.Join(", ", shape)}]", "sizes must be ≥ 0.") : shape;

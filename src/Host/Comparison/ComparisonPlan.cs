@@ -81,10 +81,18 @@ public sealed class ComparisonPlan
     /// <summary>The overrides of one variant's run, in the order they apply: file <c>set</c>, variant, command-line <c>--set</c>.</summary>
     public IReadOnlyList<string> OverridesOf(ComparisonVariant variant) => [.. CommonOverrides, .. variant.Overrides, .. CommandLineOverrides];
 
-    /// <summary>The command-line <c>--set</c> values that change what a variant's override sets (applied after it): of its
-    /// key, a key inside it (<c>...:discriminator:type</c> for <c>...:discriminator</c>) or a section holding it.</summary>
-    public IReadOnlyList<string> OverriddenBy(string variantOverride) =>
-        CommandLineOverrides.Where(o => Touches(KeyOf(o), KeyOf(variantOverride))).ToList();
+    /// <summary>
+    /// The command-line <c>--set</c> values (applied after a variant's overrides) that replace what
+    /// <paramref name="variantOverride"/> sets (<paramref name="variantOverride"/>'s key; the last one wins) or change part of
+    /// it (a key inside it, <c>...:discriminator:type</c> for <c>...:discriminator</c>, or a section holding it).
+    /// </summary>
+    public (IReadOnlyList<string> Replacing, IReadOnlyList<string> Changing) OverriddenBy(string variantOverride)
+    {
+        string key = KeyOf(variantOverride);
+        var touching = CommandLineOverrides.Where(o => Touches(KeyOf(o), key)).ToList();
+        var replacing = touching.Where(o => NormalizeKey(KeyOf(o)) == NormalizeKey(key)).ToList();
+        return (replacing, touching.Except(replacing).ToList());
+    }
 
     /// <summary>The overrides every run shares: file <c>set</c>, then command-line <c>--set</c>.</summary>
     public IReadOnlyList<string> SharedOverrides => [.. CommonOverrides, .. CommandLineOverrides];

@@ -143,15 +143,13 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
                                "in how they are written), so the comparison runs the same thing more than once; drop all but one.");
         foreach (var key in plan.CommandLineOverrides.Select(ComparisonPlan.KeyOf).Distinct())
         {
-            var replaced = variants.Where(v => v.Variant.Overrides.Any(o => ComparisonPlan.NormalizeKey(ComparisonPlan.KeyOf(o)) == ComparisonPlan.NormalizeKey(key)))
-                .Select(v => v.Variant.Name).ToList();
+            bool Names(IReadOnlyList<string> by) => by.Any(c => ComparisonPlan.KeyOf(c) == key);
+            var replaced = variants.Where(v => v.Variant.Overrides.Any(o => Names(plan.OverriddenBy(o).Replacing))).Select(v => v.Variant.Name).ToList();
             if (replaced.Count > 0)
                 errors.WarningLine($"--set {key} replaces the value that variant(s) {string.Join(", ", replaced)} give it (the command line applies last).");
             // A key inside a variant's value, or a section holding it: the command line changes part of what the variant sets.
-            var changed = variants.Where(v => !replaced.Contains(v.Variant.Name)
-                                              && v.Variant.Overrides.Any(o => ComparisonPlan.Touches(key, ComparisonPlan.KeyOf(o))))
-                .Select(v => $"{v.Variant.Name} ({string.Join(", ", v.Variant.Overrides.Select(ComparisonPlan.KeyOf).Where(k => ComparisonPlan.Touches(key, k)))})")
-                .ToList();
+            var changed = variants.Select(v => (v.Variant.Name, Keys: v.Variant.Overrides.Where(o => Names(plan.OverriddenBy(o).Changing)).Select(ComparisonPlan.KeyOf).ToList()))
+                .Where(v => v.Keys.Count > 0).Select(v => $"{v.Name} ({string.Join(", ", v.Keys)})").ToList();
             if (changed.Count > 0)
                 errors.WarningLine($"--set {key} changes what variant(s) {string.Join(", ", changed)} set (the command line applies last; each run's " +
                                    "config.resolved.json has the result).");
@@ -170,7 +168,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
                 .Where(d => d != TeacherFolder && !variantFolders.Contains(d!)).Order(StringComparer.Ordinal).ToList()
             : [];
         // A run's folder holding files but no run: its run would fail there after the teacher trained, so refuse now.
-        if (runs.FirstOrDefault(r => Directory.Exists(r.Folder) && Directory.EnumerateFileSystemEntries(r.Folder).Any() &&
+        if (runs.FirstOrDefault(r => RunFolder.HasContent(r.Folder) &&
                                      !File.Exists(Path.Combine(r.Folder, RunFolder.StatusFile))) is { Folder: not null } occupiedByOthers)
         {
             errors.ErrorLine($"{occupiedByOthers.Folder} holds files but no HierDistill run ({RunFolder.StatusFile} missing), and a run of this comparison " +
@@ -183,7 +181,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
                                "from its name, or from its --vary keys in the order given: give them in the same order to keep its runs.");
         if (!overwrite && !resume)
         {
-            var occupied = runs.Select(r => r.Folder).Where(f => Directory.Exists(f) && Directory.EnumerateFileSystemEntries(f).Any()).ToList();
+            var occupied = runs.Select(r => r.Folder).Where(RunFolder.HasContent).ToList();
             if (occupied.Count > 0)
             {
                 errors.ErrorLine($"{output} already holds runs of this comparison ({occupied[0]}" +
@@ -381,11 +379,13 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         foreach (var v in variants)
         {
             string overrides = v.Variant.Overrides.Count == 0 ? "the base config as it is" : string.Join(" ", v.Variant.Overrides.Select(o =>
-                plan.OverriddenBy(o) is { Count: > 0 } by
-                    ? by.LastOrDefault(c => ComparisonPlan.NormalizeKey(ComparisonPlan.KeyOf(c)) == ComparisonPlan.NormalizeKey(ComparisonPlan.KeyOf(o))) is { } same
-                        ? $"~~`{o}`~~ (replaced by the command line's `--set {same}`)"
-                        : $"`{o}`, then the command line's {string.Join(" ", by.Select(c => $"`--set {c}`"))} (applied last; each run's config.resolved.json has the result)"
-                    : $"`{o}`"));
+                plan.OverriddenBy(o) switch
+                {
+                    { Replacing: [.., var last] } => $"~~`{o}`~~ (replaced by the command line's `--set {last}`)",
+                    { Changing: { Count: > 0 } changing } =>
+                        $"`{o}`, then the command line's {string.Join(" ", changing.Select(c => $"`--set {c}`"))} (applied last; each run's config.resolved.json has the result)",
+                    _ => $"`{o}`",
+                }));
             string teacher = v.SharesTeacher ? "" : " (changes the data or the teacher: trains its own)";
             sb.AppendLine($"- `{v.Variant.Name}` (`{v.Variant.Folder}/`): {overrides}{teacher}");
         }

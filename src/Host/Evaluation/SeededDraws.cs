@@ -25,8 +25,8 @@ internal static class SeededDraws
     public static Batch Train(IDataSource data, int count, long seed, Device device) =>
         To(data.SampleTrain(count, CPU, Generator(seed)), device);
 
-    /// <summary>Standard normal noise <c>shape</c> (float32) drawn with a generator seeded with <paramref name="seed"/>, on
-    /// <paramref name="device"/>.</summary>
+    /// <summary>Standard normal noise <c>shape</c> of <paramref name="dtype"/> (float32 unless given) drawn with a generator
+    /// seeded with <paramref name="seed"/>, on <paramref name="device"/>.</summary>
     public static Tensor Noise(long[] shape, long seed, Device device, ScalarType dtype = ScalarType.Float32) =>
         RandomDraw.Randn(shape, device, Generator(seed), dtype);
 

@@ -47,8 +47,9 @@ public static class Plots
 
     /// <summary>
     /// <c>comparison.png</c>: the primary metric (mean ± std over seeds) of every student model at one NFE across the
-    /// variants in their order (e.g. student widths of a capacity study), one line per model, with the shared teacher's
-    /// best NFE and the data floor as horizontal lines. Nothing is written when no variant has a student at that NFE.
+    /// variants in their order (e.g. student widths of a capacity study), one series per model (points joined by a line only
+    /// when the variants' labels are numbers, a trend; categories such as awd/gap get markers alone), with the shared
+    /// teacher's best NFE and the data floor as horizontal lines. Nothing is written when no variant has a student at that NFE.
     /// </summary>
     /// <param name="path">The PNG file.</param>
     /// <param name="table">The comparison's rows.</param>

@@ -86,6 +86,11 @@ public sealed class RunFolder : IDisposable
                $"move it out first (e.g. mv {full} {parent}-previous) and use that folder.";
     }
 
+    /// <summary>Whether <paramref name="folder"/> exists and holds anything but a <see cref="LockFile"/> (which a run started
+    /// there and stopped before writing its run.json can leave alone).</summary>
+    public static bool HasContent(string folder) =>
+        Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any(e => System.IO.Path.GetFileName(e) != LockFile);
+
     /// <summary>Whether a file or folder name is something a run writes (only such entries are ever deleted).</summary>
     public static bool IsRunOutput(string name, bool directory)
     {
@@ -108,7 +113,7 @@ public sealed class RunFolder : IDisposable
     /// <param name="inputs">Files and folders the run reads, by config key (loadFrom, the config file, ...): never deleted.</param>
     /// <exception cref="RunFolderException">
     /// When the folder holds a run and <paramref name="overwrite"/> is false; holds files a run does not write; holds an
-    /// input of this run; or is not writable.
+    /// input of this run; is not writable; or another process holds its <see cref="LockFile"/>.
     /// </exception>
     public static RunFolder Prepare(string outputDir, bool overwrite, IReadOnlyDictionary<string, string>? inputs = null)
     {
@@ -121,7 +126,7 @@ public sealed class RunFolder : IDisposable
             held = Lock(full);
             // Checked again under the lock: another process may have started a run here since.
             CheckPreparable(outputDir, overwrite, inputs);
-            if (Directory.EnumerateFileSystemEntries(full).Any(e => System.IO.Path.GetFileName(e) != LockFile)) deleted = SetAside(full);
+            if (HasContent(full)) deleted = SetAside(full);
             string probe = System.IO.Path.Combine(full, ".write-test");
             File.WriteAllText(probe, "ok");
             File.Delete(probe);
@@ -243,7 +248,7 @@ public sealed class RunFolder : IDisposable
         string full = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(outputDir));
         if (File.Exists(full)) throw new RunFolderException($"run.outputDir {full} is a file; choose a folder path.");
         if (SetAsideRefusal(full) is { } setAside) throw new RunFolderException($"run.outputDir {setAside}");
-        if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any(e => System.IO.Path.GetFileName(e) != LockFile))
+        if (HasContent(full))
         {
             string status = System.IO.Path.Combine(full, StatusFile);
             if (!File.Exists(status) && File.Exists(System.IO.Path.Combine(full, ReplacedFolder, StatusFile)))
@@ -294,7 +299,8 @@ public sealed class RunFolder : IDisposable
     }
 
     /// <summary>Opens a run folder to resume the run it holds.</summary>
-    /// <exception cref="RunFolderException">When the folder holds no run, a finished run, or is not writable.</exception>
+    /// <exception cref="RunFolderException">When the folder holds no run or a finished run, is not writable, or another
+    /// process holds its <see cref="LockFile"/>.</exception>
     public static RunFolder Open(string outputDir)
     {
         string full = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(outputDir));
@@ -307,15 +313,7 @@ public sealed class RunFolder : IDisposable
         if (state == "running" && ReadPid(status) is { } pid && pid != Environment.ProcessId && IsAlive(pid, ReadValue(status, "pidStarted")))
             throw new RunFolderException(
                 $"{full} is being written by process {pid}, which is still running; stop it first (Ctrl-C writes a checkpoint), then resume.");
-        FileStream held;
-        try
-        {
-            held = Lock(full);
-        }
-        catch (RunFolderException) when (!IsWritable(full, out _))
-        {
-            throw new RunFolderException($"{full} is not writable; a resumed run writes into its folder.");
-        }
+        FileStream held = Lock(full);
         try
         {
             if (ReadStatus(status) == "finished")
@@ -390,16 +388,23 @@ public sealed class RunFolder : IDisposable
 
     private FileStream? _lock;
 
-    /// <summary>Opens <see cref="LockFile"/> exclusively (an advisory lock that .NET processes honour).</summary>
-    /// <exception cref="RunFolderException">When another process holds it.</exception>
+    /// <summary>
+    /// Opens <see cref="LockFile"/> exclusively. On Linux and macOS .NET takes an advisory <c>flock</c> that other .NET
+    /// processes honour; where the file system has no <c>flock</c> (or with <c>DOTNET_SYSTEM_IO_DISABLEFILELOCKING=1</c>)
+    /// the open succeeds without a lock, and only the live-process check of run.json guards the folder.
+    /// </summary>
+    /// <exception cref="RunFolderException">When another process holds it, or the folder is not writable.</exception>
     private static FileStream Lock(string full)
     {
         try
         {
-            return new FileStream(System.IO.Path.Combine(full, LockFile), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            // Read access is enough for the lock (and for a lock file another user created).
+            return new FileStream(System.IO.Path.Combine(full, LockFile), FileMode.OpenOrCreate, FileAccess.Read, FileShare.None);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            if (!IsWritable(full, out string? why))
+                throw new RunFolderException($"{full} is not writable ({why ?? e.Message}); a run writes into its folder, so choose a writable one.", e);
             throw new RunFolderException($"{full} is being written by another process (it holds {LockFile}); stop it first " +
                                          "(Ctrl-C writes a checkpoint), then resume, or choose another folder.", e);
         }

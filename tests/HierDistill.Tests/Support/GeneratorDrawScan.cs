@@ -14,7 +14,9 @@ namespace HierDistill.Tests.Support;
 /// <list type="bullet">
 /// <item>a TorchSharp call given a generator (not null) that draws on a device it is given (a device argument other than
 /// <c>CPU</c>) or on the device of a tensor it is given (<c>randn_like</c>, <c>multinomial</c>, <c>normal_</c>, ...);</item>
-/// <item><c>new Generator(seed, device)</c> with a device other than <c>CPU</c> (it would be a CPU generator anyway).</item>
+/// <item><c>new Generator(seed, device)</c> with a device other than <c>CPU</c> (it would be a CPU generator anyway);</item>
+/// <item>a data source's <c>SampleTrain</c>/<c>SampleEvaluation</c> given a generator and a device other than <c>CPU</c> (a
+/// third-party source may draw on the device with it; the host asks for seeded draws on the CPU).</item>
 /// </list>
 /// </summary>
 internal static class GeneratorDrawScan
@@ -25,11 +27,16 @@ internal static class GeneratorDrawScan
         public override string ToString() => $"{File}:{Line}: {Code}";
     }
 
-    /// <summary>Scans <paramref name="sources"/> (path, text) compiled together against the test's references; findings in
-    /// files whose name is in <paramref name="exempt"/> are not reported (they are compiled, so that calls into them bind).</summary>
-    /// <param name="resolvedCalls">How many calls to TorchSharp methods taking a generator were resolved (a check that the scan
-    /// saw the code at all).</param>
-    public static IReadOnlyList<Finding> Scan(IEnumerable<(string Path, string Text)> sources, out int resolvedCalls, params string[] exempt)
+    /// <summary>What a scan saw.</summary>
+    /// <param name="Findings">The flagged places.</param>
+    /// <param name="ResolvedCalls">Calls to TorchSharp methods with a generator parameter (a check that the scan saw the code).</param>
+    /// <param name="Unbound">Calls the compiler could not bind (a draw among them would go unseen).</param>
+    /// <param name="Errors">The compilation's errors.</param>
+    public sealed record Result(IReadOnlyList<Finding> Findings, int ResolvedCalls, IReadOnlyList<Finding> Unbound, IReadOnlyList<Diagnostic> Errors);
+
+    /// <summary>Scans <paramref name="sources"/> (path, text) compiled together against the test's references; nothing is
+    /// reported in the files whose path is in <paramref name="exempt"/> (they are compiled, so that calls into them bind).</summary>
+    public static Result Scan(IEnumerable<(string Path, string Text)> sources, params string[] exempt)
     {
         var options = new CSharpParseOptions(LanguageVersion.Preview);
         var trees = sources.Select(s => CSharpSyntaxTree.ParseText(s.Text, options, s.Path)).ToList();
@@ -41,14 +48,24 @@ internal static class GeneratorDrawScan
         var compilation = CSharpCompilation.Create("scan", trees, References(),
             new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
         var findings = new List<Finding>();
-        resolvedCalls = 0;
-        foreach (var tree in trees.Where(t => t.FilePath.Length > 0 && !exempt.Contains(Path.GetFileName(t.FilePath))))
+        var unbound = new List<Finding>();
+        int resolvedCalls = 0;
+        foreach (var tree in trees.Where(t => t.FilePath.Length > 0 && !exempt.Contains(t.FilePath)))
         {
             var model = compilation.GetSemanticModel(tree);
             foreach (var node in tree.GetRoot().DescendantNodes())
             {
-                switch (model.GetOperation(node))
+                var operation = model.GetOperation(node);
+                if (node is InvocationExpressionSyntax && operation is not (IInvocationOperation or INameOfOperation)) unbound.Add(Found(tree, node));
+                switch (operation)
                 {
+                    case IInvocationOperation sample when node is InvocationExpressionSyntax && IsDataSourceDraw(sample.TargetMethod):
+                        var deviceArgument = sample.Arguments.FirstOrDefault(a => IsDevice(a.Parameter?.Type));
+                        var generatorArgument = sample.Arguments.FirstOrDefault(a => IsGenerator(a.Parameter?.Type));
+                        if (generatorArgument is { ArgumentKind: ArgumentKind.Explicit } && generatorArgument.Value.ConstantValue is not { HasValue: true, Value: null }
+                            && deviceArgument is not null && !IsCpu(deviceArgument.Value))
+                            findings.Add(Found(tree, node));
+                        break;
                     case IInvocationOperation call when node is InvocationExpressionSyntax && IsTorch(call.TargetMethod):
                         if (!call.TargetMethod.Parameters.Any(p => IsGenerator(p.Type))) break;
                         resolvedCalls++;
@@ -62,8 +79,14 @@ internal static class GeneratorDrawScan
                 }
             }
         }
-        return findings;
+        var errors = compilation.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
+        return new Result(findings, resolvedCalls, unbound, errors);
     }
+
+    /// <summary><c>IDataSource.SampleTrain</c>/<c>SampleEvaluation</c>, or a method of that name of a type implementing it.</summary>
+    private static bool IsDataSourceDraw(IMethodSymbol method) =>
+        method.Name is "SampleTrain" or "SampleEvaluation"
+        && (method.ContainingType.Name == "IDataSource" || method.ContainingType.AllInterfaces.Any(i => i.Name == "IDataSource"));
 
     private static bool DrawsOnADeviceWithAGenerator(ImmutableArray<IArgumentOperation> arguments, IMethodSymbol method)
     {

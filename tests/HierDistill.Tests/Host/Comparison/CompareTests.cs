@@ -281,9 +281,14 @@ public class CompareTests
             BaseConfig = "b.json", Seeds = 1, CommonOverrides = [], Variants = [], Varied = [],
             CommandLineOverrides = ["stages:detail:discriminator:type=awd", "stages:Detail:Training:Steps=5"],
         };
-        Assert.Equal(["stages:detail:discriminator:type=awd"], plan.OverriddenBy("stages:detail:discriminator={\"type\":\"gap\"}"));
-        Assert.Equal(["stages:Detail:Training:Steps=5"], plan.OverriddenBy("stages:detail:training:steps=50"));
-        Assert.Empty(plan.OverriddenBy("stages:detail:adversarialWeight=0.2"));
+        var section = plan.OverriddenBy("stages:detail:discriminator={\"type\":\"gap\"}");
+        Assert.Empty(section.Replacing);
+        Assert.Equal(["stages:detail:discriminator:type=awd"], section.Changing);
+        var steps = plan.OverriddenBy("stages:detail:training:steps=50");
+        Assert.Equal(["stages:Detail:Training:Steps=5"], steps.Replacing);
+        Assert.Empty(steps.Changing);
+        Assert.Empty(plan.OverriddenBy("stages:detail:adversarialWeight=0.2").Replacing);
+        Assert.Empty(plan.OverriddenBy("stages:detail:adversarialWeight=0.2").Changing);
     }
 
     [Fact]

@@ -17,6 +17,15 @@ public class RunFolderTests
     }
 
     /// <summary>The folder's entries by name, less the lock file a run keeps there (A_run_folder_is_written_by_one_run_at_a_time).</summary>
+    /// <summary>A run stopped by Ctrl-C: one that --resume opens.</summary>
+    private static string CancelledRun(TempFolder folder)
+    {
+        string run = FinishedRun(folder);
+        File.WriteAllText(Path.Combine(run, "run.json"), """{ "status": "cancelled" }""");
+        File.WriteAllText(Path.Combine(run, "config.resolved.json"), "{}");
+        return run;
+    }
+
     private static string[] Entries(string folder) => Directory.GetFileSystemEntries(folder).Select(Path.GetFileName)
         .Where(n => n != RunFolder.LockFile).Order(StringComparer.Ordinal).ToArray()!;
 
@@ -60,9 +69,7 @@ public class RunFolderTests
     public void A_resume_deletes_the_partial_files_a_stopped_process_left_and_nothing_else()
     {
         using var folder = TestPaths.NewTempFolder();
-        string run = FinishedRun(folder);
-        File.WriteAllText(Path.Combine(run, "run.json"), """{ "status": "cancelled" }""");
-        File.WriteAllText(Path.Combine(run, "config.resolved.json"), "{}");
+        string run = CancelledRun(folder);
         int dead = DeadProcessId();
         using var alive = System.Diagnostics.Process.Start("sleep", "60");
         File.WriteAllText(Path.Combine(run, $".checkpoint.safetensors.{dead}.tmp"), "partial");
@@ -99,9 +106,7 @@ public class RunFolderTests
         // Two resumes (or an --overwrite and a resume) of one folder started together: the second is refused while the
         // first holds the folder's lock, and gets it once the first is done.
         using var folder = TestPaths.NewTempFolder();
-        string run = FinishedRun(folder);
-        File.WriteAllText(Path.Combine(run, "run.json"), """{ "status": "cancelled" }""");
-        File.WriteAllText(Path.Combine(run, "config.resolved.json"), "{}");
+        string run = CancelledRun(folder);
         var first = RunFolder.Open(run);
         var refused = Assert.Throws<RunFolderException>(() => RunFolder.Open(run));
         Assert.Equal($"{run} is being written by another process (it holds {RunFolder.LockFile}); stop it first (Ctrl-C writes a checkpoint), " +
