@@ -22,6 +22,7 @@ public static class RandomDraw
     /// <param name="generator">Random generator (null: <paramref name="device"/>'s default generator).</param>
     /// <param name="dtype">A floating dtype (default float32).</param>
     /// <exception cref="ArgumentOutOfRangeException">For a negative size in <paramref name="shape"/>.</exception>
+    /// <exception cref="ArgumentException">For a dtype that is not floating (TorchSharp's).</exception>
     public static Tensor Rand(long[] shape, Device device, Generator? generator = null, ScalarType dtype = ScalarType.Float32) =>
         generator is null ? rand(Checked(shape), dtype, device) : Moved(rand(Checked(shape), dtype, generator: generator), device);
 
@@ -31,6 +32,7 @@ public static class RandomDraw
     /// <param name="generator">Random generator (null: <paramref name="device"/>'s default generator).</param>
     /// <param name="dtype">A floating dtype (default float32).</param>
     /// <exception cref="ArgumentOutOfRangeException">For a negative size in <paramref name="shape"/>.</exception>
+    /// <exception cref="ArgumentException">For a dtype that is not floating (TorchSharp's).</exception>
     public static Tensor Randn(long[] shape, Device device, Generator? generator = null, ScalarType dtype = ScalarType.Float32) =>
         generator is null ? randn(Checked(shape), dtype, device) : Moved(randn(Checked(shape), dtype, generator: generator), device);
 
@@ -64,6 +66,8 @@ public static class RandomDraw
     /// <param name="replacement">Whether an index may be drawn again.</param>
     /// <param name="generator">Random generator (null: the device's default generator).</param>
     /// <exception cref="ArgumentOutOfRangeException">For <paramref name="samples"/> &lt; 1.</exception>
+    /// <exception cref="System.Runtime.InteropServices.ExternalException">From libtorch, for more samples than K without
+    /// replacement, or weights that are negative, infinite or NaN.</exception>
     public static Tensor Multinomial(Tensor probabilities, long samples, bool replacement, Generator? generator = null)
     {
         if (samples < 1) throw new ArgumentOutOfRangeException(nameof(samples), samples, "draw at least one index per row.");
