@@ -47,7 +47,8 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
     {
         if (!Directory.Exists(output)) return [];
         var foreign = Directory.EnumerateFiles(output).Select(Path.GetFileName)
-            .Where(f => f is not ("comparison.csv" or "comparison.md" or "comparison.png") && !(f!.StartsWith('.') && f.EndsWith(".tmp", StringComparison.Ordinal)))
+            .Where(f => f is not ("comparison.csv" or "comparison.md" or "comparison.png" or RunFolder.LockFile)
+                        && !(f!.StartsWith('.') && f.EndsWith(".tmp", StringComparison.Ordinal)))
             .Concat(Directory.EnumerateDirectories(output)
                 .Where(d => Path.GetFileName(d) != TeacherFolder && Directory.EnumerateFileSystemEntries(d).Any(e =>
                     !Directory.Exists(e) || !System.Text.RegularExpressions.Regex.IsMatch(Path.GetFileName(e), "^seed-[0-9]+$")))
@@ -191,6 +192,20 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             }
         }
 
+        // One comparison at a time in a folder (its lock file, as a run's): two `compare --resume` would each take the runs
+        // the other is doing for failed ones.
+        FileStream heldOutput;
+        try
+        {
+            Directory.CreateDirectory(output);
+            heldOutput = RunFolder.Lock(output);
+        }
+        catch (Exception e) when (e is RunFolderException or IOException or UnauthorizedAccessException)
+        {
+            errors.ErrorLine(e.Message);
+            return ExitCodes.Failed;
+        }
+        using var _ = heldOutput;
         console.MarkupLine($"[bold]compare[/]: {variants.Count} variant(s) × {plan.Seeds} seed(s){(runs.Count > 0 && runs[0].Plan is null ? " + one shared teacher" : "")} -> {Markup.Escape(output)}");
         var results = new List<ComparisonRun>();
         string teacherWeights = Path.Combine(teacherFolder, TeacherStage.WeightsFileName);
@@ -279,7 +294,8 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             if (exit == ExitCodes.Cancelled) break;
             if (exit != ExitCodes.Ok)
             {
-                errors.ErrorLine($"compare {number}/{runs.Count}: {what} failed (exit {exit}); see {Path.Combine(folder, "log.txt")}.");
+                errors.ErrorLine($"compare {number}/{runs.Count}: {what} failed (exit {exit}); " +
+                                 (File.Exists(Path.Combine(folder, "log.txt")) ? $"see {Path.Combine(folder, "log.txt")}." : "its message is above."));
                 if (v is null)
                 {
                     errors.ErrorLine("The shared teacher could not be trained; no variant can run.");

@@ -125,7 +125,7 @@ public sealed class RunFolder : IDisposable
             Directory.CreateDirectory(full);
             held = Lock(full);
             // Checked again under the lock: another process may have started a run here since.
-            CheckPreparable(outputDir, overwrite, inputs);
+            CheckPreparable(outputDir, overwrite, inputs, locked: true);
             if (HasContent(full)) deleted = SetAside(full);
             string probe = System.IO.Path.Combine(full, ".write-test");
             File.WriteAllText(probe, "ok");
@@ -243,11 +243,20 @@ public sealed class RunFolder : IDisposable
     /// </summary>
     /// <returns>The folder's full path.</returns>
     /// <exception cref="RunFolderException">As <see cref="Prepare"/>, except for a folder that turns out not to be writable.</exception>
-    public static string CheckPreparable(string outputDir, bool overwrite, IReadOnlyDictionary<string, string>? inputs = null)
+    public static string CheckPreparable(string outputDir, bool overwrite, IReadOnlyDictionary<string, string>? inputs = null) =>
+        CheckPreparable(outputDir, overwrite, inputs, locked: false);
+
+    /// <param name="outputDir">The run folder.</param>
+    /// <param name="overwrite">Replace a run the folder already holds.</param>
+    /// <param name="inputs">Files and folders the run reads.</param>
+    /// <param name="locked">This process holds the folder's lock (else a lock held by another process is reported first: what
+    /// the folder holds may be half-way through another run's set-aside).</param>
+    private static string CheckPreparable(string outputDir, bool overwrite, IReadOnlyDictionary<string, string>? inputs, bool locked)
     {
         string full = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(outputDir));
         if (File.Exists(full)) throw new RunFolderException($"run.outputDir {full} is a file; choose a folder path.");
         if (SetAsideRefusal(full) is { } setAside) throw new RunFolderException($"run.outputDir {setAside}");
+        if (!locked && HeldByAnother(full)) throw new RunFolderException(HeldMessage(full));
         if (HasContent(full))
         {
             string status = System.IO.Path.Combine(full, StatusFile);
@@ -394,19 +403,55 @@ public sealed class RunFolder : IDisposable
     /// the open succeeds without a lock, and only the live-process check of run.json guards the folder.
     /// </summary>
     /// <exception cref="RunFolderException">When another process holds it, or the folder is not writable.</exception>
-    private static FileStream Lock(string full)
+    internal static FileStream Lock(string full)
     {
+        string path = System.IO.Path.Combine(full, LockFile);
+        if (new FileInfo(path).LinkTarget is { } link)
+            throw new RunFolderException($"{path} is a link (to {link}), not HierDistill's lock file; remove it (rm {path}) and run again.");
+        if (Directory.Exists(path))
+            throw new RunFolderException($"{path} is a folder, not HierDistill's lock file; remove it and run again.");
         try
         {
             // Read access is enough for the lock (and for a lock file another user created).
-            return new FileStream(System.IO.Path.Combine(full, LockFile), FileMode.OpenOrCreate, FileAccess.Read, FileShare.None);
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.Read, FileShare.None);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (UnauthorizedAccessException e)
         {
             if (!IsWritable(full, out string? why))
                 throw new RunFolderException($"{full} is not writable ({why ?? e.Message}); a run writes into its folder, so choose a writable one.", e);
-            throw new RunFolderException($"{full} is being written by another process (it holds {LockFile}); stop it first " +
-                                         "(Ctrl-C writes a checkpoint), then resume, or choose another folder.", e);
+            throw new RunFolderException($"{path} cannot be opened ({e.Message}): the lock file is another user's or not readable; " +
+                                         $"remove it (rm {path}) and run again.", e);
+        }
+        catch (IOException e)
+        {
+            if (!IsWritable(full, out string? why))
+                throw new RunFolderException($"{full} is not writable ({why ?? e.Message}); a run writes into its folder, so choose a writable one.", e);
+            throw new RunFolderException(HeldMessage(full), e);
+        }
+    }
+
+    private static string HeldMessage(string full) =>
+        $"{full} is being written by another process (it holds {LockFile}); stop it first (Ctrl-C writes a checkpoint), then " +
+        "resume, or choose another folder.";
+
+    /// <summary>Whether another process holds <paramref name="full"/>'s lock file now (tried without waiting; nothing is
+    /// created).</summary>
+    internal static bool HeldByAnother(string full)
+    {
+        string path = System.IO.Path.Combine(full, LockFile);
+        if (!File.Exists(path) || new FileInfo(path).LinkTarget is not null) return false;
+        try
+        {
+            using var probe = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.None);
+            return false;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return false; // not ours to open: Lock says so
+        }
+        catch (IOException)
+        {
+            return File.Exists(path);
         }
     }
 

@@ -292,6 +292,20 @@ public class CompareTests
     }
 
     [Fact]
+    public void A_comparison_folder_another_compare_holds_is_refused_before_anything_runs()
+    {
+        // Two `compare --resume` at once would each take the runs the other is doing for failed ones.
+        using var folder = TestPaths.NewTempFolder();
+        string output = Directory.CreateDirectory(folder.File("cmp")).FullName;
+        var writer = new StringWriter();
+        using (var other = HierDistill.Host.Storage.RunFolder.Lock(output))
+            Assert.Equal(ExitCodes.Failed, new HostApplication(SampleRunTests.TestConsole(writer)).Compare(TestPaths.Sample("toy2d/hd.json"),
+                ["stages:detail:adversarialWeight=0.2,0.1"], Shrink, 1, output, overwrite: false, resume: true, CancellationToken.None));
+        Assert.Contains($"{output} is being written by another process (it holds .hierdistill.lock)", writer.ToString().Replace("\n", ""));
+        Assert.Equal([".hierdistill.lock"], Directory.GetFileSystemEntries(output).Select(Path.GetFileName)); // nothing ran
+    }
+
+    [Fact]
     public void Variants_that_resolve_to_one_config_are_named()
     {
         // heun and HEUN are one value (fixed-list values ignore case): a warning before anything runs. (The planned run

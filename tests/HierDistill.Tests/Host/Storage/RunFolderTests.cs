@@ -120,6 +120,42 @@ public class RunFolderTests
     }
 
     [Fact]
+    public void A_folder_whose_lock_is_held_is_refused_as_such_before_what_it_holds_is_judged()
+    {
+        // Another process is half-way through setting a run aside: run.json has moved into replaced-run/ already. The folder
+        // looks like one holding only a set-aside run, whose message would advise moving files under a live run.
+        using var folder = TestPaths.NewTempFolder();
+        string run = FinishedRun(folder);
+        using (var other = RunFolder.Lock(run))
+        {
+            Directory.CreateDirectory(Path.Combine(run, RunFolder.ReplacedFolder));
+            File.Move(Path.Combine(run, "run.json"), Path.Combine(run, RunFolder.ReplacedFolder, "run.json"));
+            string held = $"{run} is being written by another process (it holds {RunFolder.LockFile}); stop it first (Ctrl-C writes a " +
+                          "checkpoint), then resume, or choose another folder.";
+            Assert.Equal(held, Assert.Throws<RunFolderException>(() => RunFolder.CheckPreparable(run, overwrite: true)).Message);
+            Assert.Equal(held, Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: true)).Message);
+        }
+        Assert.StartsWith($"run.outputDir {run} holds no run of its own", Assert.Throws<RunFolderException>(() => RunFolder.CheckPreparable(run, overwrite: true)).Message);
+    }
+
+    [Fact]
+    public void A_lock_file_that_is_a_folder_or_a_link_is_named()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string run = CancelledRun(folder);
+        string lockPath = Path.Combine(run, RunFolder.LockFile);
+        Directory.CreateDirectory(lockPath);
+        Assert.Equal($"{lockPath} is a folder, not HierDistill's lock file; remove it and run again.",
+            Assert.Throws<RunFolderException>(() => RunFolder.Open(run)).Message);
+        Directory.Delete(lockPath);
+        string outside = folder.File("outside.lock");
+        File.CreateSymbolicLink(lockPath, outside); // dangling: opening it would create a file outside the run folder
+        Assert.Equal($"{lockPath} is a link (to {outside}), not HierDistill's lock file; remove it (rm {lockPath}) and run again.",
+            Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: true)).Message);
+        Assert.False(File.Exists(outside));
+    }
+
+    [Fact]
     public void A_finished_run_takes_the_place_of_an_older_replaced_run()
     {
         // The replaced run's deletion failed when its successor finished: the successor, now replaced, is the one kept.
