@@ -256,6 +256,13 @@ public sealed class RunFolder : IDisposable
         string full = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(outputDir));
         if (File.Exists(full)) throw new RunFolderException($"run.outputDir {full} is a file; choose a folder path.");
         if (SetAsideRefusal(full) is { } setAside) throw new RunFolderException($"run.outputDir {setAside}");
+        // A live run first (its message names the process), then a lock another process holds: what the folder holds may be
+        // half-way through another run's set-aside.
+        string statusFile = System.IO.Path.Combine(full, StatusFile);
+        if (File.Exists(statusFile) && ReadStatus(statusFile) == "running" && ReadPid(statusFile) is { } running
+            && running != Environment.ProcessId && IsAlive(running, ReadValue(statusFile, "pidStarted")))
+            throw new RunFolderException(
+                $"run.outputDir {full} is being written by process {running}, which is still running; stop it first or choose another folder.");
         if (!locked && HeldByAnother(full)) throw new RunFolderException(HeldMessage(full));
         if (HasContent(full))
         {
