@@ -275,10 +275,7 @@ public sealed class RunFolder : IDisposable
             if (!File.Exists(status))
                 throw new RunFolderException(
                     $"run.outputDir {full} is not empty and holds no HierDistill run ({StatusFile} missing); choose another folder (--set run.outputDir=...).");
-            string state = ReadStatus(status);
-            if (state == "running" && ReadPid(status) is { } pid && pid != Environment.ProcessId && IsAlive(pid, ReadValue(status, "pidStarted")))
-                throw new RunFolderException(
-                    $"run.outputDir {full} is being written by process {pid}, which is still running; stop it first or choose another folder.");
+            string state = ReadStatus(status); // a live run was refused above
             // Inputs of this run inside the folder (a loadFrom of the run it holds): --overwrite would delete them.
             var inside = (inputs ?? new Dictionary<string, string>())
                 .Select(kv => (kv.Key, Full: System.IO.Path.GetFullPath(kv.Value)))
