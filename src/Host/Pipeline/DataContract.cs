@@ -55,14 +55,32 @@ internal static class DataContract
         var spec = data.Spec;
         int cap = (int)Math.Clamp(TrialValues / Math.Max(1, spec.SampleSize), 16, TrialSize);
         int n = (int)Math.Min(cap, Math.Max(1, data.TrainSize ?? cap));
-        // As the training stages draw: no generator (the global one), after the run's seed.
+        int m = (int)Math.Min(cap, Math.Max(1, data.EvaluationSize ?? cap));
+        // As the training stages draw: no generator (the global one), after the run's seed. The first draw is made in a dispose
+        // scope of its own, disposed before the next draws, as a training step's is: tensors the source builds on its first
+        // draw and keeps (a data set read or generated on first use) must leave that scope.
         manual_seed(DrawSeed);
-        var train = Draw(component, "SampleTrain", n, spec, () => data.SampleTrain(n, CPU));
-        if (evaluation)
+        Batch train;
+        using (NewDisposeScope())
         {
-            int m = (int)Math.Min(cap, Math.Max(1, data.EvaluationSize ?? cap));
-            Draw(component, "SampleEvaluation", m, spec, () => data.SampleEvaluation(m, CPU, new Generator(1235, CPU)));
+            var first = Draw(component, "SampleTrain", n, spec, () => data.SampleTrain(n, CPU));
+            train = new Batch(first.X.clone().MoveToOuterDisposeScope(), first.Labels.clone().MoveToOuterDisposeScope());
         }
+        try
+        {
+            Draw(component, "SampleTrain", n, spec, () => data.SampleTrain(n, CPU));
+        }
+        catch (InvalidOperationException e) when (!e.Message.StartsWith("data:", StringComparison.Ordinal) || e.InnerException is not null)
+        {
+            throw new InvalidOperationException(
+                $"data: {component} failed on its second draw, once the dispose scope of its first draw (a training step's) was disposed: " +
+                $"{NativeErrors.WithoutBacktrace((e.InnerException ?? e).Message)} Tensors a data source keeps between calls (a data set " +
+                "built on first use) must leave the caller's scope: keep them with .DetachFromDisposeScope() and dispose them in " +
+                "Dispose(), as FashionMnistDataSource does.", e);
+        }
+        var evaluationSet = evaluation
+            ? Draw(component, "SampleEvaluation", m, spec, () => data.SampleEvaluation(m, CPU, new Generator(EvaluationSeed, CPU)))
+            : null;
 
         if (spec.SampleShape.Length == 3 && RawPixels(train.X) is var (min, max, scale))
             warn($"data: {component} gives image samples in [{min:0.###}, {max:0.###}] (SampleTrain); HierDistill's images " +
@@ -72,7 +90,16 @@ internal static class DataContract
         // The same seed must give the same run: a second instance's first draw after the same seeds equals the first one's (two
         // fresh instances, so that a source that walks a shuffled order with a cursor is not mistaken for an unseeded one). A
         // warning-level check: a second instance that cannot be built, drawn from or disposed (a lock, a singleton) skips it.
-        if (SameFirstDraw(data, another, n, train) == false)
+        var (sameFirst, sameSeeded) = SecondInstance(another, data, n, m, train, evaluationSet);
+        // The evaluation draws its reference and floor sets with seeded generators: a source that ignores them scores every run
+        // and every compare variant against other data.
+        if (sameSeeded == false)
+            throw new InvalidOperationException(
+                $"data: {component} ignores the generator it is given: SampleEvaluation({m}, cpu, generator) gave different samples in two " +
+                "instances for generators of one seed (after different torch.manual_seed). The evaluation draws its reference and floor " +
+                "sets this way, so runs and compare variants would be scored against different data. Draw with the generator through " +
+                "RandomDraw, e.g. RandomDraw.RandPerm(count, device, generator) or RandomDraw.RandInt(n, [count], device, generator).");
+        if (sameFirst == false)
             warn($"data: {component} gave two different first training batches in two instances built from the same config after the " +
                  "same torch.manual_seed (SampleTrain with no generator): it draws from a random stream of its own (System.Random, a " +
                  "time seed), so two runs with the same run.seed differ and a resumed run does not continue the stopped one. Draw with " +
@@ -80,23 +107,38 @@ internal static class DataContract
                  "RandomDraw.RandInt(n, [batchSize], device, generator).");
     }
 
-    /// <summary>Whether a second instance, built and drawn from as the first was, gives the same first batch; null when it cannot tell.</summary>
-    private static bool? SameFirstDraw(IDataSource data, Func<IDataSource> another, int n, Batch first)
+    /// <summary>The seed of the trial <c>SampleEvaluation</c>'s generator.</summary>
+    private const ulong EvaluationSeed = 1235;
+
+    /// <summary>
+    /// A second instance, built and drawn from as the first was: whether its first training batch equals the first one's (the
+    /// global stream), and whether its seeded evaluation draw, made after another <c>torch.manual_seed</c>, equals the first
+    /// one's (the generator passed in is used); null where it cannot tell.
+    /// </summary>
+    private static (bool? SameFirst, bool? SameSeeded) SecondInstance(Func<IDataSource> another, IDataSource data, int n, int m, Batch first,
+        Batch? evaluationSet)
     {
         IDataSource? other = null;
+        bool? sameFirst = null, sameSeeded = null;
         try
         {
             manual_seed(BuildSeed);
             other = another();
-            if (ReferenceEquals(other, data)) return null; // one shared instance: nothing to compare
+            if (ReferenceEquals(other, data)) return (null, null); // one shared instance: nothing to compare
             _ = (other.TrainSize, other.EvaluationSize);
             manual_seed(DrawSeed);
-            var again = other.SampleTrain(n, CPU);
-            return again.X.shape.SequenceEqual(first.X.shape) && again.X.eq(first.X).all().item<bool>() && again.Labels.eq(first.Labels).all().item<bool>();
+            sameFirst = Same(other.SampleTrain(n, CPU), first);
+            _ = other.SampleTrain(n, CPU); // as the first instance drew twice
+            if (evaluationSet is not null)
+            {
+                manual_seed(DrawSeed + 1);
+                sameSeeded = Same(other.SampleEvaluation(m, CPU, new Generator(EvaluationSeed, CPU)), evaluationSet);
+            }
+            return (sameFirst, sameSeeded);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            return null;
+            return (sameFirst, sameSeeded);
         }
         finally
         {
@@ -110,6 +152,9 @@ internal static class DataContract
             }
         }
     }
+
+    private static bool Same(Batch a, Batch b) =>
+        a.X.shape.SequenceEqual(b.X.shape) && a.X.eq(b.X).all().item<bool>() && a.Labels.eq(b.Labels).all().item<bool>();
 
     /// <summary>One draw, checked: x float32 <c>[B, ...S]</c> finite on the CPU, labels int64 <c>[B]</c> in <c>0 .. K-1</c>.</summary>
     private static Batch Draw(string component, string method, int count, DataSpec spec, Func<Batch> draw)

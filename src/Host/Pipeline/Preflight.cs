@@ -142,7 +142,7 @@ public static class Preflight
                             CheckLoadFrom(student, s.LoadFrom, key);
                             if (string.IsNullOrWhiteSpace(s.LoadFrom))
                                 TrajectoryStage.TryDistiller($"stages:{key}:distiller", components.Describe($"stages:{key}:distiller"), distiller, student,
-                                    teacher, data, s.Training.Steps);
+                                    teacher, data, s.Training.Steps, components.Describe("data"));
                             students.Add((key, student));
                             break;
                         case DistributionStageConfig d when teacher is not null:
@@ -176,7 +176,7 @@ public static class Preflight
                                 var regularizer = Build<ITrajectoryDistiller>($"stages:{key}:regularizer", data, teacher);
                                 if (generator is not null)
                                     TrajectoryStage.TryDistiller($"stages:{key}:regularizer", components.Describe($"stages:{key}:regularizer"), regularizer,
-                                        generator, teacher, data, d.Training.Steps);
+                                        generator, teacher, data, d.Training.Steps, components.Describe("data"));
                             }
                             break;
                         case EvaluationStageConfig evaluation:

@@ -144,7 +144,7 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
     /// </summary>
     /// <exception cref="InvalidOperationException">When the distiller throws or its loss has no gradient to the student, naming it.</exception>
     internal static void TryDistiller(string path, string component, ITrajectoryDistiller distiller, AverageVelocityNetwork student, ITeacher teacher,
-        HierDistill.Abstractions.Data.IDataSource data, long steps)
+        HierDistill.Abstractions.Data.IDataSource data, long steps, string dataComponent)
     {
         using var scope = torch.NewDisposeScope();
         const string trial = "on a trial batch of 2 training samples";
@@ -154,7 +154,7 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
             distiller.Begin(student, teacher);
             return 0;
         });
-        var batch = data.SampleTrain(2, torch.CPU);
+        var batch = ComponentCalls.Run("data", dataComponent, $"in SampleTrain(2, cpu) (the trial batch of {path})", () => data.SampleTrain(2, torch.CPU));
         var loss = ComponentCalls.Run(path, component, $"in Loss {trial}", () => distiller.Loss(student, teacher, batch, new TrainingProgress(0, Math.Max(1, steps))));
         LossGradients.RequireReaches(loss, path, component, "Loss", "the student it is given", trial, student.parameters(),
             "reaches none of the student's parameters (it is computed from other tensors, or from the student's outputs detached), so it " +

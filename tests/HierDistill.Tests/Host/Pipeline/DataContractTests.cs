@@ -36,6 +36,7 @@ internal sealed class FaultyData(string fault, int size = 0, int classes = 8) : 
     private readonly float _shift = fault == "built-random" ? rand(1).item<float>() : 0;
     private Tensor? _order;
     private long _cursor;
+    private Tensor? _kept;
 
     /// <summary>How often Dispose was called.</summary>
     public int Disposals { get; private set; }
@@ -58,6 +59,13 @@ internal sealed class FaultyData(string fault, int size = 0, int classes = 8) : 
 
     private Batch Draw(int count, Device device, Generator? generator, bool train)
     {
+        if (fault == "ignores-generator") generator = null; // the global stream: the evaluation's seeded sets would differ
+        if (fault == "no-detach" && train)
+        {
+            // A data set built on first use and kept, but left in the caller's dispose scope: freed with the first step's.
+            _kept ??= randn(1000, 2);
+            return new Batch(_kept.narrow(0, 0, count).clone().to(device), zeros(count, ScalarType.Int64).to(device));
+        }
         if (fault == "throws" && train) throw new IOException("shard 3 of /data/x is truncated");
         if (fault == "throws-named" && train) throw new IOException("data:options:folder: shard 3 of /data/x is truncated");
         if (fault == "no-evaluation" && !train) throw new InvalidOperationException("this data set has no held-out split");
@@ -174,6 +182,9 @@ public class DataContractTests
         { "labels-one-based", 0, $"data: {Component} SampleTrain(256, cpu) returned labels from 1 to 8; labels are 0 .. K-1 = 0 .. 7 (K = Spec.NumClasses = 8; the label K is the null label ∅ of classifier-free guidance) (IDataSource.SampleTrain; the data's Spec is faulty (sample [2], 8 classes)). Labels counted from 1: subtract 1 in the data source." },
         { "nan", 0, $"data: {Component} SampleTrain(256, cpu) returned x with 2 non-finite values (NaN or ±inf)" },
         { "evaluation-shape", 0, $"data: {Component} SampleEvaluation(256, cpu) returned x of shape [256, 1]; the contract is [B, ...S] = [256, 2]" },
+        { "no-detach", 0, $"data: {Component} failed on its second draw, once the dispose scope of its first draw (a training step's) was disposed: " },
+        { "ignores-generator", 0, $"data: {Component} ignores the generator it is given: SampleEvaluation(256, cpu, generator) gave different samples" },
+        { "unseeded", 0, $"data: {Component} ignores the generator it is given" }, // its own stream: the same for the evaluation
     };
 
     [Theory]
@@ -197,7 +208,9 @@ public class DataContractTests
         Assert.Contains("(x / 127.5 - 1 for pixels in [0, 255])", pixels);
         Assert.Contains("(x * 2 - 1 for pixels in [0, 1])", Assert.Single(Warnings("pixels-01", size: 8)));
         Assert.StartsWith($"data: {Component} gave two different first training batches in two instances built from the same config after the same " +
-                          "torch.manual_seed", Assert.Single(Warnings("unseeded")));
+                          "torch.manual_seed", Assert.Single(Warnings("unseeded", evaluation: false)));
+        // Without an evaluation stage, drawing from the global stream whatever the generator harms nothing: no warning.
+        Assert.Empty(Warnings("ignores-generator", evaluation: false));
         // A source without replacement (a shuffled order walked by a cursor) is seeded: its second draw differs from its first.
         Assert.Empty(Warnings("cursor", evaluation: false));
     }
