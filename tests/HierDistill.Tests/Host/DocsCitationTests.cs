@@ -126,4 +126,36 @@ public partial class DocsCitationTests
         Assert.Contains(problems, p => p.StartsWith("src/A/X.cs:1: method.md §3", StringComparison.Ordinal) && p.Contains("## 3.", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.StartsWith("src/A/X.cs:1: design.md", StringComparison.Ordinal) && p.Contains("does not exist", StringComparison.Ordinal));
     }
+
+    /// <summary>
+    /// Every test that the docs cite as <c>SomethingTests.Method_name</c> (docs/*.md and README.md: bad-inputs.md names the test
+    /// of each row) is a test method of this assembly, so a renamed test does not leave a row pointing at nothing.
+    /// </summary>
+    [Fact]
+    public void Every_test_the_docs_cite_exists()
+    {
+        string root = TestPaths.RepositoryRoot;
+        var methods = typeof(DocsCitationTests).Assembly.GetTypes()
+            .SelectMany(t => t.GetMethods().Where(m => m.GetCustomAttributes(typeof(FactAttribute), inherit: true).Length > 0).Select(m => $"{t.Name}.{m.Name}"))
+            .ToHashSet(StringComparer.Ordinal);
+        var files = Directory.EnumerateFiles(Path.Combine(root, "docs"), "*.md").Append(Path.Combine(root, "README.md"));
+        var cited = new List<string>();
+        var missing = new List<string>();
+        foreach (string file in files)
+        {
+            var lines = File.ReadAllLines(file);
+            for (int i = 0; i < lines.Length; i++)
+                foreach (Match m in CitedTestPattern().Matches(lines[i]))
+                {
+                    cited.Add(m.Value);
+                    if (!methods.Contains(m.Value)) missing.Add($"{Path.GetRelativePath(root, file)}:{i + 1}: {m.Value}");
+                }
+        }
+        Assert.True(cited.Count > 50, $"only {cited.Count} cited tests found: the pattern no longer matches the docs");
+        Assert.True(missing.Count == 0, "cited tests that do not exist:\n" + string.Join("\n", missing));
+    }
+
+    // "ResumeTests.A_killed_process_resumes_…": a test class name, a dot, and a method name with an underscore in it.
+    [GeneratedRegex(@"\b[A-Z][A-Za-z0-9]*Tests\.[A-Z][A-Za-z0-9]*_[A-Za-z0-9_]+")]
+    private static partial Regex CitedTestPattern();
 }
