@@ -263,7 +263,7 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
                 if (changed is { Count: 0 } && !loadsNewTeacher)
                 {
                     console.MarkupLine($"[grey]compare {number}/{runs.Count}: {Markup.Escape(what)}: kept (finished earlier) {Markup.Escape(folder)}[/]");
-                    results.Add(new ComparisonRun(v?.Variant, seed, folder, ExitCodes.Ok, 0, true));
+                    results.Add(new ComparisonRun(v?.Variant, seed, folder, ExitCodes.Ok, RunFolder.Seconds(folder) ?? 0, true));
                     continue;
                 }
                 errors.WarningLine($"compare {number}/{runs.Count}: {what} finished earlier with other settings, so it is run again: {Why(changed)}");
@@ -286,7 +286,9 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
                 errors.WarningLine($"compare {number}/{runs.Count}: the variant changed since it was stopped (see above), so its checkpoint cannot be continued; running it again");
             if (!continues || exit == ExitCodes.InvalidConfig)
                 exit = app.Run(plan.BaseConfig, overrides, overwrite: true, cancellation, preflight: false);
-            results.Add(new ComparisonRun(v?.Variant, seed, folder, exit, clock.Elapsed.TotalSeconds, false));
+            // A finished run's wall time is its run.json's: every process of it (a continued run's earlier ones too).
+            results.Add(new ComparisonRun(v?.Variant, seed, folder, exit,
+                exit == ExitCodes.Ok ? RunFolder.Seconds(folder) ?? clock.Elapsed.TotalSeconds : clock.Elapsed.TotalSeconds, false));
             if (v is null) teacherRetrained = true;
             // Each run's modules and tensors are unreachable now; release their native memory before the next run.
             GC.Collect();

@@ -333,7 +333,7 @@ public sealed class RunFolder : IDisposable
                 throw new RunFolderException($"{full} holds a finished run; nothing to resume. To run it again pass --overwrite instead of --resume.");
             if (!IsWritable(full, out string? why))
                 throw new RunFolderException($"{full} is not writable ({why}); a resumed run writes into its folder.");
-            return new RunFolder(full) { _lock = held };
+            return new RunFolder(full) { _lock = held, _earlierSeconds = Seconds(full) ?? 0 };
         }
         catch
         {
@@ -466,7 +466,16 @@ public sealed class RunFolder : IDisposable
         _lock = null;
     }
 
-    /// <summary>Records the run's status (running, finished, failed, cancelled) with an optional message.</summary>
+    /// <summary>Wall time since this process prepared or opened the folder.</summary>
+    private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+
+    /// <summary>The wall seconds the run's earlier processes recorded (a resumed run's), 0 for a new run.</summary>
+    private double _earlierSeconds;
+
+    /// <summary>
+    /// Records the run's status (running, finished, failed, cancelled) with an optional message, and its wall time so far
+    /// (<c>seconds</c>: every process of the run, summed over resumes).
+    /// </summary>
     public void SetStatus(string status, string? message = null) =>
         AtomicFile.WriteAllText(System.IO.Path.Combine(Path, StatusFile), JsonSerializer.Serialize(new Dictionary<string, string?>
         {
@@ -475,7 +484,16 @@ public sealed class RunFolder : IDisposable
             ["message"] = message,
             ["pid"] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["pidStarted"] = ProcessStart(Environment.ProcessId),
+            ["seconds"] = (_earlierSeconds + _clock.Elapsed.TotalSeconds).ToString("0.0", System.Globalization.CultureInfo.InvariantCulture),
         }, new JsonSerializerOptions { WriteIndented = true }));
+
+    /// <summary>The wall seconds recorded in <paramref name="folder"/>'s run.json (all the run's processes), or null.</summary>
+    public static double? Seconds(string folder)
+    {
+        string path = System.IO.Path.Combine(folder, StatusFile);
+        return File.Exists(path) && double.TryParse(ReadValue(path, "seconds"), System.Globalization.NumberStyles.Float,
+            System.Globalization.CultureInfo.InvariantCulture, out double s) ? s : null;
+    }
 
     private static int? ReadPid(string path) => int.TryParse(ReadValue(path, "pid"), out int pid) ? pid : null;
 

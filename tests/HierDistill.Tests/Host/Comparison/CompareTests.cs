@@ -174,6 +174,8 @@ public class CompareTests
         Assert.Contains("Resuming from", File.ReadAllText(Path.Combine(first, "log.txt")));
         Assert.Contains("\"finished\"", File.ReadAllText(Path.Combine(first, "run.json")));
         Assert.DoesNotContain("Incomplete", File.ReadAllText(Path.Combine(output, "comparison.md")));
+        // A kept run's wall time is the one its run.json records (blank before).
+        Assert.Matches(@"\| shared teacher \| 0 \| finished \(kept\) \| [0-9]+ \|", File.ReadAllText(Path.Combine(output, "comparison.md")));
 
         // --resume with a changed --set: finished runs made with the old value are run again, not kept; the shared teacher,
         // whose run does not include stage 2, is kept.

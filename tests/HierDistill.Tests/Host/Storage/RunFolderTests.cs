@@ -101,6 +101,24 @@ public class RunFolderTests
     }
 
     [Fact]
+    public void Run_json_records_the_wall_seconds_of_every_process_of_the_run()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string run = CancelledRun(folder);
+        File.WriteAllText(Path.Combine(run, "run.json"), """{ "status": "cancelled", "seconds": "100.0" }"""); // an earlier process's
+        using (var resumed = RunFolder.Open(run))
+        {
+            Thread.Sleep(120);
+            resumed.SetStatus("finished");
+        }
+        double seconds = RunFolder.Seconds(run)!.Value;
+        Assert.InRange(seconds, 100.1, 160); // 100 s earlier + this process's (at least the 0.12 s slept)
+        Assert.Null(RunFolder.Seconds(folder.File("none")));
+        using var fresh = RunFolder.Prepare(folder.File("new"), overwrite: false);
+        Assert.InRange(RunFolder.Seconds(fresh.Path)!.Value, 0, 60); // a new run starts from 0
+    }
+
+    [Fact]
     public void A_run_folder_is_written_by_one_run_at_a_time()
     {
         // Two resumes (or an --overwrite and a resume) of one folder started together: the second is refused while the
