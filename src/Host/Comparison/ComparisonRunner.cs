@@ -123,9 +123,10 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         var digests = new List<(string Variant, string Digest)>();
         foreach (var v in variants)
         {
-            var (loaded, catalog, c) = app.Load(plan.BaseConfig, plan.OverridesOf(v.Variant));
+            var overrides = plan.OverridesOf(v.Variant);
+            var (loaded, catalog, c) = app.Load(plan.BaseConfig, overrides);
             if (loaded is not null && catalog is not null)
-                digests.Add((v.Variant.Name, ConfigDifferences.Digest(Pipeline.PipelineRunner.ResolvedConfig(loaded, plan.OverridesOf(v.Variant), catalog, torchInfo))));
+                digests.Add((v.Variant.Name, ConfigDifferences.Digest(Pipeline.PipelineRunner.ResolvedConfig(loaded, overrides, catalog, torchInfo))));
             if (loaded is null || catalog is null || !app.Preflight(plan.BaseConfig, loaded, catalog))
             {
                 errors.ErrorLine($"variant '{v.Variant.Name}' is invalid (overrides: {string.Join(" ", v.Variant.Overrides)}).");

@@ -127,9 +127,8 @@ public sealed class RunFolder : IDisposable
             // Checked again under the lock: another process may have started a run here since.
             CheckPreparable(outputDir, overwrite, inputs, locked: true);
             if (HasContent(full)) deleted = SetAside(full);
-            string probe = System.IO.Path.Combine(full, ".write-test");
-            File.WriteAllText(probe, "ok");
-            File.Delete(probe);
+            if (!IsWritable(full, out string? why))
+                throw new RunFolderException($"run.outputDir {full} is not writable ({why}); choose a writable folder.");
             var folder = new RunFolder(full) { DeletedUnfinishedRun = deleted, _lock = held };
             folder.SetStatus("running");
             return folder;
@@ -258,9 +257,7 @@ public sealed class RunFolder : IDisposable
         if (SetAsideRefusal(full) is { } setAside) throw new RunFolderException($"run.outputDir {setAside}");
         // A live run first (its message names the process), then a lock another process holds: what the folder holds may be
         // half-way through another run's set-aside.
-        string statusFile = System.IO.Path.Combine(full, StatusFile);
-        if (File.Exists(statusFile) && ReadStatus(statusFile) == "running" && ReadPid(statusFile) is { } running
-            && running != Environment.ProcessId && IsAlive(running, ReadValue(statusFile, "pidStarted")))
+        if (LiveWriter(full) is { } running)
             throw new RunFolderException(
                 $"run.outputDir {full} is being written by process {running}, which is still running; stop it first or choose another folder.");
         if (!locked && HeldByAnother(full)) throw new RunFolderException(HeldMessage(full));
@@ -321,9 +318,8 @@ public sealed class RunFolder : IDisposable
         string status = System.IO.Path.Combine(full, StatusFile);
         if (!File.Exists(status) || !File.Exists(System.IO.Path.Combine(full, ResolvedConfigFile)))
             throw new RunFolderException($"{full} holds no HierDistill run ({StatusFile} or {ResolvedConfigFile} missing); nothing to resume.");
-        string state = ReadStatus(status);
-        // The live-process check first (its message names the process), then the lock, then the status again under it.
-        if (state == "running" && ReadPid(status) is { } pid && pid != Environment.ProcessId && IsAlive(pid, ReadValue(status, "pidStarted")))
+        // The live-process check first (its message names the process), then the lock, then the status under it.
+        if (LiveWriter(full) is { } pid)
             throw new RunFolderException(
                 $"{full} is being written by process {pid}, which is still running; stop it first (Ctrl-C writes a checkpoint), then resume.");
         FileStream held = Lock(full);
@@ -340,6 +336,17 @@ public sealed class RunFolder : IDisposable
             held.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The process another run of <paramref name="full"/> is being written by: its run.json says running, with the id
+    /// of a live process other than this one (its start time checked, so a reused id does not count); else null.</summary>
+    private static int? LiveWriter(string full)
+    {
+        string status = System.IO.Path.Combine(full, StatusFile);
+        return File.Exists(status) && ReadStatus(status) == "running" && ReadPid(status) is { } pid && pid != Environment.ProcessId
+               && IsAlive(pid, ReadValue(status, "pidStarted"))
+            ? pid
+            : null;
     }
 
     private static bool IsWritable(string full, out string? why)
@@ -419,18 +426,13 @@ public sealed class RunFolder : IDisposable
             // Read access is enough for the lock (and for a lock file another user created).
             return new FileStream(path, FileMode.OpenOrCreate, FileAccess.Read, FileShare.None);
         }
-        catch (UnauthorizedAccessException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             if (!IsWritable(full, out string? why))
                 throw new RunFolderException($"{full} is not writable ({why ?? e.Message}); a run writes into its folder, so choose a writable one.", e);
-            throw new RunFolderException($"{path} cannot be opened ({e.Message}): the lock file is another user's or not readable; " +
-                                         $"remove it (rm {path}) and run again.", e);
-        }
-        catch (IOException e)
-        {
-            if (!IsWritable(full, out string? why))
-                throw new RunFolderException($"{full} is not writable ({why ?? e.Message}); a run writes into its folder, so choose a writable one.", e);
-            throw new RunFolderException(HeldMessage(full), e);
+            throw new RunFolderException(e is UnauthorizedAccessException
+                ? $"{path} cannot be opened ({e.Message}): the lock file is another user's or not readable; remove it (rm {path}) and run again."
+                : HeldMessage(full), e);
         }
     }
 
