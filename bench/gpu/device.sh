@@ -66,9 +66,14 @@ if [ -n "${WRAPPER:-}" ]; then
 fi
 export DOTNET_ROOT="$W/dotnet" PATH="$W/dotnet:$PATH" DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
 TORCH_LIB=${TORCH_LIB:-$($PYTHON -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')}
-export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}" HIERDISTILL_LIBTORCH="$TORCH_LIB"
+# cuDNN and NVRTC open NVRTC, its builtins and nvJitLink by bare name; a pip PyTorch keeps them in site-packages/nvidia/*/lib
+# (nvidia/cu13/lib for CUDA 13), which Python's `import torch` preloads and a .NET process does not (the host preloads the
+# three itself; the path covers anything else cuDNN opens).
+NV_LIBS=$(find "$TORCH_LIB/../../nvidia" -mindepth 2 -maxdepth 2 -type d -name lib 2>/dev/null | sort | paste -sd: -)
+export LD_LIBRARY_PATH="$TORCH_LIB${NV_LIBS:+:$NV_LIBS}:${LD_LIBRARY_PATH:-}" HIERDISTILL_LIBTORCH="$TORCH_LIB"
 $PYTHON -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")' | tee "$OUT/env.txt"
 nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv >> "$OUT/env.txt" 2>&1
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >> "$OUT/env.txt"
 set -f  # EXTRA is split into words but not globbed (--set key=[1,2,4] is a glob pattern)
 COMMON=(--set "data:options:folder=$W/fashion-mnist" --set run.device="$DEVICE" --set "stages:evaluate:classifier:cacheDir=$W/cache" $EXTRA)
 set +f

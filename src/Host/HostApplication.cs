@@ -381,7 +381,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
         foreach (var p in catalog.Plugins) logger.Debug("Plugin {Name} {Version} from {Path}", p.Name, p.Version, p.Path);
         foreach (var e in catalog.Errors) logger.Warning("Plugin not loaded: {Path}: {Reason}", e.Path, e.Reason);
 
-        torch.manual_seed(runOptions.Seed);
+        TorchRuntime.ManualSeed(runOptions.Seed);
         using var provider = RunServices(catalog, logger);
         MetricsWriter metricsWriter;
         try

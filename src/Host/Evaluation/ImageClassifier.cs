@@ -5,6 +5,7 @@ using System.Text.Json;
 using HierDistill.Abstractions.Data;
 using HierDistill.Abstractions.Models;
 using HierDistill.Host.Configuration;
+using HierDistill.Host.Runtime;
 using HierDistill.Host.Storage;
 using HierDistill.Host.Training;
 using Serilog;
@@ -93,7 +94,8 @@ public static class ClassifierCache
     /// <summary>
     /// Loads the cached classifier for these settings or trains and caches one. The CPU random stream of the run is the
     /// same afterwards either way (training reseeds it; the state is restored), so a cache hit or miss cannot change the
-    /// stages that follow (nor a resumed run's).
+    /// stages that follow (nor a resumed run's). On CUDA, whose generator state TorchSharp 0.107 cannot save, the CUDA
+    /// generators are reseeded afterwards from the restored CPU state, the same either way.
     /// </summary>
     /// <exception cref="OperationCanceledException">When <paramref name="cancellation"/> is cancelled during training (nothing is cached).</exception>
     public static TrainedClassifier LoadOrTrain(IDataSource data, ClassifierOptions options, Device device, ILogger logger, IProgressReporter progress,
@@ -107,8 +109,13 @@ public static class ClassifierCache
         finally
         {
             random.set_rng_state(saved);
+            if (cuda.is_available()) cuda.manual_seed_all(SeedOf(saved));
         }
     }
+
+    /// <summary>A seed (0 .. long.MaxValue) from a generator state: the first 8 bytes of its SHA-256.</summary>
+    private static long SeedOf(Tensor state) =>
+        BitConverter.ToInt64(SHA256.HashData(state.data<byte>().ToArray()), 0) & long.MaxValue;
 
     private static TrainedClassifier LoadOrTrainCore(IDataSource data, ClassifierOptions options, Device device, ILogger logger, IProgressReporter progress,
         CancellationToken cancellation)
@@ -140,7 +147,7 @@ public static class ClassifierCache
 
         long steps = (long)Math.Ceiling(options.Epochs * (data.TrainSize ?? 60000) / options.BatchSize);
         logger.Information("Training the evaluation classifier ({Steps} steps of {Batch}); cached as {Path}", steps, options.BatchSize, weights);
-        manual_seed(options.Seed);
+        TorchRuntime.ManualSeed(options.Seed);
         model.train();
         using (var optimizer = optim.Adam(model.parameters(), options.LearningRate))
         using (var task = progress.Start("classifier", steps))
@@ -205,7 +212,7 @@ public static class ClassifierCache
         // At least one sample each; the training draw takes up to a third of the cap, the evaluation draw the rest.
         long train = Math.Max(1, Math.Min(Math.Min(4096, cap / 3), data.TrainSize ?? 4096));
         long evaluation = Math.Max(1, Math.Min(Math.Min(10000, cap - train), data.EvaluationSize ?? 10000));
-        manual_seed(seed + 11);
+        TorchRuntime.ManualSeed(seed + 11);
         Add(data.SampleTrain((int)train, CPU, SeededDraws.Generator(seed + 11)));
         Add(data.SampleEvaluation((int)evaluation, CPU, SeededDraws.Generator(seed + 12)));
         return Convert.ToHexString(hash.GetHashAndReset())[..16].ToLowerInvariant();

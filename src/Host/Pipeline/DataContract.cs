@@ -1,5 +1,6 @@
 using HierDistill.Abstractions.Conventions;
 using HierDistill.Abstractions.Data;
+using HierDistill.Host.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -59,7 +60,7 @@ internal static class DataContract
         // As the training stages draw: no generator (the global one), after the run's seed. The first draw is made in a dispose
         // scope of its own, disposed before the next draws, as a training step's is: tensors the source builds on its first
         // draw and keeps (a data set read or generated on first use) must leave that scope.
-        manual_seed(DrawSeed);
+        TorchRuntime.ManualSeed(DrawSeed);
         Batch train;
         using (NewDisposeScope())
         {
@@ -122,16 +123,16 @@ internal static class DataContract
         bool? sameFirst = null, sameSeeded = null;
         try
         {
-            manual_seed(BuildSeed);
+            TorchRuntime.ManualSeed(BuildSeed);
             other = another();
             if (ReferenceEquals(other, data)) return (null, null); // one shared instance: nothing to compare
             _ = (other.TrainSize, other.EvaluationSize);
-            manual_seed(DrawSeed);
+            TorchRuntime.ManualSeed(DrawSeed);
             sameFirst = Same(other.SampleTrain(n, CPU), first);
             _ = other.SampleTrain(n, CPU); // as the first instance drew twice
             if (evaluationSet is not null)
             {
-                manual_seed(DrawSeed + 1);
+                TorchRuntime.ManualSeed(DrawSeed + 1);
                 sameSeeded = Same(other.SampleEvaluation(m, CPU, new Generator(EvaluationSeed, CPU)), evaluationSet);
             }
             return (sameFirst, sameSeeded);

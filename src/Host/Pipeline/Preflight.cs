@@ -4,6 +4,7 @@ using HierDistill.Abstractions.Models;
 using HierDistill.Abstractions.Plugins;
 using HierDistill.Host.Configuration;
 using HierDistill.Host.Pipeline.Stages;
+using HierDistill.Host.Runtime;
 using HierDistill.Host.Storage;
 using TorchSharp;
 
@@ -77,7 +78,7 @@ public static class Preflight
             var students = new List<(string Key, AverageVelocityNetwork? Network)>();
             try
             {
-                torch.random.manual_seed(DataContract.BuildSeed); // as the seed check builds its second instance
+                TorchRuntime.ManualSeed(DataContract.BuildSeed); // as the seed check builds its second instance
                 data = Build<IDataSource>("data");
                 // A data source may read its files on first use (Fashion-MNIST does, so that `sample` needs none): make it read
                 // them now, so that missing or damaged data is reported here.

@@ -168,8 +168,55 @@ public static partial class TorchRuntime
                 }
             }
             string version = ReadPyTorchVersion(full) ?? "unknown version";
-            return _loadedFrom = $"PyTorch {version} from {full}";
+            var preloaded = File.Exists(Path.Combine(full, "libtorch_cuda.so")) ? PreloadCudaCompanions(full) : [];
+            return _loadedFrom = $"PyTorch {version} from {full}" +
+                                 (preloaded.Count > 0 ? $" (preloaded {string.Join(", ", preloaded.Select(Path.GetFileName))})" : "");
         }
+    }
+
+    /// <summary>
+    /// The libraries that cuDNN and NVRTC open by bare name at run time (NVRTC for cuDNN's runtime-compiled engines, its
+    /// builtins, nvJitLink) that a pip PyTorch keeps in <c>site-packages/nvidia/*/lib</c> (<c>nvidia/cu13/lib</c> for CUDA 13)
+    /// beside <paramref name="torchLib"/> (<c>site-packages/torch/lib</c>): every file of those names (each version present;
+    /// links to one file load it once), in folder order; none when there is no such folder.
+    /// </summary>
+    /// <remarks>
+    /// A bare-name <c>dlopen</c> searches <c>LD_LIBRARY_PATH</c> and the system folders, not the folder of the library that
+    /// asks, so outside Python (whose <c>import torch</c> preloads them: pytorch/pytorch#145580) the first convolution that
+    /// picks such an engine fails with "Could not load library … libnvrtc". A library already loaded is found by its soname.
+    /// </remarks>
+    internal static IReadOnlyList<string> CudaCompanions(string torchLib)
+    {
+        string nvidia = Path.GetFullPath(Path.Combine(torchLib, "..", "..", "nvidia"));
+        if (!Directory.Exists(nvidia)) return [];
+        var found = new List<string>();
+        foreach (string lib in Directory.EnumerateDirectories(nvidia).Select(d => Path.Combine(d, "lib")).Where(Directory.Exists).Order(StringComparer.Ordinal))
+            foreach (string stem in (string[])["libnvJitLink.so", "libnvrtc-builtins.so", "libnvrtc.so"])
+                found.AddRange(Directory.EnumerateFiles(lib, stem + ".*").Order(StringComparer.Ordinal));
+        return found;
+    }
+
+    /// <summary>Loads <see cref="CudaCompanions"/> of <paramref name="torchLib"/>; one that does not load is skipped (the
+    /// libraries that need it then report it).</summary>
+    private static IReadOnlyList<string> PreloadCudaCompanions(string torchLib)
+    {
+        var loaded = new List<string>();
+        foreach (string path in CudaCompanions(torchLib))
+            if (NativeLibrary.TryLoad(path, out _)) loaded.Add(path);
+        return loaded;
+    }
+
+    /// <summary>
+    /// Seeds libtorch's default CPU generator and, where CUDA is available, the default generator of every CUDA device:
+    /// TorchSharp 0.107's <c>torch.manual_seed</c> seeds the CPU generator only (its native <c>THSGenerator_manual_seed</c>
+    /// calls <c>getDefaultCPUGenerator</c>), so draws made on a GPU without a generator would follow an unseeded stream.
+    /// Every seeding of the global streams in HierDistill goes through here (RandomDrawTests checks that).
+    /// </summary>
+    /// <param name="seed">The seed.</param>
+    public static void ManualSeed(long seed)
+    {
+        torch.manual_seed(seed);
+        if (torch.cuda.is_available()) torch.cuda.manual_seed_all(seed);
     }
 
     private static string Source(string folder) =>

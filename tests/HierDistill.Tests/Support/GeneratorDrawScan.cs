@@ -7,16 +7,19 @@ using Microsoft.CodeAnalysis.Operations;
 namespace HierDistill.Tests.Support;
 
 /// <summary>
-/// Finds seeded TorchSharp draws that work on the CPU and fail on a GPU. TorchSharp 0.107 makes every
-/// <c>torch.Generator</c> a CPU generator whatever device it is given, and libtorch refuses a CPU generator for a draw on
-/// CUDA. Two patterns are flagged, found through the C# compiler's semantic model (named or positional arguments, wrapped
+/// Finds seeded TorchSharp draws and seedings that work on the CPU and fail, or go unseeded, on a GPU. TorchSharp 0.107
+/// makes every <c>torch.Generator</c> a CPU generator whatever device it is given, and libtorch refuses a CPU generator for
+/// a draw on CUDA; its <c>torch.manual_seed</c> seeds the CPU generator only. These patterns are flagged, found through the C# compiler's semantic model (named or positional arguments, wrapped
 /// calls, target-typed <c>new</c>; comments and strings are not code):
 /// <list type="bullet">
 /// <item>a TorchSharp call given a generator (not null) that draws on a device it is given (a device argument other than
 /// <c>CPU</c>) or on the device of a tensor it is given (<c>randn_like</c>, <c>multinomial</c>, <c>normal_</c>, ...);</item>
 /// <item><c>new Generator(seed, device)</c> with a device other than <c>CPU</c> (it would be a CPU generator anyway);</item>
 /// <item>a data source's <c>SampleTrain</c>/<c>SampleEvaluation</c> given a generator and a device other than <c>CPU</c> (a
-/// third-party source may draw on the device with it; the host asks for seeded draws on the CPU).</item>
+/// third-party source may draw on the device with it; the host asks for seeded draws on the CPU);</item>
+/// <item><c>torch.manual_seed</c> / <c>torch.random.manual_seed</c> (the CPU stream only: seed through the host's
+/// <c>TorchRuntime.ManualSeed</c>, which seeds CUDA too; <c>torch.cuda.manual_seed_all</c> and a generator's own
+/// <c>manual_seed</c> are not flagged).</item>
 /// </list>
 /// </summary>
 internal static class GeneratorDrawScan
@@ -65,6 +68,10 @@ internal static class GeneratorDrawScan
                         if (generatorArgument is { ArgumentKind: ArgumentKind.Explicit } && generatorArgument.Value.ConstantValue is not { HasValue: true, Value: null }
                             && deviceArgument is not null && !IsCpu(deviceArgument.Value))
                             findings.Add(Found(tree, node));
+                        break;
+                    case IInvocationOperation seed when node is InvocationExpressionSyntax && IsTorch(seed.TargetMethod)
+                                                        && seed.TargetMethod is { Name: "manual_seed", IsStatic: true }:
+                        if (seed.TargetMethod.ContainingType.Name != "cuda") findings.Add(Found(tree, node));
                         break;
                     case IInvocationOperation call when node is InvocationExpressionSyntax && IsTorch(call.TargetMethod):
                         if (!call.TargetMethod.Parameters.Any(p => IsGenerator(p.Type))) break;

@@ -1,4 +1,5 @@
 using HierDistill.Host.Runtime;
+using HierDistill.Tests.Support;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
@@ -61,5 +62,41 @@ public class TorchRuntimeTests
     public void The_config_value_wins_over_the_environment_variable()
     {
         Assert.Equal("/from/config", TorchRuntime.ResolveLibTorchFolder("/from/config"));
+    }
+
+    /// <summary>A pip PyTorch's layout (CUDA 13: one nvidia/cu13/lib; CUDA 12: a folder per library): the libraries cuDNN and
+    /// NVRTC open by bare name are found beside torch/lib, and nothing else.</summary>
+    [Fact]
+    public void The_cuda_libraries_opened_by_bare_name_are_found_beside_a_pip_pytorch()
+    {
+        using var site = new TempFolder();
+        string torchLib = Directory.CreateDirectory(Path.Combine(site.Path, "torch", "lib")).FullName;
+        Assert.Empty(TorchRuntime.CudaCompanions(torchLib)); // no nvidia/ folder
+        void Touch(string folder, params string[] names)
+        {
+            Directory.CreateDirectory(Path.Combine(site.Path, "nvidia", folder, "lib"));
+            foreach (string n in names) File.WriteAllText(Path.Combine(site.Path, "nvidia", folder, "lib", n), "");
+        }
+        Touch("cu13", "libnvrtc.so.13", "libnvrtc-builtins.so.13.0", "libnvJitLink.so.13", "libcublas.so.13", "libnvrtc.alt.so.13",
+              "libnvrtc-builtins.alt.so.13.0", "libnvrtcx.so.1");
+        Touch("cudnn", "libcudnn.so.9", "libcudnn_engines_runtime_compiled.so.9");
+        Touch("cuda_nvrtc", "libnvrtc.so.12", "libnvrtc-builtins.so.12.8");
+        Directory.CreateDirectory(Path.Combine(site.Path, "nvidia", "cusparselt")); // no lib/ inside
+        string In(string folder, string name) => Path.Combine(site.Path, "nvidia", folder, "lib", name);
+        Assert.Equal([In("cu13", "libnvJitLink.so.13"), In("cu13", "libnvrtc-builtins.so.13.0"), In("cu13", "libnvrtc.so.13"),
+                      In("cuda_nvrtc", "libnvrtc-builtins.so.12.8"), In("cuda_nvrtc", "libnvrtc.so.12")],
+            TorchRuntime.CudaCompanions(torchLib));
+    }
+
+    [Fact]
+    public void ManualSeed_seeds_the_cpu_stream_as_a_generator_of_that_seed_draws()
+    {
+        using var scope = NewDisposeScope();
+        TorchRuntime.ManualSeed(1234);
+        var global = randn(5);
+        var seeded = randn(new long[] { 5 }, generator: new Generator(1234, CPU));
+        Assert.Equal(seeded.data<float>().ToArray(), global.data<float>().ToArray());
+        TorchRuntime.ManualSeed(1235);
+        Assert.NotEqual(seeded.data<float>().ToArray(), randn(5).data<float>().ToArray());
     }
 }
