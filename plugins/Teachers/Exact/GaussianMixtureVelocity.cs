@@ -25,18 +25,15 @@ internal sealed class GaussianMixtureVelocity(GaussianMixture mixture)
         var dev = z.device;
         var zz = z.to_type(ScalarType.Float64);                                    // [B, D]
         var tt = t.to_type(ScalarType.Float64).unsqueeze(1);                       // [B, 1]
-        var mu = Mixture.MeansTensor(ScalarType.Float64, dev);                     // [K, D]
-        var s2 = Mixture.StdsTensor(ScalarType.Float64, dev).square().unsqueeze(0); // [1, K]
+        var (mu, s2, membership, logWeights) = OnDevice(dev);                      // [K, D], [1, K], [C + 1, K], [1, K]
         var a = 1 - tt;                                                            // [B, 1]
         var variance = a.square() * s2 + tt.square();                              // [B, K]
         var diff = zz.unsqueeze(1) - a.unsqueeze(2) * mu.unsqueeze(0);             // [B, K, D]
         int d = Mixture.Dimension;
         var logN = -0.5 * diff.square().sum(2) / variance - 0.5 * d * (2 * Math.PI * variance).log(); // [B, K]
 
-        // Class restriction: row c of the mask allows class c's components; the last row (∅) allows all.
-        var membership = cat([Mixture.ClassMembership(ScalarType.Float64, dev), ones([1, Mixture.Components], ScalarType.Float64, dev)]);
         var allowed = membership.index_select(0, labels.to_type(ScalarType.Int64));  // [B, K]
-        var logits = Mixture.LogWeightsTensor(ScalarType.Float64, dev).unsqueeze(0) + logN;
+        var logits = logWeights + logN;
         logits = logits.masked_fill(allowed == 0, double.NegativeInfinity);
         var gamma = logits.softmax(1);                                              // [B, K]
 
@@ -45,4 +42,22 @@ internal sealed class GaussianMixtureVelocity(GaussianMixture mixture)
         var v = (gamma.unsqueeze(2) * vk).sum(1);                                   // [B, D]
         return v.to_type(z.dtype).MoveToOuterDisposeScope();
     }
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(TorchSharp.DeviceType, long), (Tensor Mu, Tensor S2, Tensor Membership, Tensor LogWeights)> _onDevice = new();
+
+    /// <summary>
+    /// The mixture's float64 parameters on <paramref name="device"/>, made once per device (a copy from the host on every
+    /// call would make each call wait for the GPU): means <c>[K, D]</c>, variances <c>[1, K]</c>, the class restriction
+    /// <c>[C + 1, K]</c> (row c allows class c's components; the last row, ∅, allows all) and log weights <c>[1, K]</c>.
+    /// </summary>
+    private (Tensor Mu, Tensor S2, Tensor Membership, Tensor LogWeights) OnDevice(Device device) =>
+        _onDevice.GetOrAdd((device.type, device.index), _ =>
+        {
+            using var scope = NewDisposeScope();
+            var membership = cat([Mixture.ClassMembership(ScalarType.Float64, device), ones([1, Mixture.Components], ScalarType.Float64, device)]);
+            return (Mixture.MeansTensor(ScalarType.Float64, device).DetachFromDisposeScope(),
+                Mixture.StdsTensor(ScalarType.Float64, device).square().unsqueeze(0).DetachFromDisposeScope(),
+                membership.DetachFromDisposeScope(),
+                Mixture.LogWeightsTensor(ScalarType.Float64, device).unsqueeze(0).DetachFromDisposeScope());
+        });
 }
