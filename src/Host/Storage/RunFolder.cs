@@ -1,4 +1,5 @@
 using System.Text.Json;
+using HierDistill.Host.Pipeline.Stages;
 using HierDistill.Host.Training;
 
 namespace HierDistill.Host.Storage;
@@ -13,7 +14,7 @@ public sealed class RunFolderException(string message, Exception? inner = null) 
 /// <see cref="ReplacedFolder"/> and deleted only when a run in the folder finishes, so a replacement that fails or is
 /// stopped loses nothing.
 /// </summary>
-public sealed class RunFolder : IDisposable
+public sealed partial class RunFolder : IDisposable
 {
     /// <summary>The status file.</summary>
     public const string StatusFile = "run.json";
@@ -91,16 +92,33 @@ public sealed class RunFolder : IDisposable
     public static bool HasContent(string folder) =>
         Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any(e => System.IO.Path.GetFileName(e) != LockFile);
 
-    /// <summary>Whether a file or folder name is something a run writes (only such entries are ever deleted).</summary>
+    /// <summary>
+    /// Whether a file or folder name is something a run writes (only such entries are ever deleted): its records, weights
+    /// (<c>teacher.safetensors</c>, <c>student-STAGE.safetensors</c>, <c>checkpoint.safetensors</c>), figures
+    /// (<c>samples.png</c>, <c>samples-data.png</c>, <c>samples-STAGE-nfeN.png</c>, <c>losses.png</c>) and the partial file
+    /// <c>.NAME.PID.tmp</c> of one of them. Other pictures and weights (a <c>sample --out</c> into the folder, a backup) are
+    /// the user's.
+    /// </summary>
     public static bool IsRunOutput(string name, bool directory)
     {
         if (directory)
             return name is "tensorboard" or "checkpoints" or ReplacedFolder or ReplacedDeletingFolder or MetricsWriter.TensorBoardRewriteFolder
                 or MetricsWriter.TensorBoardOldFolder;
-        if (name is StatusFile or ResolvedConfigFile or LockFile or "log.txt" or "metrics.json" or "metrics.jsonl" or "report.md") return true;
-        return name.EndsWith(".png", StringComparison.Ordinal) || name.EndsWith(".safetensors", StringComparison.Ordinal)
-               || (name.StartsWith('.') && name.EndsWith(".tmp", StringComparison.Ordinal));
+        if (name is StatusFile or ResolvedConfigFile or LockFile or "log.txt" or "metrics.json" or "metrics.jsonl" or "report.md"
+            or TeacherStage.WeightsFileName or CheckpointStore.FileName or "samples.png" or "samples-data.png" or "losses.png")
+            return true;
+        if (RunOutputPattern().IsMatch(name)) return true;
+        var partial = PartialFilePattern().Match(name);
+        return partial.Success && !partial.Groups[1].Value.EndsWith(".tmp", StringComparison.Ordinal) && IsRunOutput(partial.Groups[1].Value, false);
     }
+
+    /// <summary><c>student-STAGE.safetensors</c> and <c>samples-STAGE-nfeN.png</c> (STAGE a stage key).</summary>
+    [System.Text.RegularExpressions.GeneratedRegex(@"^(student-[^/]+\.safetensors|samples-[^/]+-nfe[0-9]+\.png)$")]
+    private static partial System.Text.RegularExpressions.Regex RunOutputPattern();
+
+    /// <summary>The partial file <c>.NAME.PID.tmp</c> an atomic write leaves when its process is killed (AtomicFile).</summary>
+    [System.Text.RegularExpressions.GeneratedRegex(@"^\.(.+)\.([0-9]+)\.tmp$")]
+    private static partial System.Text.RegularExpressions.Regex PartialFilePattern();
 
     /// <summary>
     /// Prepares <paramref name="outputDir"/> for a new run. With <paramref name="overwrite"/>, the run the folder holds is
@@ -377,8 +395,8 @@ public sealed class RunFolder : IDisposable
         var deleted = new List<string>();
         foreach (string file in Directory.EnumerateFiles(Path, ".*.tmp"))
         {
-            var match = System.Text.RegularExpressions.Regex.Match(System.IO.Path.GetFileName(file), @"^\.(.+)\.(\d+)\.tmp$");
-            if (!match.Success || !IsRunOutput(match.Groups[1].Value, directory: false) || match.Groups[1].Value.EndsWith(".tmp", StringComparison.Ordinal)
+            var match = PartialFilePattern().Match(System.IO.Path.GetFileName(file));
+            if (!match.Success || !IsRunOutput(System.IO.Path.GetFileName(file), directory: false)
                 || !int.TryParse(match.Groups[2].Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid)
                 || pid == Environment.ProcessId || IsAlive(pid, null))
                 continue;

@@ -16,7 +16,6 @@ public class RunFolderTests
         return run;
     }
 
-    /// <summary>The folder's entries by name, less the lock file a run keeps there (A_run_folder_is_written_by_one_run_at_a_time).</summary>
     /// <summary>A run stopped by Ctrl-C: one that --resume opens.</summary>
     private static string CancelledRun(TempFolder folder)
     {
@@ -26,6 +25,7 @@ public class RunFolderTests
         return run;
     }
 
+    /// <summary>The folder's entries by name, less the lock file a run keeps there (A_run_folder_is_written_by_one_run_at_a_time).</summary>
     private static string[] Entries(string folder) => Directory.GetFileSystemEntries(folder).Select(Path.GetFileName)
         .Where(n => n != RunFolder.LockFile).Order(StringComparer.Ordinal).ToArray()!;
 
@@ -212,6 +212,28 @@ public class RunFolderTests
         var e = Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: true));
         Assert.Contains("also .my-notes.tmp, my.json, src, which a run does not write", e.Message);
         Assert.True(File.Exists(Path.Combine(run, "report.md")));
+    }
+
+    /// <summary>A picture or weights file the user put in the run folder (a <c>sample --out</c>, a backup) is not a run
+    /// output because of its extension: only the names a run writes are.</summary>
+    [Fact]
+    public void Overwrite_keeps_pictures_and_weights_a_run_does_not_write_and_replaces_those_it_does()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string run = FinishedRun(folder);
+        string[] mine = ["my-1step.png", "samples-mine.png", "teacher-backup.safetensors", ".notes.12.tmp", ".x.png.tmp"];
+        string[] written = ["samples.png", "samples-data.png", "samples-teacher-nfe16.png", "samples-detail-nfe1.png", "losses.png",
+                            "student-structure.safetensors", "student-my_stage.safetensors", "checkpoint.safetensors", ".losses.png.4242.tmp",
+                            ".student-detail.safetensors.77.tmp"];
+        foreach (string f in mine.Concat(written)) File.WriteAllText(Path.Combine(run, f), f);
+        var e = Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: true));
+        Assert.Contains($"also {string.Join(", ", mine.Order(StringComparer.Ordinal))}, which a run does not write", e.Message);
+        Assert.All(mine.Concat(written), f => Assert.Equal(f, File.ReadAllText(Path.Combine(run, f))));
+
+        foreach (string f in mine) File.Delete(Path.Combine(run, f));
+        RunFolder.Prepare(run, overwrite: true).Dispose();
+        Assert.Equal([.. written.Concat(["report.md", "run.json", "teacher.safetensors", "tensorboard"]).Order(StringComparer.Ordinal)],
+            Entries(Path.Combine(run, RunFolder.ReplacedFolder)));
     }
 
     [Fact]
