@@ -53,7 +53,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// <param name="overrides">--set overrides.</param>
     /// <param name="resuming">For <c>run --resume</c>: the teacher's <c>loadFrom</c> is not checked (the teacher is restored from the run folder).</param>
     /// <param name="samplingOnly">For <c>sample</c> and <c>probe</c>: a distiller, matcher or discriminator no loaded plugin registers is
-    /// a warning (they are not built).</param>
+    /// a warning (they are not built), and no <c>loadFrom</c> is checked (they load the weights they are given).</param>
     public (LoadedConfig? Config, ComponentCatalog? Catalog, int ExitCode) Load(string configPath, IReadOnlyList<string> overrides, bool resuming = false,
         bool samplingOnly = false)
     {
@@ -71,7 +71,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
             ReportPluginErrors(catalog);
             // sample and probe build the data's shape, the teacher and students only: a training component whose plugin is not
             // installed here (weights sampled on another machine) does not stop them.
-            var loaded = ConfigLoader.Validate(root, configPath, catalog, resuming, samplingOnly ? TrainingOnlyContracts : null);
+            var loaded = ConfigLoader.Validate(root, configPath, catalog, resuming, samplingOnly ? TrainingOnlyContracts : null, readsLoadFrom: !samplingOnly);
             foreach (var warning in loaded.Warnings) _errors.WarningLine(warning);
             if (HostLogging.Check(root) is { } serilogProblem)
                 throw new ConfigException(configPath, [new ConfigError("Serilog", serilogProblem)]);

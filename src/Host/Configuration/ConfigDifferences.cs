@@ -52,6 +52,11 @@ public static class ConfigDifferences
         Walk(root, "", result);
         foreach (var k in result.Keys.Where(k => Ignored.Any(i => i.EndsWith(':') ? k.StartsWith(i, StringComparison.Ordinal) : k == i)).ToList())
             result.Remove(k);
+        // loadFrom is written as a full path; a run folder written before that holds it as given, relative to the working
+        // directory of its run, which a resume from the same directory reads as the same file.
+        foreach (var k in result.Keys.Where(k => k.EndsWith(":loadFrom", StringComparison.Ordinal)).ToList())
+            if (result[k] is { } text && JsonNode.Parse(text) is JsonValue v && v.TryGetValue(out string? file) && !string.IsNullOrWhiteSpace(file) && !Path.IsPathFullyQualified(file))
+                result[k] = JsonValue.Create(Path.GetFullPath(file)).ToJsonString();
         return result;
     }
 

@@ -92,9 +92,13 @@ public static class ConfigLoader
     /// <param name="resuming">For <c>run --resume</c>: the teacher's <c>loadFrom</c> is not checked (the teacher is restored from the run folder).</param>
     /// <param name="notBuilt">Contracts the command does not build (<see cref="ConfigValidator.NotBuilt"/>): an unknown name of one is
     /// a warning in <see cref="LoadedConfig.Warnings"/>.</param>
+    /// <param name="readsLoadFrom">False for commands that load weights of their own (<c>sample</c>, <c>probe</c>): no
+    /// <c>loadFrom</c> is checked.</param>
+    /// <remarks>A <c>loadFrom</c> is bound as a full path (relative to the working directory), so that the run's
+    /// config.resolved.json names the file wherever it is used from.</remarks>
     /// <exception cref="ConfigException">With every error found.</exception>
     public static LoadedConfig Validate(IConfigurationRoot root, string source, ComponentCatalog catalog, bool resuming = false,
-        IReadOnlySet<Type>? notBuilt = null)
+        IReadOnlySet<Type>? notBuilt = null, bool readsLoadFrom = true)
     {
         var v = new ConfigValidator(catalog) { NotBuilt = notBuilt ?? new HashSet<Type>() };
         string[] sections = ["run", "plugins", "data", "stages"];
@@ -153,9 +157,13 @@ public static class ConfigLoader
             if (v.ValidateAndBind(stage, type, path) is StageConfig bound)
             {
                 stages.Add((stage.Key, bound));
-                string? loadFrom = bound switch { TeacherStageConfig t => t.LoadFrom, TrajectoryStageConfig t => t.LoadFrom, _ => null };
+                string? loadFrom = null;
+                if (bound is TeacherStageConfig { LoadFrom: { } teacherFile } teacherStage && !string.IsNullOrWhiteSpace(teacherFile))
+                    loadFrom = teacherStage.LoadFrom = FullPath(teacherFile);
+                else if (bound is TrajectoryStageConfig { LoadFrom: { } studentFile } trajectoryStage && !string.IsNullOrWhiteSpace(studentFile))
+                    loadFrom = trajectoryStage.LoadFrom = FullPath(studentFile);
                 // A resumed run restores its teacher from the run folder: the teacher's loadFrom is not read again.
-                if (bound.Enabled && !string.IsNullOrWhiteSpace(loadFrom) && !(resuming && bound is TeacherStageConfig))
+                if (bound.Enabled && readsLoadFrom && loadFrom is not null && !(resuming && bound is TeacherStageConfig))
                 {
                     // The header alone (not the tensors): a file that is no weights file is refused before a run folder is
                     // created or overwritten. Names and shapes need the module and are checked when it is loaded.
@@ -165,7 +173,7 @@ public static class ConfigLoader
                     }
                     catch (FileNotFoundException)
                     {
-                        v.Add($"{path}:loadFrom", $"weights file not found: {Path.GetFullPath(loadFrom)}.");
+                        v.Add($"{path}:loadFrom", $"weights file not found: {loadFrom}.");
                     }
                     catch (Exception e) when (e is WeightsMismatchException or IOException or UnauthorizedAccessException)
                     {
@@ -255,6 +263,20 @@ public static class ConfigLoader
                 }
             }
             if (stage is TrajectoryStageConfig or DistributionStageConfig) producers.Add(key);
+        }
+    }
+
+    /// <summary><paramref name="path"/> as a full path (relative to the working directory); unchanged when it is no valid path
+    /// (the weights check then names it).</summary>
+    private static string FullPath(string path)
+    {
+        try
+        {
+            return Path.GetFullPath(path);
+        }
+        catch (ArgumentException)
+        {
+            return path;
         }
     }
 }

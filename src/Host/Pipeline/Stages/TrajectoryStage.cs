@@ -37,6 +37,8 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
             WeightsFile.Load(student, config.LoadFrom);
             student.Freeze();
             run.Logger.Information("Stage {Stage}: student weights loaded from {Path}; not trained", key, Path.GetFullPath(config.LoadFrom));
+            // The run folder holds every stage's weights, as it holds a loaded teacher's: `sample` and later runs read them there.
+            WeightsFile.Save(student, Path.Combine(run.OutputDirectory, $"student-{key}.safetensors"));
             state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, $"{run.Config.Component(path).Descriptor.Name} (loaded)", 0));
             return;
         }

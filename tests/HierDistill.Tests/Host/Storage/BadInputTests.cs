@@ -366,6 +366,43 @@ public class BadInputTests
         Assert.True(code == ExitCodes.Ok, text);
     }
 
+    /// <summary>
+    /// A run whose teacher and stage 1 are loaded (a stage-2 sweep): its folder holds every stage's weights, its
+    /// config.resolved.json names the loaded files by full path, so that the resume command it prints and <c>sample</c> work
+    /// from any directory, and <c>sample</c> does not need the loaded files at all.
+    /// </summary>
+    [Fact]
+    public void A_run_from_loaded_weights_holds_every_stages_weights_and_its_resolved_config_works_from_anywhere()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string first = folder.File("first");
+        var (code, text) = ResumeTests.Run(ResumeTests.Shrunk(first, "stages:detail:enabled=false", "stages:evaluate:enabled=false"));
+        Assert.True(code == ExitCodes.Ok, text);
+        File.Copy(Path.Combine(first, "teacher.safetensors"), folder.File("shared-teacher.safetensors"));
+        File.Copy(Path.Combine(first, "student-structure.safetensors"), folder.File("shared-structure.safetensors"));
+        // Relative to the working directory, as a user types them.
+        string Relative(string file) => Path.GetRelativePath(Environment.CurrentDirectory, file);
+        string second = folder.File("second");
+        string[] overrides = ResumeTests.Shrunk(second, $"stages:teacher:loadFrom={Relative(folder.File("shared-teacher.safetensors"))}",
+            $"stages:structure:loadFrom={Relative(folder.File("shared-structure.safetensors"))}", "stages:evaluate:enabled=false");
+        (code, text) = ResumeTests.Run(overrides);
+        Assert.True(code == ExitCodes.Ok, text);
+        // The loaded stage-1 student is in the run folder, tensor for tensor the loaded file's.
+        Assert.Equal(File.ReadAllBytes(folder.File("shared-structure.safetensors")), File.ReadAllBytes(Path.Combine(second, "student-structure.safetensors")));
+        var resolved = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(second, "config.resolved.json")))!;
+        Assert.Equal(folder.File("shared-teacher.safetensors"), (string?)resolved["stages"]!["teacher"]!["loadFrom"]);
+        Assert.Equal(folder.File("shared-structure.safetensors"), (string?)resolved["stages"]!["structure"]!["loadFrom"]);
+
+        // sample reads the weights it is given, not the loaded files (gone here).
+        File.Delete(folder.File("shared-teacher.safetensors"));
+        File.Delete(folder.File("shared-structure.safetensors"));
+        var writer = new StringWriter();
+        code = new HostApplication(SampleRunTests.TestConsole(writer)).Sample(Path.Combine(second, "config.resolved.json"), [],
+            new HierDistill.Host.Evaluation.SampleRequest(Path.Combine(second, "student-structure.safetensors"), folder.File("grid.png"), 8, null, null, null, 0, null));
+        Assert.True(code == ExitCodes.Ok, writer.ToString());
+        Assert.True(File.Exists(folder.File("grid.png")));
+    }
+
     [Fact]
     public void An_untrained_network_teacher_and_too_many_evaluation_samples_are_config_errors()
     {
