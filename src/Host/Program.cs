@@ -6,7 +6,9 @@ using Spectre.Console;
 using Spectre.Console.Cli;
 
 // Ctrl-C / SIGTERM: stop at the next step boundary (a second Ctrl-C terminates at once).
-using var cancellation = new CancellationTokenSource();
+// Neither the source nor the SIGTERM registration is disposed: a SIGTERM that arrives while the process exits must still be
+// ignored (with the default handler back, it would end the process with 143 instead of its exit code).
+var cancellation = new CancellationTokenSource();
 void StopRequested(string signal)
 {
     if (cancellation.IsCancellationRequested) return;
@@ -22,7 +24,7 @@ Console.CancelKeyPress += (_, e) =>
     e.Cancel = true;
     StopRequested("Ctrl-C");
 };
-using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
+var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx =>
 {
     ctx.Cancel = true;
     StopRequested("SIGTERM");
@@ -86,7 +88,9 @@ app.Configure(config =>
         .WithExample("plugins")
         .WithExample("plugins", "--folder", "my-plugins");
 });
-return app.Run(args, cancellation.Token);
+int exitCode = app.Run(args, cancellation.Token);
+GC.KeepAlive(sigterm);
+return exitCode;
 
 namespace HierDistill.Host
 {

@@ -185,6 +185,35 @@ public class ResumeTests
         }
     }
 
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
+
+    /// <summary>
+    /// A scheduler or <c>docker stop</c> may send SIGTERM more than once: every SIGTERM after the first is ignored, also those
+    /// that arrive while the stopped process exits, so it still exits 130 (not 143, the shell's code for a death by SIGTERM).
+    /// </summary>
+    [Fact]
+    public void Repeated_sigterms_stop_a_run_once_and_it_exits_130()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string run = folder.File("run");
+        var (process, output) = Start(Shrunk(run, "stages:teacher:training:steps=3000", "run:checkpointEvery=100"));
+        WaitForCheckpoint(run, process, output);
+        // SIGTERM (15) every 0.2 ms until the process is gone.
+        int sent = 0;
+        var clock = Stopwatch.StartNew();
+        while (!process.HasExited && clock.Elapsed < TimeSpan.FromMinutes(1))
+        {
+            if (SendSignal(process.Id, 15) == 0) sent++;
+            Thread.SpinWait(2000);
+        }
+        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(1)), "the run did not stop within a minute of SIGTERM");
+        process.WaitForExit();
+        Assert.True(sent > 1, $"{sent} SIGTERM sent");
+        Assert.True(process.ExitCode == ExitCodes.Cancelled, $"exit {process.ExitCode} after {sent} SIGTERM:\n{output}");
+        Assert.Contains("\"cancelled\"", File.ReadAllText(Path.Combine(run, "run.json")));
+    }
+
     [Fact]
     public void A_killed_process_resumes_from_its_last_periodic_checkpoint_and_sigint_writes_one_and_exits_130()
     {
