@@ -150,8 +150,12 @@ public sealed class ConfigValidator
             if (prop is null)
             {
                 var names = props.Select(p => CamelCase(p.Name)).ToList();
-                string? guess = Suggest(child.Key, names);
-                Add(childPath, "unknown key." + (guess is null ? "" : $" Did you mean '{guess}'?") +
+                // An option of a component of this section, written a level too high (stages:detail:generatorUpdateInterval).
+                string? option = props.Where(p => p.GetCustomAttribute<ComponentOfAttribute>() is not null)
+                    .Select(p => OptionOf(section.GetSection(p.Name), p.GetCustomAttribute<ComponentOfAttribute>()!.Contract, Join(path, CamelCase(p.Name)), child.Key))
+                    .FirstOrDefault(h => h is not null);
+                string? guess = option is null ? Suggest(child.Key, names) : null;
+                Add(childPath, "unknown key." + (guess is null ? "" : $" Did you mean '{guess}'?") + (option ?? "") +
                                (names.Count == 0 ? " This section takes no keys." : $" Allowed here: {string.Join(", ", names)}.") +
                                NotBindable(type, child.Key));
                 continue;
@@ -288,12 +292,25 @@ public sealed class ConfigValidator
         foreach (var key in section.GetChildren().Select(c => c.Key))
         {
             if (key.Equals("type", StringComparison.OrdinalIgnoreCase) || key.Equals("options", StringComparison.OrdinalIgnoreCase)) continue;
-            Add(Join(path, key), "unknown key." + (Suggest(key, ["type", "options"]) is { } g ? $" Did you mean '{g}'?" : "") +
+            string? option = contract is null ? null : OptionOf(section, contract, path, key);
+            Add(Join(path, key), "unknown key." + (option ?? (Suggest(key, ["type", "options"]) is { } g ? $" Did you mean '{g}'?" : "")) +
                                  " Allowed here: type, options.");
             ok = false;
         }
         if (!ok || contract is null) return;
         if (ValidateComponent(section, contract, path) is { } binding) Components[path] = binding;
+    }
+
+    /// <summary>
+    /// When <paramref name="key"/> is an option of the component <paramref name="component"/> names (its <c>type</c>), the hint
+    /// " It is an option of the CONTRACT 'NAME': PATH:options:KEY."; otherwise null.
+    /// </summary>
+    private string? OptionOf(IConfigurationSection component, Type contract, string path, string key)
+    {
+        if (_catalog is null || component["type"] is not { Length: > 0 } name || _catalog.Find(contract, name) is not { } descriptor) return null;
+        var option = SettableProperties(descriptor.OptionsType).FirstOrDefault(p => string.Equals(p.Name, key, StringComparison.OrdinalIgnoreCase));
+        return option is null ? null
+            : $" It is an option of the {ComponentCatalog.Describe(contract)} '{descriptor.Name}': {Join(Join(path, "options"), CamelCase(option.Name))}.";
     }
 
     /// <summary>Checks a component reference: its type is a registered name of the contract; then its options.</summary>
@@ -465,9 +482,13 @@ public sealed class ConfigValidator
             }
         }
         if (best is not null && bestDistance <= Math.Max(2, key.Length / 3)) return best;
-        // A shortened name (guidance for guidanceScale): the one candidate it begins.
-        var longer = candidates.Where(c => key.Length >= 4 && c.StartsWith(key, StringComparison.OrdinalIgnoreCase)).Take(2).ToList();
-        return longer.Count == 1 ? longer[0] : null;
+        // A shortened name (guidance for guidanceScale; guidanceScale for teacherGuidanceScale): the one candidate it begins,
+        // else the one it ends.
+        if (key.Length < 4) return null;
+        var begun = candidates.Where(c => c.StartsWith(key, StringComparison.OrdinalIgnoreCase)).Take(2).ToList();
+        if (begun.Count == 1) return begun[0];
+        var ended = candidates.Where(c => c.EndsWith(key, StringComparison.OrdinalIgnoreCase)).Take(2).ToList();
+        return begun.Count == 0 && ended.Count == 1 ? ended[0] : null;
     }
 
     private static int Levenshtein(string a, string b)

@@ -108,6 +108,28 @@ public class ConfigValidationTests
         Assert.Equal("guidanceScale", ConfigValidator.Suggest("guidance", ["guidanceScale", "labelDropout"]));
         Assert.Null(ConfigValidator.Suggest("time", ["timeMean", "timeStd", "guidanceScale"]));
         Assert.Null(ConfigValidator.Suggest("jv", ["jvpMode", "labelDropout"]));
+        // ... else the one it ends (none when it ends several, or also begins one).
+        Assert.Equal("teacherGuidanceScale", ConfigValidator.Suggest("guidanceScale", ["samples", "teacherGuidanceScale", "teacherNfe"]));
+        Assert.Null(ConfigValidator.Suggest("guidanceScale", ["teacherGuidanceScale", "studentGuidanceScale"]));
+    }
+
+    /// <summary>A component's option written without its <c>options</c> level, or in its stage, is named with where it belongs.</summary>
+    [Fact]
+    public void An_option_written_outside_its_components_options_says_where_it_belongs()
+    {
+        var errors = Errors(Valid, "stages:detail:discriminator:headDim=32", "stages:structure:distiller:guidanceScale=2",
+            "stages:detail:generatorUpdateInterval=3", "stages:detail:discriminator:tipe=gap");
+        Assert.Equal(
+        [
+            "stages:detail:discriminator:headDim: unknown key. It is an option of the discriminator 'awd': stages:detail:discriminator:options:headDim. Allowed here: type, options.",
+            "stages:detail:discriminator:tipe: unknown key. Did you mean 'type'? Allowed here: type, options.",
+            "stages:detail:generatorUpdateInterval: unknown key. It is an option of the distribution matcher 'dmd': stages:detail:matcher:options:generatorUpdateInterval. " +
+            "Allowed here: generator, generatorNfe, matcher, discriminator, adversarialWeight, regularizer, regularizerWeight, training, kind, order, enabled.",
+            "stages:structure:distiller:guidanceScale: unknown key. It is an option of the trajectory distiller 'meanflow': stages:structure:distiller:options:guidanceScale. Allowed here: type, options.",
+        ], errors.Order(StringComparer.Ordinal));
+        // The option of another component than the one named is no hint: gap has no queries.
+        Assert.Equal(["stages:detail:discriminator:queries: unknown key. Allowed here: type, options."],
+            Errors(Valid, "stages:detail:discriminator:type=gap", "stages:detail:discriminator:queries=2"));
     }
 
     [Fact]
