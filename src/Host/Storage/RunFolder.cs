@@ -497,14 +497,14 @@ public sealed partial class RunFolder : IDisposable
     /// (<c>seconds</c>: every process of the run, summed over resumes).
     /// </summary>
     public void SetStatus(string status, string? message = null) =>
-        AtomicFile.WriteAllText(System.IO.Path.Combine(Path, StatusFile), JsonSerializer.Serialize(new Dictionary<string, string?>
+        AtomicFile.WriteAllText(System.IO.Path.Combine(Path, StatusFile), JsonSerializer.Serialize(new Dictionary<string, object?>
         {
             ["status"] = status,
             ["updated"] = DateTime.UtcNow.ToString("O"),
             ["message"] = message,
-            ["pid"] = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["pid"] = Environment.ProcessId,
             ["pidStarted"] = ProcessStart(Environment.ProcessId),
-            ["seconds"] = (_earlierSeconds + _clock.Elapsed.TotalSeconds).ToString("0.0", System.Globalization.CultureInfo.InvariantCulture),
+            ["seconds"] = Math.Round(_earlierSeconds + _clock.Elapsed.TotalSeconds, 1),
         }, new JsonSerializerOptions { WriteIndented = true }));
 
     /// <summary>The wall seconds recorded in <paramref name="folder"/>'s run.json (all the run's processes), or null.</summary>
@@ -522,7 +522,9 @@ public sealed partial class RunFolder : IDisposable
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            return doc.RootElement.TryGetProperty(key, out var p) && p.ValueKind == JsonValueKind.String ? p.GetString() : null;
+            // Numbers as their JSON text (older run folders hold pid and seconds as strings).
+            return !doc.RootElement.TryGetProperty(key, out var p) ? null
+                : p.ValueKind == JsonValueKind.String ? p.GetString() : p.ValueKind == JsonValueKind.Number ? p.GetRawText() : null;
         }
         catch (JsonException)
         {

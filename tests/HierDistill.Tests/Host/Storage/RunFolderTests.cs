@@ -113,6 +113,12 @@ public class RunFolderTests
         }
         double seconds = RunFolder.Seconds(run)!.Value;
         Assert.InRange(seconds, 100.1, 160); // 100 s earlier + this process's (at least the 0.12 s slept)
+        // Written as JSON numbers (a run folder of an earlier version holds strings, read above).
+        using (var status = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "run.json"))))
+        {
+            Assert.Equal(seconds, status.RootElement.GetProperty("seconds").GetDouble());
+            Assert.Equal(Environment.ProcessId, status.RootElement.GetProperty("pid").GetInt32());
+        }
         Assert.Null(RunFolder.Seconds(folder.File("none")));
         using var fresh = RunFolder.Prepare(folder.File("new"), overwrite: false);
         Assert.InRange(RunFolder.Seconds(fresh.Path)!.Value, 0, 60); // a new run starts from 0
