@@ -11,7 +11,8 @@
 # run and again at the end, so a call stopped at its limit still brings it back. About 8.5 min expected:
 #   1. unpack; .NET from the bundle (invariant globalization: no ICU needed); libtorch = PyTorch's torch/lib  (~15 s)
 #   2. calibrate: the GPU preset (samples/fmnist/hd-gpu.json: DiT-S/2, batch 256, bfloat16) for CAL_STEPS steps of each
-#      training stage, no evaluation: TorchSharp's ms/step per stage (steps 20 .. CAL_STEPS)                   (<= 95 s)
+#      training stage, no evaluation: TorchSharp's ms/step per stage (logged steps 20 .. CAL_STEPS - PHASE_STEPS - 1),
+#      then its last PHASE_STEPS steps timed phase by phase (forward, backward, optimizer, ...; synchronised)    (<= 95 s)
 #   3. the GPU preset end to end (teacher, MeanFlow, DMD + AWD, evaluation) with its step counts scaled so that its
 #      training takes about TRAIN_S seconds (capped at the preset's own), then its evaluation; SIGTERM at the limit
 #      stops it at the next step boundary (training or evaluation; SIGKILL 20 s later)                      (<= 340 s)
@@ -35,7 +36,8 @@ set -uo pipefail
 DEVICE=${DEVICE:-cuda}
 PYTHON=${PYTHON:-python3}
 EXTRA=${EXTRA:-}
-CAL_STEPS=${CAL_STEPS:-40}     # calibration steps per training stage
+CAL_STEPS=${CAL_STEPS:-45}     # calibration steps per training stage
+PHASE_STEPS=${PHASE_STEPS:-10} # of which the last ones are timed phase by phase (HIERDISTILL_PHASE_TIMING), not used by the plan
 TRAIN_S=${TRAIN_S:-200}        # training seconds of the preset run (all three stages)
 RUN_LIMIT=${RUN_LIMIT:-320}    # hard limit of the preset run (training + evaluation), seconds
 BUDGET_S=${BUDGET_S:-520}      # deadline of the whole script, seconds from its start
@@ -78,9 +80,9 @@ set -f  # EXTRA is split into words but not globbed (--set key=[1,2,4] is a glob
 COMMON=(--set "data:options:folder=$W/fashion-mnist" --set run.device="$DEVICE" --set "stages:evaluate:classifier:cacheDir=$W/cache" $EXTRA)
 set +f
 
-log "calibrate: $CAL_STEPS steps of each training stage"
-timeout -k 5 "$(limit 90 320)" dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
-  --set run.outputDir="$W/calibrate" --set run.logEvery=10 --set run.checkpointEvery=0 \
+log "calibrate: $CAL_STEPS steps of each training stage (the last $PHASE_STEPS timed phase by phase)"
+HIERDISTILL_PHASE_TIMING="$PHASE_STEPS" timeout -k 5 "$(limit 90 320)" dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
+  --set run.outputDir="$W/calibrate" --set run.logEvery=5 --set run.checkpointEvery=0 \
   --set stages:teacher:training:steps="$CAL_STEPS" --set stages:structure:training:steps="$CAL_STEPS" \
   --set stages:detail:training:steps="$CAL_STEPS" --set stages:evaluate:enabled=false > "$OUT/calibrate.log" 2>&1
 echo "exit $?" >> "$OUT/calibrate.log"
@@ -91,7 +93,8 @@ tail -2 "$OUT/calibrate.log"
 RUN_S=$(limit "$RUN_LIMIT" 140)
 TRAIN_S=$((RUN_S - (RUN_LIMIT - TRAIN_S) < TRAIN_S ? RUN_S - (RUN_LIMIT - TRAIN_S) : TRAIN_S))
 ((TRAIN_S < 30)) && TRAIN_S=30
-read -r T_STEPS S_STEPS D_STEPS < <($PYTHON bench/gpu/summary.py plan "$W/calibrate/metrics.jsonl" "$PRESET" "$TRAIN_S")
+read -r T_STEPS S_STEPS D_STEPS < <($PYTHON bench/gpu/summary.py plan "$W/calibrate/metrics.jsonl" "$PRESET" "$TRAIN_S" \
+  "$((CAL_STEPS - PHASE_STEPS - 1))")
 T_STEPS=${T_STEPS:-400} S_STEPS=${S_STEPS:-200} D_STEPS=${D_STEPS:-200}
 log "preset run: teacher $T_STEPS, structure $S_STEPS, detail $D_STEPS steps (about ${TRAIN_S} s of training, limit ${RUN_S} s), then evaluation"
 timeout -s TERM -k 20 "$RUN_S" dotnet "$W/app/hierdistill.dll" run "$PRESET" --overwrite "${COMMON[@]}" \
@@ -106,7 +109,8 @@ log "probe + PyTorch reference"
 timeout -k 5 "$(limit 40 90)" dotnet "$W/app/hierdistill.dll" probe "$PRESET" "${COMMON[@]}" \
   --weights "$W/run/teacher.safetensors" --out "$W/probe.safetensors" > "$OUT/reference.log" 2>&1
 timeout -k 5 "$(limit 80 10)" $PYTHON bench/gpu/reference.py --run "$W/run" --probe "$W/probe.safetensors" --data "$W/fashion-mnist" --device "$DEVICE" \
-  --steps "${REF_STEPS:-300}" --warmup "${REF_WARMUP:-30}" --max-seconds "${REF_MAX_S:-20}" --json "$OUT/reference.json" >> "$OUT/reference.log" 2>&1
+  --steps "${REF_STEPS:-300}" --warmup "${REF_WARMUP:-30}" --max-seconds "${REF_MAX_S:-20}" --phase-steps "$PHASE_STEPS" \
+  --json "$OUT/reference.json" >> "$OUT/reference.log" 2>&1
 echo "exit $?" >> "$OUT/reference.log"
 tail -4 "$OUT/reference.log"
 
@@ -116,6 +120,7 @@ cat "$OUT/table.md"
 # At most 8 files come back: the logs, the metrics and the figures travel in one archive.
 mkdir -p "$W/logs" && cp "$W/run/metrics.jsonl" "$W/logs/run-metrics.jsonl" 2>/dev/null
 cp "$W/calibrate/metrics.jsonl" "$W/logs/calibrate-metrics.jsonl" 2>/dev/null
+cp "$W/calibrate/log.txt" "$W/logs/calibrate-log.txt" 2>/dev/null
 cp "$W"/run/*.png "$W/run/report.md" "$W/logs/" 2>/dev/null
 cp "$OUT/calibrate.log" "$OUT/reference.log" "$OUT/env.txt" "$W/logs/" 2>/dev/null
 tar -C "$W" -czf "$OUT/logs.tar.gz" logs && rm -f "$OUT/calibrate.log" "$OUT/reference.log" "$OUT/env.txt"

@@ -13,7 +13,12 @@ warm-up, with CUDA synchronisation around the clock.
 
     python3 bench/gpu/reference.py --run RUN_FOLDER --probe probe.safetensors [--steps 200] [--warmup 20]
         [--jvp double-backward|forward] [--precision float32|bfloat16] [--log-every 50]
-        [--data /usr/share/datasets/fashion-mnist] [--json out.json]
+        [--data /usr/share/datasets/fashion-mnist] [--json out.json] [--phase-steps 20]
+
+--phase-steps N then times N more steps of each phase by phase, synchronised at every boundary (forward: from the step's
+start to the backward, batch and loss with the teacher calls and JVP; backward; optimizer: clipping, Adam, EMA;
+read-back: a logged step's host read; rest), as HierDistill does with HIERDISTILL_PHASE_TIMING=N (src/Host/Training/
+PhaseTiming.cs), to say where a step's time goes when the step times differ.
 
 Prints one line per measurement and, with --json, writes them. Needs PyTorch alone (>= 1.13; torch.func for --jvp
 forward): safetensors and IDX files are read and written below (no numpy, no `safetensors` package).
@@ -249,6 +254,36 @@ def label_dropout(labels, p, null_label):
     return torch.where(torch.rand(labels.shape, device=labels.device) < p, torch.full_like(labels, null_label), labels)
 
 
+_phases = None  # phase -> seconds summed, while a step is timed phase by phase (time_phases)
+_phase_clock = [0.0, None]  # [start of the current phase, synchronise]
+
+
+def phase(name):
+    """Ends phase `name` of the step being timed phase by phase (nothing otherwise: no synchronisation)."""
+    if _phases is None:
+        return
+    _phase_clock[1]()
+    now = time.perf_counter()
+    _phases[name] = _phases.get(name, 0.0) + now - _phase_clock[0]
+    _phase_clock[0] = now
+
+
+def time_phases(fn, steps, device):
+    """Mean milliseconds per step of each phase over `steps` steps of `fn` (after the timed ones: warm)."""
+    global _phases
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    _phases, _phase_clock[1] = {}, sync
+    try:
+        for _ in range(steps):
+            sync()
+            _phase_clock[0] = time.perf_counter()
+            fn()
+            phase("rest")
+        return {k: 1000 * v / steps for k, v in _phases.items()}
+    finally:
+        _phases = None
+
+
 class Trainer:
     """Adam + clipping + EMA as a PyTorch user writes them; reads the loss on the host every `log_every` steps only."""
 
@@ -261,8 +296,10 @@ class Trainer:
         self.last = None
 
     def step(self, loss):
+        phase("forward")
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
+        phase("backward")
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip) if self.clip else None
         self.optimizer.step()
         self.updates += 1
@@ -271,8 +308,10 @@ class Trainer:
             for k, v in self.module.state_dict().items():
                 if v.is_floating_point():
                     self.ema[k].mul_(d).add_(v, alpha=1 - d)
+        phase("optimizer")
         if self.updates % self.log_every == 0:  # the logged step: one host read, as HierDistill's
             self.last = (float(loss), None if norm is None else float(norm))
+            phase("read-back")
 
 
 def autocast(device, precision):
@@ -380,6 +419,7 @@ def main():
     ap.add_argument("--json", help="write the measurements here (rewritten after each measurement)")
     ap.add_argument("--only", choices=["teacher", "meanflow"], help="time only this step")
     ap.add_argument("--max-seconds", type=float, default=0.0, help="stop each timed loop after this many seconds (0: no limit)")
+    ap.add_argument("--phase-steps", type=int, default=0, help="then time this many steps of each phase by phase (0: none)")
     args = ap.parse_args()
 
     def dump():
@@ -435,6 +475,10 @@ def main():
         results["teacher_step_ms"], results["teacher_steps_timed"] = 1000 * sec, n
         print(f"teacher step: {1000 * sec:.3f} ms over {n} steps (batch {tcfg['batchSize']})")
         dump()
+        if args.phase_steps > 0:
+            results["teacher_phases_ms"] = time_phases(lambda: teacher_step(net, trainer, images, labels, tcfg, device, precision), args.phase_steps, device)
+            print("teacher phases (ms/step, synchronised): " + ", ".join(f"{k} {v:.2f}" for k, v in results["teacher_phases_ms"].items()))
+            dump()
         del net, trainer
     if args.only == "teacher":
         return
@@ -458,6 +502,11 @@ def main():
     if device.type == "cuda":
         results["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
     dump()
+    if args.phase_steps > 0:
+        results["meanflow_phases_ms"] = time_phases(
+            lambda: meanflow_step(student, teacher, trainer, images, labels, scfg, mf, device, args.jvp, precision), args.phase_steps, device)
+        print("meanflow phases (ms/step, synchronised): " + ", ".join(f"{k} {v:.2f}" for k, v in results["meanflow_phases_ms"].items()))
+        dump()
 
 
 if __name__ == "__main__":

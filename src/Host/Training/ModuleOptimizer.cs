@@ -174,8 +174,10 @@ public sealed class ModuleOptimizer : IDisposable
     /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps.</exception>
     public StepOutcome Step(LossBreakdown loss, long step, string context)
     {
+        PhaseTiming.Mark("forward");
         ZeroGrad();
         loss.Total.backward();
+        PhaseTiming.Mark("backward");
         return Apply(loss, step, context);
     }
 
@@ -228,7 +230,9 @@ public sealed class ModuleOptimizer : IDisposable
         _last = (breakdown, norm, step, context);
         // Counted in this optimiser's own steps, so a module stepped every k-th iteration (DMD's generator) is checked as often.
         if (++_calls % Math.Max(1, CheckEvery) == 0) CheckSkips();
-        return new StepOutcome(applied, norm, lr, _skipped.clone());
+        var outcome = new StepOutcome(applied, norm, lr, _skipped.clone());
+        PhaseTiming.Mark("optimizer");
+        return outcome;
     }
 
     /// <summary>

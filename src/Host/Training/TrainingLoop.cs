@@ -96,6 +96,9 @@ public static class TrainingLoop
         // The consecutive-skip check reads the device: only on logged steps.
         if (state is not null) foreach (var o in state.Optimizers) o.CheckEvery = logEvery;
         string status = "";
+        // HIERDISTILL_PHASE_TIMING=N: the stage's last N steps are timed phase by phase (a diagnostic; off by default).
+        int timedSteps = PhaseTiming.RequestedSteps();
+        var phases = timedSteps > 0 ? new PhaseTiming(run.Environment.Device) : null;
         for (long i = start; i < steps; i++)
         {
             if (run.Cancellation.IsCancellationRequested)
@@ -112,6 +115,8 @@ public static class TrainingLoop
             long live = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
             StepLog log;
             using var scope = NewDisposeScope();
+            bool timed = phases is not null && i >= steps - timedSteps;
+            if (timed) phases!.Begin();
             try
             {
                 log = step(new TrainingProgress(i, steps));
@@ -120,7 +125,7 @@ public static class TrainingLoop
                 if (i == steps - 1 && state is not null) foreach (var o in state.Optimizers) o.CheckSkips(stageEnd: true);
             }
             // Any failure: the progress line shows the step that failed, not the last logged one (the filter only reports).
-            catch (Exception) when (StoppedAt(task, i))
+            catch (Exception) when (StoppedAt(task, i) || Abandon(phases))
             {
                 throw;
             }
@@ -137,6 +142,7 @@ public static class TrainingLoop
             if (i % logEvery == 0 || i == steps - 1)
             {
                 var values = log.Read();
+                if (timed) PhaseTiming.Mark("read-back");
                 values["steps_per_s"] = (i + 1 - start) / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
                 values["live_tensors"] = live;
                 process.Refresh();
@@ -156,9 +162,20 @@ public static class TrainingLoop
                 run.Metrics.Flush();
                 checkpoints.Save(stage, i + 1, steps, Seconds(), state!);
             }
+            if (timed) phases!.End();
         }
         run.Metrics.Flush();
+        if (phases is { Steps: > 0 })
+            run.Logger.Information("Stage {Stage}: phase times over its last {Steps} steps ({Variable}; the device synchronised at each phase " +
+                                   "boundary, so they sum to more than a step's time): {Phases}", stage, phases.Steps, PhaseTiming.Variable, phases.Describe());
         return Seconds();
+    }
+
+    /// <summary>Stops the phase timing of a step that failed; returns false (for an exception filter).</summary>
+    private static bool Abandon(PhaseTiming? phases)
+    {
+        phases?.Abandon();
+        return false;
     }
 
     /// <summary>Reports <paramref name="step"/> as the step the stage stopped at; returns false (for an exception filter).</summary>
