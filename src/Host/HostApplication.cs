@@ -327,8 +327,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 changedOnResume = all.Select(d => d.Text).ToList();
                 checkpoint = CheckpointStore.Read(Path.Combine(folder.Path, CheckpointStore.FileName));
                 var m = checkpoint.Value.Manifest;
-                string started = ConfigDifferences.Digest(File.ReadAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)));
-                if (m.ConfigDigest != started)
+                if (!ConfigDifferences.IsDigestOf(m.ConfigDigest, File.ReadAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile))))
                 {
                     foreach (var t in checkpoint.Value.Tensors.Values) t.Dispose();
                     throw new CheckpointException(

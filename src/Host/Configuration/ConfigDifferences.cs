@@ -38,13 +38,23 @@ public static class ConfigDifferences
     }
 
     /// <summary>SHA-256 (hex) of the resolved config without its provenance: equal digests mean the same run settings.</summary>
-    public static string Digest(string resolved)
+    public static string Digest(string resolved) => Digest(resolved, fullLoadFrom: true);
+
+    /// <summary>
+    /// Whether <paramref name="digest"/> (a checkpoint's) is <paramref name="resolved"/>'s: its <see cref="Digest(string)"/>, or
+    /// the digest an earlier version computed, with a relative <c>loadFrom</c> as written (a run stopped before loadFrom
+    /// was recorded as a full path still resumes).
+    /// </summary>
+    public static bool IsDigestOf(string digest, string resolved) =>
+        digest == Digest(resolved) || digest == Digest(resolved, fullLoadFrom: false);
+
+    private static string Digest(string resolved, bool fullLoadFrom)
     {
-        var text = string.Join('\n', Flatten(resolved).OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
+        var text = string.Join('\n', Flatten(resolved, fullLoadFrom).OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key}={kv.Value}"));
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 
-    private static Dictionary<string, string?> Flatten(string json)
+    private static Dictionary<string, string?> Flatten(string json, bool fullLoadFrom = true)
     {
         var result = new Dictionary<string, string?>(StringComparer.Ordinal);
         var root = JsonNode.Parse(json, documentOptions: new System.Text.Json.JsonDocumentOptions { CommentHandling = System.Text.Json.JsonCommentHandling.Skip });
@@ -54,7 +64,7 @@ public static class ConfigDifferences
             result.Remove(k);
         // loadFrom is written as a full path; a run folder written before that holds it as given, relative to the working
         // directory of its run, which a resume from the same directory reads as the same file.
-        foreach (var k in result.Keys.Where(k => k.EndsWith(":loadFrom", StringComparison.Ordinal)).ToList())
+        foreach (var k in result.Keys.Where(k => fullLoadFrom && k.EndsWith(":loadFrom", StringComparison.Ordinal)).ToList())
             if (result[k] is { } text && JsonNode.Parse(text) is JsonValue v && v.TryGetValue(out string? file) && !string.IsNullOrWhiteSpace(file) && !Path.IsPathFullyQualified(file))
                 result[k] = JsonValue.Create(Path.GetFullPath(file)).ToJsonString();
         return result;

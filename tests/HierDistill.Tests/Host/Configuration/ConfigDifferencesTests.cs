@@ -18,10 +18,33 @@ public class ConfigDifferencesTests
         string relative = Path.Combine("runs", "x", "teacher.safetensors");
         Assert.Empty(ConfigDifferences.Between(Resolved(relative), Resolved(Path.GetFullPath(relative))));
         Assert.Equal(ConfigDifferences.Digest(Resolved(relative)), ConfigDifferences.Digest(Resolved(Path.GetFullPath(relative))));
+        // A checkpoint written before loadFrom was recorded as a full path holds the digest of the relative text: it is the
+        // folder's config's still (the digest now is the full path's).
+        string legacy = LegacyDigest(Resolved(relative));
+        Assert.NotEqual(legacy, ConfigDifferences.Digest(Resolved(relative)));
+        Assert.True(ConfigDifferences.IsDigestOf(legacy, Resolved(relative)));
+        Assert.True(ConfigDifferences.IsDigestOf(ConfigDifferences.Digest(Resolved(relative)), Resolved(relative)));
+        Assert.False(ConfigDifferences.IsDigestOf(legacy, Resolved(relative, learningRate: 3e-4)));
         // Another file differs, by name.
         var other = ConfigDifferences.Between(Resolved(relative), Resolved("/elsewhere/teacher.safetensors"));
         Assert.Equal(["stages:teacher:loadFrom"], other.Select(d => d.Key));
         Assert.Contains($"'\"{Path.GetFullPath(relative)}\"' → '\"/elsewhere/teacher.safetensors\"'", other[0].Text);
+    }
+
+    /// <summary>The digest as eecd3ec computed it (ConfigDifferences.Digest then): the flattened keys but loadFrom's, and the
+    /// keys that may differ, written key=value sorted, SHA-256; here for the shape of <see cref="Resolved"/>.</summary>
+    private static string LegacyDigest(string resolved)
+    {
+        var root = System.Text.Json.Nodes.JsonNode.Parse(resolved)!.AsObject();
+        var lines = new List<string>
+        {
+            $"run:seed={root["run"]!["seed"]!.ToJsonString()}",
+            $"stages:structure:kind={root["stages"]!["structure"]!["kind"]!.ToJsonString()}",
+            $"stages:structure:training:learningRate={root["stages"]!["structure"]!["training"]!["learningRate"]!.ToJsonString()}",
+            $"stages:teacher:kind={root["stages"]!["teacher"]!["kind"]!.ToJsonString()}",
+            $"stages:teacher:loadFrom={root["stages"]!["teacher"]!["loadFrom"]!.ToJsonString()}",
+        };
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(string.Join('\n', lines.Order(StringComparer.Ordinal)))));
     }
 
     [Fact]
