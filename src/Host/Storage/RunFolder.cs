@@ -69,11 +69,31 @@ public sealed partial class RunFolder : IDisposable
         Directory.Delete(deleting, recursive: true);
     }
 
-    /// <summary>The names of the entries of <paramref name="folder"/> that a run does not write, sorted.</summary>
-    private static List<string> Foreign(string folder) =>
-        Directory.EnumerateFiles(folder).Where(f => !IsRunOutput(System.IO.Path.GetFileName(f), false))
-            .Concat(Directory.EnumerateDirectories(folder).Where(d => !IsRunOutput(System.IO.Path.GetFileName(d), true)))
+    /// <summary>The names of the entries of <paramref name="folder"/> that the run it holds did not write, sorted.</summary>
+    private static List<string> Foreign(string folder)
+    {
+        var stages = StageKeys(folder);
+        return Directory.EnumerateFiles(folder).Where(f => !IsRunOutput(System.IO.Path.GetFileName(f), false, stages))
+            .Concat(Directory.EnumerateDirectories(folder).Where(d => !IsRunOutput(System.IO.Path.GetFileName(d), true, stages)))
             .Select(System.IO.Path.GetFileName).Order(StringComparer.Ordinal).ToList()!;
+    }
+
+    /// <summary>The stage keys of the run in <paramref name="folder"/>, from its config.resolved.json (none when it has none or it
+    /// cannot be read).</summary>
+    public static IReadOnlySet<string> StageKeys(string folder)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(System.IO.Path.Combine(folder, ResolvedConfigFile)));
+            return doc.RootElement.TryGetProperty("stages", out var stages) && stages.ValueKind == JsonValueKind.Object
+                ? stages.EnumerateObject().Select(p => p.Name).ToHashSet(StringComparer.Ordinal)
+                : new HashSet<string>();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        {
+            return new HashSet<string>();
+        }
+    }
 
     /// <summary>
     /// Why <paramref name="full"/> cannot be run in: it is the <see cref="ReplacedFolder"/> of a run folder, which a run there
@@ -95,11 +115,12 @@ public sealed partial class RunFolder : IDisposable
     /// <summary>
     /// Whether a file or folder name is something a run writes (only such entries are ever deleted): its records, weights
     /// (<c>teacher.safetensors</c>, <c>student-STAGE.safetensors</c>, <c>checkpoint.safetensors</c>), figures
-    /// (<c>samples.png</c>, <c>samples-data.png</c>, <c>samples-STAGE-nfeN.png</c>, <c>losses.png</c>) and the partial file
-    /// <c>.NAME.PID.tmp</c> of one of them. Other pictures and weights (a <c>sample --out</c> into the folder, a backup) are
-    /// the user's.
+    /// (<c>samples.png</c>, <c>samples-data.png</c>, <c>samples-teacher-nfeN.png</c>, <c>samples-STAGE-nfeN.png</c>,
+    /// <c>losses.png</c>) and the partial file <c>.NAME.PID.tmp</c> of one of them, STAGE a key of <paramref name="stages"/>
+    /// (the run's stages, <see cref="StageKeys"/>). Other pictures and weights (a <c>sample --out</c> into the folder, a
+    /// backup such as <c>student-structure-old.safetensors</c>) are the user's.
     /// </summary>
-    public static bool IsRunOutput(string name, bool directory)
+    public static bool IsRunOutput(string name, bool directory, IReadOnlySet<string> stages)
     {
         if (directory)
             return name is "tensorboard" or "checkpoints" or ReplacedFolder or ReplacedDeletingFolder or MetricsWriter.TensorBoardRewriteFolder
@@ -107,14 +128,17 @@ public sealed partial class RunFolder : IDisposable
         if (name is StatusFile or ResolvedConfigFile or LockFile or "log.txt" or "metrics.json" or "metrics.jsonl" or "report.md"
             or TeacherStage.WeightsFileName or CheckpointStore.FileName or "samples.png" or "samples-data.png" or "losses.png")
             return true;
-        if (RunOutputPattern().IsMatch(name)) return true;
+        var stageOutput = StageOutputPattern().Match(name);
+        if (stageOutput.Success)
+            return stageOutput.Groups[1].Success ? stages.Contains(stageOutput.Groups[1].Value)
+                : stageOutput.Groups[2].Value == "teacher" || stages.Contains(stageOutput.Groups[2].Value);
         var partial = PartialFilePattern().Match(name);
-        return partial.Success && !partial.Groups[1].Value.EndsWith(".tmp", StringComparison.Ordinal) && IsRunOutput(partial.Groups[1].Value, false);
+        return partial.Success && !partial.Groups[1].Value.EndsWith(".tmp", StringComparison.Ordinal) && IsRunOutput(partial.Groups[1].Value, false, stages);
     }
 
-    /// <summary><c>student-STAGE.safetensors</c> and <c>samples-STAGE-nfeN.png</c> (STAGE a stage key).</summary>
-    [System.Text.RegularExpressions.GeneratedRegex(@"^(student-[^/]+\.safetensors|samples-[^/]+-nfe[0-9]+\.png)$")]
-    private static partial System.Text.RegularExpressions.Regex RunOutputPattern();
+    /// <summary><c>student-STAGE.safetensors</c> (group 1: STAGE) and <c>samples-STAGE-nfeN.png</c> (group 2: STAGE).</summary>
+    [System.Text.RegularExpressions.GeneratedRegex(@"^(?:student-(.+)\.safetensors|samples-(.+)-nfe[0-9]+\.png)$")]
+    private static partial System.Text.RegularExpressions.Regex StageOutputPattern();
 
     /// <summary>The partial file <c>.NAME.PID.tmp</c> an atomic write leaves when its process is killed (AtomicFile).</summary>
     [System.Text.RegularExpressions.GeneratedRegex(@"^\.(.+)\.([0-9]+)\.tmp$")]
@@ -392,11 +416,12 @@ public sealed partial class RunFolder : IDisposable
     /// <returns>The names deleted.</returns>
     public IReadOnlyList<string> DeletePartialFiles()
     {
+        var stages = StageKeys(Path);
         var deleted = new List<string>();
         foreach (string file in Directory.EnumerateFiles(Path, ".*.tmp"))
         {
             var match = PartialFilePattern().Match(System.IO.Path.GetFileName(file));
-            if (!match.Success || !IsRunOutput(System.IO.Path.GetFileName(file), directory: false)
+            if (!match.Success || !IsRunOutput(System.IO.Path.GetFileName(file), directory: false, stages)
                 || !int.TryParse(match.Groups[2].Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid)
                 || pid == Environment.ProcessId || IsAlive(pid, null))
                 continue;

@@ -221,13 +221,15 @@ public class RunFolderTests
     }
 
     /// <summary>A picture or weights file the user put in the run folder (a <c>sample --out</c>, a backup) is not a run
-    /// output because of its extension: only the names a run writes are.</summary>
+    /// output because of its extension: only the names a run writes are, for the stages its config.resolved.json names.</summary>
     [Fact]
     public void Overwrite_keeps_pictures_and_weights_a_run_does_not_write_and_replaces_those_it_does()
     {
         using var folder = TestPaths.NewTempFolder();
         string run = FinishedRun(folder);
-        string[] mine = ["my-1step.png", "samples-mine.png", "teacher-backup.safetensors", ".notes.12.tmp", ".x.png.tmp"];
+        File.WriteAllText(Path.Combine(run, "config.resolved.json"),
+            """{ "stages": { "base": { "kind": "teacher" }, "structure": {}, "my_stage": {}, "detail": {}, "evaluate": {} } }""");
+        string[] mine = ["my-1step.png", "samples-mine-nfe1.png", "student-structure-old.safetensors", ".notes.12.tmp", "teacher-backup.safetensors"];
         string[] written = ["samples.png", "samples-data.png", "samples-teacher-nfe16.png", "samples-detail-nfe1.png", "losses.png",
                             "student-structure.safetensors", "student-my_stage.safetensors", "checkpoint.safetensors", ".losses.png.4242.tmp",
                             ".student-detail.safetensors.77.tmp"];
@@ -238,7 +240,7 @@ public class RunFolderTests
 
         foreach (string f in mine) File.Delete(Path.Combine(run, f));
         RunFolder.Prepare(run, overwrite: true).Dispose();
-        Assert.Equal([.. written.Concat(["report.md", "run.json", "teacher.safetensors", "tensorboard"]).Order(StringComparer.Ordinal)],
+        Assert.Equal([.. written.Concat(["config.resolved.json", "report.md", "run.json", "teacher.safetensors", "tensorboard"]).Order(StringComparer.Ordinal)],
             Entries(Path.Combine(run, RunFolder.ReplacedFolder)));
     }
 

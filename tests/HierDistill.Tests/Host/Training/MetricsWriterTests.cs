@@ -64,7 +64,7 @@ public class MetricsWriterTests
         Directory.CreateDirectory(Path.Combine(run, ".tensorboard.tmp"));
         File.WriteAllText(Path.Combine(run, ".tensorboard.tmp", "events.out.tfevents.partial"), "");
         Directory.Move(Path.Combine(run, MetricsWriter.TensorBoardFolder), Path.Combine(run, ".tensorboard.old.tmp"));
-        Assert.True(HierDistill.Host.Storage.RunFolder.IsRunOutput(".tensorboard.tmp", directory: true));
+        Assert.True(HierDistill.Host.Storage.RunFolder.IsRunOutput(".tensorboard.tmp", directory: true, new HashSet<string>()));
 
         using (new MetricsWriter(run)) { }
 
