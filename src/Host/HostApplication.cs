@@ -51,7 +51,7 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
     /// <returns>The validated config and catalog, or the exit code to return.</returns>
     /// <param name="configPath">The config file.</param>
     /// <param name="overrides">--set overrides.</param>
-    /// <param name="resuming">For <c>run --resume</c>: the teacher's <c>loadFrom</c> is not checked (the teacher is restored from the run folder).</param>
+    /// <param name="resuming">For <c>run --resume</c>: no <c>loadFrom</c> is checked (the teacher and loaded students are restored from the run folder).</param>
     /// <param name="samplingOnly">For <c>sample</c> and <c>probe</c>: a distiller, matcher or discriminator no loaded plugin registers is
     /// a warning (they are not built), and no <c>loadFrom</c> is checked (they load the weights they are given).</param>
     public (LoadedConfig? Config, ComponentCatalog? Catalog, int ExitCode) Load(string configPath, IReadOnlyList<string> overrides, bool resuming = false,

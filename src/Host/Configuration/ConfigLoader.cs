@@ -89,7 +89,7 @@ public static class ConfigLoader
     /// <param name="root">The config.</param>
     /// <param name="source">Its file, for messages.</param>
     /// <param name="catalog">The discovered components.</param>
-    /// <param name="resuming">For <c>run --resume</c>: the teacher's <c>loadFrom</c> is not checked (the teacher is restored from the run folder).</param>
+    /// <param name="resuming">For <c>run --resume</c>: no <c>loadFrom</c> is checked (the teacher and loaded students are restored from the run folder).</param>
     /// <param name="notBuilt">Contracts the command does not build (<see cref="ConfigValidator.NotBuilt"/>): an unknown name of one is
     /// a warning in <see cref="LoadedConfig.Warnings"/>.</param>
     /// <param name="readsLoadFrom">False for commands that load weights of their own (<c>sample</c>, <c>probe</c>): no
@@ -162,8 +162,9 @@ public static class ConfigLoader
                     loadFrom = teacherStage.LoadFrom = FullPath(teacherFile);
                 else if (bound is TrajectoryStageConfig { LoadFrom: { } studentFile } trajectoryStage && !string.IsNullOrWhiteSpace(studentFile))
                     loadFrom = trajectoryStage.LoadFrom = FullPath(studentFile);
-                // A resumed run restores its teacher from the run folder: the teacher's loadFrom is not read again.
-                if (bound.Enabled && readsLoadFrom && loadFrom is not null && !(resuming && bound is TeacherStageConfig))
+                // A resumed run restores its teacher and finished stages from the run folder: their loadFrom is not read again
+                // (TrajectoryStage names a missing file when a folder of an earlier version has no copy).
+                if (bound.Enabled && readsLoadFrom && loadFrom is not null && !resuming)
                 {
                     // The header alone (not the tensors): a file that is no weights file is refused before a run folder is
                     // created or overwritten. Names and shapes need the module and are checked when it is loaded.

@@ -32,24 +32,31 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
         using var owned = distiller as IDisposable;
         var student = CreateStudent(state, teacher);
         student.to(run.Environment.Device);
-        if (!string.IsNullOrWhiteSpace(config.LoadFrom))
+        string file = Path.Combine(run.OutputDirectory, $"student-{key}.safetensors");
+        bool loaded = !string.IsNullOrWhiteSpace(config.LoadFrom);
+        // A resumed run rebuilds a finished stage from the run folder, also a loaded one (its loadFrom file may have changed or
+        // gone since); a folder written before loaded students were copied there has none, and reads loadFrom again.
+        if (completed is not null && (!loaded || File.Exists(file)))
         {
-            WeightsFile.Load(student, config.LoadFrom);
-            student.Freeze();
-            run.Logger.Information("Stage {Stage}: student weights loaded from {Path}; not trained", key, Path.GetFullPath(config.LoadFrom));
-            // The run folder holds every stage's weights, as it holds a loaded teacher's: `sample` and later runs read them there.
-            WeightsFile.Save(student, Path.Combine(run.OutputDirectory, $"student-{key}.safetensors"));
-            state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, $"{run.Config.Component(path).Descriptor.Name} (loaded)", 0));
-            return;
-        }
-        if (completed is not null)
-        {
-            string file = Path.Combine(run.OutputDirectory, $"student-{key}.safetensors");
             WeightsFile.Load(student, file);
             student.Freeze();
             run.Logger.Information("Stage {Stage}: student restored from {Path} (the stage had finished)", key, file);
-            state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, run.Config.Component(path).Descriptor.Name, completed.Seconds));
-            state.Throughput.Add(new StageThroughput(key, config.Training.Steps, config.Training.BatchSize, completed.Seconds));
+            string name = run.Config.Component(path).Descriptor.Name;
+            state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, loaded ? $"{name} (loaded)" : name, loaded ? 0 : completed.Seconds));
+            if (!loaded) state.Throughput.Add(new StageThroughput(key, config.Training.Steps, config.Training.BatchSize, completed.Seconds));
+            return;
+        }
+        if (loaded)
+        {
+            if (!File.Exists(config.LoadFrom))
+                throw new FileNotFoundException($"stages:{key}:loadFrom: weights file not found: {config.LoadFrom}" +
+                                                (completed is null ? "." : $", and the run folder has no copy ({file}) to resume from."), config.LoadFrom);
+            WeightsFile.Load(student, config.LoadFrom);
+            student.Freeze();
+            run.Logger.Information("Stage {Stage}: student weights loaded from {Path}; not trained", key, Path.GetFullPath(config.LoadFrom));
+            // The run folder holds every stage's weights, as it holds a loaded teacher's: `sample`, later runs and a resume read them there.
+            WeightsFile.Save(student, file);
+            state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, $"{run.Config.Component(path).Descriptor.Name} (loaded)", 0));
             return;
         }
         student.train();

@@ -393,8 +393,22 @@ public class BadInputTests
         Assert.Equal(folder.File("shared-teacher.safetensors"), (string?)resolved["stages"]!["teacher"]!["loadFrom"]);
         Assert.Equal(folder.File("shared-structure.safetensors"), (string?)resolved["stages"]!["structure"]!["loadFrom"]);
 
-        // sample reads the weights it is given, not the loaded files (gone here).
+        // A resume rebuilds the loaded stages from the folder's copies, whatever became of the loaded files: one replaced by
+        // other weights, one gone.
+        string stopped = folder.File("stopped");
+        string[] stoppedOverrides = ResumeTests.Shrunk(stopped, $"stages:teacher:loadFrom={Relative(folder.File("shared-teacher.safetensors"))}",
+            $"stages:structure:loadFrom={Relative(folder.File("shared-structure.safetensors"))}", "stages:evaluate:enabled=false");
+        (code, text) = ResumeTests.Run(stoppedOverrides, "detail", 5);
+        Assert.True(code == ExitCodes.Cancelled, text);
+        byte[] loadedStudent = File.ReadAllBytes(folder.File("shared-structure.safetensors"));
+        File.Copy(Path.Combine(first, "teacher.safetensors"), folder.File("shared-structure.safetensors"), overwrite: true); // not a student
         File.Delete(folder.File("shared-teacher.safetensors"));
+        (code, text) = ResumeTests.Run(stoppedOverrides, resume: stopped);
+        Assert.True(code == ExitCodes.Ok, text);
+        Assert.Contains("Stage structure: student restored from", File.ReadAllText(Path.Combine(stopped, "log.txt")));
+        Assert.Equal(loadedStudent, File.ReadAllBytes(Path.Combine(stopped, "student-structure.safetensors")));
+
+        // sample reads the weights it is given, not the loaded files (gone here).
         File.Delete(folder.File("shared-structure.safetensors"));
         var writer = new StringWriter();
         code = new HostApplication(SampleRunTests.TestConsole(writer)).Sample(Path.Combine(second, "config.resolved.json"), [],
