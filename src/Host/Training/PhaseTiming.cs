@@ -24,6 +24,9 @@ internal sealed class PhaseTiming(Device device)
     /// <summary>The environment variable that turns the timing on.</summary>
     public const string Variable = "HIERDISTILL_PHASE_TIMING";
 
+    // Per thread: a step runs on the thread of its training loop, and other runs in the process (compare, tests) must not
+    // mark this one's phases.
+    [ThreadStatic]
     private static PhaseTiming? _current;
     private readonly Stopwatch _clock = new();
     private readonly List<string> _order = [];

@@ -19,7 +19,10 @@ public class PhaseTimingTests
             timing.Begin();
             Thread.Sleep(40);
             PhaseTiming.Mark("forward");
-            Thread.Sleep(20);
+            Thread.Sleep(10);
+            // Another thread's training loop (compare, parallel tests) marks only its own steps.
+            Task.Run(() => PhaseTiming.Mark("discriminator")).Wait();
+            Thread.Sleep(10);
             PhaseTiming.Mark("backward");
             PhaseTiming.Mark("optimizer");
             timing.End();
