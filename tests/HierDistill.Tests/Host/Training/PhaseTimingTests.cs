@@ -21,7 +21,9 @@ public class PhaseTimingTests
             PhaseTiming.Mark("forward");
             Thread.Sleep(10);
             // Another thread's training loop (compare, parallel tests) marks only its own steps.
-            Task.Run(() => PhaseTiming.Mark("discriminator")).Wait();
+            var other = new Thread(() => PhaseTiming.Mark("discriminator"));
+            other.Start();
+            other.Join();
             Thread.Sleep(10);
             PhaseTiming.Mark("backward");
             PhaseTiming.Mark("optimizer");
