@@ -54,7 +54,7 @@ limit() { local l=$((BUDGET_S - SECONDS - $2)); ((l > $1)) && l=$1; ((l < 5)) &&
 # unpack FILE FOLDER: tar -J, or Python's tarfile where the machine has no xz
 unpack() { tar -C "$2" -xJf "$1" 2>/dev/null || $PYTHON -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$1" "$2"; }
 table() { $PYTHON bench/gpu/summary.py table "$W/run/metrics.jsonl" "$OUT/reference.json" "$W/run/metrics.json" "$WARMUP" \
-  "$W/calibrate/metrics.jsonl" > "$OUT/table.md.tmp" && mv "$OUT/table.md.tmp" "$OUT/table.md"; }
+  "$W/calibrate/metrics.jsonl" "$((CAL_STEPS - PHASE_STEPS - 1))" > "$OUT/table.md.tmp" && mv "$OUT/table.md.tmp" "$OUT/table.md"; }
 PRESET=samples/fmnist/hd-gpu.json
 
 log "unpacking"

@@ -6,7 +6,7 @@
       ms/step (logged steps 20 .. LAST_STEP; the steps after it were timed phase by phase, slower), at least 50 and at most the preset's own counts; a stage the calibration did not reach gets
       its preset count / 8. Stage 2 gets the largest share: on the CPU preset three times the DMD + AWD iterations took the
       one-step FD from 1.52x to 1.40x the teacher's best (docs/benchmarks.md). Prints "TEACHER STRUCTURE DETAIL".
-  summary.py table RUN_METRICS_JSONL REFERENCE_JSON RUN_METRICS_JSON WARMUP CALIBRATE_METRICS_JSONL
+  summary.py table RUN_METRICS_JSONL REFERENCE_JSON RUN_METRICS_JSON WARMUP CALIBRATE_METRICS_JSONL [LAST_STEP]
       The closing table: TorchSharp/PyTorch step-time ratios, the HD one-step student against the teacher's best
       FD-FMNIST, sampling time per image, peak device memory per stage; then, where the calibration run timed its steps
       phase by phase (HIERDISTILL_PHASE_TIMING, in its log.txt) and the reference did (--phase-steps), where a step's time
@@ -83,13 +83,16 @@ def phases_of(log_txt):
 
 def phase_table(ours, ref):
     """Where a step's time goes: TorchSharp (the calibration run's timed steps) beside PyTorch (the reference's)."""
+    def theirs(key):
+        value = ref.get(key) if key else None
+        return {k: v for k, v in value.items() if isinstance(v, (int, float))} if isinstance(value, dict) else {}
     columns = [("teacher", "teacher", "teacher_phases_ms"), ("MeanFlow", "structure", "meanflow_phases_ms"), ("DMD + AWD", "detail", None)]
-    columns = [c for c in columns if c[1] in ours or (c[2] and ref.get(c[2]))]
+    columns = [c for c in columns if c[1] in ours or theirs(c[2])]
     if not columns:
         return
     names = []
     for _, stage, key in columns:
-        for k in list(ours.get(stage, (0, {}))[1]) + list(ref.get(key, {}) if key else []):
+        for k in list(ours.get(stage, (0, {}))[1]) + list(theirs(key)):
             if k not in names:
                 names.append(k)
     steps = sorted({ours[s][0] for _, s, _ in columns if s in ours})
@@ -108,19 +111,21 @@ def phase_table(ours, ref):
         row = []
         for _, stage, key in columns:
             a = ours.get(stage, (0, {}))[1]
-            b = ref.get(key, {}) if key else None
+            b = theirs(key)
             row.append(cell(sum(a.values()) if name == "sum" and a else a.get(name)))
             if key:
                 row.append(cell(sum(b.values()) if name == "sum" and b else b.get(name)))
         print(f"| {name} | " + " | ".join(row) + " |")
 
 
-def table(run_jsonl, reference, run_json, warmup, calibration):
+def table(run_jsonl, reference, run_json, warmup, calibration, last_step=None):
     run, ref, report, cal = rows(run_jsonl), load(reference), load(run_json), rows(calibration)
+    last = int(last_step) if last_step is not None else None
 
     def ts_ms(stage):
-        # the preset run after its warm-up; the calibration run when the preset run has too few logged steps
-        return ms_per_step(run, stage, int(warmup)) or ms_per_step(cal, stage, 20)
+        # the preset run after its warm-up; the calibration run (up to LAST_STEP: its phase-timed steps are slower) when the
+        # preset run has too few logged steps
+        return ms_per_step(run, stage, int(warmup)) or ms_per_step(cal, stage, 20, last)
 
     print(f"precision {na(ref.get('precision'))}, forward check (float32) relative error {na(ref.get('forward_relative_error'))} "
           f"({na(ref.get('forward_check'))}, limit 1e-3)\n")
@@ -169,7 +174,7 @@ def table(run_jsonl, reference, run_json, warmup, calibration):
 
 
 if __name__ == "__main__":
-    commands = {"plan": (plan, (3, 4)), "table": (table, (5,))}
+    commands = {"plan": (plan, (3, 4)), "table": (table, (5, 6))}
     if len(sys.argv) < 2 or sys.argv[1] not in commands or len(sys.argv) - 2 not in commands[sys.argv[1]][1]:
         sys.exit(__doc__)
     commands[sys.argv[1]][0](*sys.argv[2:])

@@ -89,7 +89,8 @@ public static class ConfigLoader
     /// <param name="root">The config.</param>
     /// <param name="source">Its file, for messages.</param>
     /// <param name="catalog">The discovered components.</param>
-    /// <param name="resuming">For <c>run --resume</c>: no <c>loadFrom</c> is checked (the teacher and loaded students are restored from the run folder).</param>
+    /// <param name="resuming">For <c>run --resume</c>: the teacher's <c>loadFrom</c> is not checked (the teacher is restored from the run
+    /// folder), nor a trajectory stage's whose copy the run folder holds (<see cref="HasLoadedCopy"/>).</param>
     /// <param name="notBuilt">Contracts the command does not build (<see cref="ConfigValidator.NotBuilt"/>): an unknown name of one is
     /// a warning in <see cref="LoadedConfig.Warnings"/>.</param>
     /// <param name="readsLoadFrom">False for commands that load weights of their own (<c>sample</c>, <c>probe</c>): no
@@ -162,9 +163,10 @@ public static class ConfigLoader
                     loadFrom = teacherStage.LoadFrom = FullPath(teacherFile);
                 else if (bound is TrajectoryStageConfig { LoadFrom: { } studentFile } trajectoryStage && !string.IsNullOrWhiteSpace(studentFile))
                     loadFrom = trajectoryStage.LoadFrom = FullPath(studentFile);
-                // A resumed run restores its teacher and finished stages from the run folder: their loadFrom is not read again
-                // (TrajectoryStage names a missing file when a folder of an earlier version has no copy).
-                if (bound.Enabled && readsLoadFrom && loadFrom is not null && !resuming)
+                // A resumed run restores its teacher, and a loaded stage it finished, from the run folder: their loadFrom is not
+                // read again. A stage still to run reads it: it is checked now, not when the run gets there.
+                bool restored = resuming && (bound is TeacherStageConfig || HasLoadedCopy(run?.ResolvedOutputDir, stage.Key));
+                if (bound.Enabled && readsLoadFrom && loadFrom is not null && !restored)
                 {
                     // The header alone (not the tensors): a file that is no weights file is refused before a run folder is
                     // created or overwritten. Names and shapes need the module and are checked when it is loaded.
@@ -266,6 +268,11 @@ public static class ConfigLoader
             if (stage is TrajectoryStageConfig or DistributionStageConfig) producers.Add(key);
         }
     }
+
+    /// <summary>Whether the run folder <paramref name="outputDir"/> holds the copy a loaded trajectory stage <paramref name="key"/>
+    /// wrote (<c>student-KEY.safetensors</c>), which a resume restores it from.</summary>
+    internal static bool HasLoadedCopy(string? outputDir, string key) =>
+        outputDir is not null && File.Exists(Path.Combine(outputDir, $"student-{key}.safetensors"));
 
     /// <summary><paramref name="path"/> as a full path (relative to the working directory); unchanged when it is no valid path
     /// (the weights check then names it).</summary>

@@ -141,7 +141,7 @@ public static class Preflight
                             TeacherContract.TryStudent(studentPath, studentName, student, teacher, data.Spec,
                                 fresh ? "the student network" : "CreateStudent");
                             // A resumed run restores a finished loaded stage from its folder's copy (TrajectoryStage).
-                            if (!resuming) CheckLoadFrom(student, s.LoadFrom, key);
+                            if (!resuming || !ConfigLoader.HasLoadedCopy(loaded.Config.Run.ResolvedOutputDir, key)) CheckLoadFrom(student, s.LoadFrom, key);
                             if (string.IsNullOrWhiteSpace(s.LoadFrom))
                                 TrajectoryStage.TryDistiller($"stages:{key}:distiller", components.Describe($"stages:{key}:distiller"), distiller, student,
                                     teacher, data, s.Training.Steps, components.Describe("data"));

@@ -78,21 +78,30 @@ public sealed partial class RunFolder : IDisposable
             .Select(System.IO.Path.GetFileName).Order(StringComparer.Ordinal).ToList()!;
     }
 
-    /// <summary>The stage keys of the run in <paramref name="folder"/>, from its config.resolved.json (none when it has none or it
-    /// cannot be read).</summary>
-    public static IReadOnlySet<string> StageKeys(string folder)
+    /// <summary>
+    /// The stage keys of the run in <paramref name="folder"/>, from its config.resolved.json and that of its
+    /// <see cref="ReplacedFolder"/> (a set-aside cut short moves the config before the weights); null when neither can be
+    /// read, and then any stage name counts (<see cref="IsRunOutput"/>).
+    /// </summary>
+    public static IReadOnlySet<string>? StageKeys(string folder)
     {
-        try
+        HashSet<string>? keys = null;
+        foreach (string config in new[] { System.IO.Path.Combine(folder, ResolvedConfigFile), System.IO.Path.Combine(folder, ReplacedFolder, ResolvedConfigFile) })
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(System.IO.Path.Combine(folder, ResolvedConfigFile)));
-            return doc.RootElement.TryGetProperty("stages", out var stages) && stages.ValueKind == JsonValueKind.Object
-                ? stages.EnumerateObject().Select(p => p.Name).ToHashSet(StringComparer.Ordinal)
-                : new HashSet<string>();
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllText(config), new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+                if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("stages", out var stages) || stages.ValueKind != JsonValueKind.Object)
+                    continue;
+                keys ??= new HashSet<string>(StringComparer.Ordinal);
+                keys.UnionWith(stages.EnumerateObject().Select(p => p.Name));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+            {
+                // not there or not readable: the other, or any stage name
+            }
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
-        {
-            return new HashSet<string>();
-        }
+        return keys;
     }
 
     /// <summary>
@@ -117,10 +126,11 @@ public sealed partial class RunFolder : IDisposable
     /// (<c>teacher.safetensors</c>, <c>student-STAGE.safetensors</c>, <c>checkpoint.safetensors</c>), figures
     /// (<c>samples.png</c>, <c>samples-data.png</c>, <c>samples-teacher-nfeN.png</c>, <c>samples-STAGE-nfeN.png</c>,
     /// <c>losses.png</c>) and the partial file <c>.NAME.PID.tmp</c> of one of them, STAGE a key of <paramref name="stages"/>
-    /// (the run's stages, <see cref="StageKeys"/>). Other pictures and weights (a <c>sample --out</c> into the folder, a
-    /// backup such as <c>student-structure-old.safetensors</c>) are the user's.
+    /// (the run's stages, <see cref="StageKeys"/>; null: any name, for a folder whose config cannot be read). Other pictures
+    /// and weights (a <c>sample --out</c> into the folder, a backup such as <c>student-structure-old.safetensors</c>) are the
+    /// user's.
     /// </summary>
-    public static bool IsRunOutput(string name, bool directory, IReadOnlySet<string> stages)
+    public static bool IsRunOutput(string name, bool directory, IReadOnlySet<string>? stages)
     {
         if (directory)
             return name is "tensorboard" or "checkpoints" or ReplacedFolder or ReplacedDeletingFolder or MetricsWriter.TensorBoardRewriteFolder
@@ -130,8 +140,8 @@ public sealed partial class RunFolder : IDisposable
             return true;
         var stageOutput = StageOutputPattern().Match(name);
         if (stageOutput.Success)
-            return stageOutput.Groups[1].Success ? stages.Contains(stageOutput.Groups[1].Value)
-                : stageOutput.Groups[2].Value == "teacher" || stages.Contains(stageOutput.Groups[2].Value);
+            return stageOutput.Groups[1].Success ? stages?.Contains(stageOutput.Groups[1].Value) != false
+                : stageOutput.Groups[2].Value == "teacher" || stages?.Contains(stageOutput.Groups[2].Value) != false;
         var partial = PartialFilePattern().Match(name);
         return partial.Success && !partial.Groups[1].Value.EndsWith(".tmp", StringComparison.Ordinal) && IsRunOutput(partial.Groups[1].Value, false, stages);
     }

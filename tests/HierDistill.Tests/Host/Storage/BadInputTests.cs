@@ -417,6 +417,28 @@ public class BadInputTests
         Assert.True(File.Exists(folder.File("grid.png")));
     }
 
+    /// <summary>A resume checks the loadFrom of a stage still to run at once (not when the run gets there), and skips only those
+    /// the run folder restores.</summary>
+    [Fact]
+    public void A_resume_checks_the_loadFrom_of_a_stage_still_to_run()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string first = folder.File("first");
+        var (code, text) = ResumeTests.Run(ResumeTests.Shrunk(first, "stages:detail:enabled=false", "stages:evaluate:enabled=false"));
+        Assert.True(code == ExitCodes.Ok, text);
+        string student = folder.File("student.safetensors");
+        File.Copy(Path.Combine(first, "student-structure.safetensors"), student);
+        string run = folder.File("run");
+        string[] overrides = ResumeTests.Shrunk(run, $"stages:structure:loadFrom={student}", "stages:evaluate:enabled=false");
+        (code, text) = ResumeTests.Run(overrides, "teacher", 5); // stopped in the teacher stage: stage 1 is still to run
+        Assert.True(code == ExitCodes.Cancelled, text);
+        File.WriteAllText(student, "not weights");
+        (code, text) = ResumeTests.Run(overrides, resume: run);
+        Assert.True(code == ExitCodes.InvalidConfig, text);
+        Assert.Contains("stages:structure:loadFrom", text);
+        Assert.DoesNotContain("Stage teacher: resumed", File.ReadAllText(Path.Combine(run, "log.txt")));
+    }
+
     [Fact]
     public void An_untrained_network_teacher_and_too_many_evaluation_samples_are_config_errors()
     {

@@ -244,6 +244,32 @@ public class RunFolderTests
             Entries(Path.Combine(run, RunFolder.ReplacedFolder)));
     }
 
+    /// <summary>The stage keys come from the set-aside's config when a set-aside cut short moved it already (entries move in
+    /// name order, run.json last), and from a config with comments; with no config readable, any stage name counts.</summary>
+    [Fact]
+    public void The_runs_stage_outputs_are_known_after_an_interrupted_set_aside_and_from_a_config_with_comments()
+    {
+        using var folder = TestPaths.NewTempFolder();
+        string run = FinishedRun(folder);
+        File.WriteAllText(Path.Combine(run, "config.resolved.json"), "{ \"run\": { \"seed\": 0 }, // a comment\n \"stages\": { \"structure\": {}, \"detail\": {}, }, }");
+        File.WriteAllText(Path.Combine(run, "student-structure.safetensors"), "s");
+        File.WriteAllText(Path.Combine(run, "student-detail.safetensors"), "d");
+        Assert.Equal(["detail", "structure"], RunFolder.StageKeys(run)!.Order(StringComparer.Ordinal));
+        // A set-aside cut short after config.resolved.json and report.md (before the students and run.json).
+        string replaced = Directory.CreateDirectory(Path.Combine(run, RunFolder.ReplacedFolder)).FullName;
+        File.Move(Path.Combine(run, "config.resolved.json"), Path.Combine(replaced, "config.resolved.json"));
+        File.Move(Path.Combine(run, "report.md"), Path.Combine(replaced, "report.md"));
+        Assert.Equal(["detail", "structure"], RunFolder.StageKeys(run)!.Order(StringComparer.Ordinal));
+        RunFolder.Prepare(run, overwrite: true).Dispose();
+        Assert.Equal(["config.resolved.json", "report.md", "run.json", "student-detail.safetensors", "student-structure.safetensors", "teacher.safetensors", "tensorboard"],
+            Entries(replaced));
+        // No readable config: any stage name is a run's.
+        File.WriteAllText(Path.Combine(replaced, "config.resolved.json"), "{ not json");
+        Assert.Null(RunFolder.StageKeys(replaced));
+        Assert.True(RunFolder.IsRunOutput("student-anything.safetensors", false, null));
+        Assert.False(RunFolder.IsRunOutput("student-anything.safetensors", false, new HashSet<string> { "structure" }));
+    }
+
     [Fact]
     public void Overwrite_refuses_to_delete_an_input_of_the_run()
     {
