@@ -375,9 +375,9 @@ public class BadInputTests
     public void A_run_from_loaded_weights_holds_every_stages_weights_and_its_resolved_config_works_from_anywhere()
     {
         using var folder = TestPaths.NewTempFolder();
-        string first = folder.File("first");
-        var (code, text) = ResumeTests.Run(ResumeTests.Shrunk(first, "stages:detail:enabled=false", "stages:evaluate:enabled=false"));
-        Assert.True(code == ExitCodes.Ok, text);
+        string first = TeacherAndStageOne(folder);
+        int code;
+        string text;
         File.Copy(Path.Combine(first, "teacher.safetensors"), folder.File("shared-teacher.safetensors"));
         File.Copy(Path.Combine(first, "student-structure.safetensors"), folder.File("shared-structure.safetensors"));
         // Relative to the working directory, as a user types them.
@@ -417,15 +417,24 @@ public class BadInputTests
         Assert.True(File.Exists(folder.File("grid.png")));
     }
 
+    /// <summary>A shrunk toy run of the teacher and stage 1 only, in <c>first</c> of <paramref name="folder"/>: weights to load.</summary>
+    private static string TeacherAndStageOne(TempFolder folder)
+    {
+        string first = folder.File("first");
+        var (code, text) = ResumeTests.Run(ResumeTests.Shrunk(first, "stages:detail:enabled=false", "stages:evaluate:enabled=false"));
+        Assert.True(code == ExitCodes.Ok, text);
+        return first;
+    }
+
     /// <summary>A resume checks the loadFrom of a stage still to run at once (not when the run gets there), and skips only those
     /// the run folder restores.</summary>
     [Fact]
     public void A_resume_checks_the_loadFrom_of_a_stage_still_to_run()
     {
         using var folder = TestPaths.NewTempFolder();
-        string first = folder.File("first");
-        var (code, text) = ResumeTests.Run(ResumeTests.Shrunk(first, "stages:detail:enabled=false", "stages:evaluate:enabled=false"));
-        Assert.True(code == ExitCodes.Ok, text);
+        string first = TeacherAndStageOne(folder);
+        int code;
+        string text;
         string student = folder.File("student.safetensors");
         File.Copy(Path.Combine(first, "student-structure.safetensors"), student);
         string run = folder.File("run");
