@@ -32,10 +32,18 @@ public static class ConfigDifferences
         var a = Flatten(before);
         var b = Flatten(after);
         return a.Keys.Union(b.Keys).Order(StringComparer.Ordinal)
-            .Where(k => !Equals(a.GetValueOrDefault(k), b.GetValueOrDefault(k)))
+            .Where(k => !SameValue(a.GetValueOrDefault(k), b.GetValueOrDefault(k)))
             .Select(k => (k, $"{k}: '{a.GetValueOrDefault(k) ?? "(unset)"}' → '{b.GetValueOrDefault(k) ?? "(unset)"}'"))
             .ToList();
     }
+
+    /// <summary>Equal JSON texts, or two JSON numbers of one value written differently (1e-08 and 1E-08, 0.5 and 5e-1: a
+    /// config.resolved.json edited by hand).</summary>
+    private static bool SameValue(string? a, string? b) =>
+        a == b || (a is { Length: > 0 } && b is { Length: > 0 } && a[0] != '"' && b[0] != '"'
+                   && double.TryParse(a, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double x)
+                   && double.TryParse(b, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double y)
+                   && x.Equals(y));
 
     /// <summary>SHA-256 (hex) of the resolved config without its provenance: equal digests mean the same run settings.</summary>
     public static string Digest(string resolved) => Digest(resolved, fullLoadFrom: true);

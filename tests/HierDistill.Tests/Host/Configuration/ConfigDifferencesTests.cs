@@ -53,5 +53,9 @@ public class ConfigDifferencesTests
         var differences = ConfigDifferences.Between(Resolved("/t.safetensors", 1e-4, "runs/a"), Resolved("/t.safetensors", 3e-4, "runs/b"));
         Assert.Equal(["stages:structure:training:learningRate"], differences.Select(d => d.Key));
         Assert.True(ConfigDifferences.MayChangeOnResume(differences[0].Key));
+        // One number written two ways (a config.resolved.json edited by hand) is the same value; a string is compared as text.
+        Assert.Empty(ConfigDifferences.Between(Resolved("/t.safetensors").Replace("1E-04", "1e-04").Replace("0.0001", "1e-4"),
+            Resolved("/t.safetensors")));
+        Assert.Single(ConfigDifferences.Between(Resolved("/t.safetensors").Replace("\"kind\": \"teacher\"", "\"kind\": \"Teacher\""), Resolved("/t.safetensors")));
     }
 }
