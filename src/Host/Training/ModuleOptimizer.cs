@@ -174,14 +174,24 @@ public sealed class ModuleOptimizer : IDisposable
     /// <exception cref="NonFiniteLossException">After too many consecutive non-finite steps.</exception>
     public StepOutcome Step(LossBreakdown loss, long step, string context)
     {
-        PhaseTiming.Mark("forward");
-        ZeroGrad();
-        loss.Total.backward();
-        PhaseTiming.Mark("backward");
+        Backward(loss, this);
         return Apply(loss, step, context);
     }
 
-    /// <summary>Clears this module's gradients (one kernel; before a backward shared by several optimisers).</summary>
+    /// <summary>
+    /// Clears the gradients of <paramref name="optimizers"/> and backpropagates <paramref name="loss"/>'s total into them (one
+    /// backward shared by several optimisers, each then stepped with <see cref="Apply"/>); the phase timing's forward ends
+    /// here and its backward with it.
+    /// </summary>
+    public static void Backward(LossBreakdown loss, params IEnumerable<ModuleOptimizer> optimizers)
+    {
+        PhaseTiming.Mark("forward");
+        foreach (var o in optimizers) o.ZeroGrad();
+        loss.Total.backward();
+        PhaseTiming.Mark("backward");
+    }
+
+    /// <summary>Clears this module's gradients (one kernel; <see cref="Backward"/> calls it before a backward).</summary>
     public void ZeroGrad()
     {
         using var _ = no_grad();

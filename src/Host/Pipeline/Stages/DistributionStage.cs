@@ -153,10 +153,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
                 {
                     var aux = matcher.AuxiliaryLoss(fake, labels, progress);
                     LossGradients.Require(aux, matcherPath, matcherName, "AuxiliaryLoss", "its auxiliary modules (e.g. the fake score)");
-                    PhaseTiming.Mark("forward");
-                    foreach (var o in auxiliary) o.ZeroGrad();
-                    aux.Total.backward();
-                    PhaseTiming.Mark("backward");
+                    ModuleOptimizer.Backward(aux, auxiliary);
                     log.Add("auxiliary", aux);
                     foreach (var o in auxiliary) log.Add(o.Name, o.Apply(aux, progress.Step, $"stages:{key} step {progress.Step} ({o.Name})"));
                 }
