@@ -272,7 +272,7 @@ public static class ConfigLoader
     /// <summary>Whether the run folder <paramref name="outputDir"/> holds the copy a loaded trajectory stage <paramref name="key"/>
     /// wrote (<c>student-KEY.safetensors</c>), which a resume restores it from.</summary>
     internal static bool HasLoadedCopy(string? outputDir, string key) =>
-        outputDir is not null && File.Exists(Path.Combine(outputDir, $"student-{key}.safetensors"));
+        outputDir is not null && File.Exists(Path.Combine(outputDir, Storage.RunFolder.StudentFileName(key)));
 
     /// <summary><paramref name="path"/> as a full path (relative to the working directory); unchanged when it is no valid path
     /// (the weights check then names it).</summary>

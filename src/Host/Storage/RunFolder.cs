@@ -121,6 +121,10 @@ public sealed partial class RunFolder : IDisposable
     public static bool HasContent(string folder) =>
         Directory.Exists(folder) && Directory.EnumerateFileSystemEntries(folder).Any(e => System.IO.Path.GetFileName(e) != LockFile);
 
+    /// <summary>The weights file of the student a stage produces, <c>student-STAGE.safetensors</c> (beside the teacher's
+    /// <c>teacher.safetensors</c>).</summary>
+    public static string StudentFileName(string stage) => $"student-{stage}.safetensors";
+
     /// <summary>
     /// Whether a file or folder name is something a run writes (only such entries are ever deleted): its records, weights
     /// (<c>teacher.safetensors</c>, <c>student-STAGE.safetensors</c>, <c>checkpoint.safetensors</c>), figures

@@ -31,7 +31,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         var teacher = state.RequireTeacher();
         var (generator, source, sourceResult) = CreateGenerator(state, teacher);
         generator.to(run.Environment.Device);
-        string file = Path.Combine(run.OutputDirectory, $"student-{key}.safetensors");
+        string file = Path.Combine(run.OutputDirectory, RunFolder.StudentFileName(key));
         WeightsFile.Load(generator, file);
         generator.Freeze();
         run.Logger.Information("Stage {Stage}: generator restored from {Path} (the stage had finished)", key, file);
@@ -180,7 +180,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
 
             generatorOptimizer.Ema?.CopyTo(generator);
             generator.Freeze();
-            WeightsFile.Save(generator, Path.Combine(run.OutputDirectory, $"student-{key}.safetensors"));
+            WeightsFile.Save(generator, Path.Combine(run.OutputDirectory, RunFolder.StudentFileName(key)));
             state.Students.Add(new StudentResult(key, StageKinds.Distribution, generator, description, seconds)
             {
                 DistillationSeconds = (sourceResult?.DistillationSeconds ?? 0) + seconds,

@@ -58,10 +58,10 @@ public sealed class TeacherStage(string key, TeacherStageConfig config, RunConte
             {
                 WeightsFile.Load(network, config.LoadFrom);
                 if (config.Training is null)
-                    run.Logger.Information("Teacher weights loaded from {Path}", Path.GetFullPath(config.LoadFrom));
+                    run.Logger.Information("Teacher weights loaded from {Path}", config.LoadFrom);
                 else
                     run.Logger.Information("Teacher weights loaded from {Path}; stages:{Key}:training is not used (loadFrom replaces training)",
-                        Path.GetFullPath(config.LoadFrom), key);
+                        config.LoadFrom, key);
             }
             else if (config.Training is { } training)
             {

@@ -32,7 +32,7 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
         using var owned = distiller as IDisposable;
         var student = CreateStudent(state, teacher);
         student.to(run.Environment.Device);
-        string file = Path.Combine(run.OutputDirectory, $"student-{key}.safetensors");
+        string file = Path.Combine(run.OutputDirectory, RunFolder.StudentFileName(key));
         bool loaded = !string.IsNullOrWhiteSpace(config.LoadFrom);
         // A resumed run rebuilds a finished stage from the run folder, also a loaded one (its loadFrom file may have changed or
         // gone since); a folder written before loaded students were copied there has none, and reads loadFrom again.
@@ -53,7 +53,7 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
                                                 (completed is null ? "." : $", and the run folder has no copy ({file}) to resume from."), config.LoadFrom);
             WeightsFile.Load(student, config.LoadFrom);
             student.Freeze();
-            run.Logger.Information("Stage {Stage}: student weights loaded from {Path}; not trained", key, Path.GetFullPath(config.LoadFrom));
+            run.Logger.Information("Stage {Stage}: student weights loaded from {Path}; not trained", key, config.LoadFrom);
             // The run folder holds every stage's weights, as it holds a loaded teacher's: `sample`, later runs and a resume read them there.
             WeightsFile.Save(student, file);
             state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, $"{run.Config.Component(path).Descriptor.Name} (loaded)", 0));
@@ -87,7 +87,7 @@ public sealed class TrajectoryStage(string key, TrajectoryStageConfig config, Ru
 
         optimizer.Ema?.CopyTo(student);
         student.Freeze();
-        WeightsFile.Save(student, Path.Combine(run.OutputDirectory, $"student-{key}.safetensors"));
+        WeightsFile.Save(student, Path.Combine(run.OutputDirectory, RunFolder.StudentFileName(key)));
         state.Students.Add(new StudentResult(key, StageKinds.Trajectory, student, run.Config.Component(path).Descriptor.Name, seconds));
     }
 
