@@ -139,10 +139,14 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
             }
         }
         if (invalid > 0) return ExitCodes.InvalidConfig;
-        // Variants that resolve to one config (values that differ only in case or spelling: heun,HEUN; 1,1.0) run the same thing twice.
-        foreach (var same in digests.GroupBy(d => d.Digest).Where(g => g.Count() > 1))
-            errors.WarningLine($"variants {string.Join(", ", same.Select(d => $"'{d.Variant}'"))} resolve to the same config (their values differ only " +
-                               "in how they are written), so the comparison runs the same thing more than once; drop all but one.");
+        // Variants that resolve to one config (values that differ only in case or spelling: heun,HEUN; 1,1.0) would train the same
+        // thing twice (hours on a GPU) and rank it against itself: refused before anything runs. Seeds measure run-to-run noise.
+        var sameConfig = digests.GroupBy(d => d.Digest).Where(g => g.Count() > 1).ToList();
+        foreach (var same in sameConfig)
+            errors.ErrorLine($"variants {string.Join(", ", same.Select(d => $"'{d.Variant}'"))} resolve to the same config (their values differ only " +
+                             "in how they are written), so the comparison would run the same thing more than once; drop all but one " +
+                             "(to measure run-to-run noise, use --seeds).");
+        if (sameConfig.Count > 0) return ExitCodes.InvalidConfig;
         foreach (var key in plan.CommandLineOverrides.Select(ComparisonPlan.KeyOf).Distinct())
         {
             bool Names(IReadOnlyList<string> by) => by.Any(c => ComparisonPlan.KeyOf(c) == key);

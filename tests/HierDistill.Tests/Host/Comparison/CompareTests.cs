@@ -310,18 +310,20 @@ public class CompareTests
     [Fact]
     public void Variants_that_resolve_to_one_config_are_named()
     {
-        // heun and HEUN are one value (fixed-list values ignore case): a warning before anything runs. (The planned run
-        // folder holding a stray file then stops the comparison, so that nothing trains here.)
+        // heun and HEUN are one value (fixed-list values ignore case), as are 1 and 1.0: refused before anything runs or is written.
         using var folder = TestPaths.NewTempFolder();
         string output = folder.File("cmp");
-        string seed = Directory.CreateDirectory(Path.Combine(output, "evaluate.teacherSolver-euler", "seed-0")).FullName;
-        File.WriteAllText(Path.Combine(seed, "notes.txt"), "mine");
         var writer = new StringWriter();
-        Assert.Equal(ExitCodes.Failed, new HostApplication(SampleRunTests.TestConsole(writer)).Compare(TestPaths.Sample("toy2d/hd.json"),
-            ["stages:evaluate:teacherSolver=heun,HEUN,euler"], Shrink, 1, output, overwrite: false, resume: false, CancellationToken.None));
-        Assert.Contains("variants 'evaluate.teacherSolver=heun', 'evaluate.teacherSolver=HEUN' resolve to the same config (their values differ only in " +
-                        "how they are written), so the comparison runs the same thing more than once; drop all but one.", writer.ToString().ReplaceLineEndings(""));
-        Assert.DoesNotContain("'evaluate.teacherSolver=euler' resolve", writer.ToString());
+        Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(SampleRunTests.TestConsole(writer)).Compare(TestPaths.Sample("toy2d/hd.json"),
+            ["stages:evaluate:teacherSolver=heun,HEUN,euler", "stages:detail:adversarialWeight=1,1.0"], Shrink, 1, output, overwrite: false,
+            resume: false, CancellationToken.None));
+        string text = System.Text.RegularExpressions.Regex.Replace(writer.ToString(), @"\e\[[0-9;]*m", "").ReplaceLineEndings(""); // lines of 400 columns
+        Assert.Contains("variants 'evaluate.teacherSolver=heun, detail.adversarialWeight=1', 'evaluate.teacherSolver=heun, detail.adversarialWeight=1.0', " +
+                        "'evaluate.teacherSolver=HEUN, detail.adversarialWeight=1', 'evaluate.teacherSolver=HEUN, detail.adversarialWeight=1.0' resolve to the " +
+                        "same config (their values differ only in how they are written), so the comparison would run the same thing more than once; drop all " +
+                        "but one (to measure run-to-run noise, use --seeds).", text);
+        Assert.Contains("variants 'evaluate.teacherSolver=euler, detail.adversarialWeight=1', 'evaluate.teacherSolver=euler, detail.adversarialWeight=1.0' resolve", text);
+        Assert.False(Directory.Exists(output));
     }
 
     [Fact]
