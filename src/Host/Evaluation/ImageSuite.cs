@@ -1,3 +1,4 @@
+using HierDistill.Host.Storage;
 using System.Globalization;
 using HierDistill.Abstractions.Data;
 using HierDistill.Abstractions.Numerics;
@@ -86,7 +87,7 @@ public sealed class ImageSuite(EvaluationStageConfig config, IDataSource data, D
         _reference = new GaussianStatistics(_reference.Mean.DetachFromDisposeScope(), _reference.Covariance.DetachFromDisposeScope());
         _floorX = inputs.Floor.X.detach().clone().DetachFromDisposeScope();
         _floorLabels = inputs.Floor.Labels.detach().clone().DetachFromDisposeScope();
-        var grid = Path.Combine(folder, "samples-data.png");
+        var grid = Path.Combine(folder, RunFolder.DataFigure);
         ImageGrid.Save(ClassRows(inputs.Reference.X, inputs.Reference.Labels), config.GridColumns, grid);
         _pictures.Add(Path.GetFileName(grid));
     }
@@ -123,8 +124,8 @@ public sealed class ImageSuite(EvaluationStageConfig config, IDataSource data, D
     /// <inheritdoc/>
     public IReadOnlyList<string> WritePictures(string folder, IReadOnlyList<MetricPoint> history)
     {
-        Plots.Losses(Path.Combine(folder, "losses.png"), history);
-        return [.. _pictures, "losses.png"];
+        Plots.Losses(Path.Combine(folder, RunFolder.LossesFigure), history);
+        return [.. _pictures, RunFolder.LossesFigure];
     }
 
     /// <summary>The first <c>GridColumns</c> images of each class, class by class (rows of the grid).</summary>

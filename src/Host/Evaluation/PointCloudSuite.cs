@@ -1,3 +1,4 @@
+using HierDistill.Host.Storage;
 using HierDistill.Abstractions.Data;
 using HierDistill.Abstractions.Numerics;
 using HierDistill.Host.Configuration;
@@ -83,7 +84,7 @@ public sealed class PointCloudSuite(EvaluationStageConfig config, GaussianMixtur
     public IReadOnlyList<string> WritePictures(string folder, IReadOnlyList<MetricPoint> history)
     {
         Plots.Write(folder, _plots, history, mixture);
-        return File.Exists(Path.Combine(folder, "samples.png")) ? ["samples.png", "losses.png"] : ["losses.png"];
+        return File.Exists(Path.Combine(folder, RunFolder.SamplesFigure)) ? [RunFolder.SamplesFigure, RunFolder.LossesFigure] : [RunFolder.LossesFigure];
     }
 
     /// <inheritdoc/>

@@ -230,7 +230,7 @@ public static class WeightsSampling
         string folder = Path.GetDirectoryName(full)!;
         string name = Path.GetFileName(full);
         if (extension == ".png" && File.Exists(full) &&
-            ((File.Exists(Path.Combine(folder, RunFolder.StatusFile)) && (name.StartsWith("samples", StringComparison.Ordinal) || name == "losses.png")) ||
+            ((File.Exists(Path.Combine(folder, RunFolder.StatusFile)) && (name.StartsWith("samples", StringComparison.Ordinal) || name == RunFolder.LossesFigure)) ||
              (File.Exists(Path.Combine(folder, "comparison.md")) && name == "comparison.png")))
             throw new SampleRequestException(
                 $"--out {path} is a figure of the {(name == "comparison.png" ? "comparison" : "run")} in {folder} (its report shows it); sample does not " +

@@ -1,3 +1,4 @@
+using HierDistill.Host.Storage;
 using System.Globalization;
 using HierDistill.Abstractions.Data;
 using HierDistill.Host.Evaluation;
@@ -14,8 +15,8 @@ public static class Plots
     public static void Write(string folder, IReadOnlyList<PlotSamples> samples, IReadOnlyList<MetricPoint> history, GaussianMixture? mixture)
     {
         if (samples.Count > 0 && samples[0].Samples.ndim == 2 && samples[0].Samples.shape[1] == 2)
-            Scatter(Path.Combine(folder, "samples.png"), samples);
-        Losses(Path.Combine(folder, "losses.png"), history);
+            Scatter(Path.Combine(folder, RunFolder.SamplesFigure), samples);
+        Losses(Path.Combine(folder, RunFolder.LossesFigure), history);
     }
 
     /// <summary>One scatter panel per sample set, coloured by class, on shared axes.</summary>

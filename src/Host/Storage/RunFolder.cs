@@ -22,6 +22,15 @@ public sealed partial class RunFolder : IDisposable
     /// <summary>The resolved config of the run.</summary>
     public const string ResolvedConfigFile = "config.resolved.json";
 
+    /// <summary>The figure of the 2-D suites' samples (one panel per sampler), beside the data.</summary>
+    public const string SamplesFigure = "samples.png";
+
+    /// <summary>The image suite's grid of data images, shown beside the samples' grids.</summary>
+    public const string DataFigure = "samples-data.png";
+
+    /// <summary>The training-loss curves of every stage.</summary>
+    public const string LossesFigure = "losses.png";
+
     /// <summary>
     /// The sub-folder that holds the outputs of the run an overwrite replaced, until a run in the folder finishes
     /// (<see cref="DropReplaced"/>).
@@ -140,7 +149,7 @@ public sealed partial class RunFolder : IDisposable
             return name is "tensorboard" or "checkpoints" or ReplacedFolder or ReplacedDeletingFolder or MetricsWriter.TensorBoardRewriteFolder
                 or MetricsWriter.TensorBoardOldFolder;
         if (name is StatusFile or ResolvedConfigFile or LockFile or "log.txt" or "metrics.json" or "metrics.jsonl" or "report.md"
-            or TeacherStage.WeightsFileName or CheckpointStore.FileName or "samples.png" or "samples-data.png" or "losses.png")
+            or TeacherStage.WeightsFileName or CheckpointStore.FileName or SamplesFigure or DataFigure or LossesFigure)
             return true;
         var stageOutput = StageOutputPattern().Match(name);
         if (stageOutput.Success)
