@@ -239,7 +239,7 @@ public class CompareTests
         string comparison = folder.File("steps.json");
         File.WriteAllText(comparison, $$"""
             { "config": "{{TestPaths.Sample("toy2d/hd.json")}}",
-              "variants": { "long": { "stages:teacher:training:steps": 50 }, "base": {} } }
+              "variants": { "long": { "stages:teacher:training:steps": 50, "stages:detail:adversarialWeight": 0.3 }, "base": {} } }
             """);
         var writer = new StringWriter();
         int code = new HostApplication(SampleRunTests.TestConsole(writer)).Compare(comparison, [], [.. Shrink, "stages:teacher:training:steps=20"], 1,
@@ -247,7 +247,7 @@ public class CompareTests
         string text = writer.ToString().Replace("\n", "");
         Assert.True(code == 0, text);
         Assert.Contains("--set stages:teacher:training:steps replaces the value that variant(s) long give it", text);
-        Assert.Contains("- `long` (`long/`): ~~`stages:teacher:training:steps=50`~~ (replaced by the command line's `--set stages:teacher:training:steps=20`)",
+        Assert.Contains("- `long` (`long/`): ~~`stages:teacher:training:steps=50`~~ (replaced by the command line's `--set stages:teacher:training:steps=20`) `stages:detail:adversarialWeight=0.3`",
             File.ReadAllText(Path.Combine(folder.File("cmp"), "comparison.md")));
         Assert.Contains("+ one shared teacher", text);
         string teacherWeights = Path.Combine(folder.File("cmp"), "teacher", "teacher.safetensors");
@@ -257,6 +257,14 @@ public class CompareTests
             var teacher = resolved.RootElement.GetProperty("stages").GetProperty("teacher");
             Assert.Equal(teacherWeights, teacher.GetProperty("loadFrom").GetString()); // the shared teacher, loaded
         }
+        // Without the stage-2 difference, the --set replaces all that set the two variants apart: one config, refused.
+        File.WriteAllText(comparison, File.ReadAllText(comparison).Replace(", \"stages:detail:adversarialWeight\": 0.3", ""));
+        var refused = new StringWriter();
+        Assert.Equal(ExitCodes.InvalidConfig, new HostApplication(SampleRunTests.TestConsole(refused)).Compare(comparison, [],
+            [.. Shrink, "stages:teacher:training:steps=20"], 1, folder.File("cmp2"), overwrite: false, resume: false, CancellationToken.None));
+        Assert.Contains("variants 'long', 'base' resolve to the same config (their values differ only in how they are written, or a --set replaces " +
+                        "what set them apart)", System.Text.RegularExpressions.Regex.Replace(refused.ToString(), @"\e\[[0-9;]*m", "").ReplaceLineEndings(""));
+        Assert.False(Directory.Exists(folder.File("cmp2")));
     }
 
     [Fact]
@@ -320,8 +328,8 @@ public class CompareTests
         string text = System.Text.RegularExpressions.Regex.Replace(writer.ToString(), @"\e\[[0-9;]*m", "").ReplaceLineEndings(""); // lines of 400 columns
         Assert.Contains("variants 'evaluate.teacherSolver=heun, detail.adversarialWeight=1', 'evaluate.teacherSolver=heun, detail.adversarialWeight=1.0', " +
                         "'evaluate.teacherSolver=HEUN, detail.adversarialWeight=1', 'evaluate.teacherSolver=HEUN, detail.adversarialWeight=1.0' resolve to the " +
-                        "same config (their values differ only in how they are written), so the comparison would run the same thing more than once; drop all " +
-                        "but one (to measure run-to-run noise, use --seeds).", text);
+                        "same config (their values differ only in how they are written, or a --set replaces what set them apart), so the comparison would " +
+                        "run the same thing more than once; drop all but one (to measure run-to-run noise, use --seeds).", text);
         Assert.Contains("variants 'evaluate.teacherSolver=euler, detail.adversarialWeight=1', 'evaluate.teacherSolver=euler, detail.adversarialWeight=1.0' resolve", text);
         Assert.False(Directory.Exists(output));
     }
