@@ -338,6 +338,10 @@ public sealed partial class RunFolder : IDisposable
                 throw new RunFolderException(
                     $"run.outputDir {full} is not empty and holds no HierDistill run ({StatusFile} missing); choose another folder (--set run.outputDir=...).");
             string state = ReadStatus(status); // a live run was refused above
+            // "running" with no live process: the process died without a word (killed, out of memory, a native abort).
+            string held = state == "running"
+                ? $"run whose process{(ReadPid(status) is { } dead ? $" ({dead})" : "")} ended while it was running (killed, or a crash: its log.txt ends where it stopped)"
+                : $"{state} run";
             // Inputs of this run inside the folder (a loadFrom of the run it holds): --overwrite would delete them.
             var inside = (inputs ?? new Dictionary<string, string>())
                 .Select(kv => (kv.Key, Full: System.IO.Path.GetFullPath(kv.Value)))
@@ -345,12 +349,12 @@ public sealed partial class RunFolder : IDisposable
                 .ToList();
             if (!overwrite && inside.Count > 0)
                 throw new RunFolderException(
-                    $"run.outputDir {full} already holds a {state} run, and this run reads {inside[0].Full} ({inside[0].Key}) from it; " +
+                    $"run.outputDir {full} already holds a {held}, and this run reads {inside[0].Full} ({inside[0].Key}) from it; " +
                     (state is "cancelled" or "running" ? $"continue that run with --resume {full}, or " : "") +
                     "choose another folder for this run's output (--set run.outputDir=...).");
             if (!overwrite)
                 throw new RunFolderException(
-                    $"run.outputDir {full} already holds a {state} run; " +
+                    $"run.outputDir {full} already holds a {held}; " +
                     (state is "cancelled" or "running" ? $"continue it with --resume {full}, " : "") +
                     "choose another folder (--set run.outputDir=...) or pass --overwrite (or --set run.overwrite=true) to replace it.");
             var foreign = Foreign(full);

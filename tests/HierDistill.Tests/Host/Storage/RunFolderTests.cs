@@ -286,6 +286,23 @@ public class RunFolderTests
     }
 
     [Fact]
+    public void A_run_whose_process_died_is_named_as_such_and_can_be_resumed()
+    {
+        // A process that aborted (a native crash, kill -9) leaves run.json saying "running" with its pid.
+        using var folder = TestPaths.NewTempFolder();
+        using var gone = System.Diagnostics.Process.Start("true")!;
+        gone.WaitForExit();
+        string run = Directory.CreateDirectory(folder.File("run")).FullName;
+        File.WriteAllText(Path.Combine(run, "run.json"), $$"""{ "status": "running", "pid": {{gone.Id}} }""");
+        File.WriteAllText(Path.Combine(run, "config.resolved.json"), "{}");
+        var e = Assert.Throws<RunFolderException>(() => RunFolder.Prepare(run, overwrite: false));
+        Assert.Equal($"run.outputDir {run} already holds a run whose process ({gone.Id}) ended while it was running (killed, or a crash: its " +
+                     $"log.txt ends where it stopped); continue it with --resume {run}, choose another folder (--set run.outputDir=...) or pass " +
+                     "--overwrite (or --set run.overwrite=true) to replace it.", e.Message);
+        using var resumed = RunFolder.Open(run); // no live writer: it can be resumed
+    }
+
+    [Fact]
     public void The_set_aside_run_is_not_run_in_and_what_it_holds_of_the_users_is_not_deleted()
     {
         using var folder = TestPaths.NewTempFolder();
