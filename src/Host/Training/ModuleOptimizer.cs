@@ -259,15 +259,20 @@ public sealed class ModuleOptimizer : IDisposable
         if (_last is not { } last) return;
         int consecutive = ConsecutiveSkips;
         if (consecutive >= _maxConsecutiveSkips || (stageEnd && consecutive > 0 && Updates == 0))
+        {
+            var (culprit, owner) = Culprit(last.Breakdown, last.Norm);
             throw new NonFiniteLossException(
                 $"{last.Context}: {consecutive} consecutive steps of '{Name}' skipped for a non-finite loss or gradient, the last at step {last.Step} " +
-                $"({Culprit(last.Breakdown, last.Norm)}); " + (Updates == 0
+                $"({culprit}); " + (Updates == 0
                     // Never finite: not a divergence, which a learning rate would cure, but a NaN from the start.
                     ? "none of its steps has been finite, so its parameters are still the initial ones: the loss is non-finite from the start, " +
                       "which points to the weights it starts from (an earlier stage that diverged without a NaN), a component's output (a NaN in a " +
                       "plugin's forward pass or loss) or the data, not to this stage's learning rate."
-                    : "parameters and optimiser state are those of the last finite step. Lower the learning rate, set or lower gradClip, or check the data."),
+                    : "parameters and optimiser state are those of the last finite step. Lower the learning rate, set or lower gradClip, or check the data" +
+                      (owner is null ? "." : $"; or, if {owner}'s loss can be NaN for finite inputs (a division, log or square root of a value " +
+                                             "that can reach 0), mend it.")),
                 Updates == 0);
+        }
     }
 
     /// <summary>
@@ -325,7 +330,8 @@ public sealed class ModuleOptimizer : IDisposable
     /// </summary>
     public Func<string, string?>? TermOwner { get; set; }
 
-    private string Culprit(LossBreakdown breakdown, Tensor norm)
+    /// <returns>What was non-finite, and the component whose loss it was (null when not known or when only the gradient was).</returns>
+    private (string Text, string? Owner) Culprit(LossBreakdown breakdown, Tensor norm)
     {
         try
         {
@@ -334,19 +340,23 @@ public sealed class ModuleOptimizer : IDisposable
         catch (InvalidOperationException)
         {
             // The step's tensors were disposed with an earlier step's scope (a module stepped every k-th iteration).
-            return "its loss terms are in metrics.jsonl";
+            return ("its loss terms are in metrics.jsonl", null);
         }
     }
 
-    private string CulpritOf(LossBreakdown breakdown, Tensor norm)
+    private (string Text, string? Owner) CulpritOf(LossBreakdown breakdown, Tensor norm)
     {
         foreach (var (name, t) in breakdown.Terms)
         {
             double v = t.detach().to_type(ScalarType.Float64).cpu().item<double>();
-            if (!double.IsFinite(v)) return $"loss term '{name}' = {v}" + (TermOwner?.Invoke(name) is { Length: > 0 } owner ? $", from {owner}" : "");
+            if (!double.IsFinite(v))
+                return TermOwner?.Invoke(name) is { Length: > 0 } owner ? ($"loss term '{name}' = {v}, from {owner}", owner) : ($"loss term '{name}' = {v}", null);
         }
         double total = breakdown.Total.detach().to_type(ScalarType.Float64).cpu().item<double>();
-        return double.IsFinite(total) ? $"gradient norm = {norm.to_type(ScalarType.Float64).cpu().item<double>()}, loss = {total}" : $"loss = {total}";
+        if (double.IsFinite(total)) return ($"gradient norm = {norm.to_type(ScalarType.Float64).cpu().item<double>()}, loss = {total}", null);
+        // A loss of one component that logs no terms (a distiller's Loss with an empty breakdown): that component's.
+        string? single = breakdown.Terms.Count == 0 && TermOwner?.Invoke("") is { Length: > 0 } o ? o : null;
+        return single is null ? ($"loss = {total}", null) : ($"loss = {total}, from {single}", single);
     }
 
     /// <summary>

@@ -113,6 +113,27 @@ public class NonFiniteStepTests
     }
 
     [Fact]
+    public void A_non_finite_loss_without_terms_after_finite_steps_names_the_component_whose_loss_it_is()
+    {
+        // A distiller whose Loss returns only a total (no terms), NaN from its 3rd step on (helper-46's onestep-vr plugin).
+        var (module, optimizer) = Linear(maxSkips: 2);
+        using var _ = optimizer;
+        optimizer.TermOwner = _ => "'onestep-vr' (MyLab.OneStep)";
+        using var scope = NewDisposeScope();
+        LossBreakdown Total(double scale) => new(((nn.Module<Tensor, Tensor>)module).call(ones(8, 4)).square().mean() * scale);
+        for (int i = 0; i < 2; i++) Assert.True(optimizer.Step(Total(1), i, $"stages:structure step {i}").WasApplied);
+        optimizer.Step(Total(double.NaN), 2, "stages:structure step 2");
+        var e = Assert.Throws<NonFiniteLossException>(() => optimizer.Step(Total(double.NaN), 3, "stages:structure step 3"));
+        Assert.Equal("stages:structure step 3: 2 consecutive steps of 'student' skipped for a non-finite loss or gradient, the last at step 3 " +
+                     "(loss = NaN, from 'onestep-vr' (MyLab.OneStep)); parameters and optimiser state are those of the last finite step. Lower the " +
+                     "learning rate, set or lower gradClip, or check the data; or, if 'onestep-vr' (MyLab.OneStep)'s loss can be NaN for finite " +
+                     "inputs (a division, log or square root of a value that can reach 0), mend it.", e.Message);
+        // With terms, the non-finite term's owner is named the same way.
+        var withTerms = Assert.Throws<NonFiniteLossException>(() => optimizer.Step(Loss(module, double.NaN), 4, "stages:structure step 4"));
+        Assert.Contains("(loss term 'dm' = NaN, from 'onestep-vr' (MyLab.OneStep)); ", withTerms.Message);
+    }
+
+    [Fact]
     public void A_loss_non_finite_from_the_first_step_points_to_the_component_not_the_learning_rate_and_the_progress_stops_at_that_step()
     {
         var loaded = RunConfig("""{ "name": "nan-from-start", "logEvery": 5, "checkpointEvery": 0, "maxSkippedSteps": 3 }""");
