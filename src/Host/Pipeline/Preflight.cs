@@ -30,6 +30,25 @@ namespace HierDistill.Host.Pipeline;
 /// </remarks>
 public static class Preflight
 {
+    /// <summary>
+    /// For an exception that is a slip in code rather than a message meant for the user (a null dereference, an index out of
+    /// range, a failed cast, a missing key, a method not implemented), where it was thrown: <c> (NullReferenceException thrown
+    /// by MyLab.OneStep.OneStepDistiller..ctor in the plugin MyLab.OneStep)</c>, the innermost frame of the component's
+    /// assembly; else empty (an <see cref="ArgumentException"/> naming a bad option reads as it is).
+    /// </summary>
+    internal static string BugSite(Exception e, string? assembly)
+    {
+        if (e is not (NullReferenceException or IndexOutOfRangeException or InvalidCastException or KeyNotFoundException
+            or NotImplementedException or DivideByZeroException)) return "";
+        foreach (var frame in new System.Diagnostics.StackTrace(e, fNeedFileInfo: false).GetFrames())
+        {
+            if (frame.GetMethod() is not { DeclaringType: { } type } method || type.Assembly.GetName().Name != assembly) continue;
+            string where = type.FullName?.Split('+')[0] ?? type.Name;
+            return $" ({e.GetType().Name} {(ReferenceEquals(method, e.TargetSite) ? "thrown by" : "raised under")} {where}.{method.Name} in the plugin {assembly})";
+        }
+        return $" ({e.GetType().Name})";
+    }
+
     /// <summary>Builds and checks the components of <paramref name="loaded"/> (see the class).</summary>
     /// <param name="loaded">A validated config.</param>
     /// <param name="services">Services handed to the components (those of a run, with a logger whose output may be discarded).</param>
@@ -61,7 +80,7 @@ public static class Preflight
                 // Plugins are asked to name their config path in messages: do not repeat it.
                 string message = NativeErrors.WithoutBacktrace(e.Message);
                 string what = message.StartsWith(path, StringComparison.Ordinal) ? message[path.Length..].TrimStart(':', ' ') : message;
-                throw new PreflightException($"{path}: '{components.NameOf(path)}' cannot be built: {what}", e);
+                throw new PreflightException($"{path}: '{components.NameOf(path)}' cannot be built: {what}{BugSite(e, loaded.Component(path).Descriptor.Assembly)}", e);
             }
         }
 

@@ -17,12 +17,15 @@ namespace HierDistill.Tests.Host.Pipeline;
 public sealed class FaultyDiscriminatorOptions : GapOptions
 {
     /// <summary>none, flat (logits [B·H]), transposed ([H, B]), single ([B], valid with one block), times ([B, 1] noise levels), times-range (levels
-    /// outside [0, 1]), throws (Forward throws), fake-score (heads named as DMD's fake score), negative-lr (a negative learning rate).</summary>
+    /// outside [0, 1]), throws (Forward throws), null-ctor (a null dereference in the constructor), fake-score (heads named as DMD's fake score), negative-lr (a negative learning rate).</summary>
     public string Fault { get; set; } = "none";
 }
 
 internal sealed class FaultyDiscriminator(IDiscriminator inner, string fault) : IDiscriminator
 {
+    // null-ctor: a slip in the constructor (a null dereference), as a plugin's bug would be.
+    private readonly int _nameLength = fault == "null-ctor" ? ((string?)null)!.Length : 0;
+
     public TrainableModule Heads => fault switch
     {
         "fake-score" => inner.Heads with { Name = "fake_score" },
@@ -85,6 +88,8 @@ public class DiscriminatorContractTests
         { "throws", $"{Path}: {Component} failed on a trial batch of 4 random samples: my head broke" },
         { "times-range", $"{Path}: {Component} SampleTimes(4) returned noise levels from " },
         { "negative-lr", $"{Path}: {Component} trains 'discriminator' with learning rate -0.0001 (must be > 0 and finite) (OptimizerSettings); give the option that sets it a range ([Range] on the options property) so that a config cannot set it so." },
+        { "null-ctor", $"{Path}: 'faulty' cannot be built: Object reference not set to an instance of an object. (NullReferenceException thrown by " +
+                       "HierDistill.Tests.Host.Pipeline.FaultyDiscriminator..ctor in the plugin HierDistill.Tests)" },
         { "fake-score", $"stages:detail: the matcher 'dmd' (HierDistill.Plugins.Dmd) and the discriminator {Component} both train a module named 'fake_score'; the names of a stage's trained modules key its checkpoint and must differ ('generator' is the host's): give the discriminator {Component} another TrainableModule.Name." },
     };
 
