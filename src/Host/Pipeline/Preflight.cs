@@ -170,7 +170,7 @@ public static class Preflight
                             var matcher = Build<IDistributionMatcher>($"stages:{key}:matcher", data, teacher);
                             foreach (var m in matcher.AuxiliaryModules) Own(m.Module);
                             DistributionStage.TryMatcher($"stages:{key}:matcher", components.Describe($"stages:{key}:matcher"), matcher, data.Spec,
-                                d.Training.Steps);
+                                d.Training.Steps, loaded.Component($"stages:{key}:matcher").Options);
                             IDiscriminator? discriminator = null;
                             if (components.Has($"stages:{key}:discriminator"))
                             {
@@ -178,7 +178,7 @@ public static class Preflight
                                 Own(discriminator.Heads.Module);
                                 DistributionStage.CheckFeatures(key, components, teacher, discriminator);
                                 DistributionStage.TryDiscriminator($"stages:{key}:discriminator", components.Describe($"stages:{key}:discriminator"),
-                                    teacher, teacherName, discriminator, data.Spec);
+                                    teacher, teacherName, discriminator, data.Spec, loaded.Component($"stages:{key}:discriminator").Options);
                             }
                             DistributionStage.CheckModuleNames(key, components, matcher, discriminator);
                             // The generator as the stage picks it (DistributionStage.CreateGenerator). None when the stage it names

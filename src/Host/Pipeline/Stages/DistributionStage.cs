@@ -292,10 +292,11 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
     /// teacher), so that a discriminator or teacher that breaks its contract fails before anything trains.
     /// </summary>
     /// <exception cref="InvalidOperationException">When a check fails or the discriminator throws, naming the component.</exception>
+    /// <remarks><c>options</c>: the discriminator's validated options, where a bad optimiser setting's config key is looked for.</remarks>
     internal static void TryDiscriminator(string path, string component, ITeacher teacher, (string Path, string Component) teacherName,
-        IDiscriminator discriminator, DataSpec spec)
+        IDiscriminator discriminator, DataSpec spec, object? options = null)
     {
-        CheckOptimizer(path, component, discriminator.Heads);
+        CheckOptimizer(path, component, discriminator.Heads, options);
         foreach (long half in new long[] { 2, 3 })
         {
             using var scope = NewDisposeScope();
@@ -370,7 +371,8 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
     /// first generator step of stage 2.
     /// </summary>
     /// <exception cref="InvalidOperationException">When a check fails or the matcher throws, naming the component.</exception>
-    internal static void TryMatcher(string path, string component, IDistributionMatcher matcher, DataSpec spec, long steps)
+    /// <remarks><c>options</c>: the matcher's validated options, where a bad optimiser setting's config key is looked for.</remarks>
+    internal static void TryMatcher(string path, string component, IDistributionMatcher matcher, DataSpec spec, long steps, object? options = null)
     {
         using var scope = NewDisposeScope();
         var x = randn(spec.BatchShape(2)).requires_grad_(true);
@@ -381,7 +383,7 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
         LossGradients.RequireReaches(loss, path, component, "GeneratorLoss", "the generated samples x it is given", trial, [x],
             "does not reach the generated samples x it is given (it is computed from other tensors, or from x.detach()), so it cannot " +
             "train the generator. To add nothing on purpose (an adversarial-only ablation), return a zero made from x, e.g. (x * 0).sum().");
-        foreach (var m in matcher.AuxiliaryModules) CheckOptimizer(path, component, m);
+        foreach (var m in matcher.AuxiliaryModules) CheckOptimizer(path, component, m, options);
         if (matcher.AuxiliaryModules.Count == 0) return;
         var aux = ComponentCalls.Run(path, component, $"in AuxiliaryLoss {trial}", () => matcher.AuxiliaryLoss(x.detach(), labels, progress));
         LossGradients.Require(aux, path, component, "AuxiliaryLoss", "its auxiliary modules (e.g. the fake score)");
@@ -391,21 +393,44 @@ public sealed class DistributionStage(string key, DistributionStageConfig config
     /// Checks a component's optimiser settings against <see cref="OptimizerSettings"/>' contract (learning rate &gt; 0, betas in
     /// [0, 1), weight decay ≥ 0, a clip &gt; 0): a negative learning rate ascends the loss, silently.
     /// </summary>
+    /// <remarks><c>options</c>: the component's validated options; where one of its <see cref="AdamOptions"/> holds the bad value, the
+    /// message names that config key (a config mistake) instead of asking the plugin's author for a range.</remarks>
     /// <exception cref="InvalidOperationException">Naming the component, the module and the setting.</exception>
-    internal static void CheckOptimizer(string path, string component, TrainableModule module)
+    internal static void CheckOptimizer(string path, string component, TrainableModule module, object? options = null)
     {
         var o = module.Optimizer;
-        string? problem =
-            !(o.LearningRate > 0) || double.IsInfinity(o.LearningRate) ? $"learning rate {o.LearningRate} (must be > 0 and finite)"
-            : !(o.Beta1 >= 0 && o.Beta1 < 1) ? $"beta1 {o.Beta1} (must be in [0, 1))"
-            : !(o.Beta2 >= 0 && o.Beta2 < 1) ? $"beta2 {o.Beta2} (must be in [0, 1))"
-            : !(o.WeightDecay >= 0) || double.IsInfinity(o.WeightDecay) ? $"weight decay {o.WeightDecay} (must be >= 0 and finite)"
-            : o.GradClipNorm is { } clip && !(clip > 0) ? $"gradient clip {clip} (must be > 0, or null for none)"
-            : null;
-        if (problem is not null)
+        var (problem, property, value) =
+            !(o.LearningRate > 0) || double.IsInfinity(o.LearningRate) ? ($"learning rate {o.LearningRate} (must be > 0 and finite)", nameof(AdamOptions.LearningRate), o.LearningRate)
+            : !(o.Beta1 >= 0 && o.Beta1 < 1) ? ($"beta1 {o.Beta1} (must be in [0, 1))", nameof(AdamOptions.Beta1), o.Beta1)
+            : !(o.Beta2 >= 0 && o.Beta2 < 1) ? ($"beta2 {o.Beta2} (must be in [0, 1))", nameof(AdamOptions.Beta2), o.Beta2)
+            : !(o.WeightDecay >= 0) || double.IsInfinity(o.WeightDecay) ? ($"weight decay {o.WeightDecay} (must be >= 0 and finite)", nameof(AdamOptions.WeightDecay), o.WeightDecay)
+            : o.GradClipNorm is { } clip && !(clip > 0) ? ($"gradient clip {clip} (must be > 0, or null for none)", nameof(AdamOptions.GradClip), clip)
+            : ((string?)null, "", 0.0);
+        if (problem is null) return;
+        if (options is not null && AdamKey(options, property, value) is { } key)
             throw new InvalidOperationException(
-                $"{path}: {component} trains '{module.Name}' with {problem} (OptimizerSettings); give the option that sets it a range " +
-                "([Range] on the options property) so that a config cannot set it so.");
+                $"{path}: {component} trains '{module.Name}' with {problem}, set by {path}:options:{key}; give it a value in that range.");
+        throw new InvalidOperationException(
+            $"{path}: {component} trains '{module.Name}' with {problem} (OptimizerSettings); give the option that sets it a range " +
+            "([Range] on the options property) so that a config cannot set it so.");
+    }
+
+    /// <summary>
+    /// The config key (<c>optimizer:learningRate</c>) of the <see cref="AdamOptions"/> property <paramref name="property"/> in
+    /// <paramref name="options"/> (its properties, one level down) that holds <paramref name="value"/>; null when none or more
+    /// than one does (the value may come from elsewhere).
+    /// </summary>
+    private static string? AdamKey(object options, string property, double value)
+    {
+        static string Camel(string name) => char.ToLowerInvariant(name[0]) + name[1..];
+        var keys = new List<string>();
+        foreach (var p in options.GetType().GetProperties().Where(p => p.GetIndexParameters().Length == 0 && typeof(AdamOptions).IsAssignableFrom(p.PropertyType)))
+        {
+            if (p.GetValue(options) is not AdamOptions adam) continue;
+            object? held = typeof(AdamOptions).GetProperty(property)?.GetValue(adam);
+            if (held is double d && (d == value || (double.IsNaN(d) && double.IsNaN(value)))) keys.Add($"{Camel(p.Name)}:{Camel(property)}");
+        }
+        return keys.Count == 1 ? keys[0] : null;
     }
 
     /// <summary>Checks that the teacher exposes token features and every block the discriminator of stage <paramref name="key"/> reads.</summary>

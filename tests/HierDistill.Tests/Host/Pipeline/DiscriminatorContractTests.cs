@@ -119,6 +119,23 @@ public class DiscriminatorContractTests
     }
 
     [Fact]
+    public void A_learning_rate_of_0_set_in_the_config_names_its_key()
+    {
+        // AdamOptions allows 0 (a frozen module for a diagnostic is a stage's learning rate 0), heads must move: the config
+        // key that set it is named, not the plugin's [Range] (helper-46 found the plugin blamed).
+        var writer = new StringWriter();
+        var app = new HostApplication(SampleRunTests.TestConsole(writer));
+        Assert.False(app.Preflight("hd.json", Load("none", $"{Path}:options:optimizer:learningRate=0"), Catalogs.BuiltIn(new FaultyDiscriminatorPlugin())));
+        Assert.Contains($"{Path}: {Component} trains 'discriminator' with learning rate 0 (must be > 0 and finite), set by " +
+                        $"{Path}:options:optimizer:learningRate; give it a value in that range.", writer.ToString().ReplaceLineEndings(""));
+        writer = new StringWriter();
+        app = new HostApplication(SampleRunTests.TestConsole(writer));
+        Assert.False(app.Preflight("hd.json", Load("none", "stages:detail:matcher:options:fakeScore:learningRate=0"), Catalogs.BuiltIn(new FaultyDiscriminatorPlugin())));
+        Assert.Contains("stages:detail:matcher: 'dmd' (HierDistill.Plugins.Dmd) trains 'fake_score' with learning rate 0 (must be > 0 and finite), set by " +
+                        "stages:detail:matcher:options:fakeScore:learningRate; give it a value in that range.", writer.ToString().ReplaceLineEndings(""));
+    }
+
+    [Fact]
     public void Transposed_logits_are_caught_also_when_the_heads_number_the_first_trial_batch()
     {
         // Four heads: [H, B] = [4, 4] passes for [B, H] on a trial batch of 4; the second trial batch, of 6, tells them apart.
