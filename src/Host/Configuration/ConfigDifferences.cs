@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 
 namespace HierDistill.Host.Configuration;
@@ -33,8 +34,60 @@ public static class ConfigDifferences
         var b = Flatten(after);
         return a.Keys.Union(b.Keys).Order(StringComparer.Ordinal)
             .Where(k => !SameValue(a.GetValueOrDefault(k), b.GetValueOrDefault(k)))
-            .Select(k => (k, $"{k}: '{a.GetValueOrDefault(k) ?? "(unset)"}' → '{b.GetValueOrDefault(k) ?? "(unset)"}'"))
+            .Select(k => (k, $"{k}: '{Shown(a.GetValueOrDefault(k))}' → '{Shown(b.GetValueOrDefault(k))}'"))
             .ToList();
+    }
+
+    /// <summary>A value as a message shows it: a JSON string without its quotes (<c>'none'</c>, not <c>'"none"'</c>).</summary>
+    private static string Shown(string? json)
+    {
+        if (json is null) return "(unset)";
+        if (json.Length < 2 || json[0] != '"') return json;
+        try
+        {
+            return JsonNode.Parse(json) is JsonValue v && v.TryGetValue(out string? s) ? s : json;
+        }
+        catch (JsonException)
+        {
+            return json;
+        }
+    }
+
+    /// <summary>
+    /// The code that differs between the run's start and now, from <c>provenance.versions</c>: HierDistill, TorchSharp,
+    /// libtorch and each plugin's version (<c>plugin MyLab.Disc 0.1.0 → 0.1.1</c>; a plugin added or gone as <c>(none)</c>).
+    /// A resume with other code runs the rest of the run with it, so its result is not the uninterrupted run's.
+    /// </summary>
+    /// <param name="before">The run folder's resolved config (JSON).</param>
+    /// <param name="after">The resolved config of the command line now (JSON).</param>
+    /// <returns>One text per difference, in a fixed order; empty when the same code runs (or a config records no versions).</returns>
+    public static IReadOnlyList<string> VersionsBetween(string before, string after)
+    {
+        static JsonObject? Versions(string text)
+        {
+            try
+            {
+                return JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true })
+                    ?[ConfigLoader.ProvenanceKey]?["versions"] as JsonObject;
+            }
+            catch (JsonException)
+            {
+                return null;
+            }
+        }
+        static string? Text(JsonNode? node) => node is JsonValue v && v.TryGetValue(out string? s) ? s : node?.ToJsonString();
+        if (Versions(before) is not { } a || Versions(after) is not { } b) return [];
+        var changes = new List<string>();
+        foreach (var (key, name) in new[] { ("hierdistill", "HierDistill"), ("torchsharp", "TorchSharp"), ("libtorch", "libtorch") })
+            if (Text(a[key]) is { } x && Text(b[key]) is { } y && x != y) changes.Add($"{name} {x} → {y}");
+        var pa = a["plugins"] as JsonObject ?? [];
+        var pb = b["plugins"] as JsonObject ?? [];
+        foreach (string plugin in pa.Select(kv => kv.Key).Union(pb.Select(kv => kv.Key)).Order(StringComparer.Ordinal))
+        {
+            string va = Text(pa[plugin]?["version"]) ?? "(none)", vb = Text(pb[plugin]?["version"]) ?? "(none)";
+            if (va != vb) changes.Add($"plugin {plugin} {va} → {vb}");
+        }
+        return changes;
     }
 
     /// <summary>Equal JSON texts, or two JSON numbers of one value written differently (1e-08 and 1E-08, 0.5 and 5e-1: a

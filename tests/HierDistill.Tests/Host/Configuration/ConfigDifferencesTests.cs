@@ -28,7 +28,7 @@ public class ConfigDifferencesTests
         // Another file differs, by name.
         var other = ConfigDifferences.Between(Resolved(relative), Resolved("/elsewhere/teacher.safetensors"));
         Assert.Equal(["stages:teacher:loadFrom"], other.Select(d => d.Key));
-        Assert.Contains($"'\"{Path.GetFullPath(relative)}\"' → '\"/elsewhere/teacher.safetensors\"'", other[0].Text);
+        Assert.Contains($"'{Path.GetFullPath(relative)}' → '/elsewhere/teacher.safetensors'", other[0].Text); // strings without their JSON quotes
     }
 
     /// <summary>The digest as eecd3ec computed it (ConfigDifferences.Digest then): the flattened keys but loadFrom's, and the
@@ -57,5 +57,22 @@ public class ConfigDifferencesTests
         Assert.Empty(ConfigDifferences.Between(Resolved("/t.safetensors").Replace("1E-04", "1e-04").Replace("0.0001", "1e-4"),
             Resolved("/t.safetensors")));
         Assert.Single(ConfigDifferences.Between(Resolved("/t.safetensors").Replace("\"kind\": \"teacher\"", "\"kind\": \"Teacher\""), Resolved("/t.safetensors")));
+    }
+
+    [Fact]
+    public void A_resume_with_other_code_lists_each_version_that_changed()
+    {
+        static string Config(string host, string disc, string? extra) => $$"""
+            { "run": { "seed": 0 }, "provenance": { "source": "x.json", "versions": { "hierdistill": "{{host}}", "torchsharp": "0.107.0",
+              "libtorch": "libtorch-cpu-linux-x64 2.10.0 (bundled)", "dotnet": ".NET 10.0.0",
+              "plugins": { "MyLab.Disc": { "version": "{{disc}}", "path": "/p/MyLab.Disc" }{{(extra is null ? "" : $", \"{extra}\": {{ \"version\": \"1.0.0\" }}")}} } } } }
+            """;
+        Assert.Empty(ConfigDifferences.VersionsBetween(Config("1.2.0", "0.1.0", null), Config("1.2.0", "0.1.0", null)));
+        Assert.Equal(["HierDistill 1.2.0 → 1.3.0", "plugin MyLab.Disc 0.1.0 → 0.1.1", "plugin MyLab.New (none) → 1.0.0"],
+            ConfigDifferences.VersionsBetween(Config("1.2.0", "0.1.0", null), Config("1.3.0", "0.1.1", "MyLab.New")));
+        // The settings themselves are the same: the key-by-key comparison (which skips provenance) finds nothing.
+        Assert.Empty(ConfigDifferences.Between(Config("1.2.0", "0.1.0", null), Config("1.3.0", "0.1.1", "MyLab.New")));
+        // A folder written before versions were recorded compares as no change.
+        Assert.Empty(ConfigDifferences.VersionsBetween("""{ "run": { "seed": 0 } }""", Config("1.3.0", "0.1.1", null)));
     }
 }
