@@ -34,10 +34,15 @@ public static class Preflight
     /// For an exception that is a slip in code rather than a message meant for the user (a null dereference, an index out of
     /// range, a failed cast, a missing key, a method not implemented), where it was thrown: <c> (NullReferenceException thrown
     /// by MyLab.OneStep.OneStepDistiller..ctor in the plugin MyLab.OneStep)</c>, the innermost frame of the component's
-    /// assembly; else empty (an <see cref="ArgumentException"/> naming a bad option reads as it is).
+    /// assembly; for an assembly that cannot be loaded, how to ship it; else empty (an <see cref="ArgumentException"/> naming
+    /// a bad option reads as it is).
     /// </summary>
     internal static string BugSite(Exception e, string? assembly)
     {
+        // A dependency the plugin was built with but its folder lacks (a NuGet package's DLL left out).
+        if (e is FileNotFoundException or FileLoadException && e.Message.StartsWith("Could not load file or assembly", StringComparison.Ordinal))
+            return $" (a library the plugin {assembly} uses is not in its plugin folder: publish the plugin into that folder (dotnet publish -o …), " +
+                   "or copy the missing DLL beside it)";
         if (e is not (NullReferenceException or IndexOutOfRangeException or InvalidCastException or KeyNotFoundException
             or NotImplementedException or DivideByZeroException)) return "";
         foreach (var frame in new System.Diagnostics.StackTrace(e, fNeedFileInfo: false).GetFrames())

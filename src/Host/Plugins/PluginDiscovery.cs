@@ -120,6 +120,30 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
                 errors.Add(new PluginLoadError(folder, $"the plugin folder cannot be read ({e.Message.TrimEnd('.')})."));
                 continue;
             }
+            // A folder named other than its assembly (MyDisc/ holding MyLab.Disc.dll): say which name the folder needs.
+            static string OtherDlls(string dir, string name)
+            {
+                string[] dlls;
+                try
+                {
+                    dlls = Directory.GetFiles(dir, "*.dll").Select(System.IO.Path.GetFileNameWithoutExtension).OfType<string>()
+                        .Where(d => !d.StartsWith("System.", StringComparison.Ordinal) && !d.StartsWith("Microsoft.", StringComparison.Ordinal)
+                                    && d is not ("TorchSharp" or "HierDistill.Abstractions"))
+                        .Order(StringComparer.Ordinal).ToArray();
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    return "";
+                }
+                string parent = System.IO.Path.GetDirectoryName(dir)!;
+                return dlls.Length switch
+                {
+                    0 => "",
+                    1 => $" It holds {dlls[0]}.dll: if that is the plugin, rename the folder to {System.IO.Path.Combine(parent, dlls[0])}.",
+                    _ => $" It holds {string.Join(", ", dlls.Take(5).Select(d => d + ".dll"))}{(dlls.Length > 5 ? ", …" : "")}: rename the folder " +
+                         "after the plugin's assembly.",
+                };
+            }
             foreach (var dir in dirs.Order(StringComparer.Ordinal))
             {
                 string name = System.IO.Path.GetFileName(dir);
@@ -133,7 +157,7 @@ public sealed class PluginDiscovery(IPluginAssemblyLoader loader)
                               ? "it is the host's own plugin folder, searched anyway (unless --no-default or plugins.includeDefaultFolder = false): " +
                                 $"drop {Normal(folder)} from the plugin folders."
                               : $"name it, {Normal(dir)}, instead of {Normal(folder)}.")
-                        : $"no {name}.dll in the plugin folder (a plugin folder holds <Name>/<Name>.dll)."));
+                        : $"no {name}.dll in the plugin folder (a plugin folder holds <Name>/<Name>.dll)." + OtherDlls(dir, name)));
                     continue;
                 }
                 try

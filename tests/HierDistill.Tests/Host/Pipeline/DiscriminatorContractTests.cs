@@ -17,7 +17,7 @@ namespace HierDistill.Tests.Host.Pipeline;
 public sealed class FaultyDiscriminatorOptions : GapOptions
 {
     /// <summary>none, flat (logits [B·H]), transposed ([H, B]), single ([B], valid with one block), times ([B, 1] noise levels), times-range (levels
-    /// outside [0, 1]), throws (Forward throws), null-ctor (a null dereference in the constructor), fake-score (heads named as DMD's fake score), negative-lr (a negative learning rate).</summary>
+    /// outside [0, 1]), throws (Forward throws), null-ctor (a null dereference in the constructor), missing-dll (a dependency not found), fake-score (heads named as DMD's fake score), negative-lr (a negative learning rate).</summary>
     public string Fault { get; set; } = "none";
 }
 
@@ -25,6 +25,10 @@ internal sealed class FaultyDiscriminator(IDiscriminator inner, string fault) : 
 {
     // null-ctor: a slip in the constructor (a null dereference), as a plugin's bug would be.
     private readonly int _nameLength = fault == "null-ctor" ? ((string?)null)!.Length : 0;
+    // missing-dll: the runtime's message for a dependency left out of the plugin folder.
+    private readonly int _dependency = fault == "missing-dll"
+        ? throw new FileNotFoundException("Could not load file or assembly 'MathNet.Numerics, Version=5.0.0.0, Culture=neutral, PublicKeyToken=cd8b63ad3d691a37'. The system cannot find the file specified.")
+        : 0;
 
     public TrainableModule Heads => fault switch
     {
@@ -90,6 +94,9 @@ public class DiscriminatorContractTests
         { "negative-lr", $"{Path}: {Component} trains 'discriminator' with learning rate -0.0001 (must be > 0 and finite) (OptimizerSettings); give the option that sets it a range ([Range] on the options property) so that a config cannot set it so." },
         { "null-ctor", $"{Path}: 'faulty' cannot be built: Object reference not set to an instance of an object. (NullReferenceException thrown by " +
                        "HierDistill.Tests.Host.Pipeline.FaultyDiscriminator..ctor in the plugin HierDistill.Tests)" },
+        { "missing-dll", $"{Path}: 'faulty' cannot be built: Could not load file or assembly 'MathNet.Numerics, Version=5.0.0.0, Culture=neutral, " +
+                          "PublicKeyToken=cd8b63ad3d691a37'. The system cannot find the file specified. (a library the plugin HierDistill.Tests uses is not in " +
+                          "its plugin folder: publish the plugin into that folder (dotnet publish -o …), or copy the missing DLL beside it)" },
         { "fake-score", $"stages:detail: the matcher 'dmd' (HierDistill.Plugins.Dmd) and the discriminator {Component} both train a module named 'fake_score'; the names of a stage's trained modules key its checkpoint and must differ ('generator' is the host's): give the discriminator {Component} another TrainableModule.Name." },
     };
 

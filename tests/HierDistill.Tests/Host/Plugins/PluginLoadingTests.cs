@@ -213,6 +213,13 @@ public class PluginLoadingTests
         Assert.EndsWith("no Empty.dll in the plugin folder (a plugin folder holds <Name>/<Name>.dll).", catalog.Errors[0].ToString());
         Assert.EndsWith("missing: plugin folder does not exist (relative folders, in plugins.folders as on the command line, are taken from " +
                         $"the current directory, {Directory.GetCurrentDirectory()}).", catalog.Errors[1].ToString());
+        // A folder named other than its assembly: the one plugin-like DLL it holds is named, with the folder it needs.
+        string misnamed = Directory.CreateDirectory(Path.Combine(folder.Path, "MyDisc")).FullName;
+        foreach (string dll in new[] { "MyLab.Disc.dll", "TorchSharp.dll", "HierDistill.Abstractions.dll", "Microsoft.Extensions.Options.dll" })
+            File.WriteAllText(Path.Combine(misnamed, dll), "");
+        var error = Assert.Single(Discover(folder.Path).Errors, e => e.Path == misnamed);
+        Assert.EndsWith("no MyDisc.dll in the plugin folder (a plugin folder holds <Name>/<Name>.dll). It holds MyLab.Disc.dll: if that is the " +
+                        $"plugin, rename the folder to {Path.Combine(folder.Path, "MyLab.Disc")}.", error.ToString());
     }
 
     [Fact]
