@@ -326,7 +326,8 @@ public sealed class HostApplication(IAnsiConsole console, IPluginAssemblyLoader?
                 }
                 changedOnResume = all.Select(d => d.Text).ToList();
                 // Other code (a rebuilt plugin, another HierDistill or libtorch) is a change too: recorded and reported as one.
-                changedOnResume.AddRange(ConfigDifferences.VersionsBetween(File.ReadAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)), resolved));
+                changedOnResume.AddRange(ConfigDifferences.VersionsBetween(File.ReadAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile)), resolved,
+                    loaded.Components.Values.Select(c => c.Descriptor.Assembly).OfType<string>().ToHashSet(StringComparer.Ordinal)));
                 checkpoint = CheckpointStore.Read(Path.Combine(folder.Path, CheckpointStore.FileName));
                 var m = checkpoint.Value.Manifest;
                 if (!ConfigDifferences.IsDigestOf(m.ConfigDigest, File.ReadAllText(Path.Combine(folder.Path, RunFolder.ResolvedConfigFile))))

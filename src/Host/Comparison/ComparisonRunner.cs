@@ -144,7 +144,8 @@ public sealed class ComparisonRunner(HostApplication app, IAnsiConsole console, 
         var sameConfig = digests.GroupBy(d => d.Digest).Where(g => g.Count() > 1).ToList();
         foreach (var same in sameConfig)
             errors.ErrorLine($"variants {string.Join(", ", same.Select(d => $"'{d.Variant}'"))} resolve to the same config (their values differ only " +
-                             "in how they are written, or a --set replaces what set them apart), so the comparison would run the same thing " +
+                             "in how they are written or in settings that do not change results, such as run.logEvery, or a --set replaces " +
+                             "what set them apart), so the comparison would run the same thing " +
                              "more than once; drop all but one (to measure run-to-run noise, use --seeds).");
         if (sameConfig.Count > 0) return ExitCodes.InvalidConfig;
         foreach (var key in plan.CommandLineOverrides.Select(ComparisonPlan.KeyOf).Distinct())

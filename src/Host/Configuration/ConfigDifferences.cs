@@ -60,8 +60,12 @@ public static class ConfigDifferences
     /// </summary>
     /// <param name="before">The run folder's resolved config (JSON).</param>
     /// <param name="after">The resolved config of the command line now (JSON).</param>
+    /// <param name="plugins">The plugins (assembly names) whose components the run uses: only their versions count (a plugin
+    /// in the plugin folders that the config does not use changes nothing); null: every plugin recorded.</param>
     /// <returns>One text per difference, in a fixed order; empty when the same code runs (or a config records no versions).</returns>
-    public static IReadOnlyList<string> VersionsBetween(string before, string after)
+    /// <remarks>Versions are the assemblies' informational versions: a plugin rebuilt without a new version is not seen. libtorch
+    /// is compared by its version, not the folder it was loaded from (<c>PyTorch 2.11.0 from /venv/…</c>).</remarks>
+    public static IReadOnlyList<string> VersionsBetween(string before, string after, IReadOnlySet<string>? plugins = null)
     {
         static JsonObject? Versions(string text)
         {
@@ -78,11 +82,14 @@ public static class ConfigDifferences
         static string? Text(JsonNode? node) => node is JsonValue v && v.TryGetValue(out string? s) ? s : node?.ToJsonString();
         if (Versions(before) is not { } a || Versions(after) is not { } b) return [];
         var changes = new List<string>();
+        // "PyTorch 2.11.0 from /path (preloaded …)": the version, not where it was found.
+        static string? Library(string? text) => text is null ? null : text.Split(" from ")[0];
         foreach (var (key, name) in new[] { ("hierdistill", "HierDistill"), ("torchsharp", "TorchSharp"), ("libtorch", "libtorch") })
-            if (Text(a[key]) is { } x && Text(b[key]) is { } y && x != y) changes.Add($"{name} {x} → {y}");
+            if (Text(a[key]) is { } x && Text(b[key]) is { } y && (key == "libtorch" ? Library(x) != Library(y) : x != y))
+                changes.Add($"{name} {(key == "libtorch" ? Library(x) : x)} → {(key == "libtorch" ? Library(y) : y)}");
         var pa = a["plugins"] as JsonObject ?? [];
         var pb = b["plugins"] as JsonObject ?? [];
-        foreach (string plugin in pa.Select(kv => kv.Key).Union(pb.Select(kv => kv.Key)).Order(StringComparer.Ordinal))
+        foreach (string plugin in pa.Select(kv => kv.Key).Union(pb.Select(kv => kv.Key)).Where(p => plugins?.Contains(p) != false).Order(StringComparer.Ordinal))
         {
             string va = Text(pa[plugin]?["version"]) ?? "(none)", vb = Text(pb[plugin]?["version"]) ?? "(none)";
             if (va != vb) changes.Add($"plugin {plugin} {va} → {vb}");

@@ -40,16 +40,23 @@ public static class Preflight
     internal static string BugSite(Exception e, string? assembly)
     {
         // A dependency the plugin was built with but its folder lacks (a NuGet package's DLL left out).
-        if (e is FileNotFoundException or FileLoadException && e.Message.StartsWith("Could not load file or assembly", StringComparison.Ordinal))
+        if (e is FileNotFoundException && e.Message.StartsWith("Could not load file or assembly", StringComparison.Ordinal))
             return $" (a library the plugin {assembly} uses is not in its plugin folder: publish the plugin into that folder (dotnet publish -o …), " +
                    "or copy the missing DLL beside it)";
+        // Found, but not the version it was built against (TorchSharp and HierDistill.Abstractions come from the host).
+        if (e is FileLoadException && e.Message.StartsWith("Could not load file or assembly", StringComparison.Ordinal))
+            return $" (the plugin {assembly} was built against another version of that library than the one loaded; TorchSharp and " +
+                   "HierDistill.Abstractions are the host's: build the plugin against the host's versions (hierdistill plugins lists them))";
         if (e is not (NullReferenceException or IndexOutOfRangeException or InvalidCastException or KeyNotFoundException
             or NotImplementedException or DivideByZeroException)) return "";
         foreach (var frame in new System.Diagnostics.StackTrace(e, fNeedFileInfo: false).GetFrames())
         {
             if (frame.GetMethod() is not { DeclaringType: { } type } method || type.Assembly.GetName().Name != assembly) continue;
             string where = type.FullName?.Split('+')[0] ?? type.Name;
-            return $" ({e.GetType().Name} {(ReferenceEquals(method, e.TargetSite) ? "thrown by" : "raised under")} {where}.{method.Name} in the plugin {assembly})";
+            // "thrown by" when the exception starts in the plugin's code, or in the runtime's helpers it calls for a cast or an
+            // index; "raised under" when a library's code threw it.
+            bool own = e.TargetSite?.DeclaringType?.Assembly is not { } origin || origin == type.Assembly || origin == typeof(object).Assembly;
+            return $" ({e.GetType().Name} {(own ? "thrown by" : "raised under")} {where}.{method.Name} in the plugin {assembly})";
         }
         return $" ({e.GetType().Name})";
     }
@@ -80,8 +87,10 @@ public static class Preflight
                 Own(component);
                 return component;
             }
-            catch (Exception e) when (e is not OutOfMemoryException and not PreflightException)
+            catch (Exception thrown) when (thrown is not OutOfMemoryException and not PreflightException)
             {
+                // A factory invoked by reflection: the exception it threw.
+                var e = thrown is System.Reflection.TargetInvocationException { InnerException: { } inner } ? inner : thrown;
                 // Plugins are asked to name their config path in messages: do not repeat it.
                 string message = NativeErrors.WithoutBacktrace(e.Message);
                 string what = message.StartsWith(path, StringComparison.Ordinal) ? message[path.Length..].TrimStart(':', ' ') : message;

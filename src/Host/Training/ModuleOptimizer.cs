@@ -354,9 +354,10 @@ public sealed class ModuleOptimizer : IDisposable
         }
         double total = breakdown.Total.detach().to_type(ScalarType.Float64).cpu().item<double>();
         if (double.IsFinite(total)) return ($"gradient norm = {norm.to_type(ScalarType.Float64).cpu().item<double>()}, loss = {total}", null);
-        // A loss of one component that logs no terms (a distiller's Loss with an empty breakdown): that component's.
-        string? single = breakdown.Terms.Count == 0 && TermOwner?.Invoke("") is { Length: > 0 } o ? o : null;
-        return single is null ? ($"loss = {total}", null) : ($"loss = {total}, from {single}", single);
+        // Every logged term finite, the total not: the part of the total no term logs, that of the component whose loss is the
+        // unprefixed rest (a distiller's bare total; stage 2's matcher beside finite adv/ and reg/ terms).
+        string? rest = TermOwner?.Invoke("") is { Length: > 0 } o ? o : null;
+        return rest is null ? ($"loss = {total}", null) : ($"loss = {total}, from {rest}", rest);
     }
 
     /// <summary>

@@ -72,6 +72,16 @@ public class ConfigDifferencesTests
             ConfigDifferences.VersionsBetween(Config("1.2.0", "0.1.0", null), Config("1.3.0", "0.1.1", "MyLab.New")));
         // The settings themselves are the same: the key-by-key comparison (which skips provenance) finds nothing.
         Assert.Empty(ConfigDifferences.Between(Config("1.2.0", "0.1.0", null), Config("1.3.0", "0.1.1", "MyLab.New")));
+        // Only the plugins the run uses count: one added to the plugin folders, or another's version, changes nothing.
+        Assert.Equal(["HierDistill 1.2.0 → 1.3.0"], ConfigDifferences.VersionsBetween(Config("1.2.0", "0.1.0", null), Config("1.3.0", "0.1.1", "MyLab.New"),
+            new HashSet<string> { "HierDistill.Plugins.Awd" }));
+        Assert.Equal(["plugin MyLab.Disc 0.1.0 → 0.1.1"], ConfigDifferences.VersionsBetween(Config("1.2.0", "0.1.0", null), Config("1.2.0", "0.1.1", "MyLab.New"),
+            new HashSet<string> { "MyLab.Disc" }));
+        // libtorch by its version: the same PyTorch from another folder is no change, another version is one.
+        string Torch(string text) => Config("1.2.0", "0.1.0", null).Replace("libtorch-cpu-linux-x64 2.10.0 (bundled)", text);
+        Assert.Empty(ConfigDifferences.VersionsBetween(Torch("PyTorch 2.11.0 from /venv1/torch/lib"), Torch("PyTorch 2.11.0 from /venv2/torch/lib (preloaded libnvrtc.so.13)")));
+        Assert.Equal(["libtorch PyTorch 2.11.0 → PyTorch 2.12.0"],
+            ConfigDifferences.VersionsBetween(Torch("PyTorch 2.11.0 from /venv1/torch/lib"), Torch("PyTorch 2.12.0 from /venv1/torch/lib")));
         // A folder written before versions were recorded compares as no change.
         Assert.Empty(ConfigDifferences.VersionsBetween("""{ "run": { "seed": 0 } }""", Config("1.3.0", "0.1.1", null)));
     }

@@ -134,6 +134,20 @@ public class NonFiniteStepTests
     }
 
     [Fact]
+    public void A_non_finite_total_beside_finite_adversarial_terms_names_the_matcher()
+    {
+        // Stage 2's generator: the matcher's bare total is NaN, the discriminator's adv/ term finite (helper-48's case).
+        var (module, optimizer) = Linear(maxSkips: 1);
+        using var _ = optimizer;
+        optimizer.TermOwner = term => term.StartsWith("adv/", StringComparison.Ordinal) ? "'awd' (HierDistill.Plugins.Awd)" : "'my-dmd' (MyLab.Dmd)";
+        using var scope = NewDisposeScope();
+        var adv = ((nn.Module<Tensor, Tensor>)module).call(ones(8, 4)).square().mean();
+        var e = Assert.Throws<NonFiniteLossException>(() =>
+            optimizer.Step(new LossBreakdown(adv * double.NaN, new Dictionary<string, Tensor> { ["adv/loss"] = adv }), 0, "stages:detail step 0 (generator)"));
+        Assert.Contains("(loss = NaN, from 'my-dmd' (MyLab.Dmd)); ", e.Message);
+    }
+
+    [Fact]
     public void A_loss_non_finite_from_the_first_step_points_to_the_component_not_the_learning_rate_and_the_progress_stops_at_that_step()
     {
         var loaded = RunConfig("""{ "name": "nan-from-start", "logEvery": 5, "checkpointEvery": 0, "maxSkippedSteps": 3 }""");
